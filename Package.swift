@@ -1,0 +1,184 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// Every target builds with the same settings; the explicit import check (see README) makes the
+/// module table below a rule the compiler enforces.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "drover",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "api-gateway", targets: ["APIGateway"]),
+        .executable(name: "scheduler", targets: ["Scheduler"]),
+        .executable(name: "health-monitor", targets: ["HealthMonitor"]),
+        .executable(name: "autoscaler", targets: ["Autoscaler"]),
+        .executable(name: "log-collector", targets: ["LogCollector"]),
+        .executable(name: "node-agent", targets: ["NodeAgent"]),
+        .executable(name: "drover", targets: ["DroverCLI"]),
+        .executable(name: "messaging-bench", targets: ["MessagingBenchmark"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+    ],
+    targets: [
+        // MARK: Shared modules
+        .systemLibrary(
+            name: "CRabbitMQ",
+            path: "Shared/CRabbitMQ",
+            pkgConfig: "librabbitmq",
+            providers: [.apt(["librabbitmq-dev"])]
+        ),
+        .target(name: "DroverModel", path: "Shared/DroverModel", swiftSettings: swiftSettings),
+        .target(
+            name: "DroverScheduling",
+            dependencies: ["DroverModel"],
+            path: "Shared/DroverScheduling",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "DroverMessaging",
+            dependencies: [
+                "CRabbitMQ",
+                "DroverModel",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Shared/DroverMessaging",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "DroverStorage",
+            dependencies: [
+                "DroverModel",
+                "DroverMessaging",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Shared/DroverStorage",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "DroverRuntime",
+            dependencies: [
+                "DroverMessaging",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Shared/DroverRuntime",
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Executables
+        .executableTarget(
+            name: "APIGateway",
+            dependencies: serviceDependencies + ["DroverStorage"],
+            path: "Services/api-gateway",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "Scheduler",
+            dependencies: serviceDependencies + ["DroverStorage", "DroverScheduling"],
+            path: "Services/scheduler",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "HealthMonitor",
+            dependencies: serviceDependencies + ["DroverStorage"],
+            path: "Services/health-monitor",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "Autoscaler",
+            dependencies: serviceDependencies + ["DroverStorage"],
+            path: "Services/autoscaler",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "LogCollector",
+            dependencies: serviceDependencies + ["DroverStorage"],
+            path: "Services/log-collector",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "NodeAgent",
+            dependencies: serviceDependencies,
+            path: "Services/node-agent",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "DroverCLI",
+            dependencies: [
+                "DroverModel",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Services/drover",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "MessagingBenchmark",
+            dependencies: [
+                "CRabbitMQ",
+                "DroverMessaging",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/messaging-bench",
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Tests
+        .target(name: "DroverTestSupport", path: "Tests/DroverTestSupport"),
+        .testTarget(name: "DroverModelTests", dependencies: ["DroverModel"], path: "Tests/DroverModelTests"),
+        .testTarget(
+            name: "DroverMessagingTests",
+            dependencies: [
+                "DroverMessaging", "DroverModel", "DroverTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ],
+            path: "Tests/DroverMessagingTests"
+        ),
+        .testTarget(
+            name: "DroverStorageTests",
+            dependencies: [
+                "DroverStorage", "DroverMessaging", "DroverModel", "DroverTestSupport",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/DroverStorageTests"
+        ),
+        .testTarget(name: "EndToEndTests", dependencies: ["DroverModel", "DroverTestSupport"], path: "Tests/EndToEndTests"),
+    ]
+)
+
+/// What every service executable links: the shared runtime (configuration, ops HTTP, metrics,
+/// lifecycle) and the bus.
+var serviceDependencies: [Target.Dependency] {
+    [
+        "DroverModel",
+        "DroverMessaging",
+        "DroverRuntime",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+    ]
+}

@@ -1,0 +1,65 @@
+import Foundation
+
+/// Where the bus connects: parsed from `amqp://USER:PASSWORD@HOST:PORT[/VHOST]`.
+public struct AMQPEndpoint: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    public var user: String
+    public var password: String
+    public var vhost: String
+
+    /// - Throws: ``MessagingError/invalidURL(_:reason:)`` naming what is wrong.
+    public init(url: String) throws {
+        guard let components = URLComponents(string: url) else { throw MessagingError.invalidURL(url, reason: "not a URL") }
+        guard components.scheme == "amqp" else {
+            throw MessagingError.invalidURL(url, reason: "the scheme must be amqp (TLS is not supported yet)")
+        }
+        guard let host = components.host, !host.isEmpty else { throw MessagingError.invalidURL(url, reason: "no host") }
+        let port = components.port ?? 5672
+        guard (1...65535).contains(port) else { throw MessagingError.invalidURL(url, reason: "port \(port) is out of range") }
+        self.host = host
+        self.port = port
+        self.user = components.user?.removingPercentEncoding ?? "guest"
+        self.password = components.password?.removingPercentEncoding ?? "guest"
+        let path = components.percentEncodedPath
+        self.vhost = path.isEmpty || path == "/" ? "/" : String(path.dropFirst()).removingPercentEncoding ?? "/"
+    }
+
+    /// The URL without its password, for logs.
+    public var redacted: String { "amqp://\(user)@\(host):\(port)/\(vhost == "/" ? "" : vhost)" }
+}
+
+extension AMQPBus {
+    /// How the bus connects and behaves; every field has a default but the URL.
+    public struct Configuration: Sendable {
+        public var endpoint: AMQPEndpoint
+        /// The durable topic exchange everything is published to.
+        public var exchange: String = "drover"
+        /// Seconds between AMQP heartbeats; a silent broker is given up on after two.
+        public var heartbeat: Int = 30
+        public var connectTimeout: Duration = .seconds(5)
+        /// The first wait before reconnecting; it doubles, with jitter, up to `maximumBackoff`.
+        public var initialBackoff: Duration = .milliseconds(100)
+        public var maximumBackoff: Duration = .seconds(5)
+        /// How many publishes may wait for their confirm at once.
+        public var maximumUnconfirmed: Int = 2000
+        /// On shutdown, how long publishes already accepted may take to be confirmed.
+        public var shutdownGracePeriod: Duration = .seconds(5)
+        /// The kind of queue consumers declare unless their spec says otherwise.
+        public var queueKind: QueueKind = .classic
+
+        public init(url: String) throws {
+            self.endpoint = try AMQPEndpoint(url: url)
+        }
+
+        /// The exchange dead-lettered copies go to; each queue's dead-letter queue is bound to it
+        /// with the queue's name.
+        public var deadLetterExchange: String { "\(exchange).dead-letter" }
+
+        func backoff(afterFailures failures: Int) -> Duration {
+            let doubled = initialBackoff * (1 << min(max(failures - 1, 0), 16))
+            let capped = min(doubled, maximumBackoff)
+            return capped * Double.random(in: 0.5...1.0)
+        }
+    }
+}

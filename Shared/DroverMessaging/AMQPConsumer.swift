@@ -1,0 +1,180 @@
+import Foundation
+import Logging
+import Metrics
+import Synchronization
+
+/// Reads one queue on a connection of its own, on a thread of its own, and streams deliveries.
+///
+/// Settlements (ack, requeue, reject) come back from any task through a queue that the thread
+/// applies on the connection the delivery came from. After a lost connection the thread
+/// reconnects with backoff, declares its topology again and resumes; settlements meant for the
+/// old connection are dropped, since the broker requeues those deliveries itself.
+final class AMQPConsumer: DeliveryAcknowledger, @unchecked Sendable {
+    private struct Settlement {
+        var generation: UInt64
+        var tag: UInt64
+        var outcome: Delivery.Outcome
+    }
+
+    private struct Shared {
+        var settlements: [Settlement] = []
+        var stopping = false
+        var connected = false
+    }
+
+    let spec: ConsumerSpec
+    private let configuration: AMQPBus.Configuration
+    private let logger: Logger
+    private let shared = Mutex(Shared())
+    private let wake = WakeSignal()
+    private let continuation: AsyncStream<Delivery>.Continuation
+    private let exited: AsyncStream<Never>
+    private let exitContinuation: AsyncStream<Never>.Continuation
+    private let ready: AsyncStream<Never>
+    private let readyContinuation: AsyncStream<Never>.Continuation
+    private let delivered: Counter
+    private let reconnects: Counter
+
+    init(spec: ConsumerSpec, configuration: AMQPBus.Configuration, logger: Logger, continuation: AsyncStream<Delivery>.Continuation) {
+        self.spec = spec
+        self.configuration = configuration
+        var logger = logger
+        logger[metadataKey: "queue"] = "\(spec.queue)"
+        self.logger = logger
+        self.continuation = continuation
+        (exited, exitContinuation) = AsyncStream.makeStream(of: Never.self)
+        (ready, readyContinuation) = AsyncStream.makeStream(of: Never.self)
+        delivered = Counter(label: "drover_amqp_delivered_total", dimensions: [("queue", spec.queue)])
+        reconnects = Counter(label: "drover_amqp_reconnects_total", dimensions: [("role", "consumer"), ("queue", spec.queue)])
+        let thread = Thread { [self] in run() }
+        thread.name = "drover-amqp-consumer"
+        thread.start()
+    }
+
+    var isConnected: Bool { shared.withLock { $0.connected } }
+
+    /// Returns once the queue and its bindings are declared and consuming has started (or the
+    /// consumer stopped first). Only one task may wait.
+    func waitUntilReady() async {
+        for await _ in ready {}
+    }
+
+    func settle(_ delivery: Delivery, _ outcome: Delivery.Outcome) {
+        let wasEmpty = shared.withLock { shared in
+            let wasEmpty = shared.settlements.isEmpty
+            shared.settlements.append(Settlement(generation: delivery.connectionGeneration, tag: delivery.deliveryTag, outcome: outcome))
+            return wasEmpty
+        }
+        if wasEmpty { wake.raise() }
+    }
+
+    /// Applies the settlements already made, closes the connection (the broker requeues what is
+    /// unsettled) and ends the stream.
+    func stop() async {
+        shared.withLock { $0.stopping = true }
+        wake.raise()
+        for await _ in exited {}
+    }
+
+    // MARK: The consumer thread
+
+    private func run() {
+        var connection: AMQPConnection?
+        var generation: UInt64 = 0
+        var failures = 0
+
+        while true {
+            let (settlements, stopping) = shared.withLock { shared in
+                defer { shared.settlements = [] }
+                return (shared.settlements, shared.stopping)
+            }
+            if connection == nil, !stopping {
+                connection = connect(failures: &failures)
+                if connection != nil { generation += 1 }
+            }
+            guard let open = connection else {
+                if stopping { break }
+                continue
+            }
+            do {
+                for settlement in settlements where settlement.generation == generation {
+                    switch settlement.outcome {
+                    case .ack: try open.ack(settlement.tag)
+                    case .requeue: try open.requeue(settlement.tag)
+                    case .reject: try open.reject(settlement.tag)
+                    }
+                }
+                if stopping { break }
+                _ = open.waitReadable(wake: wake, timeout: .milliseconds(500))
+                var received = 0
+                while received < 64, let message = try open.nextDelivery() {
+                    received += 1
+                    delivered.increment()
+                    continuation.yield(
+                        Delivery(
+                            queue: spec.queue, exchange: message.exchange, routingKey: message.routingKey, messageID: message.messageID,
+                            type: message.type, headers: message.headers, body: message.body, redelivered: message.redelivered,
+                            deliveryTag: message.deliveryTag, connectionGeneration: generation, acknowledger: self))
+                }
+            } catch {
+                logger.warning("Consumer connection lost", metadata: ["error": "\(error)"])
+                open.close()
+                connection = nil
+                setConnected(false)
+                reconnects.increment()
+                failures = 1
+                wake.wait(timeout: configuration.backoff(afterFailures: failures))
+            }
+        }
+        connection?.close()
+        setConnected(false)
+        continuation.finish()
+        readyContinuation.finish()
+        exitContinuation.finish()
+    }
+
+    private func connect(failures: inout Int) -> AMQPConnection? {
+        do {
+            let connection = try AMQPConnection(
+                endpoint: configuration.endpoint, heartbeat: Int32(configuration.heartbeat), timeout: configuration.connectTimeout)
+            try declareTopology(on: connection)
+            try connection.startConsuming(spec.queue, prefetch: spec.prefetch)
+            logger.info(failures > 0 ? "Consumer reconnected" : "Consumer ready", metadata: ["bindings": "\(spec.bindings)"])
+            failures = 0
+            setConnected(true)
+            readyContinuation.finish()
+            return connection
+        } catch {
+            failures += 1
+            logger.warning(
+                "Consumer cannot connect",
+                metadata: ["broker": "\(configuration.endpoint.redacted)", "error": "\(error)", "attempt": "\(failures)"])
+            wake.wait(timeout: configuration.backoff(afterFailures: failures))
+            return nil
+        }
+    }
+
+    /// The exchange, the dead-letter exchange, this queue's dead-letter queue, the queue (whose
+    /// own rejects also go to that dead-letter queue) and its bindings. Declaring is idempotent.
+    private func declareTopology(on connection: AMQPConnection) throws(AMQPError) {
+        let kind = spec.kind.argument.map { [("x-queue-type", $0)] } ?? []
+        try connection.declareExchange(configuration.exchange, type: "topic")
+        if spec.deadLettering {
+            try connection.declareExchange(configuration.deadLetterExchange, type: "topic")
+            try connection.declareQueue(spec.deadLetterQueue, arguments: kind)
+            try connection.bindQueue(spec.deadLetterQueue, exchange: configuration.deadLetterExchange, pattern: spec.queue)
+            try connection.declareQueue(
+                spec.queue,
+                arguments: kind + [("x-dead-letter-exchange", configuration.deadLetterExchange), ("x-dead-letter-routing-key", spec.queue)])
+        } else {
+            try connection.declareQueue(spec.queue, arguments: kind)
+        }
+        for pattern in spec.bindings {
+            try connection.bindQueue(spec.queue, exchange: configuration.exchange, pattern: pattern)
+        }
+    }
+
+    private func setConnected(_ connected: Bool) {
+        shared.withLock { $0.connected = connected }
+    }
+}

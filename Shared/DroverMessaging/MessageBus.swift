@@ -1,0 +1,214 @@
+public import DroverModel
+public import Foundation
+
+/// A message ready to publish: routing key, envelope metadata and the JSON body.
+public struct OutgoingMessage: Sendable, Equatable {
+    /// The exchange to publish to; `nil` is the bus's own topic exchange.
+    public var exchange: String?
+    public var routingKey: String
+    public var messageID: String
+    public var type: String
+    public var schemaVersion: Int
+    public var timestamp: Date
+    public var traceparent: String?
+    /// The whole JSON body, envelope included.
+    public var body: [UInt8]
+    /// Further AMQP headers, e.g. the reason a message was dead-lettered.
+    public var headers: [String: String]
+
+    public init(
+        exchange: String? = nil, routingKey: String, messageID: String, type: String, schemaVersion: Int, timestamp: Date,
+        traceparent: String? = nil, body: [UInt8], headers: [String: String] = [:]
+    ) {
+        self.exchange = exchange
+        self.routingKey = routingKey
+        self.messageID = messageID
+        self.type = type
+        self.schemaVersion = schemaVersion
+        self.timestamp = timestamp
+        self.traceparent = traceparent
+        self.body = body
+        self.headers = headers
+    }
+
+    /// Encodes `message` in a fresh envelope.
+    /// - Parameters:
+    ///   - message: the payload.
+    ///   - routingKey: where it goes, e.g. ``RoutingKey/nodeHeartbeat(_:)``.
+    ///   - id: the message id; pass a stable one (an outbox row's) when a retry must keep it.
+    /// - Throws: `EncodingError` when the payload cannot be encoded.
+    public init<M: DroverMessage>(
+        _ message: M, routingKey: String, id: String = UUID().uuidString.lowercased(), time: Date = Date(), traceparent: String? = nil
+    ) throws {
+        let envelope = MessageEnvelope(message, id: id, time: time, traceparent: traceparent)
+        self.init(
+            routingKey: routingKey, messageID: id, type: M.messageType, schemaVersion: M.schemaVersion, timestamp: time,
+            traceparent: traceparent, body: Array(try MessageCoding.encoder().encode(envelope))
+        )
+    }
+}
+
+/// The kind of queue a consumer declares.
+public struct QueueKind: Sendable, Hashable, CustomStringConvertible {
+    let argument: String?
+    /// A durable classic queue: the right choice on a single broker.
+    public static let classic = QueueKind(argument: nil)
+    /// A quorum queue: replicated over a RabbitMQ cluster.
+    public static let quorum = QueueKind(argument: "quorum")
+    public var description: String { argument ?? "classic" }
+}
+
+/// What a consumer reads: one durable queue, bound to the bus's topic exchange.
+public struct ConsumerSpec: Sendable, Equatable {
+    /// The queue's name. Replicas of a service that use the same name share its messages.
+    public var queue: String
+    /// Binding patterns: words separated by dots; `*` matches one word, `#` zero or more.
+    public var bindings: [String]
+    /// How many unacknowledged deliveries the broker may hand this consumer at once.
+    public var prefetch: UInt16
+    public var kind: QueueKind
+    /// Whether the queue has a dead-letter queue of its own; false for reading a dead-letter queue.
+    public var deadLettering: Bool
+
+    public init(queue: String, bindings: [String], prefetch: UInt16 = 100, kind: QueueKind = .classic, deadLettering: Bool = true) {
+        self.queue = queue
+        self.bindings = bindings
+        self.prefetch = prefetch
+        self.kind = kind
+        self.deadLettering = deadLettering
+    }
+
+    /// A spec that reads the dead-letter queue of `queue`, for operators and tests.
+    public static func deadLetters(of queue: String, kind: QueueKind = .classic) -> ConsumerSpec {
+        ConsumerSpec(queue: "\(queue).dead-letter", bindings: [], kind: kind, deadLettering: false)
+    }
+
+    /// The queue where this queue's rejected messages go.
+    public var deadLetterQueue: String { "\(queue).dead-letter" }
+}
+
+/// Settles a delivery on the connection that received it.
+public protocol DeliveryAcknowledger: Sendable {
+    func settle(_ delivery: Delivery, _ outcome: Delivery.Outcome)
+}
+
+/// One message handed to a consumer. Settle it exactly once: ``ack()`` after the work it asked
+/// for has committed, ``requeue()`` to have it delivered again, or ``MessageBus/deadLetter(_:reason:)``.
+public struct Delivery: Sendable {
+    public enum Outcome: Sendable, Equatable {
+        case ack
+        case requeue
+        /// Dropped by the broker (or dead-lettered by the queue's own policy).
+        case reject
+    }
+
+    public var queue: String
+    public var exchange: String
+    public var routingKey: String
+    public var messageID: String?
+    public var type: String?
+    public var headers: [String: String]
+    public var body: [UInt8]
+    /// True when the broker delivered this message before and it was not acknowledged.
+    public var redelivered: Bool
+    /// The broker's tag for this delivery on its connection.
+    public var deliveryTag: UInt64
+    /// Which connection of the consumer received it; a settlement for an older one is dropped,
+    /// since the broker has already requeued the message.
+    public var connectionGeneration: UInt64
+    let acknowledger: any DeliveryAcknowledger
+
+    public init(
+        queue: String, exchange: String, routingKey: String, messageID: String?, type: String?, headers: [String: String],
+        body: [UInt8], redelivered: Bool, deliveryTag: UInt64, connectionGeneration: UInt64, acknowledger: any DeliveryAcknowledger
+    ) {
+        self.queue = queue
+        self.exchange = exchange
+        self.routingKey = routingKey
+        self.messageID = messageID
+        self.type = type
+        self.headers = headers
+        self.body = body
+        self.redelivered = redelivered
+        self.deliveryTag = deliveryTag
+        self.connectionGeneration = connectionGeneration
+        self.acknowledger = acknowledger
+    }
+
+    public func ack() { acknowledger.settle(self, .ack) }
+    public func requeue() { acknowledger.settle(self, .requeue) }
+    public func reject() { acknowledger.settle(self, .reject) }
+}
+
+/// AMQP headers Drover sets on a dead-lettered copy.
+public enum DeadLetterHeader {
+    /// Why the message was refused, in words.
+    public static let reason = "x-drover-reason"
+    /// The routing key the message was first published with.
+    public static let originalRoutingKey = "x-drover-original-routing-key"
+    /// The queue that refused it.
+    public static let queue = "x-drover-queue"
+}
+
+/// The bus services talk over: a topic exchange with confirmed publishes and acknowledged consumes.
+public protocol MessageBus: Sendable {
+    /// Publishes `messages` and returns once the broker has confirmed every one of them.
+    ///
+    /// A publish that is not confirmed (the broker refused it or the connection dropped) is sent
+    /// again until it is, so a message may arrive twice but is never lost once this returns.
+    /// - Throws: ``MessagingError/shutdown`` when the bus stops before all are confirmed.
+    func publish(_ messages: [OutgoingMessage]) async throws
+
+    /// Declares `spec`'s queue and bindings and streams its deliveries until the bus shuts down
+    /// or the caller stops iterating. Returns once the bindings exist, so that a message
+    /// published afterwards reaches the queue; while the broker is unreachable it keeps trying.
+    func subscribe(_ spec: ConsumerSpec) async throws -> AsyncStream<Delivery>
+
+    /// Moves `delivery` to its queue's dead-letter queue with `reason` in the
+    /// ``DeadLetterHeader/reason`` header, then acknowledges it.
+    func deadLetter(_ delivery: Delivery, reason: String) async throws
+}
+
+extension MessageBus {
+    public func publish(_ message: OutgoingMessage) async throws {
+        try await publish([message])
+    }
+
+    public func publish<M: DroverMessage>(_ message: M, routingKey: String) async throws {
+        try await publish([OutgoingMessage(message, routingKey: routingKey)])
+    }
+}
+
+extension OutgoingMessage {
+    /// The copy of `delivery` that goes to its queue's dead-letter queue.
+    public static func deadLetter(of delivery: Delivery, reason: String, exchange: String) -> OutgoingMessage {
+        var headers = delivery.headers
+        headers[DeadLetterHeader.reason] = reason
+        headers[DeadLetterHeader.originalRoutingKey] = delivery.routingKey
+        headers[DeadLetterHeader.queue] = delivery.queue
+        return OutgoingMessage(
+            exchange: exchange, routingKey: delivery.queue, messageID: delivery.messageID ?? UUID().uuidString.lowercased(),
+            type: delivery.type ?? "unknown", schemaVersion: Int(delivery.headers["x-schema-version"] ?? "") ?? 0, timestamp: Date(),
+            traceparent: delivery.headers["traceparent"], body: delivery.body, headers: headers
+        )
+    }
+}
+
+/// Errors of the bus, each with what happened and what to do.
+public enum MessagingError: Error, CustomStringConvertible, Equatable {
+    case invalidURL(String, reason: String)
+    case invalidBinding(String)
+    case connectionFailed(String)
+    case shutdown
+
+    public var description: String {
+        switch self {
+        case .invalidURL(let url, let reason):
+            "invalid AMQP URL '\(url)': \(reason); expected amqp://USER:PASSWORD@HOST:PORT[/VHOST]"
+        case .invalidBinding(let pattern):
+            "invalid binding pattern '\(pattern)': use dot-separated words, '*' for one word and '#' for any number"
+        case .connectionFailed(let reason): "AMQP connection failed: \(reason)"
+        case .shutdown: "the message bus is shut down; the message was not confirmed"
+        }
+    }
+}

@@ -1,0 +1,65 @@
+import DroverMessaging
+import Testing
+
+@Suite struct TopicPatternTests {
+    static let cases: [(pattern: String, key: String, matches: Bool)] = [
+        ("node.*.heartbeat", "node.n1.heartbeat", true),
+        ("node.*.heartbeat", "node.n1.log.info", false),
+        ("node.*.heartbeat", "node.heartbeat", false),
+        ("node.#", "node", true),
+        ("node.#", "node.n1.log.error.high", true),
+        ("node.#", "nodes.n1", false),
+        ("node.*.log.#", "node.n1.log", true),
+        ("node.*.log.#", "node.n1.log.warn.medium", true),
+        ("node.*.log.#", "node.n1.output.a.t.stdout", false),
+        ("#", "anything.at.all", true),
+        ("#", "", true),
+        ("*", "one", true),
+        ("*", "one.two", false),
+        ("#.heartbeat", "node.n1.heartbeat", true),
+        ("#.heartbeat", "heartbeat", true),
+        ("cluster.#.updated", "cluster.alloc.n1.a1.updated", true),
+        ("cluster.#.updated", "cluster.alloc.n1.a1.placed", false),
+        ("*.*.*", "a.b.c", true),
+        ("*.*.*", "a.b", false),
+        ("a.#.#.b", "a.b", true),
+        ("exact.key", "exact.key", true),
+        ("exact.key", "exact.keys", false),
+    ]
+
+    @Test(arguments: cases)
+    func matching(_ example: (pattern: String, key: String, matches: Bool)) throws {
+        #expect(try TopicPattern(example.pattern).matches(example.key) == example.matches)
+    }
+
+    @Test(arguments: ["node.*x", "a..b", "#a", ".node"])
+    func refusesMalformedPatterns(_ pattern: String) {
+        #expect(throws: MessagingError.invalidBinding(pattern)) { try TopicPattern(pattern) }
+    }
+}
+
+@Suite struct AMQPEndpointTests {
+    @Test func parsesAFullURL() throws {
+        let endpoint = try AMQPEndpoint(url: "amqp://drover:s%40cret@broker.local:5680/prod")
+        #expect(endpoint.host == "broker.local" && endpoint.port == 5680 && endpoint.vhost == "prod")
+        #expect(endpoint.user == "drover" && endpoint.password == "s@cret")
+        #expect(endpoint.redacted == "amqp://drover@broker.local:5680/prod")
+    }
+
+    @Test func defaultsPortUserAndVhost() throws {
+        let endpoint = try AMQPEndpoint(url: "amqp://127.0.0.1")
+        #expect(endpoint.port == 5672 && endpoint.user == "guest" && endpoint.password == "guest" && endpoint.vhost == "/")
+        #expect(try AMQPEndpoint(url: "amqp://h:1/").vhost == "/")
+        #expect(try AMQPEndpoint(url: "amqp://h:1/%2F").vhost == "/")
+    }
+
+    @Test(arguments: [
+        ("http://h:5672", "scheme"),
+        ("amqp://:5672", "no host"),
+        ("amqp://h:70000", "out of range"),
+    ])
+    func refusesBadURLs(_ example: (url: String, reason: String)) {
+        let error = #expect(throws: MessagingError.self) { try AMQPEndpoint(url: example.url) }
+        #expect(error?.description.contains(example.reason) == true)
+    }
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# deploy/local/postgres.sh start|stop|status DIR [PORT]
+#
+# A throwaway PostgreSQL 15 cluster in DIR, listening on 127.0.0.1:PORT only (default 5440),
+# with a role and database `drover` (password `drover`).
+# URL: postgres://drover:drover@127.0.0.1:PORT/drover
+# initdb and postgres refuse to run as root, so as root they run as the `postgres` user.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+cmd=${1:?usage: postgres.sh start|stop|status DIR [PORT]}
+DIR=${2:?data directory}
+PORT=${3:-5440}
+mkdir -p "$DIR"
+DIR=$(cd "$DIR" && pwd)
+AS=()
+if [ "$(id -u)" = 0 ]; then AS=(runuser -u postgres --); fi
+
+start() {
+    ensure_debian_packages postgresql-15 postgresql-client-15
+    [ "$(id -u)" = 0 ] && chown postgres: "$DIR"
+    if "${AS[@]}" "$PG_BIN/pg_ctl" -D "$DIR/data" status >/dev/null 2>&1; then say "postgres already running on 127.0.0.1:$PORT"; return 0; fi
+    port_open "$PORT" && die "port $PORT is taken by another process; choose another port"
+    local fresh=
+    if [ ! -f "$DIR/data/PG_VERSION" ]; then
+        "${AS[@]}" "$PG_BIN/initdb" -D "$DIR/data" -U postgres -E UTF8 --no-locale \
+            --auth-local=trust --auth-host=scram-sha-256 > "$DIR/initdb.log" 2>&1 || { cat "$DIR/initdb.log" >&2; die "initdb failed"; }
+        fresh=1
+    fi
+    "${AS[@]}" "$PG_BIN/pg_ctl" -D "$DIR/data" -l "$DIR/postgres.log" -w -t 60 start \
+        -o "-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c max_connections=300 ${DROVER_PG_OPTIONS:-}" >/dev/null \
+        || { tail -20 "$DIR/postgres.log" >&2; die "postgres did not start; see $DIR/postgres.log"; }
+    if [ -n "$fresh" ]; then
+        "${AS[@]}" "$PG_BIN/psql" -q -h "$DIR" -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 \
+            -c "CREATE ROLE drover LOGIN CREATEDB PASSWORD 'drover'" -c "CREATE DATABASE drover OWNER drover" >/dev/null
+    fi
+    say "postgres ready: postgres://drover:drover@127.0.0.1:$PORT/drover"
+}
+
+stop() {
+    [ -f "$DIR/data/PG_VERSION" ] || return 0
+    if "${AS[@]}" "$PG_BIN/pg_ctl" -D "$DIR/data" status >/dev/null 2>&1; then
+        "${AS[@]}" "$PG_BIN/pg_ctl" -D "$DIR/data" -m fast -w stop >/dev/null
+    fi
+    say "postgres on 127.0.0.1:$PORT stopped"
+}
+
+case "$cmd" in
+    start) start ;;
+    stop) stop ;;
+    status) "${AS[@]}" "$PG_BIN/pg_ctl" -D "$DIR/data" status >/dev/null 2>&1 && echo running || { echo stopped; exit 1; } ;;
+    *) die "unknown command $cmd (start|stop|status)" ;;
+esac
