@@ -1,0 +1,82 @@
+public import Foundation
+public import Logging
+public import PostgresNIO
+
+/// Errors of the storage layer, each naming the input and what to do.
+public enum StorageError: Error, CustomStringConvertible, Equatable {
+    case invalidURL(String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .invalidURL(let url, let reason):
+            "invalid PostgreSQL URL '\(url)': \(reason); expected postgres://USER:PASSWORD@HOST:PORT/DATABASE[?sslmode=disable|prefer|require]"
+        }
+    }
+}
+
+/// The PostgreSQL database that holds Drover's state: a pooled PostgresNIO client plus the
+/// schema it expects. Run ``client`` in the service's `ServiceGroup`, then ``migrate()``.
+public struct Database: Sendable {
+    public let client: PostgresClient
+    public let logger: Logger
+
+    /// - Parameter url: `postgres://USER:PASSWORD@HOST:PORT/DATABASE`, with an optional
+    ///   `sslmode` of `disable` (the default), `prefer` or `require`.
+    /// - Throws: ``StorageError/invalidURL(_:reason:)``.
+    public init(url: String, maximumConnections: Int = 20, logger: Logger) throws {
+        var configuration = try Self.configuration(url: url)
+        configuration.options.maximumConnections = maximumConnections
+        self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.logger = logger
+    }
+
+    static func configuration(url: String) throws -> PostgresClient.Configuration {
+        guard let components = URLComponents(string: url) else { throw StorageError.invalidURL(url, reason: "not a URL") }
+        guard components.scheme == "postgres" || components.scheme == "postgresql" else {
+            throw StorageError.invalidURL(url, reason: "the scheme must be postgres")
+        }
+        guard let host = components.host, !host.isEmpty else { throw StorageError.invalidURL(url, reason: "no host") }
+        guard let user = components.user, !user.isEmpty else { throw StorageError.invalidURL(url, reason: "no user") }
+        let database = String(components.path.drop { $0 == "/" })
+        guard !database.isEmpty else { throw StorageError.invalidURL(url, reason: "no database name") }
+        let tls: PostgresClient.Configuration.TLS
+        switch components.queryItems?.first(where: { $0.name == "sslmode" })?.value ?? "disable" {
+        case "disable": tls = .disable
+        case "prefer": tls = try .prefer(.clientDefault)
+        case "require": tls = try .require(.clientDefault)
+        case let other: throw StorageError.invalidURL(url, reason: "sslmode '\(other)' is not one of disable, prefer, require")
+        }
+        return PostgresClient.Configuration(
+            host: host, port: components.port ?? 5432, username: user.removingPercentEncoding ?? user,
+            password: components.password?.removingPercentEncoding, database: database, tls: tls)
+    }
+
+    /// Applies the migrations this build knows and the database has not seen. See ``Migrator``.
+    @discardableResult
+    public func migrate() async throws -> [Int] {
+        try await Migrator(migrations: DroverSchema.migrations).migrate(client, logger: logger)
+    }
+
+    /// Runs `body` in a transaction: commits when it returns, rolls back when it throws.
+    ///
+    /// Unlike `PostgresClient.withTransaction`, an error thrown by `body` comes out as itself
+    /// once the rollback succeeded (so a caller can still match, say, `MessageRejected`); only a
+    /// failure of `BEGIN`, `COMMIT` or `ROLLBACK` comes out as `PostgresTransactionError`.
+    public func transaction<Result: Sendable>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
+        do {
+            return try await client.withTransaction(logger: logger) { try await body($0) }
+        } catch let error as PostgresTransactionError where error.beginError == nil && error.rollbackError == nil && error.commitError == nil {
+            throw error.closureError ?? error
+        }
+    }
+
+    /// Whether the database answers a trivial query: what readiness checks ask.
+    public func ping() async -> Bool {
+        do {
+            try await client.query("SELECT 1", logger: logger)
+            return true
+        } catch {
+            return false
+        }
+    }
+}

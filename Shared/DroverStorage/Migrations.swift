@@ -1,0 +1,122 @@
+public import Logging
+public import PostgresNIO
+
+/// One versioned change to the schema: statements run in order in one transaction.
+public struct Migration: Sendable {
+    public var version: Int
+    public var name: String
+    public var statements: [String]
+
+    public init(version: Int, name: String, statements: [String]) {
+        self.version = version
+        self.name = name
+        self.statements = statements
+    }
+}
+
+/// Applies migrations, recorded in `drover_schema_migrations`, safely from many processes at once.
+///
+/// Everything happens in one transaction that first takes a transaction-scoped advisory lock: a
+/// second process starting at the same moment waits for the first to commit, then finds every
+/// migration applied and does nothing. A failing migration rolls back all of that run.
+public struct Migrator: Sendable {
+    /// The advisory lock key: "DROVER" in ASCII.
+    static let lockKey: Int64 = 0x4452_4F56_4552
+
+    public var migrations: [Migration]
+
+    public init(migrations: [Migration]) {
+        precondition(Set(migrations.map(\.version)).count == migrations.count, "migration versions must be unique")
+        self.migrations = migrations.sorted { $0.version < $1.version }
+    }
+
+    /// - Returns: the versions this call applied, in order (empty when the schema was current).
+    @discardableResult
+    public func migrate(_ client: PostgresClient, logger: Logger) async throws -> [Int] {
+        let applied = try await client.withTransaction(logger: logger) { connection -> [Int] in
+            try await connection.query("SELECT pg_advisory_xact_lock(\(Self.lockKey))", logger: logger)
+            try await connection.query(
+                """
+                CREATE TABLE IF NOT EXISTS drover_schema_migrations (
+                    version integer PRIMARY KEY,
+                    name text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )
+                """, logger: logger)
+            var done = Set<Int>()
+            for try await version in try await connection.query("SELECT version FROM drover_schema_migrations", logger: logger)
+                .decode(Int.self)
+            {
+                done.insert(version)
+            }
+            var applied: [Int] = []
+            for migration in migrations where !done.contains(migration.version) {
+                for statement in migration.statements {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
+                try await connection.query(
+                    "INSERT INTO drover_schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))", logger: logger)
+                applied.append(migration.version)
+            }
+            return applied
+        }
+        if !applied.isEmpty { logger.info("Migrations applied", metadata: ["versions": "\(applied)"]) }
+        return applied
+    }
+}
+
+/// Drover's schema, one migration per change. Never edit a migration that has shipped: add one.
+public enum DroverSchema {
+    public static let migrations: [Migration] = [
+        Migration(
+            version: 1, name: "outbox and inbox",
+            statements: [
+                """
+                CREATE TABLE drover_outbox (
+                    id bigserial PRIMARY KEY,
+                    message_id text NOT NULL UNIQUE,
+                    exchange text,
+                    routing_key text NOT NULL,
+                    type text NOT NULL,
+                    schema_version integer NOT NULL,
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    traceparent text,
+                    headers jsonb NOT NULL DEFAULT '{}',
+                    body bytea NOT NULL
+                )
+                """,
+                """
+                CREATE FUNCTION drover_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    PERFORM pg_notify('drover_outbox', '');
+                    RETURN NULL;
+                END $$
+                """,
+                """
+                CREATE TRIGGER drover_outbox_inserted AFTER INSERT ON drover_outbox
+                FOR EACH STATEMENT EXECUTE FUNCTION drover_outbox_notify()
+                """,
+                """
+                CREATE TABLE drover_inbox (
+                    consumer text NOT NULL,
+                    message_id text NOT NULL,
+                    processed_at timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (consumer, message_id)
+                )
+                """,
+                "CREATE INDEX drover_inbox_processed_at ON drover_inbox (processed_at)",
+            ]),
+        Migration(
+            version: 2, name: "node heartbeats",
+            statements: [
+                """
+                CREATE TABLE drover_node_heartbeats (
+                    node_id text PRIMARY KEY,
+                    sequence bigint NOT NULL,
+                    agent_started_at timestamptz NOT NULL,
+                    last_seen_at timestamptz NOT NULL
+                )
+                """
+            ]),
+    ]
+}

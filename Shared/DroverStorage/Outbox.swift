@@ -1,0 +1,157 @@
+public import DroverMessaging
+import Foundation
+public import Logging
+import Metrics
+public import PostgresNIO
+public import ServiceLifecycle
+
+/// The transactional outbox: state changes and the messages that announce them commit together.
+public enum Outbox {
+    /// Adds `messages` to the outbox inside the caller's transaction. They are published by an
+    /// ``OutboxRelay`` after the transaction commits, and never if it rolls back. A message id
+    /// already in the outbox is not added twice.
+    public static func enqueue(_ messages: [OutgoingMessage], on connection: PostgresConnection, logger: Logger) async throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        for message in messages {
+            let headers = String(decoding: try encoder.encode(message.headers), as: UTF8.self)
+            try await connection.query(
+                """
+                INSERT INTO drover_outbox (message_id, exchange, routing_key, type, schema_version, created_at, traceparent, headers, body)
+                VALUES (\(message.messageID), \(message.exchange), \(message.routingKey), \(message.type), \(message.schemaVersion),
+                        \(message.timestamp), \(message.traceparent), \(headers)::jsonb, \(Data(message.body)))
+                ON CONFLICT (message_id) DO NOTHING
+                """, logger: logger)
+        }
+    }
+}
+
+/// Publishes the outbox: runs in every service that writes to it.
+///
+/// Each pass locks up to `batchSize` of the oldest rows (`FOR UPDATE SKIP LOCKED`, so replicas
+/// share the work), publishes them with confirms and deletes them, in one transaction. A relay
+/// that dies after publishing and before committing leaves the rows in place: they are
+/// published again (consumers are idempotent), never lost. It wakes on the outbox's
+/// `NOTIFY drover_outbox`, and polls every `pollInterval` in case a notification was missed.
+public struct OutboxRelay: Service {
+    public struct Configuration: Sendable {
+        public var batchSize: Int = 500
+        public var pollInterval: Duration = .seconds(1)
+        public init() {}
+    }
+
+    private let database: Database
+    private let bus: any MessageBus
+    private let configuration: Configuration
+    private let logger: Logger
+    private let published = Counter(label: "drover_outbox_published_total")
+
+    public init(database: Database, bus: any MessageBus, configuration: Configuration = .init(), logger: Logger) {
+        self.database = database
+        self.bus = bus
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await listen(wake) }
+            group.addTask {
+                while (try? await Task.sleep(for: configuration.pollInterval)) != nil { wake.yield() }
+            }
+            group.addTask {
+                var ticks = wakeups.cancelOnGracefulShutdown().makeAsyncIterator()
+                repeat {
+                    while await relayAvailable() == configuration.batchSize, !Task.isShuttingDownGracefully, !Task.isCancelled {}
+                } while await ticks.next() != nil
+            }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    /// Publishes one batch. - Returns: how many rows it published (0 on an error, which it logs).
+    public func relayAvailable() async -> Int {
+        do {
+            return try await relayOnce()
+        } catch is CancellationError {
+            return 0
+        } catch {
+            logger.error("Outbox relay pass failed; will retry", metadata: ["error": "\(String(reflecting: error))"])
+            return 0
+        }
+    }
+
+    func relayOnce() async throws -> Int {
+        let count = try await database.transaction { connection -> Int in
+            let rows = try await connection.query(
+                """
+                SELECT id, message_id, exchange, routing_key, type, schema_version, created_at, traceparent, headers::text, body
+                FROM drover_outbox ORDER BY id LIMIT \(configuration.batchSize) FOR UPDATE SKIP LOCKED
+                """, logger: logger)
+            var ids: [Int64] = []
+            var messages: [OutgoingMessage] = []
+            let decoder = JSONDecoder()
+            for try await (id, messageID, exchange, routingKey, type, version, createdAt, traceparent, headers, body) in rows.decode(
+                (Int64, String, String?, String, String, Int, Date, String?, String, Data).self)
+            {
+                ids.append(id)
+                messages.append(
+                    OutgoingMessage(
+                        exchange: exchange, routingKey: routingKey, messageID: messageID, type: type, schemaVersion: version,
+                        timestamp: createdAt, traceparent: traceparent, body: Array(body),
+                        headers: (try? decoder.decode([String: String].self, from: Data(headers.utf8))) ?? [:]))
+            }
+            guard !ids.isEmpty else { return 0 }
+            try await bus.publish(messages)
+            try await connection.query("DELETE FROM drover_outbox WHERE id = ANY(\(ids))", logger: logger)
+            return ids.count
+        }
+        published.increment(by: count)
+        return count
+    }
+
+    private func listen(_ wake: AsyncStream<Void>.Continuation) async {
+        while !Task.isCancelled {
+            do {
+                try await database.client.withConnection { connection in
+                    try await connection.listen(on: "drover_outbox") { notifications in
+                        wake.yield()  // Rows may have arrived before LISTEN took effect.
+                        for try await _ in notifications { wake.yield() }
+                    }
+                }
+            } catch {
+                if Task.isCancelled { return }
+                logger.debug("Outbox LISTEN connection lost; polling until it is back", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: configuration.pollInterval)
+            }
+        }
+    }
+}
+
+/// The inbox: a consumer records each message id it processed inside its own transaction, so a
+/// redelivered message changes nothing.
+public enum Inbox {
+    /// Claims `messageID` for `consumer` in the caller's transaction.
+    /// - Returns: `true` the first time; `false` when it was processed already (skip the work).
+    ///   A concurrent claim of the same id waits for the first transaction and then sees `false`.
+    public static func claim(_ messageID: String, consumer: String, on connection: PostgresConnection, logger: Logger) async throws -> Bool {
+        let rows = try await connection.query(
+            "INSERT INTO drover_inbox (consumer, message_id) VALUES (\(consumer), \(messageID)) ON CONFLICT DO NOTHING RETURNING 1",
+            logger: logger)
+        for try await _ in rows { return true }
+        return false
+    }
+
+    /// Forgets claims older than `age`; a message redelivered after that would be processed again.
+    @discardableResult
+    public static func prune(olderThan age: Duration, database: Database) async throws -> Int {
+        let seconds = Double(age.components.seconds)
+        let rows = try await database.client.query(
+            "WITH gone AS (DELETE FROM drover_inbox WHERE processed_at < now() - make_interval(secs => \(seconds)) RETURNING 1) SELECT count(*) FROM gone",
+            logger: database.logger)
+        for try await count in rows.decode(Int.self) { return count }
+        return 0
+    }
+}

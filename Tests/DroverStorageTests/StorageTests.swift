@@ -1,0 +1,197 @@
+import DroverMessaging
+import DroverTestSupport
+import Foundation
+import Logging
+import PostgresNIO
+import Testing
+
+@testable import DroverStorage
+
+/// Creates a database of its own for `body`, runs `body` with its URL, and drops it afterwards.
+func withFreshDatabase(_ body: (String) async throws -> Void) async throws {
+    let url = try #require(TestEnvironment.postgresURL, "DROVER_TEST_POSTGRES_URL is not set")
+    let name = TestEnvironment.uniqueName("drover_test").replacingOccurrences(of: "-", with: "_")
+    let admin = try Database(url: url, maximumConnections: 2, logger: Logger(label: "test.admin"))
+    try await withClient(admin.client) {
+        try await admin.client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))
+        do {
+            var components = try #require(URLComponents(string: url))
+            components.path = "/\(name)"
+            try await body(try #require(components.string))
+        } catch {
+            try? await admin.client.query(PostgresQuery(unsafeSQL: "DROP DATABASE \(name) WITH (FORCE)"))
+            throw error
+        }
+        try await admin.client.query(PostgresQuery(unsafeSQL: "DROP DATABASE \(name) WITH (FORCE)"))
+    }
+}
+
+/// Runs `client` for as long as `body` takes.
+func withClient<T: Sendable>(_ client: PostgresClient, _ body: () async throws -> T) async throws -> T {
+    let running = Task { await client.run() }
+    defer { running.cancel() }
+    return try await body()
+}
+
+func count(_ table: String, in database: Database) async throws -> Int {
+    for try await value in try await database.client.query(PostgresQuery(unsafeSQL: "SELECT count(*)::int8 FROM \(table)")).decode(Int.self) {
+        return value
+    }
+    return -1
+}
+
+@Suite struct DatabaseURLTests {
+    @Test(arguments: [
+        ("mysql://u:p@h/db", "scheme"),
+        ("postgres://u:p@:5432/db", "no host"),
+        ("postgres://h:5432/db", "no user"),
+        ("postgres://u:p@h:5432", "no database"),
+        ("postgres://u:p@h:5432/db?sslmode=always", "sslmode 'always'"),
+    ])
+    func refusesBadURLs(_ example: (url: String, reason: String)) {
+        let error = #expect(throws: StorageError.self) { try Database.configuration(url: example.url) }
+        #expect(error?.description.contains(example.reason) == true, "\(String(describing: error))")
+    }
+
+    @Test func readsEveryPart() throws {
+        let configuration = try Database.configuration(url: "postgres://drover:p%40ss@db.local:6543/state")
+        #expect(configuration.host == "db.local" && configuration.port == 6543)
+        #expect(configuration.username == "drover" && configuration.password == "p@ss" && configuration.database == "state")
+    }
+}
+
+@Suite(.serialized, .enabled(if: TestEnvironment.runsStorageIntegration))
+struct StorageTests {
+    let logger = Logger(label: "test.storage")
+
+    @Test func migrationsRunFromTwoClientsAtOnce() async throws {
+        try await withFreshDatabase { url in
+            let first = try Database(url: url, logger: logger)
+            let second = try Database(url: url, logger: logger)
+            try await withClient(first.client) {
+                try await withClient(second.client) {
+                    async let a = first.migrate()
+                    async let b = second.migrate()
+                    let results = try await [a, b]
+                    let all = DroverSchema.migrations.map(\.version)
+                    #expect(results.sorted { $0.count < $1.count } == [[], all], "one applies everything, the other nothing")
+                    #expect(try await count("drover_schema_migrations", in: first) == all.count)
+                    #expect(try await first.migrate() == [])
+                }
+            }
+        }
+    }
+
+    @Test func aFailingMigrationLeavesNoTrace() async throws {
+        try await withFreshDatabase { url in
+            let database = try Database(url: url, logger: logger)
+            try await withClient(database.client) {
+                let broken = Migrator(migrations: [
+                    Migration(version: 1, name: "fine", statements: ["CREATE TABLE t1 (x int)"]),
+                    Migration(version: 2, name: "broken", statements: ["CREATE TABLE t2 (x int)", "SELECT no_such_function()"]),
+                ])
+                await #expect(throws: (any Error).self) { try await broken.migrate(database.client, logger: logger) }
+                let tables = try await database.client.query(
+                    "SELECT count(*)::int8 FROM information_schema.tables WHERE table_name IN ('t1', 't2', 'drover_schema_migrations')"
+                ).decode(Int.self)
+                for try await value in tables { #expect(value == 0) }
+            }
+        }
+    }
+
+    @Test func theInboxClaimsAMessageOnceAndARollbackReleasesIt() async throws {
+        try await withFreshDatabase { url in
+            let database = try Database(url: url, logger: logger)
+            try await withClient(database.client) {
+                try await database.migrate()
+                struct Abort: Error {}
+                await #expect(throws: Abort.self) {
+                    try await database.transaction { connection in
+                        #expect(try await Inbox.claim("m1", consumer: "c", on: connection, logger: logger))
+                        throw Abort()
+                    }
+                }
+                let first = try await database.transaction {
+                    try await Inbox.claim("m1", consumer: "c", on: $0, logger: logger)
+                }
+                let again = try await database.transaction {
+                    try await Inbox.claim("m1", consumer: "c", on: $0, logger: logger)
+                }
+                let otherConsumer = try await database.transaction {
+                    try await Inbox.claim("m1", consumer: "d", on: $0, logger: logger)
+                }
+                #expect(first && !again && otherConsumer)
+                #expect(try await Inbox.prune(olderThan: .seconds(3600), database: database) == 0)
+                #expect(try await Inbox.prune(olderThan: .zero, database: database) == 2)
+            }
+        }
+    }
+
+    /// 10,000 outbox rows; the first relay is stopped abruptly half-way (its task cancelled and
+    /// its bus shut down under it), a second one finishes: every row is published.
+    @Test(.enabled(if: TestEnvironment.runsMessagingIntegration))
+    func theOutboxRelayResumesAfterBeingStoppedHalfWay() async throws {
+        let amqpURL = try #require(TestEnvironment.amqpURL)
+        try await withFreshDatabase { url in
+            let database = try Database(url: url, logger: logger)
+            try await withClient(database.client) {
+                try await database.migrate()
+                let word = TestEnvironment.uniqueName("outbox")
+                let total = 10_000
+                let messages = (0..<total).map {
+                    OutgoingMessage(
+                        routingKey: "\(word).row", messageID: "row-\($0)", type: "test.row", schemaVersion: 1, timestamp: Date(),
+                        body: Array(#"{"n":\#($0)}"#.utf8), headers: ["x-test": "yes"])
+                }
+                try await database.transaction { connection in
+                    try await Outbox.enqueue(messages, on: connection, logger: logger)
+                }
+                #expect(try await count("drover_outbox", in: database) == total)
+
+                func makeBus() throws -> AMQPBus {
+                    AMQPBus(configuration: try AMQPBus.Configuration(url: amqpURL), logger: logger)
+                }
+                let consumerBus = try makeBus()
+                let deliveries = try await consumerBus.subscribe(ConsumerSpec(queue: "test.\(word)", bindings: ["\(word).#"], prefetch: 500))
+                let (halfway, reachedHalfway) = AsyncStream.makeStream(of: Void.self)
+                let consumer = Task {
+                    var seen = Set<String>()
+                    var duplicates = 0
+                    for await delivery in deliveries {
+                        #expect(delivery.headers["x-test"] == "yes")
+                        if !seen.insert(delivery.messageID ?? "").inserted { duplicates += 1 }
+                        delivery.ack()
+                        if seen.count == total / 2 { reachedHalfway.finish() }
+                        if seen.count == total { break }
+                    }
+                    return (seen, duplicates)
+                }
+
+                var configuration = OutboxRelay.Configuration()
+                configuration.batchSize = 100
+                let firstBus = try makeBus()
+                let first = Task { try await OutboxRelay(database: database, bus: firstBus, configuration: configuration, logger: logger).run() }
+                for await _ in halfway {}
+                first.cancel()
+                await firstBus.shutdown()
+                _ = await first.result
+                let left = try await count("drover_outbox", in: database)
+                print("outbox relay stopped with \(left) of \(total) rows unpublished")
+                #expect(left > 0 && left < total)
+
+                // The second relay is driven pass by pass until the outbox is empty.
+                let secondBus = try makeBus()
+                let second = OutboxRelay(database: database, bus: secondBus, configuration: configuration, logger: logger)
+                var passes = 0
+                while try await second.relayOnce() > 0 { passes += 1 }
+                #expect(passes == (left + 99) / 100)
+                #expect(try await count("drover_outbox", in: database) == 0)
+                let (seen, duplicates) = try await withTimeout(.seconds(120), "consuming every outbox row") { await consumer.value }
+                print("outbox relay: \(seen.count) distinct of \(total) rows published, \(duplicates) duplicates")
+                #expect(seen == Set(messages.map(\.messageID)))
+                await secondBus.shutdown()
+                await consumerBus.shutdown()
+            }
+        }
+    }
+}
