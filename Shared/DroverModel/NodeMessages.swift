@@ -24,3 +24,43 @@ public struct NodeHeartbeat: DroverMessage, Equatable {
         case agentStartedAt = "AgentStartedAt"
     }
 }
+
+/// A log message a node sends (`drover log`), on `node.<nodeId>.log.<level>.<priority>`.
+public struct NodeLogMessage: DroverMessage, Equatable {
+    public static let messageType = "node.log"
+    public static let schemaVersion = 1
+
+    public enum Level: String, Codable, Sendable, CaseIterable {
+        case info, warn, error
+    }
+
+    public enum Priority: String, Codable, Sendable, CaseIterable {
+        case low, medium, high
+    }
+
+    public var nodeID: String
+    public var message: String
+    public var level: Level
+    public var priority: Priority
+
+    public init(nodeID: String, message: String, level: Level, priority: Priority) {
+        self.nodeID = nodeID
+        self.message = message
+        self.level = level
+        self.priority = priority
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case nodeID = "NodeID"
+        case message = "Message"
+        case level = "Level"
+        case priority = "Priority"
+    }
+}
+
+extension RoutingKey {
+    /// `node.<nodeId>.log.<level>.<priority>`
+    public static func nodeLog(_ nodeID: String, level: NodeLogMessage.Level, priority: NodeLogMessage.Priority) -> String {
+        "node.\(nodeID).log.\(level.rawValue).\(priority.rawValue)"
+    }
+}

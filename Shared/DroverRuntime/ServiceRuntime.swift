@@ -1,0 +1,157 @@
+public import DroverMessaging
+import Foundation
+public import Hummingbird
+public import Logging
+import Metrics
+import Prometheus
+public import ServiceLifecycle
+import Synchronization
+
+/// One condition of readiness, e.g. "the bus is connected".
+public struct ReadinessCheck: Sendable {
+    public var name: String
+    public var check: @Sendable () async -> Bool
+
+    public init(_ name: String, _ check: @escaping @Sendable () async -> Bool) {
+        self.name = name
+        self.check = check
+    }
+}
+
+/// Opens once: for "start-up work (migrations) has finished".
+public final class Gate: Sendable {
+    private let opened = Mutex(false)
+    public init() {}
+    public var isOpen: Bool { opened.withLock { $0 } }
+    public func open() { opened.withLock { $0 = true } }
+}
+
+/// What every Drover executable shares: logging and metrics set up once, the ops HTTP routes,
+/// and one `ServiceGroup` that shuts down gracefully on SIGTERM and SIGINT.
+public struct ServiceRuntime: Sendable {
+    public let name: String
+    public let logger: Logger
+    private let registry: PrometheusCollectorRegistry
+
+    /// Sets up the process-wide logging and metrics systems; call once, first thing in `main`.
+    public static func bootstrap(name: String, logLevel: Logger.Level) -> ServiceRuntime {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = logLevel
+            return handler
+        }
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        return ServiceRuntime(name: name, logger: Logger(label: name), registry: registry)
+    }
+
+    /// A router with the ops routes every service serves:
+    /// - `GET /healthz`: 200 while the process runs;
+    /// - `GET /readyz`: 200 when every check passes, else 503; the body names each check;
+    /// - `GET /metrics`: Prometheus text exposition.
+    public func router(readiness: [ReadinessCheck]) -> Router<BasicRequestContext> {
+        let router = Router()
+        let name = self.name
+        router.get("/healthz") { _, _ in
+            Response.json(.ok, #"{"service":"\#(name)","status":"ok"}"#)
+        }
+        router.get("/readyz") { _, _ in
+            var results: [(String, Bool)] = []
+            for check in readiness { results.append((check.name, await check.check())) }
+            let ready = results.allSatisfy(\.1)
+            let checks = results.map { #""\#($0.0)":\#($0.1)"# }.joined(separator: ",")
+            return Response.json(ready ? .ok : .serviceUnavailable, #"{"service":"\#(name)","ready":\#(ready),"checks":{\#(checks)}}"#)
+        }
+        let registry = self.registry
+        router.get("/metrics") { _, _ in
+            var buffer: [UInt8] = []
+            buffer.reserveCapacity(8 * 1024)
+            registry.emit(into: &buffer)
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: buffer)))
+        }
+        return router
+    }
+
+    /// The HTTP server for `router` on `host:port`; logs once it listens.
+    public func httpServer(router: Router<BasicRequestContext>, host: String, port: Int) -> some Service {
+        let logger = self.logger
+        return Application(
+            router: router, configuration: .init(address: .hostname(host, port: port), serverName: name),
+            onServerRunning: { channel in
+                logger.info("HTTP listening", metadata: ["address": "\(channel.localAddress?.description ?? "?")"])
+            }, logger: logger)
+    }
+
+    /// Runs `services` until SIGTERM or SIGINT, then shuts them down in reverse order.
+    public func run(_ services: [any Service]) async throws {
+        let group = ServiceGroup(
+            configuration: .init(
+                services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+/// Runs `prepare` (retrying with backoff until it succeeds, e.g. migrations while the database
+/// starts), opens `gate`, then runs `services` side by side.
+public struct AfterStartup: Service {
+    private let prepare: @Sendable () async throws -> Void
+    private let services: [any Service]
+    private let gate: Gate
+    private let logger: Logger
+
+    public init(gate: Gate, logger: Logger, prepare: @escaping @Sendable () async throws -> Void, then services: [any Service]) {
+        self.prepare = prepare
+        self.services = services
+        self.gate = gate
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        var delay = Duration.milliseconds(200)
+        while true {
+            do {
+                try await prepare()
+                break
+            } catch {
+                if Task.isCancelled || Task.isShuttingDownGracefully { return }
+                logger.warning("Start-up step failed; retrying", metadata: ["error": "\(String(reflecting: error))", "retry_in": "\(delay)"])
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
+        gate.open()
+        logger.info("Ready")
+        guard !services.isEmpty else {
+            // Nothing to run yet: stay up, since a service that returns early fails its ServiceGroup.
+            try? await gracefulShutdown()
+            return
+        }
+        try await withThrowingDiscardingTaskGroup { group in
+            for service in services { group.addTask { try await service.run() } }
+        }
+    }
+}
+
+extension Response {
+    static func json(_ status: HTTPResponse.Status, _ body: String) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+    }
+}
+
+extension ServiceRuntime {
+    /// Runs a Drover service: `dependencies` (such as the database client) first, then the bus,
+    /// the HTTP port, and, once `prepare` has succeeded, the `workers`. `/readyz` passes while
+    /// the bus is connected, `prepare` has finished and every check in `readiness` passes.
+    /// Shutdown runs in reverse: workers stop first, the bus and the database last.
+    public func runService(
+        bus: AMQPBus, host: String, port: Int, readiness: [ReadinessCheck] = [], dependencies: [any Service] = [],
+        prepare: @escaping @Sendable () async throws -> Void = {}, workers: [any Service]
+    ) async throws {
+        let gate = Gate()
+        let checks = [ReadinessCheck("amqp") { bus.isConnected }] + readiness + [ReadinessCheck("startup") { gate.isOpen }]
+        let server = httpServer(router: router(readiness: checks), host: host, port: port)
+        try await run(dependencies + [bus, server, AfterStartup(gate: gate, logger: logger, prepare: prepare, then: workers)])
+    }
+}
