@@ -1,0 +1,114 @@
+import DroverTestSupport
+import Foundation
+import Testing
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+/// One running executable of the build, its output kept in a file.
+final class RunningService: Sendable {
+    let name: String
+    let port: Int
+    let log: URL
+    private let process: Process
+    private let exit: Locked<Int32?> = Locked(nil)
+
+    init(_ executable: String, name: String, port: Int, arguments: [String], environment: [String: String], logDirectory: URL) throws {
+        self.name = name
+        self.port = port
+        self.log = logDirectory.appendingPathComponent("\(name).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try #require(TestEnvironment.binDirectory)).appendingPathComponent(executable)
+        process.arguments = ["--http-port", String(port)] + arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let output = try FileHandle(forWritingTo: log)
+        process.standardOutput = output
+        process.standardError = output
+        self.process = process
+        let exit = self.exit
+        process.terminationHandler = { finished in exit.withLock { $0 = $0 ?? finished.terminationStatus } }
+        try process.run()
+    }
+
+    var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+    var isRunning: Bool { exit.value == nil }
+
+    func get(_ path: String) async throws -> (status: Int, body: String) {
+        let (data, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    func terminate() async throws -> Int32 {
+        process.terminate()
+        return try await withTimeout(.seconds(30), "\(name) stopping after SIGTERM") { [exit] in
+            while true {
+                if let status = exit.value { return status }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+    }
+
+    deinit { if process.isRunning { process.interrupt() } }
+}
+
+/// Polls `condition` every 100 ms until it holds, failing after `limit`.
+func eventually(_ what: String, within limit: Duration = .seconds(60), _ condition: @escaping @Sendable () async -> Bool) async throws {
+    try await withTimeout(limit, what) {
+        while await !condition() { try await Task.sleep(for: .milliseconds(100)) }
+    }
+}
+
+@Suite(.serialized, .enabled(if: TestEnvironment.runsEndToEnd))
+struct ServicesEndToEndTests {
+    @Test func allServicesStartTogetherOnAFreshDatabaseAndAHeartbeatReachesPostgres() async throws {
+        let postgres = try #require(TestEnvironment.postgresURL)
+        let amqp = try #require(TestEnvironment.amqpURL)
+        let database = TestEnvironment.uniqueName("drover_e2e").replacingOccurrences(of: "-", with: "_")
+        try await runShell("psql '\(postgres)' -v ON_ERROR_STOP=1 -qc 'CREATE DATABASE \(database)'")
+        var components = try #require(URLComponents(string: postgres))
+        components.path = "/\(database)"
+        let url = try #require(components.string)
+        let logs = FileManager.default.temporaryDirectory.appendingPathComponent(database)
+        try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
+        let nodeID = TestEnvironment.uniqueName("e2e-node")
+        let environment = [
+            "DROVER_AMQP_URL": amqp, "DROVER_POSTGRES_URL": url, "DROVER_HEARTBEAT_INTERVAL": "0.2",
+            "DROVER_NODE_DATA_DIR": logs.appendingPathComponent("agent").path,
+        ]
+
+        // Every service migrates the same empty database at the same moment.
+        let services = try [
+            ("api-gateway", 4746), ("scheduler", 4747), ("health-monitor", 4748), ("autoscaler", 4749), ("log-collector", 4750),
+        ].map { try RunningService($0.0, name: $0.0, port: $0.1, arguments: [], environment: environment, logDirectory: logs) }
+        let agent = try RunningService(
+            "node-agent", name: "node-agent", port: 4751, arguments: ["--node-id", nodeID], environment: environment, logDirectory: logs)
+        let all = services + [agent]
+
+        for service in all {
+            try await eventually("\(service.name) ready") { (try? await service.get("/readyz"))?.status == 200 }
+            #expect(try await service.get("/healthz").status == 200)
+            #expect(!service.output.contains("Start-up step failed"), "\(service.name): \(service.output)")
+        }
+        let migrations = try await runShell("psql '\(url)' -Atc 'SELECT count(*) FROM drover_schema_migrations'")
+        #expect(migrations.trimmingCharacters(in: .whitespacesAndNewlines) == "2")
+
+        // agent ─heartbeat→ RabbitMQ ─→ health-monitor ─→ PostgreSQL
+        try await eventually("the agent's heartbeat in PostgreSQL") {
+            let row = try? await runShell("psql '\(url)' -Atc \"SELECT sequence FROM drover_node_heartbeats WHERE node_id = '\(nodeID)'\"")
+            return Int(row?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0 >= 2
+        }
+        let metrics = try await services[2].get("/metrics")
+        #expect(metrics.body.contains(#"drover_amqp_delivered_total{queue="health-monitor.heartbeats"}"#))
+        let ready = try await agent.get("/readyz")
+        #expect(ready.body == #"{"service":"node-agent","ready":true,"checks":{"amqp":true,"startup":true}}"#)
+
+        for service in all.reversed() {
+            let status = try await service.terminate()
+            #expect(status == 0, "\(service.name) exited \(status) after SIGTERM: \(service.output.suffix(2000))")
+        }
+        try await runShell("psql '\(postgres)' -qc 'DROP DATABASE \(database) WITH (FORCE)'")
+    }
+}
