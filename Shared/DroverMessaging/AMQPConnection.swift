@@ -271,8 +271,8 @@ final class AMQPConnection {
         return nil
     }
 
-    func ack(_ tag: UInt64) throws(AMQPError) {
-        try check(amqp_basic_ack(state, channel, tag, 0), "basic.ack")
+    func ack(_ tag: UInt64, multiple: Bool) throws(AMQPError) {
+        try check(amqp_basic_ack(state, channel, tag, multiple ? 1 : 0), "basic.ack")
     }
 
     func requeue(_ tag: UInt64) throws(AMQPError) {

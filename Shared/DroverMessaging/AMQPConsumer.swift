@@ -81,6 +81,7 @@ final class AMQPConsumer: DeliveryAcknowledger, @unchecked Sendable {
     private func run() {
         var connection: AMQPConnection?
         var generation: UInt64 = 0
+        var coalescer = AckCoalescer()
         var failures = 0
 
         while true {
@@ -90,18 +91,22 @@ final class AMQPConsumer: DeliveryAcknowledger, @unchecked Sendable {
             }
             if connection == nil, !stopping {
                 connection = connect(failures: &failures)
-                if connection != nil { generation += 1 }
+                if connection != nil {
+                    generation += 1
+                    coalescer = AckCoalescer()
+                }
             }
             guard let open = connection else {
                 if stopping { break }
                 continue
             }
             do {
-                for settlement in settlements where settlement.generation == generation {
-                    switch settlement.outcome {
-                    case .ack: try open.ack(settlement.tag)
-                    case .requeue: try open.requeue(settlement.tag)
-                    case .reject: try open.reject(settlement.tag)
+                let current = settlements.filter { $0.generation == generation }.map { (tag: $0.tag, outcome: $0.outcome) }
+                for call in coalescer.calls(for: current) {
+                    switch call {
+                    case .ack(let tag, let multiple): try open.ack(tag, multiple: multiple)
+                    case .requeue(let tag): try open.requeue(tag)
+                    case .reject(let tag): try open.reject(tag)
                     }
                 }
                 if stopping { break }

@@ -90,3 +90,42 @@ struct FIFO<Element> {
         return all
     }
 }
+
+/// Turns a consumer's settlements into as few AMQP calls as is safe.
+///
+/// Delivery tags on a channel count up from 1. Acks for every delivery from the lowest unsettled
+/// tag up to some tag `T` become one `basic.ack(T, multiple)`; an ack out of that order is sent
+/// on its own at once, so a delivery whose handler is slow never holds back the others' acks
+/// (and so the prefetch window). Requeues and rejects are always sent on their own.
+struct AckCoalescer {
+    enum Call: Equatable {
+        case ack(UInt64, multiple: Bool)
+        case requeue(UInt64)
+        case reject(UInt64)
+    }
+
+    private var lowestUnsettled: UInt64 = 1
+    private var settledAhead = Set<UInt64>()
+
+    /// The calls that settle `settlements`, in the order to send them.
+    mutating func calls(for settlements: [(tag: UInt64, outcome: Delivery.Outcome)]) -> [Call] {
+        var calls: [Call] = []
+        var acks = Set<UInt64>()
+        for (tag, outcome) in settlements where tag >= lowestUnsettled && !settledAhead.contains(tag) {
+            settledAhead.insert(tag)
+            switch outcome {
+            case .ack: acks.insert(tag)
+            case .requeue: calls.append(.requeue(tag))
+            case .reject: calls.append(.reject(tag))
+            }
+        }
+        var lastAckedInOrder: UInt64?
+        while settledAhead.remove(lowestUnsettled) != nil {
+            if acks.remove(lowestUnsettled) != nil { lastAckedInOrder = lowestUnsettled }
+            lowestUnsettled += 1
+        }
+        if let lastAckedInOrder { calls.append(.ack(lastAckedInOrder, multiple: true)) }
+        calls += acks.sorted().map { .ack($0, multiple: false) }
+        return calls
+    }
+}

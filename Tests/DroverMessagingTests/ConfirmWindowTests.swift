@@ -55,3 +55,33 @@ import Testing
         #expect(fifo.isEmpty)
     }
 }
+
+@Suite struct AckCoalescerTests {
+    @Test func inOrderAcksBecomeOneMultipleAck() {
+        var coalescer = AckCoalescer()
+        #expect(coalescer.calls(for: [(1, .ack), (2, .ack), (3, .ack)]) == [.ack(3, multiple: true)])
+        #expect(coalescer.calls(for: [(4, .ack)]) == [.ack(4, multiple: true)])
+    }
+
+    @Test func anAckAheadOfAnUnsettledDeliveryIsSentAloneAtOnce() {
+        var coalescer = AckCoalescer()
+        #expect(coalescer.calls(for: [(2, .ack), (3, .ack)]) == [.ack(2, multiple: false), .ack(3, multiple: false)])
+        // Delivery 1 settles later: 2 and 3 are already acked, so only 1 is left to cover.
+        #expect(coalescer.calls(for: [(1, .ack)]) == [.ack(1, multiple: true)])
+        #expect(coalescer.calls(for: [(4, .ack)]) == [.ack(4, multiple: true)])
+    }
+
+    @Test func requeuesAndRejectsAreSentAloneAndDoNotBlockTheAcksAfterThem() {
+        var coalescer = AckCoalescer()
+        #expect(coalescer.calls(for: [(1, .ack), (2, .requeue), (3, .ack), (4, .reject)]) == [.requeue(2), .reject(4), .ack(3, multiple: true)])
+        #expect(coalescer.calls(for: [(5, .ack)]) == [.ack(5, multiple: true)])
+    }
+
+    @Test func aRepeatedOrStaleSettlementSendsNothing() {
+        var coalescer = AckCoalescer()
+        _ = coalescer.calls(for: [(1, .ack)])
+        #expect(coalescer.calls(for: [(1, .ack), (1, .requeue)]) == [])
+        _ = coalescer.calls(for: [(3, .ack)])
+        #expect(coalescer.calls(for: [(3, .reject)]) == [])
+    }
+}
