@@ -18,7 +18,11 @@ if [ "$(id -u)" = 0 ]; then AS=(runuser -u postgres --); fi
 
 start() {
     ensure_debian_packages postgresql-15 postgresql-client-15
-    [ "$(id -u)" = 0 ] && chown postgres: "$DIR"
+    if [ "$(id -u)" = 0 ]; then
+        chown postgres: "$DIR"
+        runuser -u postgres -- test -x "$DIR" \
+            || die "the postgres user cannot reach $DIR; use a data directory whose parents every user may enter (chmod o+x)"
+    fi
     if "${AS[@]}" "$PG_BIN/pg_ctl" -D "$DIR/data" status >/dev/null 2>&1; then say "postgres already running on 127.0.0.1:$PORT"; return 0; fi
     port_open "$PORT" && die "port $PORT is taken by another process; choose another port"
     local fresh=
