@@ -43,13 +43,13 @@ extension MessageEnvelope where Payload: DroverMessage {
     }
 }
 
-/// The JSON coding every Drover message uses: ISO 8601 dates with fractional seconds, sorted keys.
+/// The JSON coding every Drover message uses: ISO 8601 UTC dates with milliseconds, sorted keys.
 public enum MessageCoding {
     public static func encoder() -> JSONEncoder {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .custom { date, encoder in
             var container = encoder.singleValueContainer()
-            try container.encode(date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true)))
+            try container.encode(date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)))
         }
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return encoder
@@ -60,7 +60,7 @@ public enum MessageCoding {
         decoder.dateDecodingStrategy = .custom { decoder in
             let container = try decoder.singleValueContainer()
             let text = try container.decode(String.self)
-            if let date = try? Date(text, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true)) {
+            if let date = try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)) {
                 return date
             }
             if let date = try? Date(text, strategy: .iso8601) {
