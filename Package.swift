@@ -22,7 +22,6 @@ let package = Package(
         .executable(name: "messaging-bench", targets: ["MessagingBenchmark"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -85,35 +84,48 @@ let package = Package(
             path: "Shared/DroverRuntime",
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "DroverControlPlane",
+            dependencies: [
+                "DroverMessaging",
+                "DroverRuntime",
+                "DroverStorage",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Shared/DroverControlPlane",
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: Executables
         .executableTarget(
             name: "APIGateway",
-            dependencies: serviceDependencies + ["DroverStorage"],
+            dependencies: serviceDependencies + ["DroverControlPlane", "DroverStorage"],
             path: "Services/api-gateway",
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "Scheduler",
-            dependencies: serviceDependencies + ["DroverStorage", "DroverScheduling"],
+            dependencies: serviceDependencies + ["DroverControlPlane", "DroverStorage", "DroverScheduling"],
             path: "Services/scheduler",
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "HealthMonitor",
-            dependencies: serviceDependencies + ["DroverStorage"],
+            dependencies: serviceDependencies + ["DroverControlPlane", "DroverStorage"],
             path: "Services/health-monitor",
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "Autoscaler",
-            dependencies: serviceDependencies + ["DroverStorage"],
+            dependencies: serviceDependencies + ["DroverControlPlane", "DroverStorage"],
             path: "Services/autoscaler",
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "LogCollector",
-            dependencies: serviceDependencies + ["DroverStorage"],
+            dependencies: serviceDependencies + ["DroverControlPlane", "DroverStorage"],
             path: "Services/log-collector",
             swiftSettings: swiftSettings
         ),

@@ -1,8 +1,7 @@
 import ArgumentParser
+import DroverControlPlane
 import DroverMessaging
 import DroverModel
-import DroverRuntime
-import DroverStorage
 import Logging
 
 @main
@@ -10,17 +9,13 @@ struct LogCollector: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "log-collector", abstract: "Collects node log messages and task output. Replicas share the work.")
 
-    @OptionGroup var bus: BusOptions
-    @OptionGroup var database: DatabaseOptions
-    @OptionGroup var server: ServerOptions
+    @OptionGroup var options: ControlPlaneOptions
 
     func run() async throws {
-        let runtime = ServiceRuntime.bootstrap(name: "log-collector", logLevel: server.level)
-        let logger = runtime.logger
-        let amqp = AMQPBus(configuration: try bus.configuration(), logger: logger)
-        let db = try Database(url: database.postgresURL, logger: logger)
+        let plane = try ControlPlane(name: "log-collector", options: options)
+        let logger = plane.logger
         let logs = MessageConsumer(
-            NodeLogMessage.self, bus: amqp, spec: ConsumerSpec(queue: "log-collector.logs", bindings: ["node.*.log.#"]), logger: logger
+            NodeLogMessage.self, bus: plane.bus, spec: ConsumerSpec(queue: "log-collector.logs", bindings: ["node.*.log.#"]), logger: logger
         ) { envelope, _ in
             let message = envelope.data
             let level: Logger.Level =
@@ -33,8 +28,6 @@ struct LogCollector: AsyncParsableCommand {
                 level: level, "Node log",
                 metadata: ["node_id": "\(message.nodeID)", "priority": "\(message.priority.rawValue)", "message": "\(message.message)"])
         }
-        try await runtime.runService(
-            bus: amqp, host: server.httpHost, port: server.configuredPort ?? 4650, readiness: [ReadinessCheck("postgres") { await db.ping() }],
-            dependencies: [db.client], prepare: { try await db.migrate() }, workers: [logs])
+        try await plane.run(defaultPort: 4650, workers: [logs])
     }
 }

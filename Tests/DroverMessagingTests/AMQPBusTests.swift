@@ -65,6 +65,25 @@ struct AMQPBusTests {
         await bus.shutdown()
     }
 
+    @Test func quorumQueuesCarryMessagesAndDeadLettersToo() async throws {
+        let word = TestEnvironment.uniqueName("quorum")
+        let spec = ConsumerSpec(queue: "test.\(word)", bindings: ["\(word).#"], kind: .quorum)
+        let bus = try makeBus()
+        var deliveries = try await bus.subscribe(spec).makeAsyncIterator()
+        try await bus.publish([message("\(word).a", id: "q1"), message("\(word).b", id: "q2")])
+        let first = try #require(await deliveries.next())
+        first.ack()
+        let second = try #require(await deliveries.next())
+        #expect([first.messageID, second.messageID] == ["q1", "q2"])
+        // A broker-side reject goes to the quorum queue's dead-letter queue through its own policy.
+        second.reject()
+        var deadLetters = try await bus.subscribe(.deadLetters(of: spec.queue, kind: .quorum)).makeAsyncIterator()
+        let dead = try #require(await deadLetters.next())
+        #expect(dead.messageID == "q2" && dead.routingKey == "\(word).b")
+        dead.ack()
+        await bus.shutdown()
+    }
+
     /// The same bindings and keys on RabbitMQ and on the in-memory bus route the same way.
     @Test func topicBindingsRouteLikeTheInMemoryBus() async throws {
         let word = TestEnvironment.uniqueName("topics")
