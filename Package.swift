@@ -178,6 +178,17 @@ let package = Package(
             ],
             path: "Tests/DroverStorageTests"
         ),
+        .testTarget(
+            name: "DroverRuntimeTests",
+            dependencies: [
+                "DroverRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/DroverRuntimeTests"
+        ),
         .testTarget(name: "EndToEndTests", dependencies: ["DroverModel", "DroverTestSupport"], path: "Tests/EndToEndTests"),
     ]
 )

@@ -19,7 +19,6 @@ final class AMQPConsumer: DeliveryAcknowledger, @unchecked Sendable {
     private struct Shared {
         var settlements: [Settlement] = []
         var stopping = false
-        var connected = false
     }
 
     let spec: ConsumerSpec
@@ -33,7 +32,7 @@ final class AMQPConsumer: DeliveryAcknowledger, @unchecked Sendable {
     private let ready: AsyncStream<Never>
     private let readyContinuation: AsyncStream<Never>.Continuation
     private let delivered: Counter
-    private let reconnects: Counter
+    private let link: ReconnectingConnection
 
     init(spec: ConsumerSpec, configuration: AMQPBus.Configuration, logger: Logger, continuation: AsyncStream<Delivery>.Continuation) {
         self.spec = spec
@@ -45,13 +44,18 @@ final class AMQPConsumer: DeliveryAcknowledger, @unchecked Sendable {
         (exited, exitContinuation) = AsyncStream.makeStream(of: Never.self)
         (ready, readyContinuation) = AsyncStream.makeStream(of: Never.self)
         delivered = Counter(label: "drover_amqp_delivered_total", dimensions: [("queue", spec.queue)])
-        reconnects = Counter(label: "drover_amqp_reconnects_total", dimensions: [("role", "consumer"), ("queue", spec.queue)])
+        link = ReconnectingConnection(
+            role: "consumer", configuration: configuration, logger: self.logger, wake: wake, dimensions: [("queue", spec.queue)]
+        ) { connection throws(AMQPError) in
+            try Self.declareTopology(of: spec, configuration: configuration, on: connection)
+            try connection.startConsuming(spec.queue, prefetch: spec.prefetch)
+        }
         let thread = Thread { [self] in run() }
         thread.name = "drover-amqp-consumer"
         thread.start()
     }
 
-    var isConnected: Bool { shared.withLock { $0.connected } }
+    var isConnected: Bool { link.isConnected }
 
     /// Returns once the queue and its bindings are declared and consuming has started (or the
     /// consumer stopped first). Only one task may wait.
@@ -79,26 +83,20 @@ final class AMQPConsumer: DeliveryAcknowledger, @unchecked Sendable {
     // MARK: The consumer thread
 
     private func run() {
-        var connection: AMQPConnection?
         var generation: UInt64 = 0
         var coalescer = AckCoalescer()
-        var failures = 0
 
         while true {
             let (settlements, stopping) = shared.withLock { shared in
                 defer { shared.settlements = [] }
                 return (shared.settlements, shared.stopping)
             }
-            if connection == nil, !stopping {
-                connection = connect(failures: &failures)
-                if connection != nil {
-                    generation += 1
-                    coalescer = AckCoalescer()
-                }
-            }
-            guard let open = connection else {
-                if stopping { break }
-                continue
+            if stopping && !link.isConnected { break }
+            guard let (open, isNew) = link.open() else { continue }
+            if isNew {
+                generation += 1
+                coalescer = AckCoalescer()
+                readyContinuation.finish()
             }
             do {
                 let current = settlements.filter { $0.generation == generation }.map { (tag: $0.tag, outcome: $0.outcome) }
@@ -122,46 +120,19 @@ final class AMQPConsumer: DeliveryAcknowledger, @unchecked Sendable {
                             deliveryTag: message.deliveryTag, connectionGeneration: generation, acknowledger: self))
                 }
             } catch {
-                logger.warning("Consumer connection lost", metadata: ["error": "\(error)"])
-                open.close()
-                connection = nil
-                setConnected(false)
-                reconnects.increment()
-                failures = 1
-                wake.wait(timeout: configuration.backoff(afterFailures: failures))
+                link.drop(after: error)
             }
         }
-        connection?.close()
-        setConnected(false)
+        link.close()
         continuation.finish()
         readyContinuation.finish()
         exitContinuation.finish()
     }
 
-    private func connect(failures: inout Int) -> AMQPConnection? {
-        do {
-            let connection = try AMQPConnection(
-                endpoint: configuration.endpoint, heartbeat: Int32(configuration.heartbeat), timeout: configuration.connectTimeout)
-            try declareTopology(on: connection)
-            try connection.startConsuming(spec.queue, prefetch: spec.prefetch)
-            logger.info(failures > 0 ? "Consumer reconnected" : "Consumer ready", metadata: ["bindings": "\(spec.bindings)"])
-            failures = 0
-            setConnected(true)
-            readyContinuation.finish()
-            return connection
-        } catch {
-            failures += 1
-            logger.warning(
-                "Consumer cannot connect",
-                metadata: ["broker": "\(configuration.endpoint.redacted)", "error": "\(error)", "attempt": "\(failures)"])
-            wake.wait(timeout: configuration.backoff(afterFailures: failures))
-            return nil
-        }
-    }
-
     /// The exchange, the dead-letter exchange, this queue's dead-letter queue, the queue (whose
     /// own rejects also go to that dead-letter queue) and its bindings. Declaring is idempotent.
-    private func declareTopology(on connection: AMQPConnection) throws(AMQPError) {
+    private static func declareTopology(of spec: ConsumerSpec, configuration: AMQPBus.Configuration, on connection: AMQPConnection) throws(AMQPError)
+    {
         let kind = spec.kind.argument.map { [("x-queue-type", $0)] } ?? []
         try connection.declareExchange(configuration.exchange, type: "topic")
         if spec.deadLettering {
@@ -177,9 +148,5 @@ final class AMQPConsumer: DeliveryAcknowledger, @unchecked Sendable {
         for pattern in spec.bindings {
             try connection.bindQueue(spec.queue, exchange: configuration.exchange, pattern: pattern)
         }
-    }
-
-    private func setConnected(_ connected: Bool) {
-        shared.withLock { $0.connected = connected }
     }
 }

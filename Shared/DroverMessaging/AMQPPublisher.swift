@@ -42,7 +42,6 @@ final class AMQPPublisher: @unchecked Sendable {
     private struct Shared {
         var queue: [Pending] = []
         var stopping = false
-        var connected = false
     }
 
     private let configuration: AMQPBus.Configuration
@@ -53,18 +52,23 @@ final class AMQPPublisher: @unchecked Sendable {
     private let exitContinuation: AsyncStream<Never>.Continuation
     private let confirmed = Counter(label: "drover_amqp_published_total")
     private let resent = Counter(label: "drover_amqp_republished_total")
-    private let reconnects = Counter(label: "drover_amqp_reconnects_total", dimensions: [("role", "publisher")])
+    private let link: ReconnectingConnection
 
     init(configuration: AMQPBus.Configuration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
         (exited, exitContinuation) = AsyncStream.makeStream(of: Never.self)
+        link = ReconnectingConnection(role: "publisher", configuration: configuration, logger: logger, wake: wake) { connection throws(AMQPError) in
+            try connection.declareExchange(configuration.exchange, type: "topic")
+            try connection.declareExchange(configuration.deadLetterExchange, type: "topic")
+            try connection.enableConfirms()
+        }
         let thread = Thread { [self] in run() }
         thread.name = "drover-amqp-publisher"
         thread.start()
     }
 
-    var isConnected: Bool { shared.withLock { $0.connected } }
+    var isConnected: Bool { link.isConnected }
 
     func publish(_ messages: [OutgoingMessage]) async throws {
         guard !messages.isEmpty else { return }
@@ -92,10 +96,8 @@ final class AMQPPublisher: @unchecked Sendable {
     // MARK: The publisher thread
 
     private func run() {
-        var connection: AMQPConnection?
         var waiting = FIFO<Pending>()
         var window = ConfirmWindow<Pending>()
-        var failures = 0
         var stopDeadline: ContinuousClock.Instant?
 
         while true {
@@ -109,8 +111,7 @@ final class AMQPPublisher: @unchecked Sendable {
                 stopDeadline = deadline
                 if (waiting.isEmpty && window.isEmpty) || .now >= deadline { break }
             }
-            guard let open = connection ?? connect(failures: &failures) else { continue }
-            connection = open
+            guard let open = link.open()?.connection else { continue }
             do {
                 var sent = 0
                 while let next = waiting.first, window.count < configuration.maximumUnconfirmed, sent < 256 {
@@ -138,14 +139,7 @@ final class AMQPPublisher: @unchecked Sendable {
                 let unconfirmed = window.reset()
                 resent.increment(by: unconfirmed.count)
                 waiting.prepend(unconfirmed)
-                logger.warning(
-                    "Publisher connection lost", metadata: ["error": "\(error)", "unconfirmed": "\(unconfirmed.count)"])
-                open.close()
-                connection = nil
-                setConnected(false)
-                reconnects.increment()
-                failures = 1
-                wake.wait(timeout: configuration.backoff(afterFailures: failures))
+                link.drop(after: error, metadata: ["unconfirmed": "\(unconfirmed.count)"])
             }
         }
 
@@ -159,33 +153,7 @@ final class AMQPPublisher: @unchecked Sendable {
             logger.error("Publisher stopped with unconfirmed messages", metadata: ["count": "\(abandoned.count)"])
         }
         abandoned.forEach { $0.ticket.fail(MessagingError.shutdown) }
-        connection?.close()
-        setConnected(false)
+        link.close()
         exitContinuation.finish()
-    }
-
-    private func connect(failures: inout Int) -> AMQPConnection? {
-        do {
-            let connection = try AMQPConnection(
-                endpoint: configuration.endpoint, heartbeat: Int32(configuration.heartbeat), timeout: configuration.connectTimeout)
-            try connection.declareExchange(configuration.exchange, type: "topic")
-            try connection.declareExchange(configuration.deadLetterExchange, type: "topic")
-            try connection.enableConfirms()
-            if failures > 0 { logger.info("Publisher reconnected", metadata: ["broker": "\(configuration.endpoint.redacted)"]) }
-            failures = 0
-            setConnected(true)
-            return connection
-        } catch {
-            failures += 1
-            logger.warning(
-                "Publisher cannot connect",
-                metadata: ["broker": "\(configuration.endpoint.redacted)", "error": "\(error)", "attempt": "\(failures)"])
-            wake.wait(timeout: configuration.backoff(afterFailures: failures))
-            return nil
-        }
-    }
-
-    private func setConnected(_ connected: Bool) {
-        shared.withLock { $0.connected = connected }
     }
 }

@@ -33,6 +33,13 @@ public struct ServiceRuntime: Sendable {
     public let logger: Logger
     private let registry: PrometheusCollectorRegistry
 
+    /// A runtime that sets up no process-wide system; ``bootstrap(name:logLevel:)`` is the one to use.
+    init(name: String, logger: Logger, registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.name = name
+        self.logger = logger
+        self.registry = registry
+    }
+
     /// Sets up the process-wide logging and metrics systems; call once, first thing in `main`.
     public static func bootstrap(name: String, logLevel: Logger.Level) -> ServiceRuntime {
         LoggingSystem.bootstrap { label in

@@ -45,19 +45,23 @@ public func withTimeout<T: Sendable>(
     _ limit: Duration, _ what: String, _ operation: @escaping @Sendable () async throws -> T
 ) async throws -> T {
     let pending = Locked<CheckedContinuation<T, any Error>?>(nil)
+    let timer = Locked<Task<Void, Never>?>(nil)
     let resume: @Sendable (Result<T, any Error>) -> Void = { result in
         pending.withLock { continuation in
             continuation?.resume(with: result)
             continuation = nil
         }
+        timer.value?.cancel()
     }
     return try await withCheckedThrowingContinuation { continuation in
         pending.withLock { $0 = continuation }
         let work = Task { resume(await Result(catching: operation)) }
-        Task {
-            try await Task.sleep(for: limit)
-            work.cancel()
-            resume(.failure(TestFailure("\(what) did not finish within \(limit)")))
+        timer.withLock {
+            $0 = Task {
+                guard (try? await Task.sleep(for: limit)) != nil else { return }
+                work.cancel()
+                resume(.failure(TestFailure("\(what) did not finish within \(limit)")))
+            }
         }
     }
 }

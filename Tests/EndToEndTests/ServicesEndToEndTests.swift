@@ -12,7 +12,7 @@ final class RunningService: Sendable {
     let port: Int
     let log: URL
     private let process: Process
-    private let exit: Locked<Int32?> = Locked(nil)
+    private let exited: AsyncStream<Int32>
 
     init(_ executable: String, name: String, port: Int, arguments: [String], environment: [String: String], logDirectory: URL) throws {
         self.name = name
@@ -27,13 +27,16 @@ final class RunningService: Sendable {
         process.standardOutput = output
         process.standardError = output
         self.process = process
-        let exit = self.exit
-        process.terminationHandler = { finished in exit.withLock { $0 = $0 ?? finished.terminationStatus } }
+        let (exited, exit) = AsyncStream.makeStream(of: Int32.self, bufferingPolicy: .bufferingNewest(1))
+        self.exited = exited
+        process.terminationHandler = { finished in
+            exit.yield(finished.terminationStatus)
+            exit.finish()
+        }
         try process.run()
     }
 
     var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
-    var isRunning: Bool { exit.value == nil }
 
     func get(_ path: String) async throws -> (status: Int, body: String) {
         let (data, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)\(path)")!)
@@ -43,11 +46,9 @@ final class RunningService: Sendable {
     /// Sends SIGTERM and waits for the exit status.
     func terminate() async throws -> Int32 {
         process.terminate()
-        return try await withTimeout(.seconds(30), "\(name) stopping after SIGTERM") { [exit] in
-            while true {
-                if let status = exit.value { return status }
-                try await Task.sleep(for: .milliseconds(20))
-            }
+        return try await withTimeout(.seconds(30), "\(name) stopping after SIGTERM") { [exited] in
+            for await status in exited { return status }
+            throw TestFailure("no exit status")
         }
     }
 

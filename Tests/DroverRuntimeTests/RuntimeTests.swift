@@ -1,0 +1,73 @@
+import ArgumentParser
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Synchronization
+import Testing
+
+@testable import DroverRuntime
+
+@Suite struct OpsRoutesTests {
+    let runtime = ServiceRuntime(name: "test-service", logger: Logger(label: "test"))
+
+    @Test func readyzNamesEachCheckAndAnswers503UntilAllPass() async throws {
+        let database = Mutex(false)
+        let app = Application(
+            router: runtime.router(readiness: [ReadinessCheck("amqp") { true }, ReadinessCheck("postgres") { database.withLock { $0 } }]))
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                #expect(String(buffer: response.body) == #"{"service":"test-service","ready":false,"checks":{"amqp":true,"postgres":false}}"#)
+            }
+            database.withLock { $0 = true }
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body) == #"{"service":"test-service","ready":true,"checks":{"amqp":true,"postgres":true}}"#)
+            }
+            try await client.execute(uri: "/healthz", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(response.headers[.contentType] == "application/json")
+            }
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(response.headers[.contentType] == "text/plain; version=0.0.4; charset=utf-8")
+            }
+        }
+    }
+
+    @Test func aGateOpensOnce() {
+        let gate = Gate()
+        #expect(!gate.isOpen)
+        gate.open()
+        #expect(gate.isOpen)
+    }
+}
+
+@Suite struct OptionsTests {
+    @Test(arguments: [
+        (["--amqp-url", "http://broker:5672"], "--amqp-url: invalid AMQP URL 'http://broker:5672': the scheme must be amqp"),
+        (["--exchange", ""], "--exchange: must not be empty"),
+    ])
+    func badBusOptionsSayWhatIsWrong(_ example: (arguments: [String], message: String)) {
+        let error = #expect(throws: (any Error).self) { try BusOptions.parse(example.arguments) }
+        #expect(error.map { BusOptions.message(for: $0) }?.contains(example.message) == true, "\(String(describing: error))")
+    }
+
+    @Test(arguments: [
+        (["--log-level", "loud"], "--log-level: 'loud' is not one of trace, debug, info"),
+        (["--http-port", "70000"], "--http-port: 70000 is not a port"),
+    ])
+    func badServerOptionsSayWhatIsWrong(_ example: (arguments: [String], message: String)) {
+        let error = #expect(throws: (any Error).self) { try ServerOptions.parse(example.arguments) }
+        #expect(error.map { ServerOptions.message(for: $0) }?.contains(example.message) == true, "\(String(describing: error))")
+    }
+
+    @Test func goodOptionsBuildTheBusConfiguration() throws {
+        let options = try BusOptions.parse(["--amqp-url", "amqp://u:p@broker:5680/prod", "--exchange", "fleet", "--quorum-queues"])
+        let configuration = try options.configuration()
+        #expect(configuration.endpoint.host == "broker" && configuration.endpoint.vhost == "prod")
+        #expect(configuration.exchange == "fleet" && configuration.deadLetterExchange == "fleet.dead-letter")
+        #expect(configuration.queueKind == .quorum)
+        #expect(try ServerOptions.parse(["--http-port", "9000"]).configuredPort == 9000)
+    }
+}
