@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "node-agent", targets: ["NodeAgent"]),
         .executable(name: "drover", targets: ["DroverCLI"]),
         .executable(name: "messaging-bench", targets: ["MessagingBenchmark"]),
+        .executable(name: "placement-bench", targets: ["PlacementBenchmark"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -156,9 +157,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        .executableTarget(
+            name: "PlacementBenchmark",
+            dependencies: ["DroverModel", "DroverScheduling", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Benchmarks/placement-bench",
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Tests
         .target(name: "DroverTestSupport", path: "Tests/DroverTestSupport"),
         .testTarget(name: "DroverModelTests", dependencies: ["DroverModel"], path: "Tests/DroverModelTests"),
+        .testTarget(
+            name: "DroverSchedulingTests", dependencies: ["DroverModel", "DroverScheduling"], path: "Tests/DroverSchedulingTests"),
         .testTarget(
             name: "DroverMessagingTests",
             dependencies: [

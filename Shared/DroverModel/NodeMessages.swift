@@ -64,3 +64,53 @@ extension RoutingKey {
         "node.\(nodeID).log.\(level.rawValue).\(priority.rawValue)"
     }
 }
+
+/// A node agent tells what it found on its machine, on `node.<nodeId>.register`, when it starts
+/// and whenever its fingerprint changes. The control plane records the node as ready.
+public struct NodeRegistration: DroverMessage, Equatable {
+    public static let messageType = "node.register"
+    public static let schemaVersion = 1
+
+    public var node: Node
+
+    public init(node: Node) { self.node = node }
+
+    enum CodingKeys: String, CodingKey {
+        case node = "Node"
+    }
+}
+
+/// A node agent reports the state of one of its allocations, on `node.<nodeId>.alloc-status`.
+public struct AllocationStatusReport: DroverMessage, Equatable {
+    public static let messageType = "node.alloc-status"
+    public static let schemaVersion = 1
+
+    public var nodeID: String
+    public var allocID: String
+    public var clientStatus: Allocation.ClientStatus
+    public var clientDescription: String
+    public var taskStates: [String: TaskState]
+
+    public init(nodeID: String, allocID: String, clientStatus: Allocation.ClientStatus, clientDescription: String, taskStates: [String: TaskState]) {
+        self.nodeID = nodeID
+        self.allocID = allocID
+        self.clientStatus = clientStatus
+        self.clientDescription = clientDescription
+        self.taskStates = taskStates
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case nodeID = "NodeID"
+        case allocID = "AllocID"
+        case clientStatus = "ClientStatus"
+        case clientDescription = "ClientDescription"
+        case taskStates = "TaskStates"
+    }
+}
+
+extension RoutingKey {
+    /// `node.<nodeId>.register`
+    public static func nodeRegister(_ nodeID: String) -> String { "node.\(nodeID).register" }
+    /// `node.<nodeId>.alloc-status`
+    public static func nodeAllocStatus(_ nodeID: String) -> String { "node.\(nodeID).alloc-status" }
+}

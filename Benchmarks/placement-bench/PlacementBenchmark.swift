@@ -1,0 +1,80 @@
+import ArgumentParser
+import DroverModel
+import DroverScheduling
+import Foundation
+
+/// Measures the pure placement core: `--jobs` jobs of one group of `--tasks` allocations each,
+/// planned one after another onto `--nodes` simulated nodes, each plan's placements added to the
+/// cluster's usage before the next. Only `JobScheduler.plan` is timed.
+@main
+struct PlacementBenchmark: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "placement-bench", abstract: "Placements per second of the scheduling core, on one core.")
+
+    @Option(help: "Jobs to place, one evaluation each.") var jobs = 1000
+    @Option(help: "Allocations per job (the group's Count).") var tasks = 1000
+    @Option(help: "Simulated nodes.") var nodes = 5000
+    @Option(help: "binpack or spread.") var algorithm: String = "binpack"
+    @Option(help: "Job type: service or batch (batch looks at 2 nodes per placement, service at log2(nodes)).") var type: String = "service"
+
+    func run() throws {
+        guard let algorithm = SchedulerConfiguration.Algorithm(rawValue: algorithm) else {
+            throw ValidationError("--algorithm: '\(algorithm)' is not binpack or spread")
+        }
+        guard let jobType = JobType(rawValue: type), jobType != .system else { throw ValidationError("--type: service or batch") }
+        let perNode = (jobs * tasks + nodes - 1) / nodes
+        let cluster = (0..<nodes).map { index in
+            Node(
+                id: "node-\(index)", name: "node-\(index)", datacenter: "dc\(index % 3 + 1)",
+                drivers: ["raw_exec": DriverInfo(detected: true, healthy: true)],
+                attributes: ["kernel.name": "linux", "cpu.numcores": "32"],
+                resources: Resources(cpu: perNode * 100 + 1000, memoryMB: perNode * 64 + 1024, diskMB: 100_000))
+        }
+        var snapshot = ClusterSnapshot(
+            nodes: cluster, used: Array(repeating: Resources(cpu: 0, memoryMB: 0, diskMB: 0), count: nodes), jobAllocations: [])
+        var random = SplitMix64(seed: 42)
+        var placed = 0
+        var failed = 0
+        var elapsed = Duration.zero
+        let clock = ContinuousClock()
+        for number in 0..<jobs {
+            var job = Job(
+                id: "job-\(number)", type: jobType,
+                taskGroups: [
+                    TaskGroup(
+                        name: "work", count: tasks,
+                        tasks: [JobTask(name: "run", command: "/bin/true", resources: Resources(cpu: 100, memoryMB: 64))])
+                ])
+            job.constraints = [Constraint("${attr.kernel.name}", "=", "linux")]
+            job = job.canonicalized()
+            var plan: Plan!
+            elapsed += clock.measure {
+                plan = JobScheduler.plan(
+                    evalID: "eval-\(number)", jobID: job.id, job: job, snapshot: snapshot, configuration: .init(algorithm: algorithm),
+                    now: 0, random: &random)
+            }
+            for placement in plan.placements {
+                snapshot.used[placement.nodeIndex] = snapshot.used[placement.nodeIndex] + placement.resources
+            }
+            placed += plan.placements.count
+            failed += plan.queued.values.reduce(0, +)
+        }
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        print("placement-bench: \(jobs) jobs x \(tasks) allocations on \(nodes) nodes (\(type), \(algorithm.rawValue))")
+        print("  placed \(placed), unplaced \(failed), in \(String(format: "%.3f", seconds)) s of planning")
+        print("  \(Int(Double(placed) / seconds)) placements/s")
+    }
+}
+
+/// A small fast generator: the node order needs to be random, not unpredictable.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

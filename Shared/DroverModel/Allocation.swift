@@ -1,0 +1,231 @@
+/// One instance of a task group placed on a node.
+///
+/// `DesiredStatus` is what the control plane wants; `ClientStatus` is what the node reports.
+public struct Allocation: Codable, Sendable, Equatable {
+    public enum DesiredStatus: String, Codable, Sendable {
+        case run, stop, evict
+    }
+
+    public enum ClientStatus: String, Codable, Sendable {
+        case pending, running, complete, failed, lost
+        /// The allocation will not run again.
+        public var isTerminal: Bool { self == .complete || self == .failed || self == .lost }
+    }
+
+    public var id: String
+    public var evalID: String
+    /// `<job>.<group>[<index>]`
+    public var name: String
+    public var nodeID: String
+    public var nodeName: String
+    public var jobID: String
+    public var jobVersion: Int
+    public var taskGroup: String
+    /// The job as it was when this allocation was placed: present in messages to nodes and in
+    /// single-allocation reads, absent in lists.
+    public var job: Job?
+    public var resources: Resources
+    public var desiredStatus: DesiredStatus
+    public var desiredDescription: String
+    public var clientStatus: ClientStatus
+    public var clientDescription: String
+    public var taskStates: [String: TaskState]?
+    public var previousAllocation: String?
+    public var rescheduleTracker: RescheduleTracker?
+    public var metrics: AllocMetric?
+    public var createIndex: Int64
+    public var modifyIndex: Int64
+    /// Unix nanoseconds, as in Nomad.
+    public var createTime: Int64
+    public var modifyTime: Int64
+
+    public init(
+        id: String, evalID: String, name: String, nodeID: String, nodeName: String, jobID: String, jobVersion: Int, taskGroup: String,
+        job: Job? = nil, resources: Resources, desiredStatus: DesiredStatus = .run, desiredDescription: String = "",
+        clientStatus: ClientStatus = .pending, clientDescription: String = "", createIndex: Int64 = 0, modifyIndex: Int64 = 0,
+        createTime: Int64 = 0, modifyTime: Int64 = 0
+    ) {
+        self.id = id
+        self.evalID = evalID
+        self.name = name
+        self.nodeID = nodeID
+        self.nodeName = nodeName
+        self.jobID = jobID
+        self.jobVersion = jobVersion
+        self.taskGroup = taskGroup
+        self.job = job
+        self.resources = resources
+        self.desiredStatus = desiredStatus
+        self.desiredDescription = desiredDescription
+        self.clientStatus = clientStatus
+        self.clientDescription = clientDescription
+        self.createIndex = createIndex
+        self.modifyIndex = modifyIndex
+        self.createTime = createTime
+        self.modifyTime = modifyTime
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id = "ID"
+        case evalID = "EvalID"
+        case name = "Name"
+        case nodeID = "NodeID"
+        case nodeName = "NodeName"
+        case jobID = "JobID"
+        case jobVersion = "JobVersion"
+        case taskGroup = "TaskGroup"
+        case job = "Job"
+        case resources = "Resources"
+        case desiredStatus = "DesiredStatus"
+        case desiredDescription = "DesiredDescription"
+        case clientStatus = "ClientStatus"
+        case clientDescription = "ClientDescription"
+        case taskStates = "TaskStates"
+        case previousAllocation = "PreviousAllocation"
+        case rescheduleTracker = "RescheduleTracker"
+        case metrics = "Metrics"
+        case createIndex = "CreateIndex"
+        case modifyIndex = "ModifyIndex"
+        case createTime = "CreateTime"
+        case modifyTime = "ModifyTime"
+    }
+
+    /// The index in the name: `web.api[2]` → 2.
+    public var index: Int {
+        guard let open = name.lastIndex(of: "["), let close = name.lastIndex(of: "]"), open < close else { return 0 }
+        return Int(name[name.index(after: open)..<close]) ?? 0
+    }
+
+    public static func name(job: String, group: String, index: Int) -> String { "\(job).\(group)[\(index)]" }
+
+    /// Whether the allocation holds, or will hold, resources on its node.
+    public var isLive: Bool { desiredStatus == .run && !clientStatus.isTerminal }
+}
+
+/// The state of one task of an allocation, as the node reports it.
+public struct TaskState: Codable, Sendable, Equatable {
+    public enum State: String, Codable, Sendable {
+        case pending, running, dead
+    }
+
+    public var state: State
+    public var failed: Bool
+    public var exitCode: Int?
+    public var restarts: Int
+    /// RFC 3339, as in Nomad; nil until it happened.
+    public var startedAt: String?
+    public var finishedAt: String?
+    public var events: [TaskEvent]
+
+    public init(
+        state: State, failed: Bool = false, exitCode: Int? = nil, restarts: Int = 0, startedAt: String? = nil, finishedAt: String? = nil,
+        events: [TaskEvent] = []
+    ) {
+        self.state = state
+        self.failed = failed
+        self.exitCode = exitCode
+        self.restarts = restarts
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+        self.events = events
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case state = "State"
+        case failed = "Failed"
+        case exitCode = "ExitCode"
+        case restarts = "Restarts"
+        case startedAt = "StartedAt"
+        case finishedAt = "FinishedAt"
+        case events = "Events"
+    }
+}
+
+public struct TaskEvent: Codable, Sendable, Equatable {
+    /// Nomad's event types: `Received`, `Started`, `Terminated`, `Restarting`, `Killing`, `Killed`, `Driver Failure`, …
+    public var type: String
+    /// Unix nanoseconds.
+    public var time: Int64
+    public var displayMessage: String
+    public var exitCode: Int?
+    public var signal: Int?
+
+    public init(type: String, time: Int64, displayMessage: String, exitCode: Int? = nil, signal: Int? = nil) {
+        self.type = type
+        self.time = time
+        self.displayMessage = displayMessage
+        self.exitCode = exitCode
+        self.signal = signal
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case type = "Type"
+        case time = "Time"
+        case displayMessage = "DisplayMessage"
+        case exitCode = "ExitCode"
+        case signal = "Signal"
+    }
+}
+
+/// Past reschedules of an allocation's line, so that `ReschedulePolicy.Attempts` can be counted.
+public struct RescheduleTracker: Codable, Sendable, Equatable {
+    public var events: [RescheduleEvent]
+
+    public init(events: [RescheduleEvent]) { self.events = events }
+
+    enum CodingKeys: String, CodingKey {
+        case events = "Events"
+    }
+}
+
+public struct RescheduleEvent: Codable, Sendable, Equatable {
+    /// Unix nanoseconds.
+    public var rescheduleTime: Int64
+    public var prevAllocID: String
+    public var prevNodeID: String
+
+    public init(rescheduleTime: Int64, prevAllocID: String, prevNodeID: String) {
+        self.rescheduleTime = rescheduleTime
+        self.prevAllocID = prevAllocID
+        self.prevNodeID = prevNodeID
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case rescheduleTime = "RescheduleTime"
+        case prevAllocID = "PrevAllocID"
+        case prevNodeID = "PrevNodeID"
+    }
+}
+
+/// What the scheduler saw while placing a group: how many nodes it looked at and why each one it
+/// rejected was rejected. This is what `job plan` and a blocked evaluation show.
+public struct AllocMetric: Codable, Sendable, Equatable {
+    public var nodesEvaluated: Int = 0
+    public var nodesFiltered: Int = 0
+    /// Datacenter → nodes in it that were ready.
+    public var nodesAvailable: [String: Int] = [:]
+    /// Node class → nodes of it filtered out.
+    public var classFiltered: [String: Int] = [:]
+    /// Reason (a constraint, "missing drivers", …) → nodes filtered for it.
+    public var constraintFiltered: [String: Int] = [:]
+    public var nodesExhausted: Int = 0
+    public var classExhausted: [String: Int] = [:]
+    /// Resource (`cpu`, `memory`, `disk`) → nodes that lacked it.
+    public var dimensionExhausted: [String: Int] = [:]
+    /// Further allocations of the same group that failed for the same reasons.
+    public var coalescedFailures: Int = 0
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case nodesEvaluated = "NodesEvaluated"
+        case nodesFiltered = "NodesFiltered"
+        case nodesAvailable = "NodesAvailable"
+        case classFiltered = "ClassFiltered"
+        case constraintFiltered = "ConstraintFiltered"
+        case nodesExhausted = "NodesExhausted"
+        case classExhausted = "ClassExhausted"
+        case dimensionExhausted = "DimensionExhausted"
+        case coalescedFailures = "CoalescedFailures"
+    }
+}

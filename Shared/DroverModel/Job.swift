@@ -1,0 +1,463 @@
+import Foundation
+
+/// A job in Nomad's JSON shape: task groups of tasks, with where and how they may run.
+///
+/// Fields a client leaves out are `nil` here and take Nomad's defaults when read through the
+/// accessors (`type`, `priority`, …); ``canonicalized()`` writes those defaults in, which is what
+/// the API stores. Fields this model does not know are ignored when decoding. Server-owned fields
+/// (`Status`, `Version`, indexes) are set by Drover and ignored on input.
+public struct Job: Codable, Sendable, Equatable {
+    public var id: String
+    public var name: String?
+    public var type: JobType?
+    public var priority: Int?
+    public var datacenters: [String]?
+    public var constraints: [Constraint]?
+    public var affinities: [Affinity]?
+    public var spreads: [Spread]?
+    public var taskGroups: [TaskGroup]
+    public var meta: [String: String]?
+
+    // Server-owned.
+    public var region: String?
+    public var namespace: String?
+    public var stop: Bool?
+    public var status: String?
+    public var statusDescription: String?
+    public var version: Int?
+    public var submitTime: Int64?
+    public var createIndex: Int64?
+    public var modifyIndex: Int64?
+    public var jobModifyIndex: Int64?
+
+    public init(id: String, type: JobType = .service, taskGroups: [TaskGroup]) {
+        self.id = id
+        self.type = type
+        self.taskGroups = taskGroups
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id = "ID"
+        case name = "Name"
+        case type = "Type"
+        case priority = "Priority"
+        case datacenters = "Datacenters"
+        case constraints = "Constraints"
+        case affinities = "Affinities"
+        case spreads = "Spreads"
+        case taskGroups = "TaskGroups"
+        case meta = "Meta"
+        case region = "Region"
+        case namespace = "Namespace"
+        case stop = "Stop"
+        case status = "Status"
+        case statusDescription = "StatusDescription"
+        case version = "Version"
+        case submitTime = "SubmitTime"
+        case createIndex = "CreateIndex"
+        case modifyIndex = "ModifyIndex"
+        case jobModifyIndex = "JobModifyIndex"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decodeIfPresent(String.self, forKey: .id) ?? ""
+        name = try container.decodeIfPresent(String.self, forKey: .name)
+        type = try container.decodeIfPresent(JobType.self, forKey: .type)
+        priority = try container.decodeIfPresent(Int.self, forKey: .priority)
+        datacenters = try container.decodeIfPresent([String].self, forKey: .datacenters)
+        constraints = try container.decodeIfPresent([Constraint].self, forKey: .constraints)
+        affinities = try container.decodeIfPresent([Affinity].self, forKey: .affinities)
+        spreads = try container.decodeIfPresent([Spread].self, forKey: .spreads)
+        taskGroups = try container.decodeIfPresent([TaskGroup].self, forKey: .taskGroups) ?? []
+        meta = try container.decodeIfPresent([String: String].self, forKey: .meta)
+        region = try container.decodeIfPresent(String.self, forKey: .region)
+        namespace = try container.decodeIfPresent(String.self, forKey: .namespace)
+        stop = try container.decodeIfPresent(Bool.self, forKey: .stop)
+        status = try container.decodeIfPresent(String.self, forKey: .status)
+        statusDescription = try container.decodeIfPresent(String.self, forKey: .statusDescription)
+        version = try container.decodeIfPresent(Int.self, forKey: .version)
+        submitTime = try container.decodeIfPresent(Int64.self, forKey: .submitTime)
+        createIndex = try container.decodeIfPresent(Int64.self, forKey: .createIndex)
+        modifyIndex = try container.decodeIfPresent(Int64.self, forKey: .modifyIndex)
+        jobModifyIndex = try container.decodeIfPresent(Int64.self, forKey: .jobModifyIndex)
+    }
+
+    public var jobType: JobType { type ?? .service }
+    public var jobPriority: Int { priority ?? 50 }
+    public var jobName: String { name ?? id }
+    public var jobDatacenters: [String] { datacenters ?? ["*"] }
+    public var isStopped: Bool { stop ?? false }
+
+    public func group(named name: String) -> TaskGroup? { taskGroups.first { $0.name == name } }
+
+    /// The job with Nomad's defaults written into every field a client left out.
+    public func canonicalized() -> Job {
+        var job = self
+        job.name = jobName
+        job.type = jobType
+        job.priority = jobPriority
+        job.datacenters = jobDatacenters
+        job.region = region ?? "global"
+        job.namespace = namespace ?? "default"
+        job.taskGroups = taskGroups.map { $0.canonicalized(for: jobType) }
+        return job
+    }
+}
+
+public enum JobType: String, Codable, Sendable, CaseIterable {
+    /// Long-running: restarted and rescheduled until stopped.
+    case service
+    /// Runs to completion once.
+    case batch
+    /// One allocation on every eligible node.
+    case system
+}
+
+public struct TaskGroup: Codable, Sendable, Equatable {
+    public var name: String
+    public var count: Int?
+    public var constraints: [Constraint]?
+    public var affinities: [Affinity]?
+    public var spreads: [Spread]?
+    public var restartPolicy: RestartPolicy?
+    public var reschedulePolicy: ReschedulePolicy?
+    public var tasks: [JobTask]
+    public var meta: [String: String]?
+
+    public init(name: String, count: Int = 1, tasks: [JobTask]) {
+        self.name = name
+        self.count = count
+        self.tasks = tasks
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name = "Name"
+        case count = "Count"
+        case constraints = "Constraints"
+        case affinities = "Affinities"
+        case spreads = "Spreads"
+        case restartPolicy = "RestartPolicy"
+        case reschedulePolicy = "ReschedulePolicy"
+        case tasks = "Tasks"
+        case meta = "Meta"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        name = try container.decodeIfPresent(String.self, forKey: .name) ?? ""
+        count = try container.decodeIfPresent(Int.self, forKey: .count)
+        constraints = try container.decodeIfPresent([Constraint].self, forKey: .constraints)
+        affinities = try container.decodeIfPresent([Affinity].self, forKey: .affinities)
+        spreads = try container.decodeIfPresent([Spread].self, forKey: .spreads)
+        restartPolicy = try container.decodeIfPresent(RestartPolicy.self, forKey: .restartPolicy)
+        reschedulePolicy = try container.decodeIfPresent(ReschedulePolicy.self, forKey: .reschedulePolicy)
+        tasks = try container.decodeIfPresent([JobTask].self, forKey: .tasks) ?? []
+        meta = try container.decodeIfPresent([String: String].self, forKey: .meta)
+    }
+
+    public var groupCount: Int { count ?? 1 }
+
+    /// What one allocation of this group asks of a node: the sum of its tasks' resources.
+    public var resources: Resources {
+        tasks.reduce(Resources(cpu: 0, memoryMB: 0, diskMB: 0)) { total, task in
+            let resources = task.taskResources
+            return Resources(
+                cpu: total.cpu + resources.cpu, memoryMB: total.memoryMB + resources.memoryMB, diskMB: total.diskMB + resources.diskMB)
+        }
+    }
+
+    func canonicalized(for type: JobType) -> TaskGroup {
+        var group = self
+        group.count = groupCount
+        group.restartPolicy = (restartPolicy ?? RestartPolicy()).canonicalized(for: type)
+        group.reschedulePolicy = (reschedulePolicy ?? ReschedulePolicy()).canonicalized(for: type)
+        group.tasks = tasks.map { $0.canonicalized() }
+        return group
+    }
+}
+
+public struct JobTask: Codable, Sendable, Equatable {
+    public var name: String
+    public var driver: String
+    public var user: String?
+    public var config: TaskConfig?
+    public var env: [String: String]?
+    public var resources: Resources?
+    /// Nanoseconds between SIGTERM and SIGKILL when the task is stopped.
+    public var killTimeout: Int64?
+    public var constraints: [Constraint]?
+    public var meta: [String: String]?
+
+    public init(name: String, driver: String = "raw_exec", command: String, args: [String] = [], resources: Resources? = nil) {
+        self.name = name
+        self.driver = driver
+        self.config = TaskConfig(command: command, args: args)
+        self.resources = resources
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name = "Name"
+        case driver = "Driver"
+        case user = "User"
+        case config = "Config"
+        case env = "Env"
+        case resources = "Resources"
+        case killTimeout = "KillTimeout"
+        case constraints = "Constraints"
+        case meta = "Meta"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        name = try container.decodeIfPresent(String.self, forKey: .name) ?? ""
+        driver = try container.decodeIfPresent(String.self, forKey: .driver) ?? ""
+        user = try container.decodeIfPresent(String.self, forKey: .user)
+        config = try container.decodeIfPresent(TaskConfig.self, forKey: .config)
+        env = try container.decodeIfPresent([String: String].self, forKey: .env)
+        resources = try container.decodeIfPresent(Resources.self, forKey: .resources)
+        killTimeout = try container.decodeIfPresent(Int64.self, forKey: .killTimeout)
+        constraints = try container.decodeIfPresent([Constraint].self, forKey: .constraints)
+        meta = try container.decodeIfPresent([String: String].self, forKey: .meta)
+    }
+
+    /// Nomad's defaults: 100 MHz and 300 MB.
+    public var taskResources: Resources { resources?.withDefaults() ?? Resources(cpu: 100, memoryMB: 300, diskMB: 0) }
+    /// Nomad's default: 5 s.
+    public var killTimeoutNanoseconds: Int64 { killTimeout ?? 5_000_000_000 }
+
+    func canonicalized() -> JobTask {
+        var task = self
+        task.resources = taskResources
+        task.killTimeout = killTimeoutNanoseconds
+        return task
+    }
+}
+
+/// A task's driver configuration. Drover's drivers read `command` and `args`; other keys a job
+/// file carries (for drivers Drover does not have) are ignored.
+public struct TaskConfig: Codable, Sendable, Equatable {
+    public var command: String?
+    public var args: [String]?
+
+    public init(command: String?, args: [String]? = nil) {
+        self.command = command
+        self.args = args
+    }
+}
+
+/// Resources in Nomad's units: CPU in MHz, memory and disk in MB.
+public struct Resources: Codable, Sendable, Equatable, Hashable {
+    public var cpu: Int
+    public var memoryMB: Int
+    public var diskMB: Int
+
+    public init(cpu: Int, memoryMB: Int, diskMB: Int = 0) {
+        self.cpu = cpu
+        self.memoryMB = memoryMB
+        self.diskMB = diskMB
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case cpu = "CPU"
+        case memoryMB = "MemoryMB"
+        case diskMB = "DiskMB"
+    }
+
+    /// Present fields as given; absent ones as `-1` until ``withDefaults()``.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        cpu = try container.decodeIfPresent(Int.self, forKey: .cpu) ?? -1
+        memoryMB = try container.decodeIfPresent(Int.self, forKey: .memoryMB) ?? -1
+        diskMB = try container.decodeIfPresent(Int.self, forKey: .diskMB) ?? -1
+    }
+
+    func withDefaults() -> Resources {
+        Resources(cpu: cpu == -1 ? 100 : cpu, memoryMB: memoryMB == -1 ? 300 : memoryMB, diskMB: diskMB == -1 ? 0 : diskMB)
+    }
+
+    public static func + (lhs: Resources, rhs: Resources) -> Resources {
+        Resources(cpu: lhs.cpu + rhs.cpu, memoryMB: lhs.memoryMB + rhs.memoryMB, diskMB: lhs.diskMB + rhs.diskMB)
+    }
+
+    public static func - (lhs: Resources, rhs: Resources) -> Resources {
+        Resources(cpu: lhs.cpu - rhs.cpu, memoryMB: lhs.memoryMB - rhs.memoryMB, diskMB: lhs.diskMB - rhs.diskMB)
+    }
+}
+
+/// A hard rule for placement: `LTarget Operand RTarget`, e.g. `${attr.kernel.name} = linux`.
+public struct Constraint: Codable, Sendable, Equatable, Hashable, CustomStringConvertible {
+    public var lTarget: String
+    public var rTarget: String
+    public var operand: String
+
+    public init(_ lTarget: String, _ operand: String, _ rTarget: String) {
+        self.lTarget = lTarget
+        self.rTarget = rTarget
+        self.operand = operand
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case lTarget = "LTarget"
+        case rTarget = "RTarget"
+        case operand = "Operand"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        lTarget = try container.decodeIfPresent(String.self, forKey: .lTarget) ?? ""
+        rTarget = try container.decodeIfPresent(String.self, forKey: .rTarget) ?? ""
+        operand = try container.decodeIfPresent(String.self, forKey: .operand) ?? "="
+    }
+
+    /// The operands Drover evaluates, with Nomad's spellings.
+    public static let operands: Set<String> = [
+        "=", "==", "is", "!=", "not", "<", "<=", ">", ">=", "regexp", "version", "semver", "set_contains", "set_contains_all",
+        "set_contains_any", "is_set", "is_not_set", "distinct_hosts", "distinct_property",
+    ]
+
+    /// As Nomad prints it in placement metrics: `${attr.kernel.name} = linux`.
+    public var description: String { "\(lTarget) \(operand) \(rTarget)".trimmingCharacters(in: .whitespaces) }
+}
+
+/// A soft preference: nodes matching it score higher (`Weight` > 0) or lower (< 0).
+public struct Affinity: Codable, Sendable, Equatable {
+    public var lTarget: String
+    public var rTarget: String
+    public var operand: String
+    /// -100 … 100, not 0.
+    public var weight: Int
+
+    public init(_ lTarget: String, _ operand: String, _ rTarget: String, weight: Int) {
+        self.lTarget = lTarget
+        self.rTarget = rTarget
+        self.operand = operand
+        self.weight = weight
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case lTarget = "LTarget"
+        case rTarget = "RTarget"
+        case operand = "Operand"
+        case weight = "Weight"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        lTarget = try container.decodeIfPresent(String.self, forKey: .lTarget) ?? ""
+        rTarget = try container.decodeIfPresent(String.self, forKey: .rTarget) ?? ""
+        operand = try container.decodeIfPresent(String.self, forKey: .operand) ?? "="
+        weight = try container.decodeIfPresent(Int.self, forKey: .weight) ?? 50
+    }
+}
+
+/// Spreads a group's allocations over the values of a node attribute, evenly or by target
+/// percentages.
+public struct Spread: Codable, Sendable, Equatable {
+    public var attribute: String
+    /// 0 … 100.
+    public var weight: Int
+    public var spreadTarget: [SpreadTarget]?
+
+    public init(attribute: String, weight: Int = 50, targets: [SpreadTarget]? = nil) {
+        self.attribute = attribute
+        self.weight = weight
+        self.spreadTarget = targets
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case attribute = "Attribute"
+        case weight = "Weight"
+        case spreadTarget = "SpreadTarget"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        attribute = try container.decodeIfPresent(String.self, forKey: .attribute) ?? ""
+        weight = try container.decodeIfPresent(Int.self, forKey: .weight) ?? 50
+        spreadTarget = try container.decodeIfPresent([SpreadTarget].self, forKey: .spreadTarget)
+    }
+}
+
+public struct SpreadTarget: Codable, Sendable, Equatable {
+    public var value: String
+    public var percent: Int
+
+    public init(value: String, percent: Int) {
+        self.value = value
+        self.percent = percent
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case value = "Value"
+        case percent = "Percent"
+    }
+}
+
+/// What a node agent does when a task exits: restart it `Attempts` times per `Interval`, after
+/// `Delay`; then fail the allocation (`Mode` `fail`) or wait out the interval (`delay`).
+/// Durations are nanoseconds, as in Nomad's JSON.
+public struct RestartPolicy: Codable, Sendable, Equatable {
+    public var attempts: Int?
+    public var interval: Int64?
+    public var delay: Int64?
+    public var mode: String?
+
+    public init(attempts: Int? = nil, interval: Int64? = nil, delay: Int64? = nil, mode: String? = nil) {
+        self.attempts = attempts
+        self.interval = interval
+        self.delay = delay
+        self.mode = mode
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case attempts = "Attempts"
+        case interval = "Interval"
+        case delay = "Delay"
+        case mode = "Mode"
+    }
+
+    /// Nomad's defaults: service 2 attempts in 30 min, batch 3 in 24 h; 15 s delay; mode fail.
+    func canonicalized(for type: JobType) -> RestartPolicy {
+        RestartPolicy(
+            attempts: attempts ?? (type == .batch ? 3 : 2),
+            interval: interval ?? (type == .batch ? 86_400_000_000_000 : 1_800_000_000_000),
+            delay: delay ?? 15_000_000_000, mode: mode ?? "fail")
+    }
+}
+
+/// What the scheduler does when an allocation fails: place a replacement up to `Attempts` times
+/// per `Interval` (or without limit when `Unlimited`). Durations are nanoseconds.
+public struct ReschedulePolicy: Codable, Sendable, Equatable {
+    public var attempts: Int?
+    public var interval: Int64?
+    public var delay: Int64?
+    public var unlimited: Bool?
+
+    public init(attempts: Int? = nil, interval: Int64? = nil, delay: Int64? = nil, unlimited: Bool? = nil) {
+        self.attempts = attempts
+        self.interval = interval
+        self.delay = delay
+        self.unlimited = unlimited
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case attempts = "Attempts"
+        case interval = "Interval"
+        case delay = "Delay"
+        case unlimited = "Unlimited"
+    }
+
+    /// Nomad's defaults: service unlimited; batch 1 attempt in 24 h. System jobs never reschedule.
+    func canonicalized(for type: JobType) -> ReschedulePolicy {
+        switch type {
+        case .service:
+            ReschedulePolicy(attempts: attempts ?? 0, interval: interval ?? 0, delay: delay ?? 30_000_000_000, unlimited: unlimited ?? true)
+        case .batch:
+            ReschedulePolicy(
+                attempts: attempts ?? 1, interval: interval ?? 86_400_000_000_000, delay: delay ?? 5_000_000_000, unlimited: unlimited ?? false)
+        case .system:
+            ReschedulePolicy(attempts: 0, interval: 0, delay: 0, unlimited: false)
+        }
+    }
+}

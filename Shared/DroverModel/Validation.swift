@@ -1,0 +1,261 @@
+public import Foundation
+
+/// One reason an input was refused: the field, as a path such as `Job.TaskGroups[0].Count`, and why.
+public struct FieldError: Codable, Sendable, Equatable, CustomStringConvertible {
+    public var field: String
+    public var reason: String
+
+    public init(_ field: String, _ reason: String) {
+        self.field = field
+        self.reason = reason
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case field = "Field"
+        case reason = "Reason"
+    }
+
+    public var description: String { "\(field): \(reason)" }
+
+    /// The field and reason of a JSON decoding error, with the field path rooted at `root`.
+    public init(_ error: DecodingError, root: String) {
+        func path(_ keys: [any CodingKey]) -> String {
+            keys.reduce(root) { path, key in
+                if let index = key.intValue { return "\(path)[\(index)]" }
+                return path.isEmpty ? key.stringValue : "\(path).\(key.stringValue)"
+            }
+        }
+        switch error {
+        case .typeMismatch(let type, let context):
+            self.init(path(context.codingPath), "expected \(Self.describe(type))")
+        case .valueNotFound(let type, let context):
+            self.init(path(context.codingPath), "expected \(Self.describe(type)), found null")
+        case .keyNotFound(let key, let context):
+            self.init(path(context.codingPath + [key]), "is required")
+        case .dataCorrupted(let context):
+            let reason = context.debugDescription
+            self.init(
+                path(context.codingPath),
+                context.codingPath.isEmpty ? "the body is not valid JSON (\(reason))" : reason)
+        @unknown default:
+            self.init(root, "\(error)")
+        }
+    }
+
+    private static func describe(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: "a string"
+        case is Int.Type, is Int64.Type: "an integer"
+        case is Bool.Type: "true or false"
+        case is Double.Type: "a number"
+        default:
+            String(describing: type).hasPrefix("Array") ? "an array" : (String(describing: type).hasPrefix("Dictionary") ? "an object" : "an object")
+        }
+    }
+}
+
+/// Refused input: every field that is wrong, each with its reason.
+public struct ValidationFailure: Error, Sendable, CustomStringConvertible {
+    public var errors: [FieldError]
+    public init(_ errors: [FieldError]) { self.errors = errors }
+    public var description: String { errors.map(\.description).joined(separator: "; ") }
+}
+
+extension Job {
+    /// The drivers whose `Config` Drover understands; a job may name others (they then place
+    /// only on nodes that report them).
+    public static let commandDrivers: Set<String> = ["raw_exec", "exec"]
+
+    /// Every problem with this job as a client sent it, each naming its field; empty when valid.
+    public func validate() -> [FieldError] {
+        var errors: [FieldError] = []
+        func check(_ condition: Bool, _ field: String, _ reason: @autoclosure () -> String) {
+            if !condition { errors.append(FieldError(field, reason())) }
+        }
+        check(!id.isEmpty, "Job.ID", "is required")
+        check(id.utf8.count <= 128, "Job.ID", "must be at most 128 bytes")
+        check(
+            !id.contains { $0.isWhitespace || $0.isNewline || $0 == "/" || $0 == "?" || $0 == "#" }, "Job.ID",
+            "must not contain whitespace, '/', '?' or '#'")
+        if let name { check(!name.isEmpty, "Job.Name", "must not be empty when given") }
+        if let priority { check((1...100).contains(priority), "Job.Priority", "must be between 1 and 100, got \(priority)") }
+        if let datacenters {
+            check(!datacenters.isEmpty, "Job.Datacenters", "must name at least one datacenter (or \"*\")")
+            for (index, datacenter) in datacenters.enumerated() {
+                check(!datacenter.isEmpty, "Job.Datacenters[\(index)]", "must not be empty")
+            }
+        }
+        errors += Self.validate(constraints ?? [], at: "Job.Constraints")
+        errors += Self.validate(affinities ?? [], at: "Job.Affinities")
+        errors += Self.validate(spreads ?? [], at: "Job.Spreads")
+        check(!taskGroups.isEmpty, "Job.TaskGroups", "a job needs at least one task group")
+        var groupNames = Set<String>()
+        for (index, group) in taskGroups.enumerated() {
+            let path = "Job.TaskGroups[\(index)]"
+            check(!group.name.isEmpty, "\(path).Name", "is required")
+            check(groupNames.insert(group.name).inserted || group.name.isEmpty, "\(path).Name", "'\(group.name)' is used by another group")
+            check(!group.name.contains("."), "\(path).Name", "must not contain '.'")
+            if let count = group.count {
+                check(count >= 0, "\(path).Count", "must be 0 or more, got \(count)")
+                if jobType == .system { check(count <= 1, "\(path).Count", "a system job runs one allocation per node; leave Count out or set 1") }
+            }
+            errors += Self.validate(group.constraints ?? [], at: "\(path).Constraints")
+            errors += Self.validate(group.affinities ?? [], at: "\(path).Affinities")
+            errors += Self.validate(group.spreads ?? [], at: "\(path).Spreads")
+            if let policy = group.restartPolicy {
+                if let attempts = policy.attempts { check(attempts >= 0, "\(path).RestartPolicy.Attempts", "must be 0 or more") }
+                if let interval = policy.interval { check(interval >= 0, "\(path).RestartPolicy.Interval", "must be 0 or more nanoseconds") }
+                if let delay = policy.delay { check(delay >= 0, "\(path).RestartPolicy.Delay", "must be 0 or more nanoseconds") }
+                if let mode = policy.mode {
+                    check(mode == "fail" || mode == "delay", "\(path).RestartPolicy.Mode", "must be \"fail\" or \"delay\", got \"\(mode)\"")
+                }
+            }
+            if let policy = group.reschedulePolicy {
+                if let attempts = policy.attempts { check(attempts >= 0, "\(path).ReschedulePolicy.Attempts", "must be 0 or more") }
+                if let interval = policy.interval { check(interval >= 0, "\(path).ReschedulePolicy.Interval", "must be 0 or more nanoseconds") }
+                if let delay = policy.delay { check(delay >= 0, "\(path).ReschedulePolicy.Delay", "must be 0 or more nanoseconds") }
+            }
+            check(!group.tasks.isEmpty, "\(path).Tasks", "a task group needs at least one task")
+            var taskNames = Set<String>()
+            for (taskIndex, task) in group.tasks.enumerated() {
+                let taskPath = "\(path).Tasks[\(taskIndex)]"
+                check(!task.name.isEmpty, "\(taskPath).Name", "is required")
+                check(taskNames.insert(task.name).inserted || task.name.isEmpty, "\(taskPath).Name", "'\(task.name)' is used by another task")
+                check(
+                    !task.name.contains { $0 == "/" || $0 == "." || $0.isWhitespace }, "\(taskPath).Name", "must not contain '/', '.' or whitespace")
+                check(!task.driver.isEmpty, "\(taskPath).Driver", "is required, e.g. \"raw_exec\"")
+                if Self.commandDrivers.contains(task.driver) {
+                    check(!(task.config?.command ?? "").isEmpty, "\(taskPath).Config.command", "the \(task.driver) driver needs a command to run")
+                }
+                if let resources = task.resources {
+                    if resources.cpu != -1 { check(resources.cpu >= 1, "\(taskPath).Resources.CPU", "must be at least 1 MHz, got \(resources.cpu)") }
+                    if resources.memoryMB != -1 {
+                        check(resources.memoryMB >= 10, "\(taskPath).Resources.MemoryMB", "must be at least 10 MB, got \(resources.memoryMB)")
+                    }
+                    if resources.diskMB != -1 {
+                        check(resources.diskMB >= 0, "\(taskPath).Resources.DiskMB", "must be 0 or more, got \(resources.diskMB)")
+                    }
+                }
+                if let timeout = task.killTimeout { check(timeout >= 0, "\(taskPath).KillTimeout", "must be 0 or more nanoseconds") }
+                for key in (task.env ?? [:]).keys where key.isEmpty || key.contains("=") {
+                    errors.append(FieldError("\(taskPath).Env", "'\(key)' is not a valid variable name"))
+                }
+                errors += Self.validate(task.constraints ?? [], at: "\(taskPath).Constraints")
+            }
+        }
+        return errors
+    }
+
+    static func validate(_ constraints: [Constraint], at path: String) -> [FieldError] {
+        var errors: [FieldError] = []
+        for (index, constraint) in constraints.enumerated() {
+            let field = "\(path)[\(index)]"
+            guard Constraint.operands.contains(constraint.operand) else {
+                errors.append(
+                    FieldError("\(field).Operand", "'\(constraint.operand)' is not one of \(Constraint.operands.sorted().joined(separator: ", "))"))
+                continue
+            }
+            switch constraint.operand {
+            case "distinct_hosts":
+                break
+            case "is_set", "is_not_set", "distinct_property":
+                if constraint.lTarget.isEmpty { errors.append(FieldError("\(field).LTarget", "is required for \(constraint.operand)")) }
+            default:
+                if constraint.lTarget.isEmpty { errors.append(FieldError("\(field).LTarget", "is required")) }
+                if constraint.rTarget.isEmpty { errors.append(FieldError("\(field).RTarget", "is required for \(constraint.operand)")) }
+            }
+            if constraint.operand == "regexp", (try? NSRegularExpression(pattern: constraint.rTarget)) == nil {
+                errors.append(FieldError("\(field).RTarget", "'\(constraint.rTarget)' is not a valid regular expression"))
+            }
+            if constraint.operand == "version" || constraint.operand == "semver", VersionRequirement(constraint.rTarget) == nil {
+                errors.append(FieldError("\(field).RTarget", "'\(constraint.rTarget)' is not a version requirement such as \">= 1.2, < 2.0\""))
+            }
+        }
+        return errors
+    }
+
+    static func validate(_ affinities: [Affinity], at path: String) -> [FieldError] {
+        var errors = validate(affinities.map { Constraint($0.lTarget, $0.operand, $0.rTarget) }, at: path)
+        for (index, affinity) in affinities.enumerated() where affinity.weight == 0 || !(-100...100).contains(affinity.weight) {
+            errors.append(FieldError("\(path)[\(index)].Weight", "must be between -100 and 100 and not 0, got \(affinity.weight)"))
+        }
+        return errors
+    }
+
+    static func validate(_ spreads: [Spread], at path: String) -> [FieldError] {
+        var errors: [FieldError] = []
+        for (index, spread) in spreads.enumerated() {
+            let field = "\(path)[\(index)]"
+            if spread.attribute.isEmpty { errors.append(FieldError("\(field).Attribute", "is required, e.g. ${node.datacenter}")) }
+            if !(0...100).contains(spread.weight) { errors.append(FieldError("\(field).Weight", "must be between 0 and 100, got \(spread.weight)")) }
+            let targets = spread.spreadTarget ?? []
+            for (targetIndex, target) in targets.enumerated() where !(0...100).contains(target.percent) {
+                errors.append(FieldError("\(field).SpreadTarget[\(targetIndex)].Percent", "must be between 0 and 100"))
+            }
+            let total = targets.reduce(0) { $0 + $1.percent }
+            if total > 100 { errors.append(FieldError("\(field).SpreadTarget", "percentages add up to \(total), more than 100")) }
+        }
+        return errors
+    }
+}
+
+/// A version requirement such as `>= 1.2.0, < 2.0`: comma-separated comparisons, all of which
+/// must hold. Versions compare numerically part by part (`1.10 > 1.9`); a pre-release or build
+/// suffix after `-` or `+` is ignored.
+public struct VersionRequirement: Sendable, Equatable {
+    public struct Clause: Sendable, Equatable {
+        public var comparison: String
+        public var version: [Int]
+    }
+
+    public var clauses: [Clause]
+
+    public init?(_ text: String) {
+        var clauses: [Clause] = []
+        for part in text.split(separator: ",") {
+            let trimmed = part.trimmingCharacters(in: .whitespaces)
+            let comparison = ["~>", ">=", "<=", "!=", ">", "<", "="].first { trimmed.hasPrefix($0) } ?? "="
+            let rest = trimmed.dropFirst(trimmed.hasPrefix(comparison) ? comparison.count : 0).trimmingCharacters(in: .whitespaces)
+            guard let version = Self.parse(rest) else { return nil }
+            clauses.append(Clause(comparison: comparison, version: version))
+        }
+        guard !clauses.isEmpty else { return nil }
+        self.clauses = clauses
+    }
+
+    /// `1.2.3-beta+7` → `[1, 2, 3]`; `nil` when it is not a version.
+    public static func parse(_ text: String) -> [Int]? {
+        let core = text.split(whereSeparator: { $0 == "-" || $0 == "+" }).first.map(String.init) ?? ""
+        let parts = core.hasPrefix("v") ? core.dropFirst().split(separator: ".") : core.split(separator: ".")
+        let numbers = parts.compactMap { Int($0) }
+        guard !numbers.isEmpty, numbers.count == parts.count else { return nil }
+        return numbers
+    }
+
+    static func compare(_ lhs: [Int], _ rhs: [Int]) -> Int {
+        for index in 0..<max(lhs.count, rhs.count) {
+            let (left, right) = (index < lhs.count ? lhs[index] : 0, index < rhs.count ? rhs[index] : 0)
+            if left != right { return left < right ? -1 : 1 }
+        }
+        return 0
+    }
+
+    public func isSatisfied(by version: [Int]) -> Bool {
+        clauses.allSatisfy { clause in
+            let order = Self.compare(version, clause.version)
+            switch clause.comparison {
+            case ">=": return order >= 0
+            case "<=": return order <= 0
+            case ">": return order > 0
+            case "<": return order < 0
+            case "!=": return order != 0
+            case "~>":
+                // Pessimistic: ~> 1.2 allows 1.x ≥ 1.2; ~> 1.2.3 allows 1.2.x ≥ 1.2.3.
+                guard order >= 0 else { return false }
+                let fixed = Array(clause.version.dropLast())
+                return Array(version.prefix(fixed.count)) == fixed || fixed.isEmpty
+            default: return order == 0
+            }
+        }
+    }
+}

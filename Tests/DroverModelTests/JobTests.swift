@@ -1,0 +1,88 @@
+import DroverModel
+import Foundation
+import Testing
+
+@Suite struct JobTests {
+    /// The shape `nomad job run -output` and python-nomad send, trimmed, with fields Drover does not read.
+    static let nomadJSON = #"""
+        {"Job": {"ID": "example", "Name": "example", "Type": "batch", "Datacenters": ["dc1"], "Priority": 60,
+          "Update": {"MaxParallel": 1}, "Constraints": [{"LTarget": "${attr.kernel.name}", "RTarget": "linux", "Operand": "="}],
+          "TaskGroups": [{"Name": "cache", "Count": 3, "EphemeralDisk": {"SizeMB": 300},
+            "RestartPolicy": {"Attempts": 1, "Interval": 60000000000, "Delay": 1000000000, "Mode": "fail"},
+            "Tasks": [{"Name": "redis", "Driver": "raw_exec", "Config": {"command": "/bin/echo", "args": ["hi"], "image": "ignored"},
+              "Env": {"A": "1"}, "Resources": {"CPU": 250, "MemoryMB": 128, "Networks": []}, "KillTimeout": 2000000000}]}]}}
+        """#
+
+    struct Wrapper: Decodable {
+        var job: Job
+        enum CodingKeys: String, CodingKey { case job = "Job" }
+    }
+
+    @Test func aNomadJobDecodesToleratingUnknownFields() throws {
+        let job = try JSONDecoder().decode(Wrapper.self, from: Data(Self.nomadJSON.utf8)).job
+        #expect(job.validate().isEmpty)
+        #expect(job.jobType == .batch && job.jobPriority == 60 && job.taskGroups[0].groupCount == 3)
+        let task = job.taskGroups[0].tasks[0]
+        #expect(task.config == TaskConfig(command: "/bin/echo", args: ["hi"]))
+        #expect(task.taskResources == Resources(cpu: 250, memoryMB: 128, diskMB: 0))
+        #expect(job.taskGroups[0].restartPolicy?.attempts == 1)
+    }
+
+    @Test func canonicalizingFillsNomadsDefaults() {
+        let job = Job(
+            id: "web", type: .service, taskGroups: [TaskGroup(name: "g", tasks: [JobTask(name: "t", command: "/bin/true")])]
+        ).canonicalized()
+        #expect(job.name == "web" && job.priority == 50 && job.datacenters == ["*"])
+        let group = job.taskGroups[0]
+        #expect(group.restartPolicy == RestartPolicy(attempts: 2, interval: 1_800_000_000_000, delay: 15_000_000_000, mode: "fail"))
+        #expect(group.reschedulePolicy?.unlimited == true)
+        #expect(group.tasks[0].resources == Resources(cpu: 100, memoryMB: 300, diskMB: 0))
+        #expect(group.tasks[0].killTimeout == 5_000_000_000)
+    }
+
+    @Test func everyBadFieldIsNamedWithItsReason() throws {
+        let json = #"""
+            {"ID": "bad id", "Type": "service", "Priority": 500,
+             "Constraints": [{"LTarget": "${attr.x}", "Operand": "~", "RTarget": "1"}, {"LTarget": "${attr.v}", "Operand": "version", "RTarget": "abc"}],
+             "TaskGroups": [{"Name": "g", "Count": -1, "RestartPolicy": {"Mode": "sometimes"},
+                "Tasks": [{"Name": "t", "Driver": "raw_exec", "Config": {}, "Resources": {"CPU": 0, "MemoryMB": 5}},
+                          {"Name": "t", "Driver": ""}]},
+               {"Name": "g", "Tasks": []}],
+             "Affinities": [{"LTarget": "${attr.x}", "Operand": "=", "RTarget": "1", "Weight": 0}],
+             "Spreads": [{"Attribute": "${node.datacenter}", "SpreadTarget": [{"Value": "a", "Percent": 70}, {"Value": "b", "Percent": 40}]}]}
+            """#
+        let errors = try JSONDecoder().decode(Job.self, from: Data(json.utf8)).validate()
+        let fields = Set(errors.map(\.field))
+        #expect(
+            fields == [
+                "Job.ID", "Job.Priority", "Job.Constraints[0].Operand", "Job.Constraints[1].RTarget", "Job.Affinities[0].Weight",
+                "Job.Spreads[0].SpreadTarget", "Job.TaskGroups[0].Count", "Job.TaskGroups[0].RestartPolicy.Mode",
+                "Job.TaskGroups[0].Tasks[0].Config.command", "Job.TaskGroups[0].Tasks[0].Resources.CPU",
+                "Job.TaskGroups[0].Tasks[0].Resources.MemoryMB", "Job.TaskGroups[0].Tasks[1].Name", "Job.TaskGroups[0].Tasks[1].Driver",
+                "Job.TaskGroups[1].Name", "Job.TaskGroups[1].Tasks",
+            ], "\(errors)")
+        #expect(errors.first { $0.field == "Job.Priority" }?.reason == "must be between 1 and 100, got 500")
+    }
+
+    @Test func aWrongTypeNamesItsFieldPath() {
+        let json = #"{"ID": "x", "TaskGroups": [{"Name": "g", "Count": "three", "Tasks": []}]}"#
+        do {
+            _ = try JSONDecoder().decode(Job.self, from: Data(json.utf8))
+            Issue.record("decoded")
+        } catch let error as DecodingError {
+            #expect(FieldError(error, root: "Job") == FieldError("Job.TaskGroups[0].Count", "expected an integer"))
+        } catch {
+            Issue.record("\(error)")
+        }
+    }
+
+    @Test func versionRequirements() {
+        let requirement = VersionRequirement(">= 1.2, < 2.0")
+        #expect(requirement?.isSatisfied(by: [1, 10]) == true)
+        #expect(requirement?.isSatisfied(by: [2, 0, 0]) == false)
+        #expect(VersionRequirement("~> 1.2")?.isSatisfied(by: [1, 9]) == true)
+        #expect(VersionRequirement("~> 1.2")?.isSatisfied(by: [2, 0]) == false)
+        #expect(VersionRequirement("banana") == nil)
+        #expect(VersionRequirement.parse("v5.10.0-1-amd64") == [5, 10, 0])
+    }
+}
