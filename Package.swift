@@ -62,6 +62,7 @@ let package = Package(
             name: "DroverStorage",
             dependencies: [
                 "DroverModel",
+                "DroverScheduling",
                 "DroverMessaging",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),

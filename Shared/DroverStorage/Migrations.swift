@@ -118,5 +118,79 @@ public enum DroverSchema {
                 )
                 """
             ]),
+        Migration(
+            version: 3, name: "jobs, nodes, evaluations, allocations",
+            statements: [
+                // One index for every change, as Nomad's Raft index: X-Nomad-Index and blocking queries read it.
+                "CREATE SEQUENCE drover_index",
+                """
+                CREATE TABLE drover_jobs (
+                    id text PRIMARY KEY,
+                    version integer NOT NULL,
+                    type text NOT NULL,
+                    priority integer NOT NULL,
+                    stop boolean NOT NULL DEFAULT false,
+                    spec jsonb NOT NULL,
+                    submit_time bigint NOT NULL,
+                    create_index bigint NOT NULL,
+                    modify_index bigint NOT NULL,
+                    job_modify_index bigint NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE drover_job_versions (
+                    job_id text NOT NULL,
+                    version integer NOT NULL,
+                    spec jsonb NOT NULL,
+                    PRIMARY KEY (job_id, version)
+                )
+                """,
+                """
+                CREATE TABLE drover_nodes (
+                    id text PRIMARY KEY,
+                    spec jsonb NOT NULL,
+                    status text NOT NULL,
+                    eligibility text NOT NULL DEFAULT 'eligible',
+                    drain boolean NOT NULL DEFAULT false,
+                    create_index bigint NOT NULL,
+                    modify_index bigint NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE drover_evaluations (
+                    id text PRIMARY KEY,
+                    job_id text NOT NULL,
+                    status text NOT NULL,
+                    spec jsonb NOT NULL,
+                    create_index bigint NOT NULL,
+                    modify_index bigint NOT NULL
+                )
+                """,
+                "CREATE INDEX drover_evaluations_job ON drover_evaluations (job_id)",
+                "CREATE INDEX drover_evaluations_blocked ON drover_evaluations (job_id) WHERE status = 'blocked'",
+                """
+                CREATE TABLE drover_allocations (
+                    id text PRIMARY KEY,
+                    job_id text NOT NULL,
+                    job_version integer NOT NULL,
+                    node_id text NOT NULL,
+                    eval_id text NOT NULL,
+                    desired_status text NOT NULL,
+                    client_status text NOT NULL,
+                    cpu integer NOT NULL,
+                    memory_mb integer NOT NULL,
+                    disk_mb integer NOT NULL,
+                    spec jsonb NOT NULL,
+                    create_index bigint NOT NULL,
+                    modify_index bigint NOT NULL
+                )
+                """,
+                "CREATE INDEX drover_allocations_job ON drover_allocations (job_id)",
+                "CREATE INDEX drover_allocations_node ON drover_allocations (node_id)",
+                """
+                CREATE INDEX drover_allocations_live ON drover_allocations (node_id)
+                WHERE desired_status = 'run' AND client_status IN ('pending', 'running')
+                """,
+            ]),
     ]
 }

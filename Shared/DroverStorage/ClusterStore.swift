@@ -1,0 +1,259 @@
+public import DroverMessaging
+public import DroverModel
+import Foundation
+public import Logging
+public import PostgresNIO
+
+/// Errors a caller of the cluster store can act on.
+public enum ClusterStoreError: Error, Equatable, CustomStringConvertible {
+    case notFound(kind: String, id: String)
+    case invalid([FieldError])
+
+    public var description: String {
+        switch self {
+        case .notFound(let kind, let id): "\(kind) '\(id)' not found"
+        case .invalid(let errors): errors.map(\.description).joined(separator: "; ")
+        }
+    }
+}
+
+/// What registering a job answered: Nomad's `JobRegisterResponse`.
+public struct JobRegistration: Codable, Sendable, Equatable {
+    public var evalID: String
+    public var jobModifyIndex: Int64
+    public var warnings: String
+    public var index: Int64
+
+    enum CodingKeys: String, CodingKey {
+        case evalID = "EvalID"
+        case jobModifyIndex = "JobModifyIndex"
+        case warnings = "Warnings"
+        case index = "Index"
+    }
+}
+
+/// Per group, allocations by client status: Nomad's job summary.
+public struct GroupSummary: Codable, Sendable, Equatable {
+    public var queued = 0
+    public var complete = 0
+    public var failed = 0
+    public var running = 0
+    public var starting = 0
+    public var lost = 0
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case queued = "Queued"
+        case complete = "Complete"
+        case failed = "Failed"
+        case running = "Running"
+        case starting = "Starting"
+        case lost = "Lost"
+    }
+}
+
+/// Drover's cluster state in PostgreSQL: jobs and their versions, nodes, evaluations and
+/// allocations. Every write takes a new index from `drover_index` (Nomad's Raft index) and
+/// announces it on `NOTIFY drover_state`, which blocking queries wait on.
+public struct ClusterStore: Sendable {
+    public let database: Database
+    var logger: Logger { database.logger }
+
+    public init(database: Database) { self.database = database }
+
+    // MARK: Index
+
+    /// The next index, announced to blocking queries when the transaction commits.
+    static func nextIndex(_ connection: PostgresConnection, logger: Logger) async throws -> Int64 {
+        let rows = try await connection.query("SELECT nextval('drover_index')", logger: logger)
+        var index: Int64 = 0
+        for try await value in rows.decode(Int64.self) { index = value }
+        try await connection.query("SELECT pg_notify('drover_state', \(String(index)))", logger: logger)
+        return index
+    }
+
+    /// The newest index handed out: what `X-Nomad-Index` says.
+    public func currentIndex() async throws -> Int64 {
+        let rows = try await database.client.query("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM drover_index", logger: logger)
+        for try await value in rows.decode(Int64.self) { return value }
+        return 0
+    }
+
+    static func nanoseconds(_ date: Date = Date()) -> Int64 { Int64(date.timeIntervalSince1970 * 1e9) }
+
+    // MARK: Jobs
+
+    /// Registers a new job or a new version of one, with an evaluation and its outbox message, in
+    /// one transaction. An unchanged job keeps its version but is evaluated again (as in Nomad).
+    /// - Throws: ``ClusterStoreError/invalid(_:)`` when the job does not validate.
+    public func register(_ submitted: Job) async throws -> JobRegistration {
+        let errors = submitted.validate()
+        guard errors.isEmpty else { throw ClusterStoreError.invalid(errors) }
+        var job = submitted.canonicalized()
+        job.stop = false
+        return try await database.transaction { connection in
+            let index = try await Self.nextIndex(connection, logger: logger)
+            let now = Self.nanoseconds()
+            var previous: (version: Int, spec: Job, createIndex: Int64)?
+            for try await (version, spec, createIndex) in try await connection.query(
+                "SELECT version, spec::text, create_index FROM drover_jobs WHERE id = \(job.id) FOR UPDATE", logger: logger
+            ).decode((Int, String, Int64).self) {
+                previous = (version, try Self.decode(Job.self, spec), createIndex)
+            }
+            let changed = previous.map { Self.userFields($0.spec) != Self.userFields(job) } ?? true
+            let version = previous.map { changed ? $0.version + 1 : $0.version } ?? 0
+            job.version = version
+            job.submitTime = now
+            job.createIndex = previous?.createIndex ?? index
+            job.modifyIndex = index
+            job.jobModifyIndex = index
+            job.status = nil
+            let spec = try Self.encode(job)
+            try await connection.query(
+                """
+                INSERT INTO drover_jobs (id, version, type, priority, stop, spec, submit_time, create_index, modify_index, job_modify_index)
+                VALUES (\(job.id), \(version), \(job.jobType.rawValue), \(job.jobPriority), false, \(spec)::jsonb, \(now), \(index), \(index), \(index))
+                ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, type = EXCLUDED.type, priority = EXCLUDED.priority,
+                    stop = false, spec = EXCLUDED.spec, submit_time = EXCLUDED.submit_time, modify_index = EXCLUDED.modify_index,
+                    job_modify_index = EXCLUDED.job_modify_index
+                """, logger: logger)
+            if changed {
+                try await connection.query(
+                    """
+                    INSERT INTO drover_job_versions (job_id, version, spec) VALUES (\(job.id), \(version), \(spec)::jsonb)
+                    ON CONFLICT (job_id, version) DO UPDATE SET spec = EXCLUDED.spec
+                    """, logger: logger)
+            }
+            let eval = try await Self.createEvaluation(
+                for: job, triggeredBy: Evaluation.Trigger.jobRegister, index: index, now: now, on: connection, logger: logger)
+            return JobRegistration(evalID: eval.id, jobModifyIndex: index, warnings: "", index: index)
+        }
+    }
+
+    /// A job without the fields the server sets, for telling whether a client changed it.
+    static func userFields(_ job: Job) -> Job {
+        var job = job
+        job.stop = nil
+        job.status = nil
+        job.statusDescription = nil
+        job.version = nil
+        job.submitTime = nil
+        job.createIndex = nil
+        job.modifyIndex = nil
+        job.jobModifyIndex = nil
+        return job
+    }
+
+    /// Stops a job (its allocations are stopped by the evaluation this creates); with `purge`
+    /// it is also forgotten.
+    /// - Returns: the evaluation's id and the index.
+    /// - Throws: ``ClusterStoreError/notFound(kind:id:)``.
+    public func deregister(jobID: String, purge: Bool) async throws -> JobRegistration {
+        try await database.transaction { connection in
+            var found: Job?
+            for try await spec in try await connection.query("SELECT spec::text FROM drover_jobs WHERE id = \(jobID) FOR UPDATE", logger: logger)
+                .decode(String.self)
+            {
+                found = try Self.decode(Job.self, spec)
+            }
+            guard var job = found else { throw ClusterStoreError.notFound(kind: "job", id: jobID) }
+            let index = try await Self.nextIndex(connection, logger: logger)
+            if purge {
+                try await connection.query("DELETE FROM drover_jobs WHERE id = \(jobID)", logger: logger)
+                try await connection.query("DELETE FROM drover_job_versions WHERE job_id = \(jobID)", logger: logger)
+            } else {
+                job.stop = true
+                job.modifyIndex = index
+                job.jobModifyIndex = index
+                try await connection.query(
+                    """
+                    UPDATE drover_jobs SET stop = true, spec = \(try Self.encode(job))::jsonb, modify_index = \(index), job_modify_index = \(index)
+                    WHERE id = \(jobID)
+                    """, logger: logger)
+            }
+            // Blocked evaluations of a stopped job have nothing left to wait for.
+            try await connection.query(
+                "UPDATE drover_evaluations SET status = 'canceled', modify_index = \(index) WHERE job_id = \(jobID) AND status = 'blocked'",
+                logger: logger)
+            let eval = try await Self.createEvaluation(
+                for: job, triggeredBy: Evaluation.Trigger.jobDeregister, index: index, now: Self.nanoseconds(), on: connection, logger: logger)
+            return JobRegistration(evalID: eval.id, jobModifyIndex: index, warnings: "", index: index)
+        }
+    }
+
+    /// Inserts a pending evaluation and the outbox message that hands it to a scheduler.
+    @discardableResult
+    static func createEvaluation(
+        for job: Job, triggeredBy: String, index: Int64, now: Int64, status: Evaluation.Status = .pending, previousEval: String? = nil,
+        nodeID: String? = nil, on connection: PostgresConnection, logger: Logger
+    ) async throws -> Evaluation {
+        var eval = Evaluation(
+            id: UUID().uuidString.lowercased(), priority: job.jobPriority, type: job.jobType, triggeredBy: triggeredBy, jobID: job.id,
+            jobModifyIndex: job.jobModifyIndex ?? index, nodeID: nodeID, status: status, createIndex: index, modifyIndex: index,
+            createTime: now, modifyTime: now)
+        eval.previousEval = previousEval
+        try await connection.query(
+            """
+            INSERT INTO drover_evaluations (id, job_id, status, spec, create_index, modify_index)
+            VALUES (\(eval.id), \(job.id), \(eval.status.rawValue), \(try encode(eval))::jsonb, \(index), \(index))
+            """, logger: logger)
+        if status == .pending { try await enqueue(eval, on: connection, logger: logger) }
+        return eval
+    }
+
+    static func enqueue(_ eval: Evaluation, on connection: PostgresConnection, logger: Logger) async throws {
+        let message = try OutgoingMessage(
+            EvaluationPending(evalID: eval.id, jobID: eval.jobID, triggeredBy: eval.triggeredBy),
+            routingKey: RoutingKey.evaluation(eval.id, "pending"))
+        try await Outbox.enqueue([message], on: connection, logger: logger)
+    }
+
+    /// Jobs whose id starts with `prefix`, each with its status.
+    public func jobs(prefix: String = "") async throws -> [Job] {
+        try await readJobs("\(unescaped: Self.jobColumns) WHERE j.id LIKE \(Self.likePrefix(prefix)) ORDER BY j.id")
+    }
+
+    public func job(id: String) async throws -> Job? {
+        try await readJobs("\(unescaped: Self.jobColumns) WHERE j.id = \(id)").first
+    }
+
+    /// A job's spec and what its status is derived from: live allocations, any allocations,
+    /// evaluations still to do.
+    static let jobColumns = """
+        SELECT j.spec::text,
+            EXISTS (SELECT 1 FROM drover_allocations a WHERE a.job_id = j.id AND a.desired_status = 'run'
+                    AND a.client_status IN ('pending', 'running')),
+            EXISTS (SELECT 1 FROM drover_allocations a WHERE a.job_id = j.id),
+            EXISTS (SELECT 1 FROM drover_evaluations e WHERE e.job_id = j.id AND e.status IN ('pending', 'blocked'))
+        FROM drover_jobs j
+        """
+
+    private func readJobs(_ query: PostgresQuery) async throws -> [Job] {
+        var jobs: [Job] = []
+        for try await (spec, live, any, waiting) in try await database.client.query(query, logger: logger).decode((String, Bool, Bool, Bool).self) {
+            var job = try Self.decode(Job.self, spec)
+            job.status =
+                if job.isStopped { "dead" } else if live || waiting { live ? "running" : "pending" } else if any { job.jobType == .batch ? "dead" : "pending" } else { "pending" }
+            jobs.append(job)
+        }
+        return jobs
+    }
+
+    static func likePrefix(_ prefix: String) -> String {
+        prefix.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_")
+            + "%"
+    }
+
+    // MARK: JSON
+
+    static func encode(_ value: some Encodable) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ text: String) throws -> T {
+        try JSONDecoder().decode(type, from: Data(text.utf8))
+    }
+}

@@ -1,0 +1,124 @@
+public import DroverModel
+import Foundation
+import Logging
+import PostgresNIO
+
+extension ClusterStore {
+    /// Records a node as its agent reported it, and ready. A node that is new, or back, or
+    /// changed, may make room: blocked evaluations are retried, and every system job is
+    /// evaluated for it.
+    /// - Returns: the evaluations this created.
+    @discardableResult
+    public func register(node reported: Node) async throws -> [String] {
+        try await database.transaction { connection in
+            var previous: (spec: Node, status: String)?
+            for try await (spec, status) in try await connection.query(
+                "SELECT spec::text, status FROM drover_nodes WHERE id = \(reported.id) FOR UPDATE", logger: logger
+            ).decode((String, String).self) {
+                previous = (try Self.decode(Node.self, spec), status)
+            }
+            var node = reported
+            node.status = .ready
+            node.createIndex = nil
+            node.modifyIndex = nil
+            if let previous, previous.status == Node.Status.ready.rawValue {
+                var before = previous.spec
+                before.status = .ready
+                before.schedulingEligibility = node.schedulingEligibility
+                before.drain = node.drain
+                before.createIndex = nil
+                before.modifyIndex = nil
+                if before == node { return [] }  // A repeated registration changes nothing.
+            }
+            let index = try await Self.nextIndex(connection, logger: logger)
+            try await connection.query(
+                """
+                INSERT INTO drover_nodes (id, spec, status, create_index, modify_index)
+                VALUES (\(node.id), \(try Self.encode(node))::jsonb, 'ready', \(index), \(index))
+                ON CONFLICT (id) DO UPDATE SET spec = EXCLUDED.spec, status = 'ready', modify_index = EXCLUDED.modify_index
+                """, logger: logger)
+            var created = try await Self.unblockEvaluations(index: index, on: connection, logger: logger)
+            for try await spec in try await connection.query(
+                "SELECT spec::text FROM drover_jobs WHERE type = 'system' AND NOT stop", logger: logger
+            ).decode(String.self) {
+                let job = try Self.decode(Job.self, spec)
+                let eval = try await Self.createEvaluation(
+                    for: job, triggeredBy: Evaluation.Trigger.nodeUpdate, index: index, now: Self.nanoseconds(), nodeID: node.id,
+                    on: connection, logger: logger)
+                created.append(eval.id)
+            }
+            return created
+        }
+    }
+
+    /// Hands every blocked evaluation back to the schedulers: room may have appeared.
+    static func unblockEvaluations(index: Int64, on connection: PostgresConnection, logger: Logger) async throws -> [String] {
+        var unblocked: [String] = []
+        for try await spec in try await connection.query(
+            """
+            UPDATE drover_evaluations SET status = 'pending', modify_index = \(index),
+                spec = jsonb_set(jsonb_set(spec, '{Status}', '"pending"'), '{ModifyIndex}', to_jsonb(\(index)))
+            WHERE status = 'blocked' RETURNING spec::text
+            """, logger: logger
+        ).decode(String.self) {
+            let eval = try decode(Evaluation.self, spec)
+            try await enqueue(eval, on: connection, logger: logger)
+            unblocked.append(eval.id)
+        }
+        return unblocked
+    }
+
+    /// Records what a node reports of one of its allocations.
+    ///
+    /// A report never brings a finished allocation back: once complete, failed or lost, later
+    /// (or redelivered) reports change only its task states. An allocation that has just finished
+    /// frees room, so blocked evaluations are retried; one that failed, or a service allocation
+    /// that ended, while still wanted is evaluated again so that it can be replaced.
+    /// - Returns: whether the report changed anything.
+    /// - Throws: ``ClusterStoreError/notFound(kind:id:)`` for an unknown allocation, and
+    ///   ``ClusterStoreError/invalid(_:)`` when the allocation belongs to another node.
+    @discardableResult
+    public func record(_ report: AllocationStatusReport) async throws -> Bool {
+        try await database.transaction { connection in
+            var found: Allocation?
+            for try await spec in try await connection.query(
+                "SELECT spec::text FROM drover_allocations WHERE id = \(report.allocID) FOR UPDATE", logger: logger
+            ).decode(String.self) {
+                found = try Self.decode(Allocation.self, spec)
+            }
+            guard var allocation = found else { throw ClusterStoreError.notFound(kind: "allocation", id: report.allocID) }
+            guard allocation.nodeID == report.nodeID else {
+                throw ClusterStoreError.invalid([FieldError("NodeID", "allocation \(report.allocID) is not on node \(report.nodeID)")])
+            }
+            let wasTerminal = allocation.clientStatus.isTerminal
+            if wasTerminal && allocation.taskStates == report.taskStates { return false }
+            if !wasTerminal {
+                if allocation.clientStatus == report.clientStatus && allocation.taskStates == report.taskStates { return false }
+                allocation.clientStatus = report.clientStatus
+                allocation.clientDescription = report.clientDescription
+            }
+            allocation.taskStates = report.taskStates
+            let index = try await Self.nextIndex(connection, logger: logger)
+            let now = Self.nanoseconds()
+            allocation.modifyIndex = index
+            allocation.modifyTime = now
+            try await connection.query(
+                """
+                UPDATE drover_allocations SET client_status = \(allocation.clientStatus.rawValue), spec = \(try Self.encode(allocation))::jsonb,
+                    modify_index = \(index)
+                WHERE id = \(allocation.id)
+                """, logger: logger)
+            if !wasTerminal && allocation.clientStatus.isTerminal {
+                _ = try await Self.unblockEvaluations(index: index, on: connection, logger: logger)
+                if allocation.desiredStatus == .run,
+                    let job = try await EvaluationProcessor.readJob(allocation.jobID, on: connection, logger: logger), !job.isStopped,
+                    allocation.clientStatus == .failed || (allocation.clientStatus == .complete && job.jobType == .service)
+                {
+                    try await Self.createEvaluation(
+                        for: job, triggeredBy: Evaluation.Trigger.allocFailure, index: index, now: now, on: connection, logger: logger)
+                }
+            }
+            return true
+        }
+    }
+}
