@@ -91,8 +91,10 @@ let package = Package(
             dependencies: [
                 "DroverMessaging",
                 "DroverRuntime",
+                "DroverScheduling",
                 "DroverStorage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -103,8 +105,11 @@ let package = Package(
         // MARK: Executables
         .executableTarget(
             name: "APIGateway",
-            dependencies: serviceDependencies + ["DroverControlPlane", "DroverStorage"],
+            dependencies: serviceDependencies + [
+                "DroverControlPlane", "DroverStorage", "DroverScheduling", .product(name: "Hummingbird", package: "hummingbird"),
+            ],
             path: "Services/api-gateway",
+            resources: [.copy("openapi.yaml")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -10,21 +10,20 @@ struct Scheduler: AsyncParsableCommand {
         commandName: "scheduler", abstract: "Turns pending evaluations into placement plans. Replicas share the work.")
 
     @OptionGroup var options: ControlPlaneOptions
+    @OptionGroup var scheduling: SchedulingOptions
 
     func run() async throws {
         let plane = try ControlPlane(name: "scheduler", options: options)
-        let logger = plane.logger
+        let processor = EvaluationProcessor(store: ClusterStore(database: plane.database), configuration: scheduling.configuration)
+        // Every replica reads the same queue: RabbitMQ hands each evaluation to one of them, and
+        // the database keeps two from planning one job at once.
         let evaluations = MessageConsumer(
             EvaluationPending.self, bus: plane.bus,
-            spec: ConsumerSpec(queue: "scheduler.evaluations", bindings: ["cluster.eval.*.pending"]), logger: logger
+            spec: ConsumerSpec(queue: "scheduler.evaluations", bindings: ["cluster.eval.*.pending"]), logger: plane.logger
         ) { envelope, _ in
-            logger.info(
-                "Evaluation received",
-                metadata: [
-                    "eval_id": "\(envelope.data.evalID)", "job_id": "\(envelope.data.jobID)", "triggered_by": "\(envelope.data.triggeredBy)",
-                ])
+            _ = try await processor.process(evalID: envelope.data.evalID)
         }
         try await plane.run(
-            defaultPort: 4647, workers: [evaluations, OutboxRelay(database: plane.database, bus: plane.bus, logger: logger)])
+            defaultPort: 4647, workers: [evaluations, OutboxRelay(database: plane.database, bus: plane.bus, logger: plane.logger)])
     }
 }

@@ -1,7 +1,10 @@
 public import ArgumentParser
+public import DroverScheduling
+import Foundation
 public import DroverMessaging
 public import DroverRuntime
 public import DroverStorage
+public import Hummingbird
 public import Logging
 public import ServiceLifecycle
 
@@ -32,13 +35,33 @@ public struct ControlPlane: Sendable {
         self.options = options
     }
 
-    /// Runs the database client, the bus and the HTTP port; applies migrations; then runs
-    /// `workers` until SIGTERM or SIGINT. `/readyz` also checks that the database answers.
-    public func run(defaultPort: Int, workers: [any Service]) async throws {
+    /// The HTTP address this service listens on, `host:port`.
+    public func address(defaultPort: Int) -> String { "\(options.server.httpHost):\(options.server.configuredPort ?? defaultPort)" }
+
+    /// Runs the database client, the bus and the HTTP port (the ops routes and `routes`);
+    /// applies migrations; then runs `workers` until SIGTERM or SIGINT. `/readyz` also checks
+    /// that the database answers.
+    public func run(defaultPort: Int, workers: [any Service], routes: (Router<BasicRequestContext>) -> Void = { _ in }) async throws {
         let database = self.database
         try await runtime.runService(
             bus: bus, host: options.server.httpHost, port: options.server.configuredPort ?? defaultPort,
             readiness: [ReadinessCheck("postgres") { await database.ping() }], dependencies: [database.client],
-            prepare: { try await database.migrate() }, workers: workers)
+            prepare: { try await database.migrate() }, workers: workers, routes: routes)
     }
+}
+
+/// The cluster's scheduler setting; the scheduler and the gateway's `job plan` must agree on it.
+public struct SchedulingOptions: ParsableArguments, Sendable {
+    @Option(help: "binpack (fill busy nodes first, Nomad's default) or spread (env DROVER_SCHEDULER_ALGORITHM).")
+    public var schedulerAlgorithm: String = ProcessInfo.processInfo.environment["DROVER_SCHEDULER_ALGORITHM"] ?? "binpack"
+
+    public init() {}
+
+    public func validate() throws {
+        guard SchedulerConfiguration.Algorithm(rawValue: schedulerAlgorithm) != nil else {
+            throw ValidationError("--scheduler-algorithm: '\(schedulerAlgorithm)' is not binpack or spread")
+        }
+    }
+
+    public var configuration: SchedulerConfiguration { SchedulerConfiguration(algorithm: .init(rawValue: schedulerAlgorithm) ?? .binpack) }
 }

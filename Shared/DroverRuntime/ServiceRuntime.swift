@@ -152,13 +152,17 @@ extension ServiceRuntime {
     /// the HTTP port, and, once `prepare` has succeeded, the `workers`. `/readyz` passes while
     /// the bus is connected, `prepare` has finished and every check in `readiness` passes.
     /// Shutdown runs in reverse: workers stop first, the bus and the database last.
+    /// `routes` adds the service's own HTTP routes to the ops routes.
     public func runService(
         bus: AMQPBus, host: String, port: Int, readiness: [ReadinessCheck] = [], dependencies: [any Service] = [],
-        prepare: @escaping @Sendable () async throws -> Void = {}, workers: [any Service]
+        prepare: @escaping @Sendable () async throws -> Void = {}, workers: [any Service],
+        routes: (Router<BasicRequestContext>) -> Void = { _ in }
     ) async throws {
         let gate = Gate()
         let checks = [ReadinessCheck("amqp") { bus.isConnected }] + readiness + [ReadinessCheck("startup") { gate.isOpen }]
-        let server = httpServer(router: router(readiness: checks), host: host, port: port)
+        let router = router(readiness: checks)
+        routes(router)
+        let server = httpServer(router: router, host: host, port: port)
         try await run(dependencies + [bus, server, AfterStartup(gate: gate, logger: logger, prepare: prepare, then: workers)])
     }
 }

@@ -1,0 +1,97 @@
+import Foundation
+public import Logging
+import PostgresNIO
+public import ServiceLifecycle
+import Synchronization
+
+/// Follows the cluster's index (``ClusterStore`` announces each new one on `NOTIFY
+/// drover_state`) so that blocking queries (`?index=N&wait=…`) can wait for a change without
+/// polling the database each. It also reads the index every `pollInterval`, in case a
+/// notification was missed while its connection was down.
+public final class IndexWatcher: Service, Sendable {
+    private struct State {
+        var latest: Int64 = 0
+        var waiters: [UUID: (after: Int64, continuation: CheckedContinuation<Void, Never>)] = [:]
+    }
+
+    private let store: ClusterStore
+    private let pollInterval: Duration
+    private let state = Mutex(State())
+    private var logger: Logger { store.database.logger }
+
+    public init(store: ClusterStore, pollInterval: Duration = .seconds(1)) {
+        self.store = store
+        self.pollInterval = pollInterval
+    }
+
+    public var latest: Int64 { state.withLock { $0.latest } }
+
+    /// Returns once the index is past `index`, or after `timeout`, or when cancelled.
+    public func wait(after index: Int64, timeout: Duration) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await Task.sleep(for: timeout) }
+            group.addTask { await self.changed(after: index) }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func changed(after index: Int64) async {
+        let id = UUID()
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { state -> Bool in
+                    if state.latest > index || Task.isCancelled { return true }
+                    state.waiters[id] = (index, continuation)
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { $0.waiters.removeValue(forKey: id) }?.continuation.resume()
+        }
+    }
+
+    func advance(to index: Int64) {
+        let ready = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            guard index > state.latest else { return [] }
+            state.latest = index
+            let due = state.waiters.filter { $0.value.after < index }
+            for key in due.keys { state.waiters.removeValue(forKey: key) }
+            return due.values.map(\.continuation)
+        }
+        for continuation in ready { continuation.resume() }
+    }
+
+    public func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.listen() }
+            group.addTask {
+                repeat {
+                    if let index = try? await self.store.currentIndex() { self.advance(to: index) }
+                } while (try? await Task.sleep(for: self.pollInterval)) != nil
+            }
+            try? await gracefulShutdown()
+            group.cancelAll()
+        }
+        for waiter in state.withLock({ state in defer { state.waiters = [:] }; return state.waiters.values }) { waiter.continuation.resume() }
+    }
+
+    private func listen() async {
+        while !Task.isCancelled {
+            do {
+                try await store.database.client.withConnection { connection in
+                    try await connection.listen(on: "drover_state") { notifications in
+                        for try await notification in notifications {
+                            if let index = Int64(notification.payload) { self.advance(to: index) }
+                        }
+                    }
+                }
+            } catch {
+                if Task.isCancelled { return }
+                logger.debug("Index LISTEN connection lost; polling until it is back", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: pollInterval)
+            }
+        }
+    }
+}
