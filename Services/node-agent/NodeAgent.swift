@@ -9,7 +9,7 @@ import ServiceLifecycle
 @main
 struct NodeAgent: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "node-agent", abstract: "Runs on every node: heartbeats and receives the node's allocations. Holds no database access.")
+        commandName: "node-agent", abstract: "Runs on every node: registers it, heartbeats, and runs the allocations placed on it. Holds no database access.")
 
     @OptionGroup var bus: BusOptions
     @OptionGroup var server: ServerOptions
@@ -26,24 +26,78 @@ struct NodeAgent: AsyncParsableCommand {
     @Option(help: "Seconds between heartbeats (env DROVER_HEARTBEAT_INTERVAL).")
     var heartbeatInterval: Double = ProcessInfo.processInfo.environment["DROVER_HEARTBEAT_INTERVAL"].flatMap(Double.init) ?? 10
 
+    @Option(help: "The node's datacenter (env DROVER_DATACENTER).")
+    var datacenter: String = ProcessInfo.processInfo.environment["DROVER_DATACENTER"] ?? "dc1"
+
+    @Option(help: "The node's class, for constraints on ${node.class}.")
+    var nodeClass: String = ""
+
+    @Option(help: "The node's name; the host name by default.")
+    var nodeName: String?
+
+    @Option(name: .customLong("meta"), help: "Node metadata KEY=VALUE, read as ${meta.KEY}; repeatable.")
+    var meta: [String] = []
+
+    @Option(help: "CPU to offer in MHz, instead of cores x clock.")
+    var cpuTotalCompute: Int?
+
+    @Option(help: "Memory to offer in MB, instead of all of it.")
+    var memoryMB: Int?
+
+    @Option(help: "Disk to offer in MB, instead of what is free in the data dir.")
+    var diskMB: Int?
+
     func validate() throws {
         if let nodeID = configuredNodeID, !RoutingKey.isValidWord(nodeID) {
             throw ValidationError("--node-id: '\(nodeID)' must be one routing-key word: no dots, '*', '#' or spaces")
         }
         guard heartbeatInterval > 0 else { throw ValidationError("--heartbeat-interval: must be more than 0 seconds") }
+        for pair in meta where !pair.contains("=") || pair.hasPrefix("=") {
+            throw ValidationError("--meta: '\(pair)' is not KEY=VALUE")
+        }
+        for (name, value) in [("--cpu-total-compute", cpuTotalCompute), ("--memory-mb", memoryMB), ("--disk-mb", diskMB)] {
+            if let value, value < 0 { throw ValidationError("\(name): must be 0 or more") }
+        }
     }
 
     func run() async throws {
         let runtime = ServiceRuntime.bootstrap(name: "node-agent", logLevel: server.level)
-        let id = try configuredNodeID ?? NodeIdentity.loadOrCreate(in: URL(fileURLWithPath: dataDir))
+        let dataDirectory = URL(fileURLWithPath: dataDir)
+        let id = try configuredNodeID ?? NodeIdentity.loadOrCreate(in: dataDirectory)
         var logger = runtime.logger
         logger[metadataKey: "node_id"] = "\(id)"
         let amqp = AMQPBus(configuration: try bus.configuration(), logger: logger)
-        let allocations = NodeQueue(
-            bus: amqp, spec: ConsumerSpec(queue: "node.\(id)", bindings: ["cluster.alloc.\(id).#"]), logger: logger)
+        let metadata = Dictionary(meta.map { pair in
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            return (String(parts[0]), parts.count > 1 ? String(parts[1]) : "")
+        }, uniquingKeysWith: { $1 })
+        let node = Fingerprint.node(
+            id: id, dataDirectory: dataDirectory,
+            configuration: Fingerprint.Configuration(
+                datacenter: datacenter, nodeClass: nodeClass, meta: metadata, cpuTotalCompute: cpuTotalCompute, memoryMB: memoryMB,
+                diskMB: diskMB, name: nodeName))
+        let agentLogger = logger
+        let (reports, reporter) = AsyncStream.makeStream(of: AllocationStatusReport.self)
+        let manager = AllocationManager(nodeID: id, datacenter: datacenter, dataDirectory: dataDirectory, logger: logger, reports: reporter)
+        let allocations = MessageConsumer(
+            AllocationUpdate.self, bus: amqp, spec: ConsumerSpec(queue: "node.\(id)", bindings: ["cluster.alloc.\(id).#"]), logger: logger
+        ) { envelope, _ in
+            try await manager.apply(envelope.data.allocation)
+        }
         try await runtime.runService(
             bus: amqp, host: server.httpHost, port: server.configuredPort ?? 4651,
-            workers: [Heartbeats(bus: amqp, nodeID: id, interval: .milliseconds(Int(heartbeatInterval * 1000)), logger: logger), allocations])
+            prepare: {
+                // Pick up what a previous agent ran, then say what this node offers.
+                await manager.recover()
+                try await amqp.publish(NodeRegistration(node: node), routingKey: RoutingKey.nodeRegister(id))
+                agentLogger.info(
+                    "Node registered",
+                    metadata: ["cpu_mhz": "\(node.resources.cpu)", "memory_mb": "\(node.resources.memoryMB)", "drivers": "\(node.drivers.filter { $0.value.detected }.keys.sorted())"])
+            },
+            workers: [
+                Heartbeats(bus: amqp, nodeID: id, interval: .milliseconds(Int(heartbeatInterval * 1000)), logger: logger),
+                StatusReporter(bus: amqp, nodeID: id, reports: reports, logger: logger), allocations,
+            ])
     }
 }
 
@@ -83,20 +137,6 @@ struct Heartbeats: Service {
             }
         } catch is CancellationError {
             return
-        }
-    }
-}
-
-/// The node's own queue: allocation messages for this node only.
-struct NodeQueue: Service {
-    let bus: any MessageBus
-    let spec: ConsumerSpec
-    let logger: Logger
-
-    func run() async throws {
-        for await delivery in try await bus.subscribe(spec).cancelOnGracefulShutdown() {
-            logger.info("Allocation message received", metadata: ["routing_key": "\(delivery.routingKey)", "type": "\(delivery.type ?? "-")"])
-            delivery.ack()
         }
     }
 }

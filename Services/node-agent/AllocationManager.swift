@@ -1,0 +1,92 @@
+import DroverMessaging
+import DroverModel
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// The node's allocations: starts the ones the control plane sends, stops the ones it stops,
+/// and on start-up picks up what a previous agent left running. Every allocation lives in
+/// `<data-dir>/alloc/<id>` with its state in `state.json`.
+actor AllocationManager {
+    private let nodeID: String
+    private let datacenter: String
+    private let root: URL
+    private let logger: Logger
+    private let reports: AsyncStream<AllocationStatusReport>.Continuation
+    private var runners: [String: AllocationRunner] = [:]
+
+    init(nodeID: String, datacenter: String, dataDirectory: URL, logger: Logger, reports: AsyncStream<AllocationStatusReport>.Continuation) {
+        self.nodeID = nodeID
+        self.datacenter = datacenter
+        self.root = dataDirectory.appendingPathComponent("alloc")
+        self.logger = logger
+        self.reports = reports
+    }
+
+    private func runner(for record: AllocationRecord) -> AllocationRunner {
+        let reports = self.reports
+        return AllocationRunner(
+            record: record, directory: root.appendingPathComponent(record.allocation.id), nodeID: nodeID, datacenter: datacenter,
+            logger: logger
+        ) { reports.yield($0) }
+    }
+
+    /// Reads every allocation a previous agent recorded; adopts running tasks, reports the rest.
+    func recover() async {
+        let decoder = JSONDecoder()
+        guard let entries = try? FileManager.default.contentsOfDirectory(at: root, includingPropertiesForKeys: nil) else { return }
+        for entry in entries {
+            guard let data = try? Data(contentsOf: entry.appendingPathComponent("state.json")),
+                let record = try? decoder.decode(AllocationRecord.self, from: data)
+            else { continue }
+            let runner = runner(for: record)
+            runners[record.allocation.id] = runner
+            await runner.recover()
+        }
+        if !runners.isEmpty { logger.info("Allocations recovered from disk", metadata: ["count": "\(runners.count)"]) }
+    }
+
+    /// Applies what the control plane wants of one allocation. Idempotent: a redelivered
+    /// message, or one about an allocation already finished, changes nothing.
+    func apply(_ allocation: Allocation) async throws {
+        guard allocation.nodeID == nodeID else {
+            throw MessageRejected("allocation \(allocation.id) is for node \(allocation.nodeID), not this node (\(nodeID))")
+        }
+        if let runner = runners[allocation.id] {
+            if allocation.desiredStatus != .run { await runner.stop(description: allocation.desiredDescription) }
+            return
+        }
+        guard allocation.desiredStatus == .run else { return }  // Stopped before it ever ran here.
+        guard allocation.job?.group(named: allocation.taskGroup) != nil else {
+            throw MessageRejected("allocation \(allocation.id) carries no job with task group '\(allocation.taskGroup)'")
+        }
+        let runner = runner(
+            for: AllocationRecord(allocation: allocation, clientStatus: .pending, clientDescription: "Tasks are pending", tasks: [:]))
+        runners[allocation.id] = runner
+        await runner.start()
+    }
+
+    /// Stops everything: used when the agent is told to leave the node empty. A normal agent
+    /// shutdown leaves tasks running, to be adopted by the next agent.
+    func stopAll() async {
+        for runner in runners.values { await runner.stop(description: "node agent stopped its allocations") }
+    }
+}
+
+/// Publishes allocation reports in the order they were made.
+struct StatusReporter: Service {
+    let bus: any MessageBus
+    let nodeID: String
+    let reports: AsyncStream<AllocationStatusReport>
+    let logger: Logger
+
+    func run() async throws {
+        for await report in reports.cancelOnGracefulShutdown() {
+            do {
+                try await bus.publish(report, routingKey: RoutingKey.nodeAllocStatus(nodeID))
+            } catch {
+                logger.error("Allocation report not sent", metadata: ["alloc_id": "\(report.allocID)", "error": "\(error)"])
+            }
+        }
+    }
+}

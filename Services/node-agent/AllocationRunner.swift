@@ -1,0 +1,348 @@
+import DroverModel
+import Foundation
+import Logging
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// What the agent keeps on disk for one allocation, so that a restarted agent knows what it runs.
+struct AllocationRecord: Codable {
+    struct TaskRecord: Codable {
+        var pid: Int32?
+        var startTicks: UInt64?
+        var state: TaskState
+        enum CodingKeys: String, CodingKey {
+            case pid = "Pid", startTicks = "StartTicks", state = "State"
+        }
+    }
+
+    var allocation: Allocation
+    var clientStatus: Allocation.ClientStatus
+    var clientDescription: String
+    var tasks: [String: TaskRecord]
+
+    enum CodingKeys: String, CodingKey {
+        case allocation = "Allocation", clientStatus = "ClientStatus", clientDescription = "ClientDescription", tasks = "Tasks"
+    }
+}
+
+/// Runs one allocation: every task of its group, each restarted per the group's RestartPolicy,
+/// and reports each change of state. Nomad's directory layout: `<alloc>/alloc/logs/<task>.stdout.0`,
+/// `<alloc>/<task>/local`.
+actor AllocationRunner {
+    let directory: URL
+    private var record: AllocationRecord
+    private var processes: [String: TaskProcess] = [:]
+    private var loops: [String: Task<Void, Never>] = [:]
+    private var stopping = false
+    private let nodeID: String
+    private let datacenter: String
+    private let report: @Sendable (AllocationStatusReport) -> Void
+    private let logger: Logger
+
+    var allocation: Allocation { record.allocation }
+    var clientStatus: Allocation.ClientStatus { record.clientStatus }
+
+    init(
+        record: AllocationRecord, directory: URL, nodeID: String, datacenter: String, logger: Logger,
+        report: @escaping @Sendable (AllocationStatusReport) -> Void
+    ) {
+        self.record = record
+        self.directory = directory
+        self.nodeID = nodeID
+        self.datacenter = datacenter
+        var logger = logger
+        logger[metadataKey: "alloc_id"] = "\(record.allocation.id)"
+        logger[metadataKey: "job_id"] = "\(record.allocation.jobID)"
+        self.logger = logger
+        self.report = report
+    }
+
+    private var group: TaskGroup? { record.allocation.job?.group(named: record.allocation.taskGroup) }
+
+    // MARK: Starting and recovering
+
+    /// Starts every task of a new allocation.
+    func start() {
+        guard let group else {
+            finish(.failed, "the allocation carries no task group '\(record.allocation.taskGroup)'")
+            return
+        }
+        for task in group.tasks {
+            record.tasks[task.name] = AllocationRecord.TaskRecord(
+                state: TaskState(state: .pending, events: [event("Received", "Task received by client")]))
+        }
+        publish()
+        for task in group.tasks { loops[task.name] = Task { await self.run(task, adopted: nil) } }
+    }
+
+    /// Picks up an allocation a previous agent ran: a task still running is adopted; one that
+    /// ended meanwhile continues as if the agent had seen it end (its exit code is on disk); one
+    /// that left no trace makes the allocation lost.
+    func recover() {
+        // Say where it stands first: a report lost while the agent was down is sent again.
+        defer { publish() }
+        guard !record.clientStatus.isTerminal, let group else { return }
+        for task in group.tasks {
+            guard let taskRecord = record.tasks[task.name], taskRecord.state.state != .dead else { continue }
+            let exitFile = paths(task.name).exit
+            if let pid = taskRecord.pid, let ticks = taskRecord.startTicks,
+                let process = TaskProcess(adopting: pid, startTicks: ticks, exitFile: exitFile)
+            {
+                logger.info("Task still running after agent restart; adopted", metadata: ["task": "\(task.name)", "pid": "\(pid)"])
+                loops[task.name] = Task { await self.run(task, adopted: process) }
+            } else if taskRecord.pid != nil, let code = TaskProcess.recordedExitCode(exitFile) {
+                loops[task.name] = Task { await self.run(task, adopted: nil, alreadyExited: code) }
+            } else {
+                stopping = true
+                for process in processes.values { process.signal(SIGKILL) }
+                finish(.lost, "task \(task.name) was not running when the agent restarted")
+                return
+            }
+        }
+    }
+
+    // MARK: Stopping
+
+    /// Stops every task: SIGTERM to its process group, SIGKILL after the task's KillTimeout.
+    func stop(description: String) async {
+        guard !stopping, !record.clientStatus.isTerminal else { return }
+        stopping = true
+        for (name, process) in processes {
+            append(name, event("Killing", "Sent interrupt. Waiting \(timeoutText(name)) before force killing"))
+            process.signal(SIGTERM)
+        }
+        publish()
+        await withTaskGroup(of: Void.self) { group in
+            for (name, process) in processes {
+                let timeout = group_(name)?.killTimeoutNanoseconds ?? 5_000_000_000
+                group.addTask {
+                    let killer = Task {
+                        try await Task.sleep(for: .nanoseconds(timeout))
+                        process.signal(SIGKILL)
+                    }
+                    _ = await process.exitCode()
+                    killer.cancel()
+                }
+            }
+        }
+        for loop in loops.values { loop.cancel() }
+        for name in record.tasks.keys where record.tasks[name]?.state.state != .dead {
+            record.tasks[name]?.state.state = .dead
+            record.tasks[name]?.state.finishedAt = record.tasks[name]?.state.finishedAt ?? Self.rfc3339()
+            append(name, event("Killed", "Task successfully killed"))
+        }
+        finish(.complete, description)
+    }
+
+    private func group_(_ task: String) -> JobTask? { group?.tasks.first { $0.name == task } }
+
+    private func timeoutText(_ task: String) -> String {
+        "\(Double(group_(task)?.killTimeoutNanoseconds ?? 5_000_000_000) / 1e9)s"
+    }
+
+    // MARK: The task loop
+
+    private func run(_ task: JobTask, adopted: TaskProcess?, alreadyExited: Int32? = nil) async {
+        let policy = group?.restartPolicy ?? RestartPolicy(attempts: 0, interval: 0, delay: 0, mode: "fail")
+        let type = record.allocation.job?.jobType ?? .service
+        var attempts = 0
+        var windowStart = ContinuousClock.now
+        var current = adopted
+        var pendingExit = alreadyExited
+        while !stopping {
+            let code: Int32
+            if let exited = pendingExit {
+                code = exited
+                pendingExit = nil
+            } else {
+                if current == nil {
+                    do {
+                        current = try launch(task)
+                    } catch {
+                        append(task.name, event("Driver Failure", "failed to start task: \(error)"))
+                        taskDead(task.name, failed: true, exitCode: nil)
+                        return
+                    }
+                }
+                guard let process = current else { return }
+                code = await process.exitCode()
+                processes[task.name] = nil
+                current = nil
+            }
+            if stopping { return }
+            record.tasks[task.name]?.pid = nil
+            append(task.name, event("Terminated", "Exit Code: \(code)", exitCode: Int(code)))
+            if type == .batch && code == 0 {
+                taskDead(task.name, failed: false, exitCode: Int(code))
+                return
+            }
+            // Restart within the policy: Attempts per Interval, after Delay; then fail, or (mode
+            // "delay") wait for the next interval.
+            let interval = Duration.nanoseconds(policy.interval ?? 0)
+            if ContinuousClock.now - windowStart > interval {
+                attempts = 0
+                windowStart = .now
+            }
+            var wait = Duration.nanoseconds(policy.delay ?? 0)
+            if attempts >= policy.attempts ?? 0 {
+                guard policy.mode == "delay" else {
+                    append(task.name, event("Not Restarting", "Exceeded allowed attempts \(policy.attempts ?? 0) in interval \(interval)"))
+                    taskDead(task.name, failed: true, exitCode: Int(code))
+                    return
+                }
+                wait = max(wait, windowStart + interval - ContinuousClock.now)
+                attempts = 0
+                windowStart = .now + wait
+            }
+            attempts += 1
+            record.tasks[task.name]?.state.restarts += 1
+            record.tasks[task.name]?.state.state = .pending
+            append(task.name, event("Restarting", "Task restarting in \(wait)"))
+            publish()
+            try? await Task.sleep(for: wait)
+        }
+    }
+
+    private func launch(_ task: JobTask) throws -> TaskProcess {
+        let paths = paths(task.name)
+        for directory in [paths.allocDir, paths.logs, paths.taskDir, paths.local, paths.allocDir.appendingPathComponent("data")] {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        }
+        let allocation = record.allocation
+        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("DROVER_") }
+        let resources = task.taskResources
+        let nomad: [String: String] = [
+            "NOMAD_ALLOC_ID": allocation.id, "NOMAD_ALLOC_INDEX": String(allocation.index), "NOMAD_ALLOC_NAME": allocation.name,
+            "NOMAD_JOB_ID": allocation.jobID, "NOMAD_JOB_NAME": allocation.job?.jobName ?? allocation.jobID,
+            "NOMAD_GROUP_NAME": allocation.taskGroup, "NOMAD_TASK_NAME": task.name, "NOMAD_ALLOC_DIR": paths.allocDir.path,
+            "NOMAD_TASK_DIR": paths.local.path, "NOMAD_CPU_LIMIT": String(resources.cpu), "NOMAD_MEMORY_LIMIT": String(resources.memoryMB),
+            "NOMAD_DC": datacenter, "NOMAD_REGION": allocation.job?.region ?? "global",
+            "NOMAD_NAMESPACE": allocation.job?.namespace ?? "default", "NOMAD_NODE_ID": nodeID,
+        ]
+        environment.merge(nomad) { $1 }
+        environment.merge(task.env ?? [:]) { $1 }
+        var cgroup: String?
+        if task.driver == "exec" { cgroup = try ExecDriver.prepareCgroup(allocation: allocation.id, task: task.name, resources: resources) }
+        let process = try TaskProcess(
+            TaskProcess.Launch(
+                command: task.config?.command ?? "", args: task.config?.args ?? [], environment: environment, workingDirectory: paths.taskDir,
+                stdout: paths.logs.appendingPathComponent("\(task.name).stdout.0"),
+                stderr: paths.logs.appendingPathComponent("\(task.name).stderr.0"), exitFile: paths.exit, user: task.user, cgroup: cgroup))
+        processes[task.name] = process
+        record.tasks[task.name]?.pid = process.pid
+        record.tasks[task.name]?.startTicks = process.startTicks
+        record.tasks[task.name]?.state.state = .running
+        record.tasks[task.name]?.state.startedAt = Self.rfc3339()
+        append(task.name, event("Started", "Task started by client"))
+        logger.debug("Task started", metadata: ["task": "\(task.name)", "pid": "\(process.pid)"])
+        publish()
+        return process
+    }
+
+    private struct Paths {
+        var allocDir: URL
+        var logs: URL
+        var taskDir: URL
+        var local: URL
+        var exit: URL
+    }
+
+    private func paths(_ task: String) -> Paths {
+        let allocDir = directory.appendingPathComponent("alloc")
+        let taskDir = directory.appendingPathComponent(task)
+        return Paths(
+            allocDir: allocDir, logs: allocDir.appendingPathComponent("logs"), taskDir: taskDir, local: taskDir.appendingPathComponent("local"),
+            exit: taskDir.appendingPathComponent(".exit-code"))
+    }
+
+    // MARK: State
+
+    private func taskDead(_ name: String, failed: Bool, exitCode: Int?) {
+        record.tasks[name]?.state.state = .dead
+        record.tasks[name]?.state.failed = failed
+        record.tasks[name]?.state.exitCode = exitCode
+        record.tasks[name]?.state.finishedAt = Self.rfc3339()
+        let states = record.tasks.values.map(\.state)
+        if failed {
+            // One failed task fails the allocation: stop its siblings.
+            stopping = true
+            for (sibling, process) in processes where sibling != name {
+                append(sibling, event("Sibling Task Failed", "Task's sibling \"\(name)\" failed"))
+                process.signal(SIGKILL)
+            }
+            finish(.failed, "Failed tasks")
+        } else if states.allSatisfy({ $0.state == .dead }) {
+            finish(.complete, "All tasks have completed")
+        } else {
+            publish()
+        }
+    }
+
+    private func finish(_ status: Allocation.ClientStatus, _ description: String) {
+        record.clientStatus = status
+        record.clientDescription = description
+        logger.info("Allocation finished", metadata: ["client_status": "\(status.rawValue)"])
+        publish()
+    }
+
+    private func append(_ task: String, _ event: TaskEvent) {
+        record.tasks[task]?.state.events.append(event)
+        if record.tasks[task]?.state.events.count ?? 0 > 20 { record.tasks[task]?.state.events.removeFirst() }
+    }
+
+    private func event(_ type: String, _ message: String, exitCode: Int? = nil) -> TaskEvent {
+        TaskEvent(type: type, time: Int64(Date().timeIntervalSince1970 * 1e9), displayMessage: message, exitCode: exitCode)
+    }
+
+    /// Saves the record and reports the allocation's state.
+    private func publish() {
+        if record.clientStatus == .pending, record.tasks.values.contains(where: { $0.state.state == .running }) {
+            record.clientStatus = .running
+            record.clientDescription = "Tasks are running"
+        }
+        save()
+        report(
+            AllocationStatusReport(
+                nodeID: nodeID, allocID: record.allocation.id, clientStatus: record.clientStatus, clientDescription: record.clientDescription,
+                taskStates: record.tasks.mapValues(\.state)))
+    }
+
+    private func save() {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        do {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            try encoder.encode(record).write(to: directory.appendingPathComponent("state.json"), options: .atomic)
+        } catch {
+            logger.error("Could not save allocation state", metadata: ["error": "\(error)"])
+        }
+    }
+
+    static func rfc3339(_ date: Date = Date()) -> String { date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)) }
+}
+
+/// The isolating driver: a cgroup v2 group per task with the task's CPU and memory as limits,
+/// and the task's user (default `nobody`).
+enum ExecDriver {
+    static func prepareCgroup(allocation: String, task: String, resources: Resources) throws -> String {
+        if let problem = Drivers.execUnavailable() { throw DriverError(problem) }
+        let root = Drivers.cgroupRoot + "/drover"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        try "+cpu +memory".write(toFile: Drivers.cgroupRoot + "/cgroup.subtree_control", atomically: false, encoding: .utf8)
+        try "+cpu +memory".write(toFile: root + "/cgroup.subtree_control", atomically: false, encoding: .utf8)
+        let path = "\(root)/\(allocation)-\(task)"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        try "\(resources.memoryMB * 1_048_576)".write(toFile: path + "/memory.max", atomically: false, encoding: .utf8)
+        // CPU as a share of the machine: MHz asked over MHz per core, as a quota per 100 ms.
+        let quota = max(1000, Int(Double(resources.cpu) / Double(Fingerprint.cpuMHz()) * 100_000))
+        try "\(quota) 100000".write(toFile: path + "/cpu.max", atomically: false, encoding: .utf8)
+        return path
+    }
+}
+
+struct DriverError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

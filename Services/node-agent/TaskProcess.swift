@@ -1,0 +1,150 @@
+import DroverModel
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// One run of a task as an operating-system process, in a process group (and session) of its
+/// own, so that stopping it reaches everything it started.
+///
+/// The task runs under a small `sh` wrapper that records its exit code in a file: a restarted
+/// agent, which is no longer the task's parent, still learns how it ended.
+final class TaskProcess: Sendable {
+    let pid: Int32
+    /// The process's start time in clock ticks since boot (/proc/<pid>/stat field 22): with the
+    /// pid it names this process, not a later one that reused the pid.
+    let startTicks: UInt64
+    let exitFile: URL
+    private let exit = ExitLatch()
+    private let process: Process?
+
+    static let wrapper = #"trap : TERM INT; "$0" "$@"; code=$?; echo "$code" > "$DROVER_EXIT_FILE"; exit "$code""#
+
+    struct Launch {
+        var command: String
+        var args: [String]
+        var environment: [String: String]
+        var workingDirectory: URL
+        var stdout: URL
+        var stderr: URL
+        var exitFile: URL
+        /// For the exec driver: run as this user, inside this cgroup.
+        var user: String?
+        var cgroup: String?
+    }
+
+    /// Starts a task. - Throws: when the process cannot be started, with the reason.
+    init(_ launch: Launch) throws {
+        try? FileManager.default.removeItem(at: launch.exitFile)
+        for file in [launch.stdout, launch.stderr] where !FileManager.default.fileExists(atPath: file.path) {
+            FileManager.default.createFile(atPath: file.path, contents: nil)
+        }
+        let stdout = try FileHandle(forWritingTo: launch.stdout)
+        let stderr = try FileHandle(forWritingTo: launch.stderr)
+        stdout.seekToEndOfFile()
+        stderr.seekToEndOfFile()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
+        var arguments = ["/bin/sh", "-c"]
+        if let cgroup = launch.cgroup {
+            // Join the cgroup as root, then drop to the task's user for the task itself.
+            arguments += [
+                #"echo $$ > "$DROVER_CGROUP/cgroup.procs" && exec setpriv --reuid="$DROVER_USER" --regid="$DROVER_USER" --init-groups /bin/sh -c "$DROVER_WRAPPER" "$@""#,
+                "drover-exec", launch.command,
+            ]
+        } else {
+            arguments += [Self.wrapper, launch.command]
+        }
+        process.arguments = arguments + launch.args
+        var environment = launch.environment
+        environment["DROVER_EXIT_FILE"] = launch.exitFile.path
+        if let cgroup = launch.cgroup {
+            environment["DROVER_CGROUP"] = cgroup
+            environment["DROVER_USER"] = launch.user ?? "nobody"
+            environment["DROVER_WRAPPER"] = Self.wrapper
+        }
+        process.environment = environment
+        process.currentDirectoryURL = launch.workingDirectory
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = stdout
+        process.standardError = stderr
+        let exit = self.exit
+        process.terminationHandler = { finished in
+            exit.complete(finished.terminationReason == .uncaughtSignal ? 128 + finished.terminationStatus : finished.terminationStatus)
+        }
+        try process.run()
+        try? stdout.close()
+        try? stderr.close()
+        self.pid = process.processIdentifier
+        self.startTicks = Self.startTicks(of: process.processIdentifier) ?? 0
+        self.exitFile = launch.exitFile
+        self.process = process
+    }
+
+    /// Takes over a task that a previous agent started and that still runs.
+    init?(adopting pid: Int32, startTicks: UInt64, exitFile: URL) {
+        guard Self.startTicks(of: pid) == startTicks else { return nil }
+        self.pid = pid
+        self.startTicks = startTicks
+        self.exitFile = exitFile
+        self.process = nil
+    }
+
+    /// Waits for the process to end. - Returns: its exit code (128 + signal when killed).
+    func exitCode() async -> Int32 {
+        if process == nil {
+            // Not our child: watch /proc until it is gone, then read the code it left.
+            while Self.startTicks(of: pid) == startTicks {
+                try? await Task.sleep(for: .milliseconds(200))
+            }
+            return Self.recordedExitCode(exitFile) ?? 137
+        }
+        return await exit.wait()
+    }
+
+    /// Sends `signal` to the task's whole process group.
+    func signal(_ signal: Int32) {
+        _ = kill(-pid, signal)
+    }
+
+    static func recordedExitCode(_ file: URL) -> Int32? {
+        (try? String(contentsOf: file, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    static func startTicks(of pid: Int32) -> UInt64? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return nil }
+        // Fields after the command name: state is field 3, starttime field 22.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 19, fields[0] != "Z" else { return nil }
+        return UInt64(fields[19])
+    }
+}
+
+/// An exit code that arrives once, for any number of waiters.
+final class ExitLatch: Sendable {
+    private let state = Mutex<(code: Int32?, waiters: [CheckedContinuation<Int32, Never>])>((nil, []))
+
+    func complete(_ code: Int32) {
+        let waiters = state.withLock { state in
+            state.code = code
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(returning: code) }
+    }
+
+    func wait() async -> Int32 {
+        await withCheckedContinuation { continuation in
+            let code = state.withLock { state -> Int32? in
+                if let code = state.code { return code }
+                state.waiters.append(continuation)
+                return nil
+            }
+            if let code { continuation.resume(returning: code) }
+        }
+    }
+}
