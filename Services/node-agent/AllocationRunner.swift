@@ -129,8 +129,9 @@ actor AllocationRunner {
         }
         for loop in loops.values { loop.cancel() }
         for name in record.tasks.keys where record.tasks[name]?.state.state != .dead {
+            let finishedAt = record.tasks[name]?.state.finishedAt ?? Self.rfc3339()
             record.tasks[name]?.state.state = .dead
-            record.tasks[name]?.state.finishedAt = record.tasks[name]?.state.finishedAt ?? Self.rfc3339()
+            record.tasks[name]?.state.finishedAt = finishedAt
             append(name, event("Killed", "Task successfully killed"))
         }
         finish(.complete, description)

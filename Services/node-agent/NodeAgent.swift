@@ -9,7 +9,8 @@ import ServiceLifecycle
 @main
 struct NodeAgent: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "node-agent", abstract: "Runs on every node: registers it, heartbeats, and runs the allocations placed on it. Holds no database access.")
+        commandName: "node-agent",
+        abstract: "Runs on every node: registers it, heartbeats, and runs the allocations placed on it. Holds no database access.")
 
     @OptionGroup var bus: BusOptions
     @OptionGroup var server: ServerOptions
@@ -25,6 +26,10 @@ struct NodeAgent: AsyncParsableCommand {
 
     @Option(help: "Seconds between heartbeats (env DROVER_HEARTBEAT_INTERVAL).")
     var heartbeatInterval: Double = ProcessInfo.processInfo.environment["DROVER_HEARTBEAT_INTERVAL"].flatMap(Double.init) ?? 10
+
+    @Option(
+        help: "Seconds between repeated registrations, which the control plane ignores unless something changed (env DROVER_REGISTRATION_INTERVAL).")
+    var registrationInterval: Double = ProcessInfo.processInfo.environment["DROVER_REGISTRATION_INTERVAL"].flatMap(Double.init) ?? 30
 
     @Option(help: "The node's datacenter (env DROVER_DATACENTER).")
     var datacenter: String = ProcessInfo.processInfo.environment["DROVER_DATACENTER"] ?? "dc1"
@@ -52,6 +57,7 @@ struct NodeAgent: AsyncParsableCommand {
             throw ValidationError("--node-id: '\(nodeID)' must be one routing-key word: no dots, '*', '#' or spaces")
         }
         guard heartbeatInterval > 0 else { throw ValidationError("--heartbeat-interval: must be more than 0 seconds") }
+        guard registrationInterval > 0 else { throw ValidationError("--registration-interval: must be more than 0 seconds") }
         for pair in meta where !pair.contains("=") || pair.hasPrefix("=") {
             throw ValidationError("--meta: '\(pair)' is not KEY=VALUE")
         }
@@ -67,10 +73,11 @@ struct NodeAgent: AsyncParsableCommand {
         var logger = runtime.logger
         logger[metadataKey: "node_id"] = "\(id)"
         let amqp = AMQPBus(configuration: try bus.configuration(), logger: logger)
-        let metadata = Dictionary(meta.map { pair in
-            let parts = pair.split(separator: "=", maxSplits: 1)
-            return (String(parts[0]), parts.count > 1 ? String(parts[1]) : "")
-        }, uniquingKeysWith: { $1 })
+        let metadata = Dictionary(
+            meta.map { pair in
+                let parts = pair.split(separator: "=", maxSplits: 1)
+                return (String(parts[0]), parts.count > 1 ? String(parts[1]) : "")
+            }, uniquingKeysWith: { $1 })
         let node = Fingerprint.node(
             id: id, dataDirectory: dataDirectory,
             configuration: Fingerprint.Configuration(
@@ -87,14 +94,17 @@ struct NodeAgent: AsyncParsableCommand {
         try await runtime.runService(
             bus: amqp, host: server.httpHost, port: server.configuredPort ?? 4651,
             prepare: {
-                // Pick up what a previous agent ran, then say what this node offers.
+                // Pick up what a previous agent ran before saying what this node offers.
                 await manager.recover()
-                try await amqp.publish(NodeRegistration(node: node), routingKey: RoutingKey.nodeRegister(id))
                 agentLogger.info(
-                    "Node registered",
-                    metadata: ["cpu_mhz": "\(node.resources.cpu)", "memory_mb": "\(node.resources.memoryMB)", "drivers": "\(node.drivers.filter { $0.value.detected }.keys.sorted())"])
+                    "Node fingerprinted",
+                    metadata: [
+                        "cpu_mhz": "\(node.resources.cpu)", "memory_mb": "\(node.resources.memoryMB)",
+                        "drivers": "\(node.drivers.filter { $0.value.detected }.keys.sorted())",
+                    ])
             },
             workers: [
+                Registrations(bus: amqp, node: node, interval: .milliseconds(Int(registrationInterval * 1000)), logger: logger),
                 Heartbeats(bus: amqp, nodeID: id, interval: .milliseconds(Int(heartbeatInterval * 1000)), logger: logger),
                 StatusReporter(bus: amqp, nodeID: id, reports: reports, logger: logger), allocations,
             ])
@@ -132,6 +142,30 @@ struct Heartbeats: Service {
                     let beat = NodeHeartbeat(nodeID: nodeID, sequence: sequence, agentStartedAt: startedAt)
                     try await bus.publish(beat, routingKey: RoutingKey.nodeHeartbeat(nodeID))
                     logger.trace("Heartbeat sent", metadata: ["sequence": "\(sequence)"])
+                    try await Task.sleep(for: interval)
+                }
+            }
+        } catch is CancellationError {
+            return
+        }
+    }
+}
+
+/// Publishes the node's registration on `node.<id>.register` at start and then every
+/// `interval`: a control plane that was not listening yet (or lost its state) learns of the node
+/// all the same, and an unchanged registration costs it nothing.
+struct Registrations: Service {
+    let bus: any MessageBus
+    let node: Node
+    let interval: Duration
+    let logger: Logger
+
+    func run() async throws {
+        do {
+            try await cancelWhenGracefulShutdown {
+                while true {
+                    try await bus.publish(NodeRegistration(node: node), routingKey: RoutingKey.nodeRegister(node.id))
+                    logger.trace("Registration sent")
                     try await Task.sleep(for: interval)
                 }
             }

@@ -6,8 +6,9 @@ import Synchronization
     import Glibc
 #endif
 
-/// One run of a task as an operating-system process, in a process group (and session) of its
-/// own, so that stopping it reaches everything it started.
+/// One run of a task as an operating-system process, in a process group of its own (Foundation's
+/// `Process` starts every child as a group leader), so that stopping it reaches everything it
+/// started.
 ///
 /// The task runs under a small `sh` wrapper that records its exit code in a file: a restarted
 /// agent, which is no longer the task's parent, still learns how it ended.
@@ -46,8 +47,8 @@ final class TaskProcess: Sendable {
         stdout.seekToEndOfFile()
         stderr.seekToEndOfFile()
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
-        var arguments = ["/bin/sh", "-c"]
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        var arguments = ["-c"]
         if let cgroup = launch.cgroup {
             // Join the cgroup as root, then drop to the task's user for the task itself.
             arguments += [

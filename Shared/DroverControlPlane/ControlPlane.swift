@@ -1,9 +1,9 @@
 public import ArgumentParser
-public import DroverScheduling
-import Foundation
 public import DroverMessaging
 public import DroverRuntime
+public import DroverScheduling
 public import DroverStorage
+import Foundation
 public import Hummingbird
 public import Logging
 public import ServiceLifecycle

@@ -1,5 +1,5 @@
-public import DroverModel
 import DroverMessaging
+public import DroverModel
 import Foundation
 import Logging
 import PostgresNIO

@@ -234,7 +234,9 @@ public struct ClusterStore: Sendable {
         for try await (spec, live, any, waiting) in try await database.client.query(query, logger: logger).decode((String, Bool, Bool, Bool).self) {
             var job = try Self.decode(Job.self, spec)
             job.status =
-                if job.isStopped { "dead" } else if live || waiting { live ? "running" : "pending" } else if any { job.jobType == .batch ? "dead" : "pending" } else { "pending" }
+                if job.isStopped { "dead" } else if live || waiting { live ? "running" : "pending" } else if any {
+                    job.jobType == .batch ? "dead" : "pending"
+                } else { "pending" }
             jobs.append(job)
         }
         return jobs

@@ -1,5 +1,5 @@
-public import DroverModel
 import DroverMessaging
+public import DroverModel
 public import DroverScheduling
 import Foundation
 public import Logging

@@ -74,7 +74,9 @@ public final class IndexWatcher: Service, Sendable {
             try? await gracefulShutdown()
             group.cancelAll()
         }
-        for waiter in state.withLock({ state in defer { state.waiters = [:] }; return state.waiters.values }) { waiter.continuation.resume() }
+        for waiter in state.withLock({ state in
+            defer { state.waiters = [:] }; return state.waiters.values
+        }) { waiter.continuation.resume() }
     }
 
     private func listen() async {
