@@ -1,0 +1,109 @@
+import ArgumentParser
+import DroverModel
+import Foundation
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+/// Talks to the gateway's Nomad-shaped API; turns every failure into a message that says what
+/// went wrong and what to do.
+struct APIClient {
+    let address: String
+
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// - Returns: the decoded body and the `X-Nomad-Index` of the answer.
+    func get<T: Decodable>(_ path: String, as type: T.Type = T.self) async throws -> (T, Int64) {
+        try await send("GET", path, body: nil)
+    }
+
+    func send<T: Decodable>(_ method: String, _ path: String, body: Data?, as type: T.Type = T.self) async throws -> (T, Int64) {
+        guard let url = URL(string: address + path) else { throw Failure(description: "'\(address + path)' is not a URL") }
+        var request = URLRequest(url: url)
+        request.httpMethod = method
+        request.httpBody = body
+        request.timeoutInterval = 400
+        if body != nil { request.setValue("application/json", forHTTPHeaderField: "Content-Type") }
+        let data: Data
+        let response: URLResponse
+        do {
+            (data, response) = try await URLSession.shared.data(for: request)
+        } catch {
+            throw Failure(
+                description: "cannot reach the API at \(address) (\(error.localizedDescription)).\n"
+                    + "Is Drover running? Start it locally with deploy/local/up, or point DROVER_ADDR at your cluster.")
+        }
+        let http = response as? HTTPURLResponse
+        let status = http?.statusCode ?? 0
+        guard (200..<300).contains(status) else {
+            if let problem = try? JSONDecoder().decode(ProblemBody.self, from: data) {
+                var text = problem.error
+                for field in problem.fields ?? [] where problem.fields?.count ?? 0 > 1 { text += "\n  \(field.field): \(field.reason)" }
+                throw Failure(description: text)
+            }
+            throw Failure(description: "the API answered HTTP \(status): \(String(decoding: data, as: UTF8.self))")
+        }
+        let index = Int64(http?.value(forHTTPHeaderField: "X-Nomad-Index") ?? "") ?? 0
+        do {
+            return (try JSONDecoder().decode(T.self, from: data), index)
+        } catch {
+            throw Failure(description: "unexpected answer from \(path): \(error)")
+        }
+    }
+
+    struct ProblemBody: Decodable {
+        var error: String
+        var fields: [FieldError]?
+        enum CodingKeys: String, CodingKey {
+            case error = "Error"
+            case fields = "Fields"
+        }
+    }
+}
+
+/// JSON as it came, for `-json` output of answers the CLI has no type for.
+struct RawJSON: Decodable {
+    let value: Any
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() {
+            value = NSNull()
+        } else if let bool = try? container.decode(Bool.self) {
+            value = bool
+        } else if let number = try? container.decode(Int64.self) {
+            value = number
+        } else if let number = try? container.decode(Double.self) {
+            value = number
+        } else if let string = try? container.decode(String.self) {
+            value = string
+        } else if let array = try? container.decode([RawJSON].self) {
+            value = array.map(\.value)
+        } else {
+            value = try container.decode([String: RawJSON].self).mapValues(\.value)
+        }
+    }
+
+    var pretty: String {
+        guard JSONSerialization.isValidJSONObject(value),
+            let data = try? JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        else { return "\(value)" }
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+/// Prints rows as aligned columns, as Nomad's CLI does.
+func table(_ header: [String], _ rows: [[String]]) -> String {
+    let all = [header] + rows
+    let widths = header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
+    return all.map { row in
+        row.enumerated().map { index, cell in
+            index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+        }.joined(separator: "  ")
+    }.joined(separator: "\n")
+}
+
+func short(_ id: String) -> String { String(id.prefix(8)) }
