@@ -22,6 +22,7 @@ final class RunningService: Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try #require(TestEnvironment.binDirectory)).appendingPathComponent(executable)
         process.arguments = ["--http-port", String(port)] + arguments
+        process.standardInput = FileHandle.nullDevice
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let output = try FileHandle(forWritingTo: log)
         process.standardOutput = output
@@ -39,7 +40,14 @@ final class RunningService: Sendable {
     var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
 
     func get(_ path: String) async throws -> (status: Int, body: String) {
-        let (data, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+        try await request("GET", path)
+    }
+
+    func request(_ method: String, _ path: String, body: String? = nil) async throws -> (status: Int, body: String) {
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+        request.httpMethod = method
+        request.httpBody = body.map { Data($0.utf8) }
+        let (data, response) = try await URLSession.shared.data(for: request)
         return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
     }
 
@@ -94,7 +102,7 @@ struct ServicesEndToEndTests {
             #expect(!service.output.contains("Start-up step failed"), "\(service.name): \(service.output)")
         }
         let migrations = try await runShell("psql '\(url)' -Atc 'SELECT count(*) FROM drover_schema_migrations'")
-        #expect(migrations.trimmingCharacters(in: .whitespacesAndNewlines) == "2")
+        #expect(migrations.trimmingCharacters(in: .whitespacesAndNewlines) == "3")
 
         // agent ─heartbeat→ RabbitMQ ─→ health-monitor ─→ PostgreSQL
         try await eventually("the agent's heartbeat in PostgreSQL") {

@@ -1,0 +1,231 @@
+import DroverTestSupport
+import Foundation
+import Testing
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+/// A whole Drover on a fresh database: the five control-plane services and node agents, each a
+/// built executable talking to the test RabbitMQ and PostgreSQL.
+final class Cluster: Sendable {
+    let database: String
+    let url: String
+    let logs: URL
+    let environment: [String: String]
+    let services: [RunningService]
+    let agents = Locked<[RunningService]>([])
+    let run = TestEnvironment.uniqueName("e2e")
+
+    init(algorithm: String = "binpack") async throws {
+        let postgres = try #require(TestEnvironment.postgresURL)
+        database = TestEnvironment.uniqueName("drover_jobs").replacingOccurrences(of: "-", with: "_")
+        try await runShell("psql '\(postgres)' -v ON_ERROR_STOP=1 -qc 'CREATE DATABASE \(database)'")
+        var components = try #require(URLComponents(string: postgres))
+        components.path = "/\(database)"
+        url = try #require(components.string)
+        logs = FileManager.default.temporaryDirectory.appendingPathComponent(database)
+        try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
+        environment = [
+            "DROVER_AMQP_URL": try #require(TestEnvironment.amqpURL), "DROVER_POSTGRES_URL": url, "DROVER_HEARTBEAT_INTERVAL": "1",
+            "DROVER_REGISTRATION_INTERVAL": "0.5", "DROVER_SCHEDULER_ALGORITHM": algorithm,
+        ]
+        let (environment, logs) = (self.environment, self.logs)
+        services = try [("api-gateway", 4746), ("scheduler", 4747), ("health-monitor", 4748), ("autoscaler", 4749), ("log-collector", 4750)]
+            .map { try RunningService($0.0, name: $0.0, port: $0.1, arguments: [], environment: environment, logDirectory: logs) }
+        for service in services {
+            try await eventually("\(service.name) ready") { (try? await service.get("/readyz"))?.status == 200 }
+        }
+    }
+
+    var api: RunningService { services[0] }
+
+    /// Starts an agent named `name` offering `cpu` MHz and `memory` MB, and waits until it is a ready node.
+    @discardableResult
+    func addAgent(_ name: String, cpu: Int = 1000, memory: Int = 1000, arguments: [String] = []) async throws -> RunningService {
+        let port = 4760 + agents.value.count
+        let agent = try RunningService(
+            "node-agent", name: "agent-\(name)", port: port,
+            arguments: [
+                "--node-id", "\(run)-\(name)", "--node-name", name, "--data-dir", logs.appendingPathComponent("agent-\(name)").path,
+                "--cpu-total-compute", String(cpu), "--memory-mb", String(memory),
+            ] + arguments, environment: environment, logDirectory: logs)
+        agents.withLock { $0.append(agent) }
+        try await eventually("node \(name) ready") {
+            let node = try? await self.json("/v1/node/\(self.run)-\(name)")
+            return (node as? [String: Any])?["Status"] as? String == "ready"
+        }
+        return agent
+    }
+
+    func json(_ path: String) async throws -> Any {
+        let (status, body) = try await api.get(path)
+        guard status == 200 else { throw TestFailure("GET \(path): HTTP \(status) \(body)") }
+        return try JSONSerialization.jsonObject(with: Data(body.utf8))
+    }
+
+    func allocations(_ job: String) async throws -> [[String: Any]] {
+        try await json("/v1/job/\(job)/allocations") as? [[String: Any]] ?? []
+    }
+
+    /// Runs the `drover` CLI against this cluster. - Returns: its output and exit status.
+    func cli(_ arguments: String) async throws -> (output: String, status: Int32) {
+        let binary = URL(fileURLWithPath: try #require(TestEnvironment.binDirectory)).appendingPathComponent("drover").path
+        do {
+            return (try await runShell("DROVER_ADDR=http://127.0.0.1:\(api.port) \(binary) \(arguments) 2>&1"), 0)
+        } catch let failure as TestFailure {
+            let status = failure.description.range(of: #"exited (\d+)"#, options: .regularExpression).map {
+                Int32(failure.description[$0].dropFirst(7)) ?? -1
+            }
+            return (failure.description, status ?? -1)
+        }
+    }
+
+    func writeJob(_ name: String, _ json: String) throws -> String {
+        let file = logs.appendingPathComponent("\(name).json")
+        try json.write(to: file, atomically: true, encoding: .utf8)
+        return file.path
+    }
+
+    func shutdown() async throws {
+        for service in (agents.value + services).reversed() {
+            let status = try await service.terminate()
+            #expect(status == 0, "\(service.name) exited \(status) after SIGTERM: \(service.output.suffix(2000))")
+        }
+        if let postgres = TestEnvironment.postgresURL {
+            try await runShell("psql '\(postgres)' -qc 'DROP DATABASE \(database) WITH (FORCE)'")
+        }
+    }
+}
+
+func job(_ id: String, type: String = "batch", count: Int = 1, cpu: Int = 100, command: String, constraints: String = "") -> String {
+    """
+    {"Job": {"ID": "\(id)", "Type": "\(type)", "Constraints": [\(constraints)], "TaskGroups": [{"Name": "g", "Count": \(count),
+      "RestartPolicy": {"Attempts": 0, "Mode": "fail"},
+      "Tasks": [{"Name": "t", "Driver": "raw_exec", "KillTimeout": 2000000000,
+        "Config": {"command": "/bin/sh", "args": ["-c", \(String(reflecting: command))]},
+        "Resources": {"CPU": \(cpu), "MemoryMB": 32}}]}]}}
+    """
+}
+
+/// The pids of processes whose command line contains `text` (`[x]yz` keeps pgrep's own shell out).
+func processes(matching text: String) async throws -> String {
+    let pattern = "[\(text.prefix(1))]\(text.dropFirst())"
+    return try await runShell("pgrep -f '\(pattern)' || true").trimmingCharacters(in: .whitespacesAndNewlines)
+}
+
+@Suite(.serialized, .enabled(if: TestEnvironment.runsEndToEnd))
+struct JobsEndToEndTests {
+    @Test func jobsRunOnTwoAgentsFromSubmissionToCompletion() async throws {
+        let cluster = try await Cluster(algorithm: "binpack")
+        try await cluster.addAgent("a")
+        try await cluster.addAgent("b")
+
+        // A batch job of three runs to completion through the CLI, each allocation a real
+        // process with Nomad's environment.
+        let file = try cluster.writeJob(
+            "three", job("three", count: 3, command: "echo \"$NOMAD_JOB_ID $NOMAD_ALLOC_INDEX $NOMAD_GROUP_NAME $NOMAD_TASK_NAME\""))
+        let run = try await cluster.cli("job run \(file)")
+        #expect(run.status == 0 && run.output.contains("3 of 3 allocation(s) completed"), "\(run.output)")
+        let three = try await cluster.allocations("three")
+        #expect(three.count == 3 && three.allSatisfy { $0["ClientStatus"] as? String == "complete" })
+        #expect(Set(three.compactMap { $0["NodeName"] as? String }) == ["a", "b"], "allocations of one job avoid sharing a node")
+        let outputs = try FileManager.default.subpathsOfDirectory(atPath: cluster.logs.path).filter { $0.hasSuffix("logs/t.stdout.0") }
+        let lines = try outputs.map { try String(contentsOfFile: cluster.logs.appendingPathComponent($0).path, encoding: .utf8) }
+        #expect(Set(lines) == ["three 0 g t\n", "three 1 g t\n", "three 2 g t\n"])
+
+        // Bin packing: with node a busier, a new allocation goes to a.
+        let pinned = job(
+            "pinned", type: "service", cpu: 500, command: "sleep 300 # \(cluster.run)",
+            constraints: #"{"LTarget": "${node.unique.name}", "Operand": "=", "RTarget": "a"}"#)
+        #expect(try await cluster.api.request("POST", "/v1/jobs", body: pinned).status == 200)
+        try await eventually("pinned running") { (try? await cluster.allocations("pinned"))?.first?["ClientStatus"] as? String == "running" }
+        let packed = try await cluster.cli("job run \(try cluster.writeJob("packed", job("packed", command: "true")))")
+        #expect(packed.status == 0, "\(packed.output)")
+        #expect(try await cluster.allocations("packed").first?["NodeName"] as? String == "a")
+
+        // A constraint keeps a group off a node.
+        let avoid = job("avoid", count: 2, command: "true", constraints: #"{"LTarget": "${node.unique.name}", "Operand": "!=", "RTarget": "a"}"#)
+        #expect(try await cluster.cli("job run \(try cluster.writeJob("avoid", avoid))").status == 0)
+        #expect(try await cluster.allocations("avoid").map { $0["NodeName"] as? String } == ["b", "b"])
+
+        // Stopping a service job ends its processes.
+        let marker = "svc-\(cluster.run)"
+        let service = job("svc", type: "service", count: 2, command: "sleep 300 # \(marker)")
+        #expect(try await cluster.api.request("POST", "/v1/jobs", body: service).status == 200)
+        try await eventually("svc running") {
+            let allocations = (try? await cluster.allocations("svc")) ?? []
+            return allocations.count == 2 && allocations.allSatisfy { $0["ClientStatus"] as? String == "running" }
+        }
+        #expect(!(try await processes(matching: marker)).isEmpty)
+        let stop = try await cluster.cli("job stop svc")
+        #expect(stop.status == 0, "\(stop.output)")
+        try await eventually("svc stopped") {
+            ((try? await cluster.allocations("svc")) ?? []).allSatisfy { $0["ClientStatus"] as? String == "complete" }
+        }
+        try await eventually("svc processes gone") { ((try? await processes(matching: marker)) ?? "x").isEmpty }
+
+        _ = try await cluster.cli("job stop -purge pinned")
+        try await eventually("pinned stopped") { ((try? await processes(matching: "sleep 300 # \(cluster.run)")) ?? "x").isEmpty }
+        try await cluster.shutdown()
+    }
+
+    @Test func aJobThatFitsNowhereSaysWhyAndRunsOnceANodeWithRoomJoins() async throws {
+        let cluster = try await Cluster()
+        try await cluster.addAgent("small", cpu: 500)
+        let big = job(
+            "big", type: "service", cpu: 900, command: "sleep 300 # big-\(cluster.run)",
+            constraints: #"{"LTarget": "${meta.rack}", "Operand": "=", "RTarget": "r9"}"#)
+        let file = try cluster.writeJob("big", big)
+
+        let plan = try await cluster.cli("job plan \(file)")
+        #expect(plan.status == 1)
+        #expect(plan.output.contains(#"Constraint "${meta.rack} = r9": 1 nodes excluded by filter"#), "\(plan.output)")
+        let run = try await cluster.cli("job run \(file)")
+        #expect(run.status == 2 && run.output.contains("waiting for additional capacity"), "\(run.output)")
+        let summary = try await cluster.json("/v1/job/big/summary") as? [String: Any]
+        #expect(((summary?["Summary"] as? [String: Any])?["g"] as? [String: Any])?["Queued"] as? Int == 1)
+
+        // A node on rack r9 but without room changes nothing; one with room takes the allocation.
+        try await cluster.addAgent("r9-small", cpu: 500, arguments: ["--meta", "rack=r9"])
+        try await cluster.addAgent("r9-big", cpu: 2000, arguments: ["--meta", "rack=r9"])
+        try await eventually("big running on r9-big") {
+            let allocation = (try? await cluster.allocations("big"))?.first
+            return allocation?["ClientStatus"] as? String == "running" && allocation?["NodeName"] as? String == "r9-big"
+        }
+        let evaluations = try await cluster.json("/v1/job/big/evaluations") as? [[String: Any]] ?? []
+        #expect(evaluations.contains { $0["TriggeredBy"] as? String == "queued-allocs" && $0["Status"] as? String == "complete" })
+
+        _ = try await cluster.cli("job stop big")
+        try await eventually("big stopped") { ((try? await processes(matching: "big-\(cluster.run)")) ?? "x").isEmpty }
+        try await cluster.shutdown()
+    }
+
+    @Test func badInputIsRefusedWithTheFieldAndUnknownIdsAre404() async throws {
+        let cluster = try await Cluster()
+        let bad = try await cluster.api.request(
+            "POST", "/v1/jobs", body: #"{"Job": {"ID": "x", "TaskGroups": [{"Name": "g", "Count": -2, "Tasks": []}]}}"#)
+        #expect(bad.status == 400)
+        #expect(bad.body.contains(#""Field":"Job.TaskGroups[0].Count""#) && bad.body.contains(#""Field":"Job.TaskGroups[0].Tasks""#), "\(bad.body)")
+        let notJSON = try await cluster.api.request("POST", "/v1/jobs", body: "{oops")
+        #expect(notJSON.status == 400 && notJSON.body.contains(#""Field":"body""#))
+        let mismatch = try await cluster.api.request("POST", "/v1/job/other", body: job("x", command: "true"))
+        #expect(mismatch.status == 400 && mismatch.body.contains("does not match"))
+        for path in ["/v1/job/none", "/v1/job/none/allocations", "/v1/node/none", "/v1/allocation/none", "/v1/evaluation/none"] {
+            let answer = try await cluster.api.get(path)
+            #expect(answer.status == 404 && answer.body.contains("not found"), "\(path): \(answer)")
+        }
+        #expect(try await cluster.api.request("DELETE", "/v1/job/none").status == 404)
+        #expect(try await cluster.api.get("/v1/jobs?index=abc").status == 400)
+        // A blocking query returns once the index moves past the one given.
+        let first = try await cluster.api.request("POST", "/v1/jobs", body: job("first", command: "true"))
+        let index = try #require((try JSONSerialization.jsonObject(with: Data(first.body.utf8)) as? [String: Any])?["Index"] as? Int)
+        let waiting = Task { try await cluster.api.get("/v1/jobs?index=\(index)&wait=20s") }
+        #expect(try await cluster.api.request("POST", "/v1/jobs", body: job("second", command: "true")).status == 200)
+        let answer = try await waiting.value
+        #expect(answer.status == 200 && answer.body.contains(#""ID":"second""#), "\(answer.body)")
+        let openapi = try await cluster.api.get("/v1/openapi.yaml")
+        #expect(openapi.status == 200 && openapi.body.contains("/v1/job/{id}/plan"))
+        try await cluster.shutdown()
+    }
+}
