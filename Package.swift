@@ -188,7 +188,7 @@ let package = Package(
         .testTarget(
             name: "DroverStorageTests",
             dependencies: [
-                "DroverStorage", "DroverMessaging", "DroverModel", "DroverTestSupport",
+                "DroverStorage", "DroverMessaging", "DroverModel", "DroverScheduling", "DroverTestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,0 +1,111 @@
+import DroverModel
+import DroverScheduling
+import DroverTestSupport
+import Foundation
+import Logging
+import PostgresNIO
+import Testing
+
+@testable import DroverStorage
+
+func smallJob(_ id: String, count: Int = 1, cpu: Int = 600) -> Job {
+    Job(
+        id: id, type: .service,
+        taskGroups: [
+            TaskGroup(name: "g", count: count, tasks: [JobTask(name: "t", command: "/bin/true", resources: Resources(cpu: cpu, memoryMB: 64))])
+        ])
+}
+
+func testNode(_ id: String, cpu: Int = 1000) -> Node {
+    Node(
+        id: id, name: id, drivers: ["raw_exec": DriverInfo(detected: true, healthy: true)], attributes: ["kernel.name": "linux"],
+        resources: Resources(cpu: cpu, memoryMB: 4096, diskMB: 1000))
+}
+
+@Suite(.serialized, .enabled(if: TestEnvironment.runsStorageIntegration))
+struct ClusterStoreTests {
+    @Test func registeringWritesTheJobAVersionAnEvaluationAndItsMessageInOneTransaction() async throws {
+        try await withFreshDatabase { url in
+            let database = try Database(url: url, logger: Logger(label: "test"))
+            try await withClient(database.client) {
+                try await database.migrate()
+                let store = ClusterStore(database: database)
+                let first = try await store.register(smallJob("web"))
+                let again = try await store.register(smallJob("web"))
+                var changed = smallJob("web")
+                changed.taskGroups[0].tasks[0].config?.args = ["x"]
+                _ = try await store.register(changed)
+                #expect(try await store.job(id: "web")?.version == 1, "an unchanged job keeps its version")
+                #expect(try await count("drover_job_versions", in: database) == 2)
+                #expect(try await count("drover_evaluations", in: database) == 3)
+                #expect(try await count("drover_outbox", in: database) == 3)
+                let current = try await store.currentIndex()
+                #expect(again.index > first.index && current >= again.index)
+                let invalid = await #expect(throws: ClusterStoreError.self) { try await store.register(smallJob("bad", count: -1)) }
+                #expect(invalid == .invalid([FieldError("Job.TaskGroups[0].Count", "must be 0 or more, got -1")]))
+                #expect(try await count("drover_evaluations", in: database) == 3, "a refused job writes nothing")
+            }
+        }
+    }
+
+    @Test func twoSchedulersPlanningAtOnceNeverOvercommitANode() async throws {
+        try await withFreshDatabase { url in
+            let database = try Database(url: url, logger: Logger(label: "test"))
+            try await withClient(database.client) {
+                try await database.migrate()
+                let store = ClusterStore(database: database)
+                try await store.register(node: testNode("only", cpu: 1000))
+                // Ten jobs each want 600 MHz of a 1000 MHz node: only one can have it.
+                var evals: [String] = []
+                for index in 0..<10 { evals.append(try await store.register(smallJob("job\(index)")).evalID) }
+                let processor = EvaluationProcessor(store: store)
+                let outcomes = try await withThrowingTaskGroup(of: EvaluationProcessor.Outcome.self) { group in
+                    for eval in evals { group.addTask { try await processor.process(evalID: eval) } }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+                let placed = outcomes.reduce(0) { total, outcome in
+                    if case .applied(let placed, _, _) = outcome { return total + placed }
+                    return total
+                }
+                #expect(placed == 1)
+                let live = try await store.allocations(nodeID: "only").filter(\.isLive)
+                #expect(live.count == 1 && live.reduce(0) { $0 + $1.resources.cpu } <= 1000)
+                let blocked = try await store.evaluations().filter { $0.status == .blocked }
+                #expect(blocked.count == 9)
+                #expect(blocked.allSatisfy { $0.failedTGAllocs?["g"]?.dimensionExhausted["cpu"] == 1 })
+                // Processing an evaluation again (a redelivered message) changes nothing.
+                #expect(try await processor.process(evalID: evals[0]) == .skipped)
+            }
+        }
+    }
+
+    @Test func aNodeJoiningUnblocksWaitingEvaluationsAndReportsAreCheckedAgainstTheirNode() async throws {
+        try await withFreshDatabase { url in
+            let database = try Database(url: url, logger: Logger(label: "test"))
+            try await withClient(database.client) {
+                try await database.migrate()
+                let store = ClusterStore(database: database)
+                let processor = EvaluationProcessor(store: store)
+                let eval = try await store.register(smallJob("web")).evalID
+                #expect(try await processor.process(evalID: eval) == .applied(placed: 0, stopped: 0, queued: 1))
+                let unblocked = try await store.register(node: testNode("n1"))
+                #expect(unblocked.count == 1)
+                #expect(try await store.register(node: testNode("n1")).isEmpty, "an unchanged registration changes nothing")
+                #expect(try await processor.process(evalID: unblocked[0]) == .applied(placed: 1, stopped: 0, queued: 0))
+                let allocation = try #require(try await store.allocations(jobID: "web").first)
+                let foreign = AllocationStatusReport(
+                    nodeID: "n2", allocID: allocation.id, clientStatus: .running, clientDescription: "", taskStates: [:])
+                await #expect(throws: ClusterStoreError.self) { try await store.record(foreign) }
+                var report = foreign
+                report.nodeID = "n1"
+                report.clientStatus = .complete
+                #expect(try await store.record(report))
+                report.clientStatus = .running
+                #expect(!(try await store.record(report)), "a finished allocation does not come back")
+                #expect(try await store.allocation(id: allocation.id)?.clientStatus == .complete)
+                // A service allocation that ended is evaluated again so that it is replaced.
+                #expect(try await store.evaluations(jobID: "web").contains { $0.triggeredBy == Evaluation.Trigger.allocFailure })
+            }
+        }
+    }
+}
