@@ -21,6 +21,7 @@ let package = Package(
         .executable(name: "drover", targets: ["DroverCLI"]),
         .executable(name: "messaging-bench", targets: ["MessagingBenchmark"]),
         .executable(name: "placement-bench", targets: ["PlacementBenchmark"]),
+        .executable(name: "job-bench", targets: ["JobBenchmark"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -167,6 +168,13 @@ let package = Package(
             name: "PlacementBenchmark",
             dependencies: ["DroverModel", "DroverScheduling", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/placement-bench",
+            swiftSettings: swiftSettings
+        ),
+
+        .executableTarget(
+            name: "JobBenchmark",
+            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Benchmarks/job-bench",
             swiftSettings: swiftSettings
         ),
 
