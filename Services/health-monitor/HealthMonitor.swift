@@ -42,7 +42,7 @@ struct HealthMonitor: AsyncParsableCommand {
         }
         let allocationStates = MessageConsumer(
             AllocationStatusReport.self, bus: bus,
-            spec: ConsumerSpec(queue: "health-monitor.alloc-status", bindings: ["node.*.alloc-status"]), logger: logger
+            spec: ConsumerSpec(queue: "health-monitor.alloc-status", bindings: ["node.*.alloc-status"]), logger: logger, concurrency: 8
         ) { envelope, delivery in
             try sameNode(envelope.data.nodeID, delivery)
             do {

@@ -87,7 +87,8 @@ struct NodeAgent: AsyncParsableCommand {
         let (reports, reporter) = AsyncStream.makeStream(of: AllocationStatusReport.self)
         let manager = AllocationManager(nodeID: id, datacenter: datacenter, dataDirectory: dataDirectory, logger: logger, reports: reporter)
         let allocations = MessageConsumer(
-            AllocationUpdate.self, bus: amqp, spec: ConsumerSpec(queue: "node.\(id)", bindings: ["cluster.alloc.\(id).#"]), logger: logger
+            AllocationUpdate.self, bus: amqp, spec: ConsumerSpec(queue: "node.\(id)", bindings: ["cluster.alloc.\(id).#"]), logger: logger,
+            concurrency: 8
         ) { envelope, _ in
             try await manager.apply(envelope.data.allocation)
         }

@@ -19,7 +19,7 @@ struct Scheduler: AsyncParsableCommand {
         // the database keeps two from planning one job at once.
         let evaluations = MessageConsumer(
             EvaluationPending.self, bus: plane.bus,
-            spec: ConsumerSpec(queue: "scheduler.evaluations", bindings: ["cluster.eval.*.pending"]), logger: plane.logger
+            spec: ConsumerSpec(queue: "scheduler.evaluations", bindings: ["cluster.eval.*.pending"]), logger: plane.logger, concurrency: 8
         ) { envelope, _ in
             _ = try await processor.process(evalID: envelope.data.evalID)
         }

@@ -27,12 +27,17 @@ public struct MessageConsumer<Message: DroverMessage>: Service {
     private let retryDelay: Duration
     private let handler: Handler
     private let metrics: any MetricsFactory
+    private let concurrency: Int
 
+    /// - Parameter concurrency: how many messages are handled at once (at most the queue's
+    ///   prefetch). Above 1, handlers run side by side and messages are settled in the order
+    ///   their handlers finish; use it only where handlers are safe to run concurrently.
     public init(
         _ type: Message.Type = Message.self, bus: any MessageBus, spec: ConsumerSpec, logger: Logger, retryDelay: Duration = .seconds(1),
-        metrics: any MetricsFactory = MetricsSystem.factory, handler: @escaping Handler
+        concurrency: Int = 1, metrics: any MetricsFactory = MetricsSystem.factory, handler: @escaping Handler
     ) {
         self.metrics = metrics
+        self.concurrency = max(1, min(concurrency, Int(spec.prefetch)))
         self.bus = bus
         self.spec = spec
         var logger = logger
@@ -44,9 +49,24 @@ public struct MessageConsumer<Message: DroverMessage>: Service {
 
     public func run() async throws {
         let deliveries = try await bus.subscribe(spec)
-        let decoder = MessageCoding.decoder()
-        for await delivery in deliveries.cancelOnGracefulShutdown() {
-            try await handle(delivery, decoder: decoder)
+        guard concurrency > 1 else {
+            let decoder = MessageCoding.decoder()
+            for await delivery in deliveries.cancelOnGracefulShutdown() {
+                try await handle(delivery, decoder: decoder)
+            }
+            return
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var running = 0
+            for await delivery in deliveries.cancelOnGracefulShutdown() {
+                if running == concurrency {
+                    try await group.next()
+                    running -= 1
+                }
+                group.addTask { try await handle(delivery) }
+                running += 1
+            }
+            try await group.waitForAll()
         }
     }
 

@@ -51,14 +51,20 @@ extension ClusterStore {
         }
     }
 
-    /// Hands every blocked evaluation back to the schedulers: room may have appeared.
-    static func unblockEvaluations(index: Int64, on connection: PostgresConnection, logger: Logger) async throws -> [String] {
+    /// Hands blocked evaluations back to the schedulers: room may have appeared. With
+    /// `capacityOnly` (an allocation ended; no node changed) only those that lacked resources
+    /// somewhere are retried: one blocked by a constraint no node meets stays blocked.
+    static func unblockEvaluations(index: Int64, capacityOnly: Bool = false, on connection: PostgresConnection, logger: Logger) async throws
+        -> [String]
+    {
         var unblocked: [String] = []
         for try await spec in try await connection.query(
             """
             UPDATE drover_evaluations SET status = 'pending', modify_index = \(index),
                 spec = jsonb_set(jsonb_set(spec, '{Status}', '"pending"'), '{ModifyIndex}', to_jsonb(\(index)))
-            WHERE status = 'blocked' RETURNING spec::text
+            WHERE status = 'blocked' AND (NOT \(capacityOnly) OR EXISTS (
+                SELECT 1 FROM jsonb_each(spec->'FailedTGAllocs') AS failed(grp, metric) WHERE (metric->>'NodesExhausted')::int > 0))
+            RETURNING spec::text
             """, logger: logger
         ).decode(String.self) {
             let eval = try decode(Evaluation.self, spec)
@@ -109,7 +115,7 @@ extension ClusterStore {
                 WHERE id = \(allocation.id)
                 """, logger: logger)
             if !wasTerminal && allocation.clientStatus.isTerminal {
-                _ = try await Self.unblockEvaluations(index: index, on: connection, logger: logger)
+                _ = try await Self.unblockEvaluations(index: index, capacityOnly: true, on: connection, logger: logger)
                 if allocation.desiredStatus == .run,
                     let job = try await EvaluationProcessor.readJob(allocation.jobID, on: connection, logger: logger), !job.isStopped,
                     allocation.clientStatus == .failed || (allocation.clientStatus == .complete && job.jobType == .service)
