@@ -27,7 +27,8 @@ struct JobBenchmark: AsyncParsableCommand {
                 group.addTask {
                     for index in stride(from: worker, to: jobs, by: concurrency) {
                         let id = "\(prefix)-\(index)"
-                        let body = #"{"Job":{"ID":"\#(id)","Type":"batch","TaskGroups":[{"Name":"g","Count":1,"Tasks":[{"Name":"t","Driver":"raw_exec","Config":{"command":"/bin/true"},"Resources":{"CPU":100,"MemoryMB":16}}]}]}}"#
+                        let body =
+                            #"{"Job":{"ID":"\#(id)","Type":"batch","TaskGroups":[{"Name":"g","Count":1,"Tasks":[{"Name":"t","Driver":"raw_exec","Config":{"command":"/bin/true"},"Resources":{"CPU":100,"MemoryMB":16}}]}]}}"#
                         var request = URLRequest(url: URL(string: "\(address)/v1/jobs")!)
                         request.httpMethod = "POST"
                         request.httpBody = Data(body.utf8)
@@ -74,8 +75,12 @@ struct JobBenchmark: AsyncParsableCommand {
         print("job-bench: \(jobs) batch jobs, \(concurrency) clients")
         print(String(format: "  submitted in %.2f s (%.1f jobs/s)", submitSeconds, Double(jobs) / submitSeconds))
         print(String(format: "  completed in %.2f s: %.1f jobs/s", total, Double(jobs) / total))
-        print(String(format: "  submit -> started: p50 %.1f ms, p99 %.1f ms (n=%d)", percentile(0.5) * 1000, percentile(0.99) * 1000, latencies.count))
-        print(String(format: "RESULT drover_jobs_per_s=%.2f p50_ms=%.1f p99_ms=%.1f", Double(jobs) / total, percentile(0.5) * 1000, percentile(0.99) * 1000))
+        print(
+            String(format: "  submit -> started: p50 %.1f ms, p99 %.1f ms (n=%d)", percentile(0.5) * 1000, percentile(0.99) * 1000, latencies.count))
+        print(
+            String(
+                format: "RESULT drover_jobs_per_s=%.2f p50_ms=%.1f p99_ms=%.1f", Double(jobs) / total, percentile(0.5) * 1000, percentile(0.99) * 1000
+            ))
     }
 }
 

@@ -38,9 +38,14 @@ extension ClusterStore {
                 ON CONFLICT (id) DO UPDATE SET spec = EXCLUDED.spec, status = 'ready', modify_index = EXCLUDED.modify_index
                 """, logger: logger)
             var created = try await Self.unblockEvaluations(index: index, on: connection, logger: logger)
+            // Rows are read to the end before the next query: one connection runs one query at a time.
+            var systemJobs: [String] = []
             for try await spec in try await connection.query(
                 "SELECT spec::text FROM drover_jobs WHERE type = 'system' AND NOT stop", logger: logger
             ).decode(String.self) {
+                systemJobs.append(spec)
+            }
+            for spec in systemJobs {
                 let job = try Self.decode(Job.self, spec)
                 let eval = try await Self.createEvaluation(
                     for: job, triggeredBy: Evaluation.Trigger.nodeUpdate, index: index, now: Self.nanoseconds(), nodeID: node.id,
@@ -67,11 +72,16 @@ extension ClusterStore {
             RETURNING spec::text
             """, logger: logger
         ).decode(String.self) {
+            unblocked.append(spec)
+        }
+        // Only now the next query: one connection runs one query at a time.
+        var ids: [String] = []
+        for spec in unblocked {
             let eval = try decode(Evaluation.self, spec)
             try await enqueue(eval, on: connection, logger: logger)
-            unblocked.append(eval.id)
+            ids.append(eval.id)
         }
-        return unblocked
+        return ids
     }
 
     /// Records what a node reports of one of its allocations.
