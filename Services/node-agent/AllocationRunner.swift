@@ -116,7 +116,7 @@ actor AllocationRunner {
         publish()
         await withTaskGroup(of: Void.self) { group in
             for (name, process) in processes {
-                let timeout = group_(name)?.killTimeoutNanoseconds ?? 5_000_000_000
+                let timeout = taskSpec(name)?.killTimeoutNanoseconds ?? 5_000_000_000
                 group.addTask {
                     let killer = Task {
                         try await Task.sleep(for: .nanoseconds(timeout))
@@ -137,10 +137,10 @@ actor AllocationRunner {
         finish(.complete, description)
     }
 
-    private func group_(_ task: String) -> JobTask? { group?.tasks.first { $0.name == task } }
+    private func taskSpec(_ task: String) -> JobTask? { group?.tasks.first { $0.name == task } }
 
     private func timeoutText(_ task: String) -> String {
-        "\(Double(group_(task)?.killTimeoutNanoseconds ?? 5_000_000_000) / 1e9)s"
+        "\(Double(taskSpec(task)?.killTimeoutNanoseconds ?? 5_000_000_000) / 1e9)s"
     }
 
     // MARK: The task loop
