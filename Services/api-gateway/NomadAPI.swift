@@ -184,7 +184,9 @@ struct NomadAPI: Sendable {
                 }
                 if watcher.latest <= index { await watcher.wait(after: index, timeout: wait) }
             }
-            let index = try await store.currentIndex()
+            // The index before the read: a change committed meanwhile shows in the body and
+            // wakes the next blocking query at once.
+            let index = watcher.latest
             return Self.json(try await body(), index: index)
         }
     }

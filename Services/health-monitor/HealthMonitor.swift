@@ -38,7 +38,7 @@ struct HealthMonitor: AsyncParsableCommand {
         ) { envelope, delivery in
             try sameNode(envelope.data.node.id, delivery)
             let evaluations = try await store.register(node: envelope.data.node)
-            logger.info("Node registered", metadata: ["node_id": "\(envelope.data.node.id)", "evaluations": "\(evaluations.count)"])
+            logger.debug("Node registration recorded", metadata: ["node_id": "\(envelope.data.node.id)", "evaluations": "\(evaluations.count)"])
         }
         let allocationStates = MessageConsumer(
             AllocationStatusReport.self, bus: bus,

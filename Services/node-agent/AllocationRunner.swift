@@ -21,9 +21,12 @@ struct AllocationRecord: Codable {
     var clientStatus: Allocation.ClientStatus
     var clientDescription: String
     var tasks: [String: TaskRecord]
+    /// Numbers the reports about this allocation, across agent restarts.
+    var reports: Int64?
 
     enum CodingKeys: String, CodingKey {
         case allocation = "Allocation", clientStatus = "ClientStatus", clientDescription = "ClientDescription", tasks = "Tasks"
+        case reports = "Reports"
     }
 }
 
@@ -91,6 +94,7 @@ actor AllocationRunner {
                 let process = TaskProcess(adopting: pid, startTicks: ticks, exitFile: exitFile)
             {
                 logger.info("Task still running after agent restart; adopted", metadata: ["task": "\(task.name)", "pid": "\(pid)"])
+                processes[task.name] = process
                 loops[task.name] = Task { await self.run(task, adopted: process) }
             } else if taskRecord.pid != nil, let code = TaskProcess.recordedExitCode(exitFile) {
                 loops[task.name] = Task { await self.run(task, adopted: nil, alreadyExited: code) }
@@ -303,11 +307,12 @@ actor AllocationRunner {
             record.clientStatus = .running
             record.clientDescription = "Tasks are running"
         }
+        record.reports = (record.reports ?? 0) + 1
         save()
         report(
             AllocationStatusReport(
                 nodeID: nodeID, allocID: record.allocation.id, clientStatus: record.clientStatus, clientDescription: record.clientDescription,
-                taskStates: record.tasks.mapValues(\.state)))
+                taskStates: record.tasks.mapValues(\.state), sequence: record.reports ?? 0))
     }
 
     private func save() {

@@ -90,16 +90,24 @@ public struct AllocationStatusReport: DroverMessage, Equatable {
     public var clientStatus: Allocation.ClientStatus
     public var clientDescription: String
     public var taskStates: [String: TaskState]
+    /// Counts the reports about this allocation; a report older than one already recorded
+    /// (reports may be handled out of order) is ignored.
+    public var sequence: Int64
 
-    public init(nodeID: String, allocID: String, clientStatus: Allocation.ClientStatus, clientDescription: String, taskStates: [String: TaskState]) {
+    public init(
+        nodeID: String, allocID: String, clientStatus: Allocation.ClientStatus, clientDescription: String, taskStates: [String: TaskState],
+        sequence: Int64 = 0
+    ) {
         self.nodeID = nodeID
         self.allocID = allocID
         self.clientStatus = clientStatus
         self.clientDescription = clientDescription
         self.taskStates = taskStates
+        self.sequence = sequence
     }
 
     enum CodingKeys: String, CodingKey {
+        case sequence = "Sequence"
         case nodeID = "NodeID"
         case allocID = "AllocID"
         case clientStatus = "ClientStatus"

@@ -77,10 +77,12 @@ public struct EvaluationProcessor: Sendable {
     }
 
     static func readJob(_ id: String, on connection: PostgresConnection, logger: Logger) async throws -> Job? {
+        // Read to the end: the connection runs the caller's next query only after this one is done.
+        var found: String?
         for try await spec in try await connection.query("SELECT spec::text FROM drover_jobs WHERE id = \(id)", logger: logger).decode(String.self) {
-            return try ClusterStore.decode(Job.self, spec)
+            found = spec
         }
-        return nil
+        return try found.map { try ClusterStore.decode(Job.self, $0) }
     }
 
     private func processOnce(evalID: String, on connection: PostgresConnection) async throws -> Outcome {

@@ -4,10 +4,15 @@ import PostgresNIO
 public import ServiceLifecycle
 import Synchronization
 
-/// Follows the cluster's index (``ClusterStore`` announces each new one on `NOTIFY
+/// Follows the cluster's index (``ClusterStore`` announces each committed change on `NOTIFY
 /// drover_state`) so that blocking queries (`?index=N&wait=…`) can wait for a change without
 /// polling the database each. It also reads the index every `pollInterval`, in case a
 /// notification was missed while its connection was down.
+///
+/// Indexes come from a sequence, so transactions may commit out of index order: every
+/// notification wakes every waiter (a blocking query may return without a change, as Nomad's
+/// may), and ``latest`` is the highest index seen committed, which is what `X-Nomad-Index`
+/// reports.
 public final class IndexWatcher: Service, Sendable {
     private struct State {
         var latest: Int64 = 0
@@ -52,11 +57,13 @@ public final class IndexWatcher: Service, Sendable {
         }
     }
 
-    func advance(to index: Int64) {
+    /// Records a committed change. - Parameter notified: a notification wakes every waiter;
+    /// a poll only those it moves the index past.
+    func advance(to index: Int64, notified: Bool = false) {
         let ready = state.withLock { state -> [CheckedContinuation<Void, Never>] in
-            guard index > state.latest else { return [] }
-            state.latest = index
-            let due = state.waiters.filter { $0.value.after < index }
+            guard notified || index > state.latest else { return [] }
+            state.latest = max(state.latest, index)
+            let due = notified ? state.waiters : state.waiters.filter { $0.value.after < index }
             for key in due.keys { state.waiters.removeValue(forKey: key) }
             return due.values.map(\.continuation)
         }
@@ -85,7 +92,7 @@ public final class IndexWatcher: Service, Sendable {
                 try await store.database.client.withConnection { connection in
                     try await connection.listen(on: "drover_state") { notifications in
                         for try await notification in notifications {
-                            if let index = Int64(notification.payload) { self.advance(to: index) }
+                            if let index = Int64(notification.payload) { self.advance(to: index, notified: true) }
                         }
                     }
                 }

@@ -181,6 +181,7 @@ public enum DroverSchema {
                     memory_mb integer NOT NULL,
                     disk_mb integer NOT NULL,
                     spec jsonb NOT NULL,
+                    report_sequence bigint NOT NULL DEFAULT 0,
                     create_index bigint NOT NULL,
                     modify_index bigint NOT NULL
                 )

@@ -96,18 +96,21 @@ extension ClusterStore {
     @discardableResult
     public func record(_ report: AllocationStatusReport) async throws -> Bool {
         try await database.transaction { connection in
-            var found: Allocation?
-            for try await spec in try await connection.query(
-                "SELECT spec::text FROM drover_allocations WHERE id = \(report.allocID) FOR UPDATE", logger: logger
-            ).decode(String.self) {
-                found = try Self.decode(Allocation.self, spec)
+            var found: (Allocation, Int64)?
+            for try await (spec, sequence) in try await connection.query(
+                "SELECT spec::text, report_sequence FROM drover_allocations WHERE id = \(report.allocID) FOR UPDATE", logger: logger
+            ).decode((String, Int64).self) {
+                found = (try Self.decode(Allocation.self, spec), sequence)
             }
-            guard var allocation = found else { throw ClusterStoreError.notFound(kind: "allocation", id: report.allocID) }
+            guard var (allocation, sequence) = found else { throw ClusterStoreError.notFound(kind: "allocation", id: report.allocID) }
             guard allocation.nodeID == report.nodeID else {
                 throw ClusterStoreError.invalid([FieldError("NodeID", "allocation \(report.allocID) is not on node \(report.nodeID)")])
             }
+            // Reports may arrive out of order; an older one than recorded says nothing new.
+            if report.sequence > 0 && report.sequence <= sequence { return false }
+            sequence = max(sequence, report.sequence)
             let wasTerminal = allocation.clientStatus.isTerminal
-            if wasTerminal && allocation.taskStates == report.taskStates { return false }
+            if wasTerminal && (!report.clientStatus.isTerminal || allocation.taskStates == report.taskStates) { return false }
             if !wasTerminal {
                 if allocation.clientStatus == report.clientStatus && allocation.taskStates == report.taskStates { return false }
                 allocation.clientStatus = report.clientStatus
@@ -121,7 +124,7 @@ extension ClusterStore {
             try await connection.query(
                 """
                 UPDATE drover_allocations SET client_status = \(allocation.clientStatus.rawValue), spec = \(try Self.encode(allocation))::jsonb,
-                    modify_index = \(index)
+                    modify_index = \(index), report_sequence = \(sequence)
                 WHERE id = \(allocation.id)
                 """, logger: logger)
             if !wasTerminal && allocation.clientStatus.isTerminal {

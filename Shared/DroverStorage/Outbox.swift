@@ -140,8 +140,9 @@ public enum Inbox {
         let rows = try await connection.query(
             "INSERT INTO drover_inbox (consumer, message_id) VALUES (\(consumer), \(messageID)) ON CONFLICT DO NOTHING RETURNING 1",
             logger: logger)
-        for try await _ in rows { return true }
-        return false
+        var claimed = false
+        for try await _ in rows { claimed = true }
+        return claimed
     }
 
     /// Forgets claims older than `age`; a message redelivered after that would be processed again.

@@ -201,6 +201,54 @@ struct JobsEndToEndTests {
         try await cluster.shutdown()
     }
 
+    @Test func aFailingTaskIsRestartedPerItsPolicyAndARestartedAgentAdoptsItsTasks() async throws {
+        let cluster = try await Cluster()
+        let agent = try await cluster.addAgent("a")
+
+        // Attempts 1, Delay 0: one restart, then the allocation fails (and is not rescheduled:
+        // ReschedulePolicy Attempts 0).
+        let failing = """
+            {"Job": {"ID": "failing", "Type": "batch", "TaskGroups": [{"Name": "g",
+              "RestartPolicy": {"Attempts": 1, "Interval": 60000000000, "Delay": 0, "Mode": "fail"},
+              "ReschedulePolicy": {"Attempts": 0},
+              "Tasks": [{"Name": "t", "Driver": "raw_exec", "Config": {"command": "/bin/sh", "args": ["-c", "exit 3"]},
+                "Resources": {"CPU": 100, "MemoryMB": 32}}]}]}}
+            """
+        let run = try await cluster.cli("job run \(try cluster.writeJob("failing", failing))")
+        #expect(run.status == 1 && run.output.contains("0 of 1 allocation(s) completed"), "\(run.output)")
+        let allocation = try #require(try await cluster.allocations("failing").first)
+        let id = try #require(allocation["ID"] as? String)
+        let detail = try await cluster.json("/v1/allocation/\(id)") as? [String: Any]
+        let task = (detail?["TaskStates"] as? [String: Any])?["t"] as? [String: Any]
+        #expect(detail?["ClientStatus"] as? String == "failed")
+        #expect((task?["Restarts"] as? NSNumber)?.intValue == 1, "\(String(describing: task))")
+        #expect((task?["Failed"] as? NSNumber)?.boolValue == true && (task?["ExitCode"] as? NSNumber)?.intValue == 3, "\(String(describing: task))")
+        #expect(try await cluster.allocations("failing").count == 1)
+
+        // The agent stops; its task goes on; the next agent adopts it instead of running it twice.
+        let marker = "adopt-\(cluster.run)"
+        #expect(try await cluster.api.request("POST", "/v1/jobs", body: job("long", type: "service", command: "sleep 300 # \(marker)")).status == 200)
+        try await eventually("long running") { (try? await cluster.allocations("long"))?.first?["ClientStatus"] as? String == "running" }
+        let pid = try await processes(matching: marker)
+        #expect(!pid.isEmpty)
+        #expect(try await agent.terminate() == 0)
+        #expect(try await processes(matching: marker) == pid, "the task outlives its agent")
+        let again = try RunningService(
+            "node-agent", name: "agent-a-again", port: 4769,
+            arguments: [
+                "--node-id", "\(cluster.run)-a", "--node-name", "a", "--data-dir", cluster.logs.appendingPathComponent("agent-a").path,
+                "--cpu-total-compute", "1000", "--memory-mb", "1000",
+            ], environment: cluster.environment, logDirectory: cluster.logs)
+        cluster.agents.withLock { agents in agents = agents.filter { $0 !== agent } + [again] }
+        try await eventually("task adopted") { again.output.contains("adopted") }
+        #expect(try await processes(matching: marker) == pid, "not started twice")
+        _ = try await cluster.cli("job stop long")
+        try await eventually("long stopped") { ((try? await processes(matching: marker)) ?? "x").isEmpty }
+        let stopped = try await cluster.allocations("long").first
+        #expect(stopped?["ClientStatus"] as? String == "complete")
+        try await cluster.shutdown()
+    }
+
     @Test func badInputIsRefusedWithTheFieldAndUnknownIdsAre404() async throws {
         let cluster = try await Cluster()
         let bad = try await cluster.api.request(
