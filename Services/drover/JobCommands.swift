@@ -61,11 +61,7 @@ struct Monitor {
     func follow(evalID: String, job: Job) async throws -> Int32 {
         print("==> Monitoring evaluation \"\(short(evalID))\"")
         print("    Evaluation triggered by job \"\(job.id)\"")
-        var index: Int64 = 0
-        var eval: Evaluation
-        repeat {
-            (eval, index) = try await client.get("/v1/evaluation/\(evalID)?index=\(index)&wait=30s", as: Evaluation.self)
-        } while eval.status == .pending
+        let eval = try await finished(evalID: evalID)
         let (allocations, _) = try await client.get("/v1/evaluation/\(evalID)/allocations", as: [Allocation].self)
         for allocation in allocations {
             print("    Allocation \"\(short(allocation.id))\" created: node \"\(short(allocation.nodeID))\", group \"\(allocation.taskGroup)\"")
@@ -81,6 +77,16 @@ struct Monitor {
             return 2
         }
         return try await followAllocations(job: job, placed: Set(allocations.map(\.id)))
+    }
+
+    /// Waits, with blocking queries, until the evaluation is no longer pending.
+    func finished(evalID: String) async throws -> Evaluation {
+        var index: Int64 = 0
+        var eval: Evaluation
+        repeat {
+            (eval, index) = try await client.get("/v1/evaluation/\(evalID)?index=\(index)&wait=30s", as: Evaluation.self)
+        } while eval.status == .pending
+        return eval
     }
 
     private func followAllocations(job: Job, placed: Set<String>) async throws -> Int32 {
@@ -218,11 +224,7 @@ struct JobStop: AsyncParsableCommand {
             let evalID = (result.value as? [String: Any])?["EvalID"] as? String ?? ""
             if detach { return print("Evaluation ID: \(evalID)") }
             print("==> Monitoring evaluation \"\(short(evalID))\"")
-            var index: Int64 = 0
-            var eval: Evaluation
-            repeat {
-                (eval, index) = try await client.get("/v1/evaluation/\(evalID)?index=\(index)&wait=30s", as: Evaluation.self)
-            } while eval.status == .pending
+            let eval = try await Monitor(client: client).finished(evalID: evalID)
             print("==> Evaluation \"\(short(evalID))\" finished with status \"\(eval.status.rawValue)\"")
         }
     }
