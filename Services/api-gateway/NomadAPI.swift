@@ -145,20 +145,18 @@ struct NomadAPI: Sendable {
     /// job with every bad field named.
     private func decodeJob(_ request: Request, _ context: BasicRequestContext, pathID: String?) async throws -> Job {
         let body = try await request.body.collect(upTo: 8 << 20)
-        let data = Data(buffer: body)
-        guard let object = try? JSONSerialization.jsonObject(with: data), let dictionary = object as? [String: Any] else {
-            throw ClusterStoreError.invalid([FieldError("body", "must be a JSON object such as {\"Job\": {...}}")])
-        }
-        let wrapped = dictionary["Job"] != nil
         let job: Job
         do {
-            if wrapped {
-                job = try JSONDecoder().decode(JobRequest.self, from: data).job
-            } else {
-                job = try JSONDecoder().decode(Job.self, from: data)
-            }
+            job = try JSONDecoder().decode(JobRequest.self, from: Data(buffer: body)).job
         } catch let error as DecodingError {
-            throw ClusterStoreError.invalid([FieldError(error, root: wrapped ? "" : "Job")])
+            // A wrapped job's paths start at its "Job" key; a bare job's are rooted there too.
+            var field = FieldError(error, root: "")
+            if field.field.isEmpty {
+                field.field = "body"
+            } else if !field.field.hasPrefix("Job") {
+                field.field = "Job." + field.field
+            }
+            throw ClusterStoreError.invalid([field])
         }
         if let pathID, pathID != job.id {
             throw ClusterStoreError.invalid([FieldError("Job.ID", "'\(job.id)' does not match the job id '\(pathID)' in the path")])
@@ -232,9 +230,15 @@ struct NomadAPI: Sendable {
 
 // MARK: Shapes of Nomad's API
 
+/// `{"Job": {...}}`, as Nomad's clients send it, or the job object itself.
 struct JobRequest: Decodable {
     var job: Job
     enum CodingKeys: String, CodingKey { case job = "Job" }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        job = container.contains(.job) ? try container.decode(Job.self, forKey: .job) : try Job(from: decoder)
+    }
 }
 
 /// The body of every error answer: what went wrong and, for invalid input, each field and why.

@@ -142,8 +142,8 @@ struct JobStatus: AsyncParsableCommand {
         let client = APIClient(address: api.address)
         do {
             guard let id else {
-                let (jobs, _) = try await client.get("/v1/jobs", as: [Job].self)
                 if json { return print(try await client.get("/v1/jobs", as: RawJSON.self).0.pretty) }
+                let (jobs, _) = try await client.get("/v1/jobs", as: [Job].self)
                 if jobs.isEmpty { return print("No running jobs") }
                 print(
                     table(

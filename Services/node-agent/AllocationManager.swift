@@ -65,12 +65,6 @@ actor AllocationManager {
         runners[allocation.id] = runner
         await runner.start()
     }
-
-    /// Stops everything: used when the agent is told to leave the node empty. A normal agent
-    /// shutdown leaves tasks running, to be adopted by the next agent.
-    func stopAll() async {
-        for runner in runners.values { await runner.stop(description: "node agent stopped its allocations") }
-    }
 }
 
 /// Publishes allocation reports in the order they were made.

@@ -34,6 +34,9 @@ public final class InMemoryBus: MessageBus {
     /// How many deliveries of `queue` are handed out and not yet settled.
     public func unackedCount(of queue: String) -> Int { state.withLock { $0.queues[queue]?.unacked.count ?? 0 } }
 
+    /// Whether a consumer has subscribed to `queue` (messages published before are not kept).
+    public func isSubscribed(_ queue: String) -> Bool { state.withLock { $0.queues[queue] != nil } }
+
     public func publish(_ messages: [OutgoingMessage]) async throws {
         state.withLock { state in
             for message in messages {

@@ -48,8 +48,7 @@ public struct FieldError: Codable, Sendable, Equatable, CustomStringConvertible 
         case is Int.Type, is Int64.Type: "an integer"
         case is Bool.Type: "true or false"
         case is Double.Type: "a number"
-        default:
-            String(describing: type).hasPrefix("Array") ? "an array" : (String(describing: type).hasPrefix("Dictionary") ? "an object" : "an object")
+        default: String(describing: type).hasPrefix("Array") ? "an array" : "an object"
         }
     }
 }

@@ -84,8 +84,12 @@ struct PlacementState {
     var jobCount: [Int32]
     /// Group → node index → live allocations of the group on it.
     var groupCount: [String: [Int32]] = [:]
-    /// Group → node → allocations, for spreads and distinct_property: resolved lazily by value.
-    var groupNodes: [String: [Int]] = [:]
+    /// Group → target (a spread attribute or a `distinct_property`) → value → live allocations
+    /// of the group on nodes with that value; kept as placements are made, so ranking a node
+    /// is a lookup rather than a pass over the group's allocations.
+    var valueCounts: [String: [String: [String: Int]]] = [:]
+    /// Group → the targets counted in ``valueCounts``.
+    let countedTargets: [String: [(text: String, target: Target)]]
     /// Node indexes in a random order, walked round-robin across placements.
     var order: [Int]
     var cursor = 0
@@ -97,6 +101,7 @@ struct PlacementState {
         order.shuffle(using: &random)
         jobCount = Array(repeating: 0, count: snapshot.nodes.count)
         for group in job.taskGroups { groupCount[group.name] = Array(repeating: 0, count: snapshot.nodes.count) }
+        countedTargets = Dictionary(uniqueKeysWithValues: job.taskGroups.map { ($0.name, PlacementStack.countedTargets(job: job, group: $0)) })
         guard !snapshot.jobAllocations.isEmpty else { return }
         var indexByID: [String: Int] = [:]
         indexByID.reserveCapacity(nodes.count)
@@ -110,7 +115,7 @@ struct PlacementState {
             }
             jobCount[index] += 1
             groupCount[allocation.taskGroup]?[index] += 1
-            groupNodes[allocation.taskGroup, default: []].append(index)
+            count(group: allocation.taskGroup, on: index)
         }
     }
 
@@ -118,7 +123,14 @@ struct PlacementState {
         used[index] = used[index] + resources
         jobCount[index] += 1
         groupCount[group]?[index] += 1
-        groupNodes[group, default: []].append(index)
+        count(group: group, on: index)
+    }
+
+    private mutating func count(group: String, on index: Int) {
+        for (text, target) in countedTargets[group] ?? [] {
+            guard let value = target.resolve(on: snapshot.nodes[index]) else { continue }
+            valueCounts[group, default: [:]][text, default: [:]][value, default: 0] += 1
+        }
     }
 
     mutating func nextNode() -> Int {
@@ -199,6 +211,16 @@ struct PlacementStack {
         self.feasibility = Array(repeating: -1, count: perNode ? nodeCount : snapshot.classCount)
     }
 
+    /// What ``PlacementState/valueCounts`` keeps for a group: its spreads' attributes and its
+    /// `distinct_property` targets.
+    static func countedTargets(job: Job, group: TaskGroup) -> [(text: String, target: Target)] {
+        let constraints = (job.constraints ?? []) + (group.constraints ?? []) + group.tasks.flatMap { $0.constraints ?? [] }
+        let texts =
+            ((job.spreads ?? []) + (group.spreads ?? [])).map(\.attribute)
+            + constraints.filter { $0.operand == "distinct_property" }.map(\.lTarget)
+        return Array(Set(texts)).sorted().map { ($0, Target($0)) }
+    }
+
     /// The rejection reason for a node that is statically infeasible, or `nil`.
     mutating func staticReason(_ index: Int, _ snapshot: ClusterSnapshot) -> String? {
         if !snapshot.schedulable[index] { return NodeReadyCheck().reject(snapshot.nodes[index]) }
@@ -235,9 +257,8 @@ struct PlacementStack {
         let collisions = Int(counts[index])
         if distinctHostsGroup, collisions > 0 { return .filtered("distinct_hosts") }
         for (target, limit) in distinctProperties {
-            let value = resolveTarget(target, on: state.nodes[index])
-            let uses = (state.groupNodes[group.name] ?? []).filter { resolveTarget(target, on: state.nodes[$0]) == value }.count
-            if uses >= limit { return .filtered("distinct_property: \(target)") }
+            guard let value = resolveTarget(target, on: state.nodes[index]) else { return .filtered("distinct_property: \(target) missing") }
+            if state.valueCounts[group.name]?[target]?[value] ?? 0 >= limit { return .filtered("distinct_property: \(target)") }
         }
         let after = state.used[index] + ask
         let capacity = state.snapshot.capacity[index]
@@ -268,10 +289,7 @@ struct PlacementStack {
         var score = 0.0
         for spread in spreads {
             let value = resolveTarget(spread.attribute, on: node)
-            var counts: [String: Int] = [:]
-            for index in state.groupNodes[group.name] ?? [] {
-                if let used = resolveTarget(spread.attribute, on: state.nodes[index]) { counts[used, default: 0] += 1 }
-            }
+            let counts = state.valueCounts[group.name]?[spread.attribute] ?? [:]
             let boost: Double
             if let targets = spread.spreadTarget, !targets.isEmpty {
                 let percent = targets.first { $0.value == value }?.percent ?? max(0, 100 - targets.reduce(0) { $0 + $1.percent })

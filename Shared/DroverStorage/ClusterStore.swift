@@ -233,13 +233,19 @@ public struct ClusterStore: Sendable {
         var jobs: [Job] = []
         for try await (spec, live, any, waiting) in try await database.client.query(query, logger: logger).decode((String, Bool, Bool, Bool).self) {
             var job = try Self.decode(Job.self, spec)
-            job.status =
-                if job.isStopped { "dead" } else if live || waiting { live ? "running" : "pending" } else if any {
-                    job.jobType == .batch ? "dead" : "pending"
-                } else { "pending" }
+            job.status = Self.status(of: job, live: live, waiting: waiting, anyAllocation: any)
             jobs.append(job)
         }
         return jobs
+    }
+
+    /// Nomad's job status: `dead` once stopped (or, for a batch job, once every allocation has
+    /// finished and nothing waits), `running` while an allocation runs, else `pending`.
+    static func status(of job: Job, live: Bool, waiting: Bool, anyAllocation: Bool) -> String {
+        if job.isStopped { return "dead" }
+        if live { return "running" }
+        if !waiting && anyAllocation && job.jobType == .batch { return "dead" }
+        return "pending"
     }
 
     static func likePrefix(_ prefix: String) -> String {

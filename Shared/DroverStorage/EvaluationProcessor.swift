@@ -163,11 +163,13 @@ public struct EvaluationProcessor: Sendable {
         ).decode((String, Int64, Int64, Int64).self) {
             used[nodeID] = Resources(cpu: Int(cpu), memoryMB: Int(memory), diskMB: Int(disk))
         }
+        var capacity: [String: Resources] = [:]
         for placement in plan.placements {
             used[placement.nodeID] = (used[placement.nodeID] ?? Resources(cpu: 0, memoryMB: 0)) + placement.resources
+            capacity[placement.nodeID] = snapshot.nodes[placement.nodeIndex].resources
         }
         for (nodeID, total) in used {
-            guard let capacity = snapshot.nodes.first(where: { $0.id == nodeID })?.resources else { continue }
+            guard let capacity = capacity[nodeID] else { continue }
             if total.cpu > capacity.cpu || total.memoryMB > capacity.memoryMB || total.diskMB > capacity.diskMB {
                 throw PlanConflict()
             }

@@ -29,6 +29,39 @@ import Testing
         try metrics.expectCounter("drover_messages_dead_lettered_total", [("queue", spec.queue), ("reason", reason)]).totalValue
     }
 
+    @Test func withConcurrencyHandlersRunSideBySideAndEveryMessageIsSettled() async throws {
+        // Each handler waits until all four have started: one at a time, they never would.
+        let started = Locked<(count: Int, waiting: [CheckedContinuation<Void, Never>])>((0, []))
+        let consumer = MessageConsumer<NodeHeartbeat>(
+            bus: bus, spec: spec, logger: Logger(label: "test"), concurrency: 4, metrics: metrics
+        ) { envelope, _ in
+            await withCheckedContinuation { continuation in
+                let ready = started.withLock { state -> [CheckedContinuation<Void, Never>] in
+                    state.count += 1
+                    state.waiting.append(continuation)
+                    guard state.count == 4 else { return [] }
+                    defer { state.waiting = [] }
+                    return state.waiting
+                }
+                for waiter in ready { waiter.resume() }
+            }
+            seen.withLock { $0.append(envelope.data) }
+        }
+        let running = Task { try await consumer.run() }
+        try await withTimeout(.seconds(10), "the consumer subscribing") { [bus, spec] in
+            while !bus.isSubscribed(spec.queue) { await Task.yield() }
+        }
+        for sequence in 1...4 {
+            try await bus.publish(
+                NodeHeartbeat(nodeID: "n1", sequence: UInt64(sequence), agentStartedAt: Date()), routingKey: RoutingKey.nodeHeartbeat("n1"))
+        }
+        try await withTimeout(.seconds(10), "four concurrent handlers") {
+            while seen.value.count < 4 || bus.unackedCount(of: spec.queue) > 0 { await Task.yield() }
+        }
+        running.cancel()
+        #expect(Set(seen.value.map(\.sequence)) == [1, 2, 3, 4])
+    }
+
     @Test func decodesHandlesAndAcknowledges() async throws {
         var deliveries = try await bus.subscribe(spec).makeAsyncIterator()
         let heartbeat = NodeHeartbeat(nodeID: "n1", sequence: 7, agentStartedAt: Date(timeIntervalSince1970: 1_700_000_000.25))

@@ -137,6 +137,20 @@ import Testing
         #expect(plan.failedGroups["web"]?.constraintFiltered["distinct_hosts"] == 2)
     }
 
+    @Test func distinctPropertyAllowsOneAllocationPerValue() {
+        var harness = SchedulerHarness()
+        harness.upsert(node("r1a", meta: ["rack": "r1"]))
+        harness.upsert(node("r1b", meta: ["rack": "r1"]))
+        harness.upsert(node("r2", meta: ["rack": "r2"]))
+        harness.upsert(node("norack"))
+        harness.register(job("web", count: 3, constraints: [Constraint("${meta.rack}", "distinct_property", "")]))
+        let plan = harness.process("web")
+        let racks = plan.placements.map { placement in harness.nodes.first(where: { $0.id == placement.nodeID })?.meta["rack"] }
+        #expect(racks.count == 2 && Set(racks) == ["r1", "r2"])
+        #expect(plan.queued["web"] == 1)
+        #expect(plan.failedGroups["web"]?.constraintFiltered["distinct_property: ${meta.rack} missing"] == 1)
+    }
+
     @Test func aSpreadOverDatacentersBalancesThem() {
         var harness = SchedulerHarness()
         for index in 0..<4 { harness.upsert(node("east\(index)", datacenter: "east")) }

@@ -77,6 +77,13 @@ extension Result where Failure == any Error {
 /// - Throws: `TestFailure` when it exits non-zero.
 @discardableResult
 public func runShell(_ command: String) async throws -> String {
+    let (output, status) = try await runShellWithStatus(command)
+    guard status == 0 else { throw TestFailure("`\(command)` exited \(status): \(output)") }
+    return output
+}
+
+/// Runs a shell command to completion. - Returns: its combined output and exit status.
+public func runShellWithStatus(_ command: String) async throws -> (output: String, status: Int32) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/bin/bash")
     process.arguments = ["-c", command]
@@ -87,9 +94,7 @@ public func runShell(_ command: String) async throws -> String {
         process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
         do { try process.run() } catch { continuation.resume(throwing: error) }
     }
-    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    guard status == 0 else { throw TestFailure("`\(command)` exited \(status): \(output)") }
-    return output
+    return (String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self), status)
 }
 
 /// A value shared between a test and the tasks it starts.

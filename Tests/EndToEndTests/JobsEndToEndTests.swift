@@ -71,14 +71,7 @@ final class Cluster: Sendable {
     /// Runs the `drover` CLI against this cluster. - Returns: its output and exit status.
     func cli(_ arguments: String) async throws -> (output: String, status: Int32) {
         let binary = URL(fileURLWithPath: try #require(TestEnvironment.binDirectory)).appendingPathComponent("drover").path
-        do {
-            return (try await runShell("DROVER_ADDR=http://127.0.0.1:\(api.port) \(binary) \(arguments) 2>&1"), 0)
-        } catch let failure as TestFailure {
-            let status = failure.description.range(of: #"exited (\d+)"#, options: .regularExpression).map {
-                Int32(failure.description[$0].dropFirst(7)) ?? -1
-            }
-            return (failure.description, status ?? -1)
-        }
+        return try await runShellWithStatus("DROVER_ADDR=http://127.0.0.1:\(api.port) \(binary) \(arguments) 2>&1")
     }
 
     func writeJob(_ name: String, _ json: String) throws -> String {
