@@ -1,6 +1,10 @@
 import Foundation
 import Synchronization
 
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
 /// What the test command (`deploy/local/test`) hands the integration tests.
 ///
 /// Run under that command, every integration test runs; with `swift test` alone they are
@@ -15,6 +19,8 @@ public enum TestEnvironment {
     public static var brokerStopCommand: String? { environment["DROVER_TEST_BROKER_STOP"] }
     /// Starts the test broker again; waits until it accepts connections.
     public static var brokerStartCommand: String? { environment["DROVER_TEST_BROKER_START"] }
+    /// The test broker's management API, `http://user:password@host:port`.
+    public static var amqpManagementURL: String? { environment["DROVER_TEST_AMQP_MANAGEMENT_URL"] }
     public static var binDirectory: String? { environment["DROVER_BIN_DIR"] }
     public static var integrationRequired: Bool { environment["DROVER_REQUIRE_INTEGRATION"] == "1" }
 
@@ -74,27 +80,93 @@ extension Result where Failure == any Error {
 
 /// Runs a shell command to completion without blocking a thread of the concurrency pool.
 /// - Returns: its combined output.
-/// - Throws: `TestFailure` when it exits non-zero.
+/// - Throws: `TestFailure` when it exits non-zero or does not finish within `limit`.
 @discardableResult
-public func runShell(_ command: String) async throws -> String {
-    let (output, status) = try await runShellWithStatus(command)
+public func runShell(_ command: String, within limit: Duration = .seconds(120)) async throws -> String {
+    let (output, status) = try await runShellWithStatus(command, within: limit)
     guard status == 0 else { throw TestFailure("`\(command)` exited \(status): \(output)") }
     return output
 }
 
 /// Runs a shell command to completion. - Returns: its combined output and exit status.
-public func runShellWithStatus(_ command: String) async throws -> (output: String, status: Int32) {
+///
+/// The output goes to a file, never a pipe, so a command that writes a lot cannot block on a full
+/// pipe, and a process it leaves behind cannot hold the read open. A command still running after
+/// `limit` is killed with its whole process group and the test fails, saying what it printed.
+public func runShellWithStatus(_ command: String, within limit: Duration = .seconds(120)) async throws -> (output: String, status: Int32) {
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent("drover-shell-\(UUID().uuidString)")
+    FileManager.default.createFile(atPath: file.path, contents: nil)
+    defer { try? FileManager.default.removeItem(at: file) }
+    let output = try FileHandle(forWritingTo: file)
+    defer { try? output.close() }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/bin/bash")
     process.arguments = ["-c", command]
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-        process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-        do { try process.run() } catch { continuation.resume(throwing: error) }
+    process.standardInput = FileHandle.nullDevice
+    process.standardOutput = output
+    process.standardError = output
+    let (exited, exit) = AsyncStream.makeStream(of: Int32.self, bufferingPolicy: .bufferingNewest(1))
+    process.terminationHandler = {
+        exit.yield($0.terminationStatus)
+        exit.finish()
     }
-    return (String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self), status)
+    try process.run()
+    let printed = { String(decoding: (try? Data(contentsOf: file)) ?? Data(), as: UTF8.self) }
+    do {
+        let status = try await withTimeout(limit, "`\(command)`") {
+            for await status in exited { return status }
+            throw TestFailure("no exit status")
+        }
+        return (printed(), status)
+    } catch {
+        kill(-process.processIdentifier, SIGKILL)
+        kill(process.processIdentifier, SIGKILL)
+        throw TestFailure("\(error); it printed: \(printed().suffix(4000))")
+    }
+}
+
+/// A RabbitMQ virtual host of a test's own, so that messages one test leaves in a durable queue
+/// never reach the services of the next.
+public struct TestVirtualHost: Sendable {
+    public let name: String
+    /// `DROVER_TEST_AMQP_URL` pointed at this virtual host.
+    public let amqpURL: String
+
+    /// Creates the virtual host through the management API and lets the test user use it.
+    public static func create(_ prefix: String) async throws -> TestVirtualHost {
+        guard let base = TestEnvironment.amqpURL, var components = URLComponents(string: base) else {
+            throw TestFailure("DROVER_TEST_AMQP_URL is not set")
+        }
+        let name = TestEnvironment.uniqueName(prefix)
+        components.path = "/\(name)"
+        let host = TestVirtualHost(name: name, amqpURL: components.string ?? base)
+        try await host.manage("PUT", "/api/vhosts/\(name)", body: "{}")
+        try await host.manage(
+            "PUT", "/api/permissions/\(name)/\(components.user ?? "guest")", body: #"{"configure": ".*", "write": ".*", "read": ".*"}"#)
+        return host
+    }
+
+    /// Deletes the virtual host with every queue in it.
+    public func delete() async throws {
+        try await manage("DELETE", "/api/vhosts/\(name)")
+    }
+
+    private func manage(_ method: String, _ path: String, body: String? = nil) async throws {
+        guard let base = TestEnvironment.amqpManagementURL, let components = URLComponents(string: base),
+            let url = URL(string: "\(components.scheme ?? "http")://\(components.host ?? "127.0.0.1"):\(components.port ?? 15672)\(path)")
+        else { throw TestFailure("DROVER_TEST_AMQP_MANAGEMENT_URL is not set or not a URL") }
+        var request = URLRequest(url: url)
+        request.httpMethod = method
+        let credentials = Data("\(components.user ?? "guest"):\(components.password ?? "guest")".utf8).base64EncodedString()
+        request.setValue("Basic \(credentials)", forHTTPHeaderField: "Authorization")
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        request.httpBody = body.map { Data($0.utf8) }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        guard (200..<300).contains(status) else {
+            throw TestFailure("\(method) \(path) on the RabbitMQ management API: HTTP \(status) \(String(decoding: data, as: UTF8.self))")
+        }
+    }
 }
 
 /// A value shared between a test and the tasks it starts.

@@ -6,11 +6,13 @@ import Testing
     import FoundationNetworking
 #endif
 
-/// A whole Drover on a fresh database: the five control-plane services and node agents, each a
-/// built executable talking to the test RabbitMQ and PostgreSQL.
+/// A whole Drover on a fresh database and a RabbitMQ virtual host of its own: the five
+/// control-plane services and node agents, each a built executable talking to the test RabbitMQ
+/// and PostgreSQL.
 final class Cluster: Sendable {
     let database: String
     let url: String
+    let virtualHost: TestVirtualHost
     let logs: URL
     let environment: [String: String]
     let services: [RunningService]
@@ -26,16 +28,34 @@ final class Cluster: Sendable {
         url = try #require(components.string)
         logs = FileManager.default.temporaryDirectory.appendingPathComponent(database)
         try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
+        virtualHost = try await TestVirtualHost.create("drover-jobs")
         environment = [
-            "DROVER_AMQP_URL": try #require(TestEnvironment.amqpURL), "DROVER_POSTGRES_URL": url, "DROVER_HEARTBEAT_INTERVAL": "1",
+            "DROVER_AMQP_URL": virtualHost.amqpURL, "DROVER_POSTGRES_URL": url, "DROVER_HEARTBEAT_INTERVAL": "1",
             "DROVER_REGISTRATION_INTERVAL": "0.5", "DROVER_SCHEDULER_ALGORITHM": algorithm,
         ]
         let (environment, logs) = (self.environment, self.logs)
         services = try [("api-gateway", 4746), ("scheduler", 4747), ("health-monitor", 4748), ("autoscaler", 4749), ("log-collector", 4750)]
             .map { try RunningService($0.0, name: $0.0, port: $0.1, arguments: [], environment: environment, logDirectory: logs) }
-        for service in services {
-            try await eventually("\(service.name) ready") { (try? await service.get("/readyz"))?.status == 200 }
+        do {
+            for service in services {
+                try await eventually("\(service.name) ready") { (try? await service.get("/readyz"))?.status == 200 }
+            }
+        } catch {
+            await tearDown()
+            throw error
         }
+    }
+
+    /// Starts a cluster, runs `body` with it and shuts it down, whether `body` succeeds or not.
+    static func with(algorithm: String = "binpack", _ body: (Cluster) async throws -> Void) async throws {
+        let cluster = try await Cluster(algorithm: algorithm)
+        do {
+            try await body(cluster)
+        } catch {
+            await cluster.tearDown()
+            throw error
+        }
+        try await cluster.shutdown()
     }
 
     var api: RunningService { services[0] }
@@ -80,14 +100,26 @@ final class Cluster: Sendable {
         return file.path
     }
 
+    /// Stops every process, expecting each to exit cleanly, and removes the database and virtual host.
     func shutdown() async throws {
         for service in (agents.value + services).reversed() {
             let status = try await service.terminate()
             #expect(status == 0, "\(service.name) exited \(status) after SIGTERM: \(service.output.suffix(2000))")
         }
+        try await removeStorage()
+    }
+
+    /// After a failure: stops what still runs and removes what it can, without further checks.
+    func tearDown() async {
+        for service in (agents.value + services).reversed() { _ = try? await service.terminate() }
+        try? await removeStorage()
+    }
+
+    private func removeStorage() async throws {
         if let postgres = TestEnvironment.postgresURL {
-            try await runShell("psql '\(postgres)' -qc 'DROP DATABASE \(database) WITH (FORCE)'")
+            try await runShell("psql '\(postgres)' -qc 'DROP DATABASE IF EXISTS \(database) WITH (FORCE)'")
         }
+        try await virtualHost.delete()
     }
 }
 
@@ -107,166 +139,177 @@ func processes(matching text: String) async throws -> String {
     return try await runShell("pgrep -f '\(pattern)' || true").trimmingCharacters(in: .whitespacesAndNewlines)
 }
 
-@Suite(.serialized, .enabled(if: TestEnvironment.runsEndToEnd))
+@Suite(.serialized, .enabled(if: TestEnvironment.runsEndToEnd), .timeLimit(.minutes(5)))
 struct JobsEndToEndTests {
     @Test func jobsRunOnTwoAgentsFromSubmissionToCompletion() async throws {
-        let cluster = try await Cluster(algorithm: "binpack")
-        try await cluster.addAgent("a")
-        try await cluster.addAgent("b")
+        try await Cluster.with(algorithm: "binpack") { cluster in
+            try await cluster.addAgent("a")
+            try await cluster.addAgent("b")
 
-        // A batch job of three runs to completion through the CLI, each allocation a real
-        // process with Nomad's environment.
-        let file = try cluster.writeJob(
-            "three", job("three", count: 3, command: "echo \"$NOMAD_JOB_ID $NOMAD_ALLOC_INDEX $NOMAD_GROUP_NAME $NOMAD_TASK_NAME\""))
-        let run = try await cluster.cli("job run \(file)")
-        #expect(run.status == 0 && run.output.contains("3 of 3 allocation(s) completed"), "\(run.output)")
-        let three = try await cluster.allocations("three")
-        #expect(three.count == 3 && three.allSatisfy { $0["ClientStatus"] as? String == "complete" })
-        #expect(Set(three.compactMap { $0["NodeName"] as? String }) == ["a", "b"], "allocations of one job avoid sharing a node")
-        let outputs = try FileManager.default.subpathsOfDirectory(atPath: cluster.logs.path).filter { $0.hasSuffix("logs/t.stdout.0") }
-        let lines = try outputs.map { try String(contentsOfFile: cluster.logs.appendingPathComponent($0).path, encoding: .utf8) }
-        #expect(Set(lines) == ["three 0 g t\n", "three 1 g t\n", "three 2 g t\n"])
+            // A batch job of three runs to completion through the CLI, each allocation a real
+            // process with Nomad's environment.
+            let file = try cluster.writeJob(
+                "three", job("three", count: 3, command: "echo \"$NOMAD_JOB_ID $NOMAD_ALLOC_INDEX $NOMAD_GROUP_NAME $NOMAD_TASK_NAME\""))
+            let run = try await cluster.cli("job run \(file)")
+            #expect(run.status == 0 && run.output.contains("3 of 3 allocation(s) completed"), "\(run.output)")
+            let three = try await cluster.allocations("three")
+            #expect(three.count == 3 && three.allSatisfy { $0["ClientStatus"] as? String == "complete" })
+            #expect(Set(three.compactMap { $0["NodeName"] as? String }) == ["a", "b"], "allocations of one job avoid sharing a node")
+            let outputs = try FileManager.default.subpathsOfDirectory(atPath: cluster.logs.path).filter { $0.hasSuffix("logs/t.stdout.0") }
+            let lines = try outputs.map { try String(contentsOfFile: cluster.logs.appendingPathComponent($0).path, encoding: .utf8) }
+            #expect(Set(lines) == ["three 0 g t\n", "three 1 g t\n", "three 2 g t\n"])
 
-        // Bin packing: with node a busier, a new allocation goes to a.
-        let pinned = job(
-            "pinned", type: "service", cpu: 500, command: "sleep 300 # \(cluster.run)",
-            constraints: #"{"LTarget": "${node.unique.name}", "Operand": "=", "RTarget": "a"}"#)
-        #expect(try await cluster.api.request("POST", "/v1/jobs", body: pinned).status == 200)
-        try await eventually("pinned running") { (try? await cluster.allocations("pinned"))?.first?["ClientStatus"] as? String == "running" }
-        let packed = try await cluster.cli("job run \(try cluster.writeJob("packed", job("packed", command: "true")))")
-        #expect(packed.status == 0, "\(packed.output)")
-        #expect(try await cluster.allocations("packed").first?["NodeName"] as? String == "a")
+            // Bin packing: with node a busier, a new allocation goes to a.
+            let pinned = job(
+                "pinned", type: "service", cpu: 500, command: "sleep 300 # \(cluster.run)",
+                constraints: #"{"LTarget": "${node.unique.name}", "Operand": "=", "RTarget": "a"}"#)
+            #expect(try await cluster.api.request("POST", "/v1/jobs", body: pinned).status == 200)
+            try await eventually("pinned running") { (try? await cluster.allocations("pinned"))?.first?["ClientStatus"] as? String == "running" }
+            let packed = try await cluster.cli("job run \(try cluster.writeJob("packed", job("packed", command: "true")))")
+            #expect(packed.status == 0, "\(packed.output)")
+            #expect(try await cluster.allocations("packed").first?["NodeName"] as? String == "a")
 
-        // A constraint keeps a group off a node.
-        let avoid = job("avoid", count: 2, command: "true", constraints: #"{"LTarget": "${node.unique.name}", "Operand": "!=", "RTarget": "a"}"#)
-        #expect(try await cluster.cli("job run \(try cluster.writeJob("avoid", avoid))").status == 0)
-        #expect(try await cluster.allocations("avoid").map { $0["NodeName"] as? String } == ["b", "b"])
+            // A constraint keeps a group off a node.
+            let avoid = job("avoid", count: 2, command: "true", constraints: #"{"LTarget": "${node.unique.name}", "Operand": "!=", "RTarget": "a"}"#)
+            #expect(try await cluster.cli("job run \(try cluster.writeJob("avoid", avoid))").status == 0)
+            #expect(try await cluster.allocations("avoid").map { $0["NodeName"] as? String } == ["b", "b"])
 
-        // Stopping a service job ends its processes.
-        let marker = "svc-\(cluster.run)"
-        let service = job("svc", type: "service", count: 2, command: "sleep 300 # \(marker)")
-        #expect(try await cluster.api.request("POST", "/v1/jobs", body: service).status == 200)
-        try await eventually("svc running") {
-            let allocations = (try? await cluster.allocations("svc")) ?? []
-            return allocations.count == 2 && allocations.allSatisfy { $0["ClientStatus"] as? String == "running" }
+            // Stopping a service job ends its processes.
+            let marker = "svc-\(cluster.run)"
+            let service = job("svc", type: "service", count: 2, command: "sleep 300 # \(marker)")
+            #expect(try await cluster.api.request("POST", "/v1/jobs", body: service).status == 200)
+            try await eventually("svc running") {
+                let allocations = (try? await cluster.allocations("svc")) ?? []
+                return allocations.count == 2 && allocations.allSatisfy { $0["ClientStatus"] as? String == "running" }
+            }
+            #expect(!(try await processes(matching: marker)).isEmpty)
+            let stop = try await cluster.cli("job stop svc")
+            #expect(stop.status == 0, "\(stop.output)")
+            try await eventually("svc stopped") {
+                ((try? await cluster.allocations("svc")) ?? []).allSatisfy { $0["ClientStatus"] as? String == "complete" }
+            }
+            try await eventually("svc processes gone") { ((try? await processes(matching: marker)) ?? "x").isEmpty }
+
+            _ = try await cluster.cli("job stop -purge pinned")
+            try await eventually("pinned stopped") { ((try? await processes(matching: "sleep 300 # \(cluster.run)")) ?? "x").isEmpty }
         }
-        #expect(!(try await processes(matching: marker)).isEmpty)
-        let stop = try await cluster.cli("job stop svc")
-        #expect(stop.status == 0, "\(stop.output)")
-        try await eventually("svc stopped") {
-            ((try? await cluster.allocations("svc")) ?? []).allSatisfy { $0["ClientStatus"] as? String == "complete" }
-        }
-        try await eventually("svc processes gone") { ((try? await processes(matching: marker)) ?? "x").isEmpty }
-
-        _ = try await cluster.cli("job stop -purge pinned")
-        try await eventually("pinned stopped") { ((try? await processes(matching: "sleep 300 # \(cluster.run)")) ?? "x").isEmpty }
-        try await cluster.shutdown()
     }
 
     @Test func aJobThatFitsNowhereSaysWhyAndRunsOnceANodeWithRoomJoins() async throws {
-        let cluster = try await Cluster()
-        try await cluster.addAgent("small", cpu: 500)
-        let big = job(
-            "big", type: "service", cpu: 900, command: "sleep 300 # big-\(cluster.run)",
-            constraints: #"{"LTarget": "${meta.rack}", "Operand": "=", "RTarget": "r9"}"#)
-        let file = try cluster.writeJob("big", big)
+        try await Cluster.with { cluster in
+            try await cluster.addAgent("small", cpu: 500)
+            let big = job(
+                "big", type: "service", cpu: 900, command: "sleep 300 # big-\(cluster.run)",
+                constraints: #"{"LTarget": "${meta.rack}", "Operand": "=", "RTarget": "r9"}"#)
+            let file = try cluster.writeJob("big", big)
 
-        let plan = try await cluster.cli("job plan \(file)")
-        #expect(plan.status == 1)
-        #expect(plan.output.contains(#"Constraint "${meta.rack} = r9": 1 nodes excluded by filter"#), "\(plan.output)")
-        let run = try await cluster.cli("job run \(file)")
-        #expect(run.status == 2 && run.output.contains("waiting for additional capacity"), "\(run.output)")
-        let summary = try await cluster.json("/v1/job/big/summary") as? [String: Any]
-        #expect(((summary?["Summary"] as? [String: Any])?["g"] as? [String: Any])?["Queued"] as? Int == 1)
+            let plan = try await cluster.cli("job plan \(file)")
+            #expect(plan.status == 1)
+            #expect(plan.output.contains(#"Constraint "${meta.rack} = r9": 1 nodes excluded by filter"#), "\(plan.output)")
+            let run = try await cluster.cli("job run \(file)")
+            #expect(run.status == 2 && run.output.contains("waiting for additional capacity"), "\(run.output)")
+            let summary = try await cluster.json("/v1/job/big/summary") as? [String: Any]
+            #expect(((summary?["Summary"] as? [String: Any])?["g"] as? [String: Any])?["Queued"] as? Int == 1)
 
-        // A node on rack r9 but without room changes nothing; one with room takes the allocation.
-        try await cluster.addAgent("r9-small", cpu: 500, arguments: ["--meta", "rack=r9"])
-        try await cluster.addAgent("r9-big", cpu: 2000, arguments: ["--meta", "rack=r9"])
-        try await eventually("big running on r9-big") {
-            let allocation = (try? await cluster.allocations("big"))?.first
-            return allocation?["ClientStatus"] as? String == "running" && allocation?["NodeName"] as? String == "r9-big"
+            // A node on rack r9 but without room changes nothing; one with room takes the allocation.
+            try await cluster.addAgent("r9-small", cpu: 500, arguments: ["--meta", "rack=r9"])
+            try await cluster.addAgent("r9-big", cpu: 2000, arguments: ["--meta", "rack=r9"])
+            try await eventually("big running on r9-big") {
+                let allocation = (try? await cluster.allocations("big"))?.first
+                return allocation?["ClientStatus"] as? String == "running" && allocation?["NodeName"] as? String == "r9-big"
+            }
+            let evaluations = try await cluster.json("/v1/job/big/evaluations") as? [[String: Any]] ?? []
+            #expect(evaluations.contains { $0["TriggeredBy"] as? String == "queued-allocs" && $0["Status"] as? String == "complete" })
+
+            _ = try await cluster.cli("job stop big")
+            try await eventually("big stopped") { ((try? await processes(matching: "big-\(cluster.run)")) ?? "x").isEmpty }
         }
-        let evaluations = try await cluster.json("/v1/job/big/evaluations") as? [[String: Any]] ?? []
-        #expect(evaluations.contains { $0["TriggeredBy"] as? String == "queued-allocs" && $0["Status"] as? String == "complete" })
-
-        _ = try await cluster.cli("job stop big")
-        try await eventually("big stopped") { ((try? await processes(matching: "big-\(cluster.run)")) ?? "x").isEmpty }
-        try await cluster.shutdown()
     }
 
     @Test func aFailingTaskIsRestartedPerItsPolicyAndARestartedAgentAdoptsItsTasks() async throws {
-        let cluster = try await Cluster()
-        let agent = try await cluster.addAgent("a")
+        try await Cluster.with { cluster in
+            let agent = try await cluster.addAgent("a")
 
-        // Attempts 1, Delay 0: one restart, then the allocation fails (and is not rescheduled:
-        // ReschedulePolicy Attempts 0).
-        let failing = """
-            {"Job": {"ID": "failing", "Type": "batch", "TaskGroups": [{"Name": "g",
-              "RestartPolicy": {"Attempts": 1, "Interval": 60000000000, "Delay": 0, "Mode": "fail"},
-              "ReschedulePolicy": {"Attempts": 0},
-              "Tasks": [{"Name": "t", "Driver": "raw_exec", "Config": {"command": "/bin/sh", "args": ["-c", "exit 3"]},
-                "Resources": {"CPU": 100, "MemoryMB": 32}}]}]}}
-            """
-        let run = try await cluster.cli("job run \(try cluster.writeJob("failing", failing))")
-        #expect(run.status == 1 && run.output.contains("0 of 1 allocation(s) completed"), "\(run.output)")
-        let allocation = try #require(try await cluster.allocations("failing").first)
-        let id = try #require(allocation["ID"] as? String)
-        let detail = try await cluster.json("/v1/allocation/\(id)") as? [String: Any]
-        let task = (detail?["TaskStates"] as? [String: Any])?["t"] as? [String: Any]
-        #expect(detail?["ClientStatus"] as? String == "failed")
-        #expect((task?["Restarts"] as? NSNumber)?.intValue == 1, "\(String(describing: task))")
-        #expect((task?["Failed"] as? NSNumber)?.boolValue == true && (task?["ExitCode"] as? NSNumber)?.intValue == 3, "\(String(describing: task))")
-        #expect(try await cluster.allocations("failing").count == 1)
+            // Attempts 1, Delay 0: one restart, then the allocation fails (and is not rescheduled:
+            // ReschedulePolicy Attempts 0).
+            let failing = """
+                {"Job": {"ID": "failing", "Type": "batch", "TaskGroups": [{"Name": "g",
+                  "RestartPolicy": {"Attempts": 1, "Interval": 60000000000, "Delay": 0, "Mode": "fail"},
+                  "ReschedulePolicy": {"Attempts": 0},
+                  "Tasks": [{"Name": "t", "Driver": "raw_exec", "Config": {"command": "/bin/sh", "args": ["-c", "exit 3"]},
+                    "Resources": {"CPU": 100, "MemoryMB": 32}}]}]}}
+                """
+            let run = try await cluster.cli("job run \(try cluster.writeJob("failing", failing))")
+            #expect(run.status == 1 && run.output.contains("0 of 1 allocation(s) completed"), "\(run.output)")
+            let allocation = try #require(try await cluster.allocations("failing").first)
+            let id = try #require(allocation["ID"] as? String)
+            let detail = try await cluster.json("/v1/allocation/\(id)") as? [String: Any]
+            let task = (detail?["TaskStates"] as? [String: Any])?["t"] as? [String: Any]
+            #expect(detail?["ClientStatus"] as? String == "failed")
+            #expect((task?["Restarts"] as? NSNumber)?.intValue == 1, "\(String(describing: task))")
+            #expect(
+                (task?["Failed"] as? NSNumber)?.boolValue == true && (task?["ExitCode"] as? NSNumber)?.intValue == 3, "\(String(describing: task))")
+            #expect(try await cluster.allocations("failing").count == 1)
 
-        // The agent stops; its task goes on; the next agent adopts it instead of running it twice.
-        let marker = "adopt-\(cluster.run)"
-        #expect(try await cluster.api.request("POST", "/v1/jobs", body: job("long", type: "service", command: "sleep 300 # \(marker)")).status == 200)
-        try await eventually("long running") { (try? await cluster.allocations("long"))?.first?["ClientStatus"] as? String == "running" }
-        let pid = try await processes(matching: marker)
-        #expect(!pid.isEmpty)
-        #expect(try await agent.terminate() == 0)
-        #expect(try await processes(matching: marker) == pid, "the task outlives its agent")
-        let again = try RunningService(
-            "node-agent", name: "agent-a-again", port: 4769,
-            arguments: [
-                "--node-id", "\(cluster.run)-a", "--node-name", "a", "--data-dir", cluster.logs.appendingPathComponent("agent-a").path,
-                "--cpu-total-compute", "1000", "--memory-mb", "1000",
-            ], environment: cluster.environment, logDirectory: cluster.logs)
-        cluster.agents.withLock { agents in agents = agents.filter { $0 !== agent } + [again] }
-        try await eventually("task adopted") { again.output.contains("adopted") }
-        #expect(try await processes(matching: marker) == pid, "not started twice")
-        _ = try await cluster.cli("job stop long")
-        try await eventually("long stopped") { ((try? await processes(matching: marker)) ?? "x").isEmpty }
-        let stopped = try await cluster.allocations("long").first
-        #expect(stopped?["ClientStatus"] as? String == "complete")
-        try await cluster.shutdown()
+            // The agent stops; its task goes on; the next agent adopts it instead of running it twice.
+            let marker = "adopt-\(cluster.run)"
+            #expect(
+                try await cluster.api.request("POST", "/v1/jobs", body: job("long", type: "service", command: "sleep 300 # \(marker)")).status == 200)
+            try await eventually("long running") { (try? await cluster.allocations("long"))?.first?["ClientStatus"] as? String == "running" }
+            let pid = try await processes(matching: marker)
+            #expect(!pid.isEmpty)
+            #expect(try await agent.terminate() == 0)
+            #expect(try await processes(matching: marker) == pid, "the task outlives its agent")
+            let again = try RunningService(
+                "node-agent", name: "agent-a-again", port: 4769,
+                arguments: [
+                    "--node-id", "\(cluster.run)-a", "--node-name", "a", "--data-dir", cluster.logs.appendingPathComponent("agent-a").path,
+                    "--cpu-total-compute", "1000", "--memory-mb", "1000",
+                ], environment: cluster.environment, logDirectory: cluster.logs)
+            cluster.agents.withLock { agents in agents = agents.filter { $0 !== agent } + [again] }
+            try await eventually("task adopted") { again.output.contains("adopted") }
+            #expect(try await processes(matching: marker) == pid, "not started twice")
+            _ = try await cluster.cli("job stop long")
+            try await eventually("long stopped") { ((try? await processes(matching: marker)) ?? "x").isEmpty }
+            let stopped = try await cluster.allocations("long").first
+            #expect(stopped?["ClientStatus"] as? String == "complete")
+        }
     }
 
     @Test func badInputIsRefusedWithTheFieldAndUnknownIdsAre404() async throws {
-        let cluster = try await Cluster()
-        let bad = try await cluster.api.request(
-            "POST", "/v1/jobs", body: #"{"Job": {"ID": "x", "TaskGroups": [{"Name": "g", "Count": -2, "Tasks": []}]}}"#)
-        #expect(bad.status == 400)
-        #expect(bad.body.contains(#""Field":"Job.TaskGroups[0].Count""#) && bad.body.contains(#""Field":"Job.TaskGroups[0].Tasks""#), "\(bad.body)")
-        let notJSON = try await cluster.api.request("POST", "/v1/jobs", body: "{oops")
-        #expect(notJSON.status == 400 && notJSON.body.contains(#""Field":"body""#))
-        let mismatch = try await cluster.api.request("POST", "/v1/job/other", body: job("x", command: "true"))
-        #expect(mismatch.status == 400 && mismatch.body.contains("does not match"))
-        for path in ["/v1/job/none", "/v1/job/none/allocations", "/v1/node/none", "/v1/allocation/none", "/v1/evaluation/none"] {
-            let answer = try await cluster.api.get(path)
-            #expect(answer.status == 404 && answer.body.contains("not found"), "\(path): \(answer)")
+        try await Cluster.with { cluster in
+            let bad = try await cluster.api.request(
+                "POST", "/v1/jobs", body: #"{"Job": {"ID": "x", "TaskGroups": [{"Name": "g", "Count": -2, "Tasks": []}]}}"#)
+            #expect(bad.status == 400)
+            #expect(
+                bad.body.contains(#""Field":"Job.TaskGroups[0].Count""#) && bad.body.contains(#""Field":"Job.TaskGroups[0].Tasks""#), "\(bad.body)")
+            let notJSON = try await cluster.api.request("POST", "/v1/jobs", body: "{oops")
+            #expect(notJSON.status == 400 && notJSON.body.contains(#""Field":"body""#))
+            let mismatch = try await cluster.api.request("POST", "/v1/job/other", body: job("x", command: "true"))
+            #expect(mismatch.status == 400 && mismatch.body.contains("does not match"))
+            for path in ["/v1/job/none", "/v1/job/none/allocations", "/v1/node/none", "/v1/allocation/none", "/v1/evaluation/none"] {
+                let answer = try await cluster.api.get(path)
+                #expect(answer.status == 404 && answer.body.contains("not found"), "\(path): \(answer)")
+            }
+            #expect(try await cluster.api.request("DELETE", "/v1/job/none").status == 404)
+            #expect(try await cluster.api.get("/v1/jobs?index=abc").status == 400)
+            // A blocking query returns once the index moves past the one given.
+            // The index is taken once the first job's evaluation is done (blocked: there are no
+            // nodes), so that only the second job can move it.
+            #expect(try await cluster.api.request("POST", "/v1/jobs", body: job("first", command: "true")).status == 200)
+            try await eventually("first evaluated") {
+                let evaluations = (try? await cluster.json("/v1/job/first/evaluations")) as? [[String: Any]] ?? []
+                return evaluations.contains { $0["Status"] as? String == "complete" }
+            }
+            let evaluations = try await cluster.json("/v1/job/first/evaluations") as? [[String: Any]] ?? []
+            let indexes = evaluations.compactMap { ($0["ModifyIndex"] as? NSNumber)?.intValue }
+            let index = try #require(indexes.max())
+            let waiting = Task { try await cluster.api.get("/v1/jobs?index=\(index)&wait=20s") }
+            #expect(try await cluster.api.request("POST", "/v1/jobs", body: job("second", command: "true")).status == 200)
+            let answer = try await waiting.value
+            #expect(answer.status == 200 && answer.body.contains(#""ID":"second""#), "\(answer.body)")
+            let openapi = try await cluster.api.get("/v1/openapi.yaml")
+            #expect(openapi.status == 200 && openapi.body.contains("/v1/job/{id}/plan"))
         }
-        #expect(try await cluster.api.request("DELETE", "/v1/job/none").status == 404)
-        #expect(try await cluster.api.get("/v1/jobs?index=abc").status == 400)
-        // A blocking query returns once the index moves past the one given.
-        let first = try await cluster.api.request("POST", "/v1/jobs", body: job("first", command: "true"))
-        let index = try #require((try JSONSerialization.jsonObject(with: Data(first.body.utf8)) as? [String: Any])?["Index"] as? Int)
-        let waiting = Task { try await cluster.api.get("/v1/jobs?index=\(index)&wait=20s") }
-        #expect(try await cluster.api.request("POST", "/v1/jobs", body: job("second", command: "true")).status == 200)
-        let answer = try await waiting.value
-        #expect(answer.status == 200 && answer.body.contains(#""ID":"second""#), "\(answer.body)")
-        let openapi = try await cluster.api.get("/v1/openapi.yaml")
-        #expect(openapi.status == 200 && openapi.body.contains("/v1/job/{id}/plan"))
-        try await cluster.shutdown()
     }
 }

@@ -70,11 +70,11 @@ func eventually(_ what: String, within limit: Duration = .seconds(60), _ conditi
     }
 }
 
-@Suite(.serialized, .enabled(if: TestEnvironment.runsEndToEnd))
+@Suite(.serialized, .enabled(if: TestEnvironment.runsEndToEnd), .timeLimit(.minutes(5)))
 struct ServicesEndToEndTests {
     @Test func allServicesStartTogetherOnAFreshDatabaseAndAHeartbeatReachesPostgres() async throws {
         let postgres = try #require(TestEnvironment.postgresURL)
-        let amqp = try #require(TestEnvironment.amqpURL)
+        let virtualHost = try await TestVirtualHost.create("drover-e2e")
         let database = TestEnvironment.uniqueName("drover_e2e").replacingOccurrences(of: "-", with: "_")
         try await runShell("psql '\(postgres)' -v ON_ERROR_STOP=1 -qc 'CREATE DATABASE \(database)'")
         var components = try #require(URLComponents(string: postgres))
@@ -84,7 +84,7 @@ struct ServicesEndToEndTests {
         try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
         let nodeID = TestEnvironment.uniqueName("e2e-node")
         let environment = [
-            "DROVER_AMQP_URL": amqp, "DROVER_POSTGRES_URL": url, "DROVER_HEARTBEAT_INTERVAL": "0.2",
+            "DROVER_AMQP_URL": virtualHost.amqpURL, "DROVER_POSTGRES_URL": url, "DROVER_HEARTBEAT_INTERVAL": "0.2",
             "DROVER_NODE_DATA_DIR": logs.appendingPathComponent("agent").path,
         ]
 
@@ -119,5 +119,6 @@ struct ServicesEndToEndTests {
             #expect(status == 0, "\(service.name) exited \(status) after SIGTERM: \(service.output.suffix(2000))")
         }
         try await runShell("psql '\(postgres)' -qc 'DROP DATABASE \(database) WITH (FORCE)'")
+        try await virtualHost.delete()
     }
 }
