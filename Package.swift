@@ -47,6 +47,7 @@ let package = Package(
             path: "Shared/DroverScheduling",
             swiftSettings: swiftSettings
         ),
+        .target(name: "DroverHealth", dependencies: ["DroverModel"], path: "Shared/DroverHealth", swiftSettings: swiftSettings),
         .target(
             name: "DroverMessaging",
             dependencies: [
@@ -64,6 +65,7 @@ let package = Package(
             dependencies: [
                 "DroverModel",
                 "DroverScheduling",
+                "DroverHealth",
                 "DroverMessaging",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -121,7 +123,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "HealthMonitor",
-            dependencies: serviceDependencies + ["DroverControlPlane", "DroverStorage"],
+            dependencies: serviceDependencies + ["DroverControlPlane", "DroverStorage", "DroverHealth"],
             path: "Services/health-monitor",
             swiftSettings: swiftSettings
         ),
@@ -181,6 +183,7 @@ let package = Package(
         // MARK: Tests
         .target(name: "DroverTestSupport", path: "Tests/DroverTestSupport"),
         .testTarget(name: "DroverModelTests", dependencies: ["DroverModel"], path: "Tests/DroverModelTests"),
+        .testTarget(name: "DroverHealthTests", dependencies: ["DroverModel", "DroverHealth"], path: "Tests/DroverHealthTests"),
         .testTarget(
             name: "DroverSchedulingTests", dependencies: ["DroverModel", "DroverScheduling"], path: "Tests/DroverSchedulingTests"),
         .testTarget(
@@ -196,7 +199,7 @@ let package = Package(
         .testTarget(
             name: "DroverStorageTests",
             dependencies: [
-                "DroverStorage", "DroverMessaging", "DroverModel", "DroverScheduling", "DroverTestSupport",
+                "DroverStorage", "DroverMessaging", "DroverModel", "DroverScheduling", "DroverHealth", "DroverTestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,22 +1,47 @@
 import ArgumentParser
 import DroverControlPlane
+import DroverHealth
 import DroverMessaging
 import DroverModel
 import DroverStorage
 import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
 
 @main
 struct HealthMonitor: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "health-monitor",
-        abstract: "Records what nodes report: heartbeats, registrations, allocation states. Replicas share the work.")
+        abstract:
+            "Records what nodes report (heartbeats, registrations, allocation states) and marks down the nodes that fall silent. Replicas share the work."
+    )
 
     @OptionGroup var options: ControlPlaneOptions
+
+    @Option(help: "The shortest heartbeat TTL handed to a node, in seconds (env DROVER_HEARTBEAT_MIN_TTL).")
+    var heartbeatMinTTL: Double = ProcessInfo.processInfo.environment["DROVER_HEARTBEAT_MIN_TTL"].flatMap(Double.init) ?? 10
+
+    @Option(help: "Seconds a node may stay silent after its TTL before it is down (env DROVER_HEARTBEAT_GRACE).")
+    var heartbeatGrace: Double = ProcessInfo.processInfo.environment["DROVER_HEARTBEAT_GRACE"].flatMap(Double.init) ?? 10
+
+    @Option(help: "Heartbeats per second the fleet may send in all; TTLs grow to keep under it (env DROVER_MAX_HEARTBEATS_PER_SECOND).")
+    var maxHeartbeatsPerSecond: Double = ProcessInfo.processInfo.environment["DROVER_MAX_HEARTBEATS_PER_SECOND"].flatMap(Double.init) ?? 50
+
+    func validate() throws {
+        guard heartbeatMinTTL > 0 else { throw ValidationError("--heartbeat-min-ttl: must be more than 0 seconds") }
+        guard heartbeatGrace >= 0 else { throw ValidationError("--heartbeat-grace: must be 0 seconds or more") }
+        guard maxHeartbeatsPerSecond > 0 else { throw ValidationError("--max-heartbeats-per-second: must be more than 0") }
+    }
 
     func run() async throws {
         let plane = try ControlPlane(name: "health-monitor", options: options)
         let (logger, database, bus) = (plane.logger, plane.database, plane.bus)
-        let store = ClusterStore(database: database)
+        let policy = HeartbeatPolicy(
+            minimumTTL: .milliseconds(Int(heartbeatMinTTL * 1000)), heartbeatsPerSecond: maxHeartbeatsPerSecond,
+            grace: .milliseconds(Int(heartbeatGrace * 1000)))
+        let store = ClusterStore(database: database, heartbeatPolicy: policy)
+        let sweep = LivenessSweep(store: store, logger: logger)
         // The routing key carries the publisher's node id, which the broker checks; a body that
         // speaks for another node is refused.
         @Sendable func sameNode(_ nodeID: String, _ delivery: Delivery) throws {
@@ -27,10 +52,14 @@ struct HealthMonitor: AsyncParsableCommand {
         let heartbeats = MessageConsumer(
             NodeHeartbeat.self, bus: bus, spec: ConsumerSpec(queue: "health-monitor.heartbeats", bindings: ["node.*.heartbeat"]), logger: logger
         ) { envelope, delivery in
-            try sameNode(envelope.data.nodeID, delivery)
-            try await database.transaction { connection in
-                try await NodeHeartbeats.record(envelope.data, receivedAt: Date(), on: connection, logger: logger)
-            }
+            let beat = envelope.data
+            try sameNode(beat.nodeID, delivery)
+            let ttl = policy.ttl(nodeCount: sweep.liveNodes.load(ordering: .relaxed), stagger: Double.random(in: 0..<1))
+            guard let status = try await store.heartbeat(beat, at: Date(), ttl: ttl) else { return }
+            // The answer is advice for the next interval: published directly, not through the outbox.
+            try await bus.publish(
+                NodeHeartbeatTTL(nodeID: beat.nodeID, heartbeatTTL: ttl, status: status),
+                routingKey: RoutingKey.clusterNode(beat.nodeID, "heartbeat-ttl"))
         }
         let registrations = MessageConsumer(
             NodeRegistration.self, bus: bus, spec: ConsumerSpec(queue: "health-monitor.registrations", bindings: ["node.*.register"]),
@@ -52,6 +81,47 @@ struct HealthMonitor: AsyncParsableCommand {
             }
         }
         try await plane.run(
-            defaultPort: 4648, workers: [heartbeats, registrations, allocationStates, OutboxRelay(database: database, bus: bus, logger: logger)])
+            defaultPort: 4648,
+            workers: [heartbeats, registrations, allocationStates, sweep, OutboxRelay(database: database, bus: bus, logger: logger)])
+    }
+}
+
+/// Marks down the nodes whose heartbeat deadline has passed, every half second (or a quarter
+/// of the grace period, if shorter), and keeps the count of live nodes that TTLs scale with.
+///
+/// It starts one grace period after the service: heartbeats that queued up while no health
+/// monitor ran are recorded first, so that a restart does not mark the whole fleet down.
+final class LivenessSweep: Service, Sendable {
+    let store: ClusterStore
+    let logger: Logger
+    let liveNodes = Atomic<Int>(0)
+
+    init(store: ClusterStore, logger: Logger) {
+        self.store = store
+        self.logger = logger
+    }
+
+    func run() async throws {
+        let grace = store.heartbeatPolicy.grace
+        let interval = min(.milliseconds(500), grace / 4)
+        do {
+            try await cancelWhenGracefulShutdown {
+                self.liveNodes.store((try? await self.store.liveNodeCount()) ?? 0, ordering: .relaxed)
+                try await Task.sleep(for: grace)
+                while true {
+                    do {
+                        try await self.store.expireNodes(at: Date())
+                        self.liveNodes.store(try await self.store.liveNodeCount(), ordering: .relaxed)
+                    } catch let error as CancellationError {
+                        throw error
+                    } catch {
+                        self.logger.error("Liveness sweep failed; retrying", metadata: ["error": "\(error)"])
+                    }
+                    try await Task.sleep(for: max(interval, .milliseconds(50)))
+                }
+            }
+        } catch is CancellationError {
+            return
+        }
     }
 }

@@ -5,6 +5,7 @@ import DroverRuntime
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 @main
 struct NodeAgent: AsyncParsableCommand {
@@ -24,7 +25,7 @@ struct NodeAgent: AsyncParsableCommand {
     /// `--node-id`, else `DROVER_NODE_ID`.
     var configuredNodeID: String? { nodeID ?? ProcessInfo.processInfo.environment["DROVER_NODE_ID"].flatMap { $0.isEmpty ? nil : $0 } }
 
-    @Option(help: "Seconds between heartbeats (env DROVER_HEARTBEAT_INTERVAL).")
+    @Option(help: "Seconds between heartbeats until the control plane hands out a TTL (env DROVER_HEARTBEAT_INTERVAL).")
     var heartbeatInterval: Double = ProcessInfo.processInfo.environment["DROVER_HEARTBEAT_INTERVAL"].flatMap(Double.init) ?? 10
 
     @Option(
@@ -92,6 +93,13 @@ struct NodeAgent: AsyncParsableCommand {
         ) { envelope, _ in
             try await manager.apply(envelope.data.allocation)
         }
+        let heartbeats = Heartbeats(bus: amqp, nodeID: id, interval: .milliseconds(Int(heartbeatInterval * 1000)), logger: logger)
+        let control = MessageConsumer(
+            NodeHeartbeatTTL.self, bus: amqp,
+            spec: ConsumerSpec(queue: "node.\(id).control", bindings: ["cluster.node.\(id).#"], prefetch: 10), logger: logger
+        ) { envelope, _ in
+            heartbeats.use(ttl: envelope.data.ttl)
+        }
         try await runtime.runService(
             bus: amqp, host: server.httpHost, port: server.configuredPort ?? 4651,
             prepare: {
@@ -106,8 +114,7 @@ struct NodeAgent: AsyncParsableCommand {
             },
             workers: [
                 Registrations(bus: amqp, node: node, interval: .milliseconds(Int(registrationInterval * 1000)), logger: logger),
-                Heartbeats(bus: amqp, nodeID: id, interval: .milliseconds(Int(heartbeatInterval * 1000)), logger: logger),
-                StatusReporter(bus: amqp, nodeID: id, reports: reports, logger: logger), allocations,
+                heartbeats, control, StatusReporter(bus: amqp, nodeID: id, reports: reports, logger: logger), allocations,
             ])
     }
 }
@@ -126,12 +133,30 @@ enum NodeIdentity {
     }
 }
 
-/// Publishes a heartbeat on `node.<id>.heartbeat` every `interval`, starting at once.
-struct Heartbeats: Service {
+/// Publishes a heartbeat on `node.<id>.heartbeat`, starting at once: every `interval` until the
+/// control plane answers with a TTL, then every TTL (as a Nomad client does).
+final class Heartbeats: Service, Sendable {
     let bus: any MessageBus
     let nodeID: String
-    let interval: Duration
     let logger: Logger
+    private let interval: Mutex<Duration>
+
+    init(bus: any MessageBus, nodeID: String, interval: Duration, logger: Logger) {
+        self.bus = bus
+        self.nodeID = nodeID
+        self.interval = Mutex(interval)
+        self.logger = logger
+    }
+
+    /// Heartbeats from now on every `ttl`, as the control plane asked.
+    func use(ttl: Duration) {
+        guard ttl > .zero else { return }
+        let previous = interval.withLock { interval in
+            defer { interval = ttl }
+            return interval
+        }
+        if previous != ttl { logger.debug("Heartbeat TTL changed", metadata: ["ttl": "\(ttl)"]) }
+    }
 
     func run() async throws {
         let startedAt = Date()
@@ -140,10 +165,10 @@ struct Heartbeats: Service {
                 var sequence: UInt64 = 0
                 while true {
                     sequence += 1
-                    let beat = NodeHeartbeat(nodeID: nodeID, sequence: sequence, agentStartedAt: startedAt)
-                    try await bus.publish(beat, routingKey: RoutingKey.nodeHeartbeat(nodeID))
-                    logger.trace("Heartbeat sent", metadata: ["sequence": "\(sequence)"])
-                    try await Task.sleep(for: interval)
+                    let beat = NodeHeartbeat(nodeID: self.nodeID, sequence: sequence, agentStartedAt: startedAt)
+                    try await self.bus.publish(beat, routingKey: RoutingKey.nodeHeartbeat(self.nodeID))
+                    self.logger.trace("Heartbeat sent", metadata: ["sequence": "\(sequence)"])
+                    try await Task.sleep(for: self.interval.withLock { $0 })
                 }
             }
         } catch is CancellationError {

@@ -44,3 +44,38 @@ extension RoutingKey {
         RoutingKey.allocation(node: allocation.nodeID, alloc: allocation.id, "updated")
     }
 }
+
+/// The control plane's answer to a heartbeat, on `cluster.node.<nodeId>.heartbeat-ttl`: the
+/// interval to heartbeat at from now on (Nomad's `HeartbeatTTL`). It grows with the fleet; the
+/// node is marked down once the TTL and a grace period pass without a heartbeat.
+public struct NodeHeartbeatTTL: DroverMessage, Equatable {
+    public static let messageType = "cluster.node.heartbeat-ttl"
+    public static let schemaVersion = 1
+
+    public var nodeID: String
+    /// Nanoseconds, as Nomad writes durations.
+    public var heartbeatTTL: Int64
+    /// The node's status once the heartbeat was recorded.
+    public var status: Node.Status
+
+    public init(nodeID: String, heartbeatTTL: Duration, status: Node.Status) {
+        self.nodeID = nodeID
+        let (seconds, attoseconds) = heartbeatTTL.components
+        self.heartbeatTTL = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+        self.status = status
+    }
+
+    /// The TTL as a duration.
+    public var ttl: Duration { .nanoseconds(heartbeatTTL) }
+
+    enum CodingKeys: String, CodingKey {
+        case nodeID = "NodeID"
+        case heartbeatTTL = "HeartbeatTTL"
+        case status = "Status"
+    }
+}
+
+extension RoutingKey {
+    /// `cluster.node.<nodeId>.<event>`: what the control plane tells one node.
+    public static func clusterNode(_ nodeID: String, _ event: String) -> String { "cluster.node.\(nodeID).\(event)" }
+}

@@ -1,3 +1,4 @@
+public import DroverHealth
 public import DroverMessaging
 public import DroverModel
 import Foundation
@@ -58,9 +59,14 @@ public struct GroupSummary: Codable, Sendable, Equatable {
 /// announces it on `NOTIFY drover_state`, which blocking queries wait on.
 public struct ClusterStore: Sendable {
     public let database: Database
+    /// How long nodes may stay silent before they are down.
+    public let heartbeatPolicy: HeartbeatPolicy
     var logger: Logger { database.logger }
 
-    public init(database: Database) { self.database = database }
+    public init(database: Database, heartbeatPolicy: HeartbeatPolicy = HeartbeatPolicy()) {
+        self.database = database
+        self.heartbeatPolicy = heartbeatPolicy
+    }
 
     // MARK: Index
 

@@ -193,5 +193,12 @@ public enum DroverSchema {
                 WHERE desired_status = 'run' AND client_status IN ('pending', 'running')
                 """,
             ]),
+        Migration(
+            version: 4, name: "node liveness",
+            statements: [
+                // The TTL last handed to the node, and when it goes down without another heartbeat.
+                "ALTER TABLE drover_node_heartbeats ADD COLUMN ttl_ms bigint NOT NULL DEFAULT 0, ADD COLUMN expires_at timestamptz",
+                "CREATE INDEX drover_node_heartbeats_expiry ON drover_node_heartbeats (expires_at)",
+            ]),
     ]
 }

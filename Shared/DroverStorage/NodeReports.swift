@@ -1,15 +1,17 @@
+import DroverHealth
 public import DroverModel
-import Foundation
+public import Foundation
 import Logging
 import PostgresNIO
 
 extension ClusterStore {
     /// Records a node as its agent reported it, and ready. A node that is new, or back, or
     /// changed, may make room: blocked evaluations are retried, and every system job is
-    /// evaluated for it.
+    /// evaluated for it. A registration counts as a heartbeat with the minimum TTL, so that a
+    /// node that registers and then falls silent still goes down.
     /// - Returns: the evaluations this created.
     @discardableResult
-    public func register(node reported: Node) async throws -> [String] {
+    public func register(node reported: Node, at now: Date = Date()) async throws -> [String] {
         try await database.transaction { connection in
             var previous: (spec: Node, status: String)?
             for try await (spec, status) in try await connection.query(
@@ -17,8 +19,18 @@ extension ClusterStore {
             ).decode((String, String).self) {
                 previous = (try Self.decode(Node.self, spec), status)
             }
+            var liveness = NodeLiveness(status: .initializing, expiresAt: nil)
+            _ = liveness.heartbeat(at: now, ttl: heartbeatPolicy.minimumTTL, grace: heartbeatPolicy.grace)
+            try await connection.query(
+                """
+                INSERT INTO drover_node_heartbeats (node_id, sequence, agent_started_at, last_seen_at, ttl_ms, expires_at)
+                VALUES (\(reported.id), 0, \(Date(timeIntervalSince1970: 0)), \(now), \(Self.milliseconds(heartbeatPolicy.minimumTTL)),
+                    \(liveness.expiresAt))
+                ON CONFLICT (node_id) DO UPDATE SET expires_at = greatest(drover_node_heartbeats.expires_at, EXCLUDED.expires_at)
+                """, logger: logger)
             var node = reported
             node.status = .ready
+            node.statusDescription = nil
             node.createIndex = nil
             node.modifyIndex = nil
             if let previous, previous.status == Node.Status.ready.rawValue {
@@ -37,22 +49,7 @@ extension ClusterStore {
                 VALUES (\(node.id), \(try Self.encode(node))::jsonb, 'ready', \(index), \(index))
                 ON CONFLICT (id) DO UPDATE SET spec = EXCLUDED.spec, status = 'ready', modify_index = EXCLUDED.modify_index
                 """, logger: logger)
-            var created = try await Self.unblockEvaluations(index: index, on: connection, logger: logger)
-            // Rows are read to the end before the next query: one connection runs one query at a time.
-            var systemJobs: [String] = []
-            for try await spec in try await connection.query(
-                "SELECT spec::text FROM drover_jobs WHERE type = 'system' AND NOT stop", logger: logger
-            ).decode(String.self) {
-                systemJobs.append(spec)
-            }
-            for spec in systemJobs {
-                let job = try Self.decode(Job.self, spec)
-                let eval = try await Self.createEvaluation(
-                    for: job, triggeredBy: Evaluation.Trigger.nodeUpdate, index: index, now: Self.nanoseconds(), nodeID: node.id,
-                    on: connection, logger: logger)
-                created.append(eval.id)
-            }
-            return created
+            return try await Self.nodeBecameReady(node.id, index: index, on: connection, logger: logger)
         }
     }
 

@@ -1,3 +1,4 @@
+import DroverHealth
 import DroverModel
 import DroverScheduling
 import DroverTestSupport
@@ -105,6 +106,44 @@ struct ClusterStoreTests {
                 #expect(try await store.allocation(id: allocation.id)?.clientStatus == .complete)
                 // A service allocation that ended is evaluated again so that it is replaced.
                 #expect(try await store.evaluations(jobID: "web").contains { $0.triggeredBy == Evaluation.Trigger.allocFailure })
+            }
+        }
+    }
+
+    /// Time is given, never read: the sweep runs at chosen instants, without sleeping.
+    @Test func aSilentNodeGoesDownAtItsDeadlineItsJobsAreEvaluatedAndAHeartbeatBringsItBack() async throws {
+        try await withFreshDatabase { url in
+            let database = try Database(url: url, logger: Logger(label: "test"))
+            try await withClient(database.client) {
+                try await database.migrate()
+                let store = ClusterStore(database: database, heartbeatPolicy: HeartbeatPolicy(minimumTTL: .seconds(10), grace: .seconds(5)))
+                let processor = EvaluationProcessor(store: store)
+                let t0 = Date(timeIntervalSince1970: 1_900_000_000)
+                try await store.register(node: testNode("n1"), at: t0)
+                let eval = try await store.register(smallJob("web")).evalID
+                #expect(try await processor.process(evalID: eval) == .applied(placed: 1, stopped: 0, queued: 0))
+
+                // Registered at t0 with the minimum TTL: up until t0 + 10 + 5.
+                #expect(try await store.expireNodes(at: t0.addingTimeInterval(14.9)).isEmpty)
+                let beat = NodeHeartbeat(nodeID: "n1", sequence: 1, agentStartedAt: t0)
+                #expect(try await store.heartbeat(beat, at: t0.addingTimeInterval(10), ttl: .seconds(20)) == .ready)
+                #expect(try await store.expireNodes(at: t0.addingTimeInterval(34.9)).isEmpty, "the heartbeat moved the deadline to t0 + 35")
+                #expect(!(try await store.heartbeat(beat, at: t0.addingTimeInterval(20), ttl: .seconds(20)) == .down), "a redelivery")
+                #expect(try await store.expireNodes(at: t0.addingTimeInterval(35)) == ["n1"])
+                #expect(try await store.expireNodes(at: t0.addingTimeInterval(100)).isEmpty, "down once")
+                #expect(try await store.node(id: "n1")?.status == .down)
+                let update = try #require(try await store.evaluations(jobID: "web").first { $0.triggeredBy == Evaluation.Trigger.nodeUpdate })
+                #expect(try await processor.process(evalID: update.id) == .applied(placed: 0, stopped: 1, queued: 1))
+                #expect(try await store.allocations(jobID: "web").map(\.clientStatus) == [.lost])
+
+                // Back: ready again, and the lost allocation is sent to stop once more.
+                let outbox = try await count("drover_outbox", in: database)
+                var next = beat
+                next.sequence = 2
+                #expect(try await store.heartbeat(next, at: t0.addingTimeInterval(200), ttl: .seconds(20)) == .ready)
+                #expect(try await store.node(id: "n1")?.status == .ready)
+                #expect(try await count("drover_outbox", in: database) > outbox)
+                #expect(try await store.allocations(jobID: "web").map(\.clientStatus) == [.lost], "lost stays lost")
             }
         }
     }

@@ -19,7 +19,7 @@ final class Cluster: Sendable {
     let agents = Locked<[RunningService]>([])
     let run = TestEnvironment.uniqueName("e2e")
 
-    init(algorithm: String = "binpack") async throws {
+    init(algorithm: String = "binpack", environment extra: [String: String] = [:]) async throws {
         let postgres = try #require(TestEnvironment.postgresURL)
         database = TestEnvironment.uniqueName("drover_jobs").replacingOccurrences(of: "-", with: "_")
         try await runShell("psql '\(postgres)' -v ON_ERROR_STOP=1 -qc 'CREATE DATABASE \(database)'")
@@ -32,7 +32,7 @@ final class Cluster: Sendable {
         environment = [
             "DROVER_AMQP_URL": virtualHost.amqpURL, "DROVER_POSTGRES_URL": url, "DROVER_HEARTBEAT_INTERVAL": "1",
             "DROVER_REGISTRATION_INTERVAL": "0.5", "DROVER_SCHEDULER_ALGORITHM": algorithm,
-        ]
+        ].merging(extra) { $1 }
         let (environment, logs) = (self.environment, self.logs)
         services = try [("api-gateway", 4746), ("scheduler", 4747), ("health-monitor", 4748), ("autoscaler", 4749), ("log-collector", 4750)]
             .map { try RunningService($0.0, name: $0.0, port: $0.1, arguments: [], environment: environment, logDirectory: logs) }
@@ -47,8 +47,10 @@ final class Cluster: Sendable {
     }
 
     /// Starts a cluster, runs `body` with it and shuts it down, whether `body` succeeds or not.
-    static func with(algorithm: String = "binpack", _ body: (Cluster) async throws -> Void) async throws {
-        let cluster = try await Cluster(algorithm: algorithm)
+    static func with(
+        algorithm: String = "binpack", environment: [String: String] = [:], _ body: (Cluster) async throws -> Void
+    ) async throws {
+        let cluster = try await Cluster(algorithm: algorithm, environment: environment)
         do {
             try await body(cluster)
         } catch {
@@ -60,22 +62,26 @@ final class Cluster: Sendable {
 
     var api: RunningService { services[0] }
 
-    /// Starts an agent named `name` offering `cpu` MHz and `memory` MB, and waits until it is a ready node.
+    /// Starts an agent named `name` offering `cpu` MHz and `memory` MB, and waits until it is a
+    /// ready node. The same name again is the same node (its id and data directory), restarted.
     @discardableResult
     func addAgent(_ name: String, cpu: Int = 1000, memory: Int = 1000, arguments: [String] = []) async throws -> RunningService {
         let port = 4760 + agents.value.count
         let agent = try RunningService(
-            "node-agent", name: "agent-\(name)", port: port,
+            "node-agent", name: "agent-\(name)-\(agents.value.count)", port: port,
             arguments: [
                 "--node-id", "\(run)-\(name)", "--node-name", name, "--data-dir", logs.appendingPathComponent("agent-\(name)").path,
                 "--cpu-total-compute", String(cpu), "--memory-mb", String(memory),
             ] + arguments, environment: environment, logDirectory: logs)
         agents.withLock { $0.append(agent) }
-        try await eventually("node \(name) ready") {
-            let node = try? await self.json("/v1/node/\(self.run)-\(name)")
-            return (node as? [String: Any])?["Status"] as? String == "ready"
-        }
+        try await eventually("node \(name) ready") { await self.nodeStatus(name) == "ready" }
         return agent
+    }
+
+    /// The status of the node an agent named `name` runs.
+    func nodeStatus(_ name: String) async -> String? {
+        let node = try? await json("/v1/node/\(run)-\(name)")
+        return (node as? [String: Any])?["Status"] as? String
     }
 
     func json(_ path: String) async throws -> Any {
@@ -102,7 +108,7 @@ final class Cluster: Sendable {
 
     /// Stops every process, expecting each to exit cleanly, and removes the database and virtual host.
     func shutdown() async throws {
-        for service in (agents.value + services).reversed() {
+        for service in (agents.value + services).reversed() where !service.hasExited {
             let status = try await service.terminate()
             #expect(status == 0, "\(service.name) exited \(status) after SIGTERM: \(service.output.suffix(2000))")
         }

@@ -13,6 +13,8 @@ final class RunningService: Sendable {
     let log: URL
     private let process: Process
     private let exited: AsyncStream<Int32>
+    /// The exit status, once it has been awaited.
+    private let status = Locked<Int32?>(nil)
 
     init(_ executable: String, name: String, port: Int, arguments: [String], environment: [String: String], logDirectory: URL) throws {
         self.name = name
@@ -51,11 +53,28 @@ final class RunningService: Sendable {
         return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
     }
 
-    /// Sends SIGTERM and waits for the exit status.
+    /// Whether the process has exited and its status been awaited (after ``kill()``, say).
+    var hasExited: Bool { status.value != nil }
+
+    /// Kills the process outright (SIGKILL), as a crash or a lost machine would, and waits until it is gone.
+    func kill() async throws {
+        Foundation.kill(process.processIdentifier, SIGKILL)
+        _ = try await exitStatus("exiting after SIGKILL")
+    }
+
+    /// Sends SIGTERM and waits for the exit status; a process that has already exited answers at once.
     func terminate() async throws -> Int32 {
+        if let status = status.value { return status }
         process.terminate()
-        return try await withTimeout(.seconds(30), "\(name) stopping after SIGTERM") { [exited] in
-            for await status in exited { return status }
+        return try await exitStatus("stopping after SIGTERM")
+    }
+
+    private func exitStatus(_ what: String) async throws -> Int32 {
+        try await withTimeout(.seconds(30), "\(name) \(what)") { [exited, status] in
+            for await code in exited {
+                status.withLock { $0 = code }
+                return code
+            }
             throw TestFailure("no exit status")
         }
     }
@@ -84,7 +103,7 @@ struct ServicesEndToEndTests {
         try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
         let nodeID = TestEnvironment.uniqueName("e2e-node")
         let environment = [
-            "DROVER_AMQP_URL": virtualHost.amqpURL, "DROVER_POSTGRES_URL": url, "DROVER_HEARTBEAT_INTERVAL": "0.2",
+            "DROVER_AMQP_URL": virtualHost.amqpURL, "DROVER_POSTGRES_URL": url, "DROVER_HEARTBEAT_INTERVAL": "0.2", "DROVER_HEARTBEAT_MIN_TTL": "0.2",
             "DROVER_NODE_DATA_DIR": logs.appendingPathComponent("agent").path,
         ]
 
@@ -102,7 +121,7 @@ struct ServicesEndToEndTests {
             #expect(!service.output.contains("Start-up step failed"), "\(service.name): \(service.output)")
         }
         let migrations = try await runShell("psql '\(url)' -Atc 'SELECT count(*) FROM drover_schema_migrations'")
-        #expect(migrations.trimmingCharacters(in: .whitespacesAndNewlines) == "3")
+        #expect(migrations.trimmingCharacters(in: .whitespacesAndNewlines) == "4")
 
         // agent ─heartbeat→ RabbitMQ ─→ health-monitor ─→ PostgreSQL
         try await eventually("the agent's heartbeat in PostgreSQL") {

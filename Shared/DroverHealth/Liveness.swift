@@ -1,0 +1,76 @@
+public import DroverModel
+public import Foundation
+
+/// How often nodes heartbeat and how long a silent node stays up, as Nomad reckons it.
+///
+/// The TTL handed to a node grows with the fleet, so that the control plane never has to take more
+/// than `heartbeatsPerSecond` heartbeats in all: TTL = max(`minimumTTL`, nodes ÷
+/// `heartbeatsPerSecond`), plus a random stagger of up to the same again, so that nodes that
+/// started together do not heartbeat together. A node is down once `grace` has passed after its
+/// TTL without a heartbeat.
+public struct HeartbeatPolicy: Sendable, Equatable {
+    public var minimumTTL: Duration
+    public var heartbeatsPerSecond: Double
+    public var grace: Duration
+
+    public init(minimumTTL: Duration = .seconds(10), heartbeatsPerSecond: Double = 50, grace: Duration = .seconds(10)) {
+        self.minimumTTL = minimumTTL
+        self.heartbeatsPerSecond = heartbeatsPerSecond
+        self.grace = grace
+    }
+
+    /// The TTL for one node in a fleet of `nodeCount`.
+    /// - Parameter stagger: a number in `0..<1`, drawn at random by the caller; 0 gives the base TTL.
+    public func ttl(nodeCount: Int, stagger: Double) -> Duration {
+        let scaled = Double(max(nodeCount, 0)) / max(heartbeatsPerSecond, .leastNonzeroMagnitude)
+        let base = max(minimumTTL, .seconds(scaled))
+        return base + base * min(max(stagger, 0), 1)
+    }
+}
+
+/// Whether one node is alive, as a state machine driven by heartbeats and the passing of time.
+///
+/// It does no I/O and reads no clock: every event carries its time. Its state is what the
+/// database keeps for the node (its status and when it expires), so any replica of the
+/// health monitor can load it, apply an event and store the result.
+public struct NodeLiveness: Sendable, Equatable {
+    public enum Transition: Sendable, Equatable {
+        /// No heartbeat came before the deadline.
+        case wentDown(deadline: Date)
+        /// A heartbeat came from a node that was down.
+        case cameBack
+    }
+
+    public private(set) var status: Node.Status
+    /// When the node goes down unless it heartbeats first; nil until its first heartbeat.
+    public private(set) var expiresAt: Date?
+
+    public init(status: Node.Status, expiresAt: Date?) {
+        self.status = status
+        self.expiresAt = expiresAt
+    }
+
+    /// A heartbeat (or a registration) at `now`, answered with `ttl`: the node is up until
+    /// `now + ttl + grace`.
+    public mutating func heartbeat(at now: Date, ttl: Duration, grace: Duration) -> Transition? {
+        expiresAt = now.addingTimeInterval((ttl + grace).timeInterval)
+        defer { status = .ready }
+        return status == .down ? .cameBack : nil
+    }
+
+    /// Time has reached `now`: a node past its deadline goes down. A node that has never
+    /// heartbeated has no deadline and stays as it is.
+    public mutating func check(at now: Date) -> Transition? {
+        guard status != .down, let expiresAt, now >= expiresAt else { return nil }
+        status = .down
+        return .wentDown(deadline: expiresAt)
+    }
+}
+
+extension Duration {
+    /// The duration in seconds, as `TimeInterval`.
+    public var timeInterval: TimeInterval {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}

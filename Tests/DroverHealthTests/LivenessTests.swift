@@ -1,0 +1,59 @@
+import DroverHealth
+import DroverModel
+import Foundation
+import Testing
+
+@Suite struct HeartbeatPolicyTests {
+    @Test(arguments: [
+        (0, 0.0, 10.0),  // an empty fleet still gets the minimum
+        (100, 0.0, 10.0),  // 100 nodes ÷ 50/s = 2 s, below the minimum
+        (1000, 0.0, 20.0),  // 1000 ÷ 50 = 20 s
+        (10_000, 0.0, 200.0),
+        (1000, 0.5, 30.0),  // stagger adds up to the base again
+        (0, 0.999, 19.99),
+        (0, 7.0, 20.0),  // a stagger out of range is clamped
+    ])
+    func ttlScalesWithTheFleet(nodes: Int, stagger: Double, seconds: Double) {
+        let ttl = HeartbeatPolicy().ttl(nodeCount: nodes, stagger: stagger)
+        #expect(abs(ttl.timeInterval - seconds) < 1e-9, "\(ttl)")
+    }
+}
+
+@Suite struct NodeLivenessTests {
+    let start = Date(timeIntervalSince1970: 1_800_000_000)
+    func at(_ seconds: Double) -> Date { start.addingTimeInterval(seconds) }
+
+    @Test func aNodeGoesDownOnlyOnceItsTTLAndGraceHavePassedWithoutAHeartbeat() {
+        var node = NodeLiveness(status: .ready, expiresAt: nil)
+        #expect(node.check(at: at(1_000)) == nil, "no heartbeat yet, no deadline")
+        #expect(node.heartbeat(at: at(0), ttl: .seconds(10), grace: .seconds(10)) == nil)
+        #expect(node.expiresAt == at(20))
+        #expect(node.check(at: at(19.999)) == nil)
+        #expect(node.status == .ready)
+        #expect(node.check(at: at(20)) == .wentDown(deadline: at(20)))
+        #expect(node.status == .down)
+        #expect(node.check(at: at(30)) == nil, "down once, not again")
+    }
+
+    @Test func eachHeartbeatPushesTheDeadlineOn() {
+        var node = NodeLiveness(status: .ready, expiresAt: nil)
+        for beat in stride(from: 0.0, through: 100, by: 10) {
+            _ = node.heartbeat(at: at(beat), ttl: .seconds(10), grace: .seconds(5))
+            #expect(node.check(at: at(beat + 9.9)) == nil)
+        }
+        #expect(node.check(at: at(115)) == .wentDown(deadline: at(115)))
+    }
+
+    @Test func aHeartbeatFromADownNodeBringsItBack() {
+        var node = NodeLiveness(status: .down, expiresAt: at(0))
+        #expect(node.heartbeat(at: at(50), ttl: .seconds(10), grace: .seconds(10)) == .cameBack)
+        #expect(node.status == .ready && node.expiresAt == at(70))
+        #expect(node.heartbeat(at: at(55), ttl: .seconds(10), grace: .seconds(10)) == nil, "already back")
+    }
+
+    @Test func anInitializingNodeIsReadyAfterItsFirstHeartbeat() {
+        var node = NodeLiveness(status: .initializing, expiresAt: nil)
+        #expect(node.heartbeat(at: at(0), ttl: .seconds(1), grace: .seconds(1)) == nil)
+        #expect(node.status == .ready)
+    }
+}

@@ -1,0 +1,57 @@
+import DroverTestSupport
+import Foundation
+import Testing
+
+@Suite(.serialized, .enabled(if: TestEnvironment.runsEndToEnd), .timeLimit(.minutes(5)))
+struct NodesEndToEndTests {
+    /// With a 2 s minimum TTL and 2 s of grace, a TTL handed out is under 4 s (the stagger adds
+    /// up to the minimum again), so a silent node is down within 4 + 2 + 1 s.
+    static let liveness = ["DROVER_HEARTBEAT_MIN_TTL": "2", "DROVER_HEARTBEAT_GRACE": "2"]
+
+    @Test func aKilledAgentsNodeGoesDownItsWorkRunsElsewhereAndNothingRunsTwiceWhenItReturns() async throws {
+        try await Cluster.with(environment: Self.liveness) { cluster in
+            try await cluster.addAgent("a")
+            let marker = "lost-\(cluster.run)"
+            #expect(
+                try await cluster.api.request("POST", "/v1/jobs", body: job("web", type: "service", command: "sleep 300 # \(marker)")).status == 200)
+            try await eventually("web running on a") {
+                let allocation = (try? await cluster.allocations("web"))?.first
+                return allocation?["ClientStatus"] as? String == "running" && allocation?["NodeName"] as? String == "a"
+            }
+            try await cluster.addAgent("b")
+            let original = try await processes(matching: marker)
+            #expect(!original.isEmpty)
+
+            // The agent dies; its task, in a process group of its own, goes on.
+            try await cluster.agents.value[0].kill()
+            let killed = ContinuousClock.now
+            try await eventually("node a down", within: .seconds(30)) { await cluster.nodeStatus("a") == "down" }
+            let silent = killed.duration(to: .now)
+            #expect(silent <= .seconds(7), "down after \(silent)")
+            try await eventually("web replaced on b") {
+                let allocations = (try? await cluster.allocations("web")) ?? []
+                return allocations.contains { $0["NodeName"] as? String == "a" && $0["ClientStatus"] as? String == "lost" }
+                    && allocations.contains { $0["NodeName"] as? String == "b" && $0["ClientStatus"] as? String == "running" }
+            }
+            let node = try await cluster.json("/v1/node/\(cluster.run)-a") as? [String: Any]
+            #expect((node?["StatusDescription"] as? String)?.hasPrefix("no heartbeat since") == true, "\(String(describing: node))")
+
+            // The agent comes back: the node is ready again, and the task it still ran is stopped.
+            try await eventually("the replacement started") {
+                ((try? await processes(matching: marker)) ?? "").split(separator: "\n").count > original.split(separator: "\n").count
+            }
+            try await cluster.addAgent("a")
+            let replacement = Set(try await processes(matching: marker).split(separator: "\n")).subtracting(original.split(separator: "\n"))
+            #expect(!replacement.isEmpty)
+            try await eventually("only the replacement left") {
+                Set(((try? await processes(matching: marker)) ?? "").split(separator: "\n")) == replacement
+            }
+            let allocations = try await cluster.allocations("web")
+            #expect(allocations.count == 2)
+            #expect(allocations.filter { $0["ClientStatus"] as? String == "running" }.map { $0["NodeName"] as? String } == ["b"])
+            #expect(allocations.filter { $0["ClientStatus"] as? String == "lost" }.map { $0["NodeName"] as? String } == ["a"], "lost stays lost")
+            _ = try await cluster.cli("job stop web")
+            try await eventually("web stopped") { ((try? await processes(matching: marker)) ?? "x").isEmpty }
+        }
+    }
+}
