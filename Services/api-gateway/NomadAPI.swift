@@ -87,6 +87,21 @@ struct NomadAPI: Sendable {
             }
         }
 
+        router.post("/v1/node/:id/drain") { request, context in
+            try await handle {
+                let body = try await Self.decodeBody(NodeDrainRequest.self, request)
+                let result = try await store.drain(nodeID: context.parameters.get("id") ?? "", spec: body.drainSpec, markEligible: body.markEligible)
+                return Self.json(result, index: result.index)
+            }
+        }
+        router.post("/v1/node/:id/eligibility") { request, context in
+            try await handle {
+                let body = try await Self.decodeBody(NodeEligibilityRequest.self, request)
+                let result = try await store.setEligibility(nodeID: context.parameters.get("id") ?? "", eligible: body.eligibility == .eligible)
+                return Self.json(result, index: result.index)
+            }
+        }
+
         // Allocations
         router.get("/v1/allocations") { request, _ in
             try await read(request) { try await store.allocations(prefix: request.uri.queryParameters.get("prefix") ?? "") }
@@ -141,6 +156,18 @@ struct NomadAPI: Sendable {
         }
     }
 
+    /// Decodes a JSON body, refusing one that does not decode with the field named.
+    static func decodeBody<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
+        let body = try await request.body.collect(upTo: 1 << 20)
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(buffer: body))
+        } catch let error as DecodingError {
+            var field = FieldError(error, root: "")
+            if field.field.isEmpty { field.field = "body" }
+            throw ClusterStoreError.invalid([field])
+        }
+    }
+
     /// Reads `{"Job": …}` (or a bare job, as some clients send), refusing a body that is not a
     /// job with every bad field named.
     private func decodeJob(_ request: Request, _ context: BasicRequestContext, pathID: String?) async throws -> Job {
@@ -175,7 +202,7 @@ struct NomadAPI: Sendable {
                 }
                 var wait = Duration.seconds(300)
                 if let waitText = request.uri.queryParameters.get("wait") {
-                    guard let parsed = Self.duration(waitText) else {
+                    guard let parsed = GoDuration.parse(waitText) else {
                         throw ClusterStoreError.invalid([FieldError("wait", "'\(waitText)' is not a duration such as 10s, 500ms or 1m")])
                     }
                     wait = min(parsed, .seconds(600))
@@ -200,15 +227,6 @@ struct NomadAPI: Sendable {
         } catch let error as HTTPError {
             return Self.error(error.status, error.body ?? "\(error.status.reasonPhrase)")
         }
-    }
-
-    static func duration(_ text: String) -> Duration? {
-        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
-        for (suffix, scale) in units where text.hasSuffix(suffix) {
-            guard let value = Double(text.dropLast(suffix.count)), value >= 0 else { return nil }
-            return .milliseconds(Int64(value * scale * 1000))
-        }
-        return Double(text).map { .milliseconds(Int64($0 * 1000)) }
     }
 
     static func json(_ value: some Encodable, index: Int64?) -> Response {
@@ -285,6 +303,28 @@ struct JobSummary: Encodable {
         case jobID = "JobID"
         case summary = "Summary"
     }
+}
+
+/// `{"DrainSpec": {"Deadline", "IgnoreSystemJobs"} | null, "MarkEligible"}`, as Nomad's clients send it.
+struct NodeDrainRequest: Decodable {
+    var drainSpec: DrainSpec?
+    var markEligible: Bool
+    enum CodingKeys: String, CodingKey {
+        case drainSpec = "DrainSpec"
+        case markEligible = "MarkEligible"
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        drainSpec = try container.decodeIfPresent(DrainSpec.self, forKey: .drainSpec)
+        markEligible = try container.decodeIfPresent(Bool.self, forKey: .markEligible) ?? false
+    }
+}
+
+/// `{"Eligibility": "eligible" | "ineligible"}`.
+struct NodeEligibilityRequest: Decodable {
+    var eligibility: Node.Eligibility
+    enum CodingKeys: String, CodingKey { case eligibility = "Eligibility" }
 }
 
 struct AllocStopResponse: Encodable {

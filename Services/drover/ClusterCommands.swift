@@ -3,7 +3,9 @@ import DroverModel
 import Foundation
 
 struct NodeCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "node", abstract: "Inspect the cluster's nodes.", subcommands: [NodeStatus.self])
+    static let configuration = CommandConfiguration(
+        commandName: "node", abstract: "Inspect the cluster's nodes, drain them, and set their eligibility.",
+        subcommands: [NodeStatus.self, NodeDrain.self, NodeEligibility.self])
 }
 
 struct NodeStatus: AsyncParsableCommand {

@@ -86,8 +86,9 @@ struct HealthMonitor: AsyncParsableCommand {
     }
 }
 
-/// Marks down the nodes whose heartbeat deadline has passed, every half second (or a quarter
-/// of the grace period, if shorter), and keeps the count of live nodes that TTLs scale with.
+/// Marks down the nodes whose heartbeat deadline has passed and moves drains on (deadlines,
+/// system allocations, completion), every half second (or a quarter of the grace period, if
+/// shorter), and keeps the count of live nodes that TTLs scale with.
 ///
 /// It starts one grace period after the service: heartbeats that queued up while no health
 /// monitor ran are recorded first, so that a restart does not mark the whole fleet down.
@@ -111,6 +112,7 @@ final class LivenessSweep: Service, Sendable {
                 while true {
                     do {
                         try await self.store.expireNodes(at: Date())
+                        try await self.store.advanceDrains(at: Date())
                         self.liveNodes.store(try await self.store.liveNodeCount(), ordering: .relaxed)
                     } catch let error as CancellationError {
                         throw error

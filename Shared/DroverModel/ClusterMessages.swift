@@ -60,8 +60,7 @@ public struct NodeHeartbeatTTL: DroverMessage, Equatable {
 
     public init(nodeID: String, heartbeatTTL: Duration, status: Node.Status) {
         self.nodeID = nodeID
-        let (seconds, attoseconds) = heartbeatTTL.components
-        self.heartbeatTTL = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+        self.heartbeatTTL = GoDuration.nanoseconds(heartbeatTTL)
         self.status = status
     }
 

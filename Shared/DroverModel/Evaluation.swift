@@ -10,6 +10,7 @@ public struct Evaluation: Codable, Sendable, Equatable {
         public static let jobRegister = "job-register"
         public static let jobDeregister = "job-deregister"
         public static let nodeUpdate = "node-update"
+        public static let nodeDrain = "node-drain"
         public static let allocStop = "alloc-stop"
         public static let allocFailure = "alloc-failure"
         public static let queuedAllocs = "queued-allocs"
@@ -84,6 +85,8 @@ public struct DesiredUpdates: Codable, Sendable, Equatable {
     public var destructiveUpdate: Int = 0
     public var ignore: Int = 0
     public var reschedule: Int = 0
+    /// Allocations moving off a draining node: a replacement is placed, and the old one stops once it runs.
+    public var migrate: Int = 0
 
     public init() {}
 
@@ -93,5 +96,6 @@ public struct DesiredUpdates: Codable, Sendable, Equatable {
         case destructiveUpdate = "DestructiveUpdate"
         case ignore = "Ignore"
         case reschedule = "Reschedule"
+        case migrate = "Migrate"
     }
 }

@@ -24,6 +24,10 @@ public struct Node: Codable, Sendable, Equatable {
     public var statusDescription: String?
     public var schedulingEligibility: Eligibility
     public var drain: Bool
+    /// While draining: how (`Drain` is true exactly while this is set).
+    public var drainStrategy: DrainStrategy?
+    /// How the last drain ended.
+    public var lastDrain: DrainMetadata?
     public var createIndex: Int64?
     public var modifyIndex: Int64?
 
@@ -58,6 +62,8 @@ public struct Node: Codable, Sendable, Equatable {
         case statusDescription = "StatusDescription"
         case schedulingEligibility = "SchedulingEligibility"
         case drain = "Drain"
+        case drainStrategy = "DrainStrategy"
+        case lastDrain = "LastDrain"
         case createIndex = "CreateIndex"
         case modifyIndex = "ModifyIndex"
     }
@@ -81,5 +87,73 @@ public struct DriverInfo: Codable, Sendable, Equatable {
         case detected = "Detected"
         case healthy = "Healthy"
         case healthDescription = "HealthDescription"
+    }
+}
+
+/// What a drain asks: Nomad's `DrainSpec`.
+public struct DrainSpec: Codable, Sendable, Equatable {
+    /// Nanoseconds after which what is left is stopped; 0 waits for ever, below 0 stops at once.
+    public var deadline: Int64
+    /// Leave system jobs' allocations running (and out of the drain's completion).
+    public var ignoreSystemJobs: Bool
+
+    public init(deadline: Int64 = 0, ignoreSystemJobs: Bool = false) {
+        self.deadline = deadline
+        self.ignoreSystemJobs = ignoreSystemJobs
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case deadline = "Deadline"
+        case ignoreSystemJobs = "IgnoreSystemJobs"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        deadline = try container.decodeIfPresent(Int64.self, forKey: .deadline) ?? 0
+        ignoreSystemJobs = try container.decodeIfPresent(Bool.self, forKey: .ignoreSystemJobs) ?? false
+    }
+}
+
+/// A drain in progress: Nomad's `DrainStrategy`.
+public struct DrainStrategy: Codable, Sendable, Equatable {
+    public var drainSpec: DrainSpec
+    /// Unix nanoseconds when what is left is stopped; 0 for no deadline.
+    public var forceDeadline: Int64
+    /// Unix nanoseconds.
+    public var startedAt: Int64
+
+    public init(drainSpec: DrainSpec, forceDeadline: Int64, startedAt: Int64) {
+        self.drainSpec = drainSpec
+        self.forceDeadline = forceDeadline
+        self.startedAt = startedAt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case drainSpec = "DrainSpec"
+        case forceDeadline = "ForceDeadline"
+        case startedAt = "StartedAt"
+    }
+}
+
+/// How a drain ended: Nomad's `DrainMetadata`.
+public struct DrainMetadata: Codable, Sendable, Equatable {
+    public enum Status: String, Codable, Sendable {
+        case draining, complete, canceled
+    }
+
+    public var status: Status
+    public var startedAt: Int64
+    public var updatedAt: Int64
+
+    public init(status: Status, startedAt: Int64, updatedAt: Int64) {
+        self.status = status
+        self.startedAt = startedAt
+        self.updatedAt = updatedAt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case status = "Status"
+        case startedAt = "StartedAt"
+        case updatedAt = "UpdatedAt"
     }
 }

@@ -21,11 +21,14 @@ public struct Reconciler {
     /// - Parameters:
     ///   - job: the job as registered, `nil` when purged; a stopped or missing job stops everything.
     ///   - allocations: every allocation of the job.
-    ///   - nodes: the cluster's nodes, to tell an allocation on a node that is down (lost).
+    ///   - nodes: the cluster's nodes, to tell an allocation on a node that is down (lost) or
+    ///     draining (migrated: a replacement is placed elsewhere, and the old allocation is
+    ///     stopped only once its replacement runs).
     ///   - now: Unix nanoseconds, for reschedule intervals.
     public static func reconcile(job: Job?, allocations: [Allocation], nodes: [Node], now: Int64) -> Result {
         var result = Result()
         let nodeStatus = Dictionary(nodes.map { ($0.id, $0.status) }, uniquingKeysWith: { first, _ in first })
+        let draining = Set(nodes.filter(\.drain).map(\.id))
         let considered = allocations.filter { $0.desiredStatus == .run }
 
         guard let job, !job.isStopped else {
@@ -56,14 +59,27 @@ public struct Reconciler {
             // Index → satisfied by a live allocation, or done for good (a finished batch run, a
             // failure out of reschedule attempts).
             var satisfied = Set<Int>()
+            // Index → the live allocation that satisfies it.
+            var live: [Int: Allocation] = [:]
             var replacements: [Int: Allocation] = [:]
             // Newest first, so that the latest allocation of an index decides.
             for allocation in mine.sorted(by: { $0.createIndex > $1.createIndex }) {
                 let index = allocation.index
                 let current = sameSpec(allocation.job?.group(named: group.name), group)
                 let nodeDown = nodeStatus[allocation.nodeID].map { $0 == .down } ?? true
+                let onDrainingNode = draining.contains(allocation.nodeID)
                 if !allocation.clientStatus.isTerminal {
-                    if satisfied.contains(index) || index >= group.groupCount {
+                    if onDrainingNode, index < group.groupCount, let replacement = live[index],
+                        replacement.previousAllocation == allocation.id
+                    {
+                        // Migrating: stopped once its replacement runs, not before.
+                        if replacement.clientStatus == .running {
+                            result.stops.append(stop(allocation, "alloc is being migrated"))
+                            updates.stop += 1
+                        } else {
+                            updates.migrate += 1
+                        }
+                    } else if satisfied.contains(index) || index >= group.groupCount {
                         result.stops.append(stop(allocation, "alloc not needed due to job update"))
                         updates.stop += 1
                     } else if nodeDown {
@@ -77,8 +93,14 @@ public struct Reconciler {
                         result.stops.append(stop(allocation, "alloc is being updated due to job update"))
                         replacements[index] = replacements[index] ?? allocation
                         updates.destructiveUpdate += 1
+                    } else if onDrainingNode {
+                        // The node drains: a replacement goes elsewhere; this one keeps running meanwhile.
+                        result.placements.append(Placement(group: group.name, index: index, previous: allocation, nodeIndex: nil))
+                        satisfied.insert(index)
+                        updates.migrate += 1
                     } else {
                         satisfied.insert(index)
+                        live[index] = allocation
                         replacements[index] = nil
                         updates.ignore += 1
                     }
@@ -136,8 +158,9 @@ public struct Reconciler {
                 }
                 if let existing {
                     if !node.isSchedulable {
-                        result.stops.append(stop(existing, "alloc not needed as node is not eligible"))
-                        updates.stop += 1
+                        // An ineligible node keeps what runs there; a draining one stops its
+                        // system allocations last, which the drain itself decides.
+                        updates.ignore += 1
                     } else if !sameSpec(existing.job?.group(named: group.name), group) {
                         result.stops.append(stop(existing, "alloc is being updated due to job update"))
                         result.placements.append(Placement(group: group.name, index: 0, previous: existing, nodeIndex: index))

@@ -17,7 +17,8 @@ extension ClusterStore {
         try await readNodes("\(unescaped: Self.nodeColumns) WHERE id = \(id)", on: nil).first
     }
 
-    static let nodeColumns = "SELECT spec::text, status, eligibility, drain, create_index, modify_index FROM drover_nodes"
+    static let nodeColumns =
+        "SELECT spec::text, status, eligibility, drain, drain_strategy::text, last_drain::text, create_index, modify_index FROM drover_nodes"
 
     func readNodes(_ query: PostgresQuery, on connection: PostgresConnection?) async throws -> [Node] {
         let rows: PostgresRowSequence
@@ -27,11 +28,15 @@ extension ClusterStore {
             rows = try await database.client.query(query, logger: logger)
         }
         var nodes: [Node] = []
-        for try await (spec, status, eligibility, drain, createIndex, modifyIndex) in rows.decode((String, String, String, Bool, Int64, Int64).self) {
+        for try await (spec, status, eligibility, drain, strategy, lastDrain, createIndex, modifyIndex) in rows.decode(
+            (String, String, String, Bool, String?, String?, Int64, Int64).self)
+        {
             var node = try Self.decode(Node.self, spec)
             node.status = Node.Status(rawValue: status) ?? .down
             node.schedulingEligibility = Node.Eligibility(rawValue: eligibility) ?? .ineligible
             node.drain = drain
+            node.drainStrategy = try strategy.map { try Self.decode(DrainStrategy.self, $0) }
+            node.lastDrain = try lastDrain.map { try Self.decode(DrainMetadata.self, $0) }
             node.createIndex = createIndex
             node.modifyIndex = modifyIndex
             nodes.append(node)

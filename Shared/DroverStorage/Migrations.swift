@@ -199,6 +199,8 @@ public enum DroverSchema {
                 // The TTL last handed to the node, and when it goes down without another heartbeat.
                 "ALTER TABLE drover_node_heartbeats ADD COLUMN ttl_ms bigint NOT NULL DEFAULT 0, ADD COLUMN expires_at timestamptz",
                 "CREATE INDEX drover_node_heartbeats_expiry ON drover_node_heartbeats (expires_at)",
+                // Drains are the control plane's, kept apart from what the agent reports in spec.
+                "ALTER TABLE drover_nodes ADD COLUMN drain_strategy jsonb, ADD COLUMN last_drain jsonb",
             ]),
     ]
 }

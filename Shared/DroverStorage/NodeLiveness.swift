@@ -138,8 +138,11 @@ extension ClusterStore {
         return created
     }
 
-    /// Creates a `node-update` evaluation for every job with an allocation still wanted on `nodeID`.
-    static func evaluateJobs(onNode nodeID: String, index: Int64, on connection: PostgresConnection, logger: Logger) async throws -> [String] {
+    /// Creates an evaluation for every job with an allocation still wanted on `nodeID`.
+    static func evaluateJobs(
+        onNode nodeID: String, triggeredBy: String = Evaluation.Trigger.nodeUpdate, index: Int64, on connection: PostgresConnection,
+        logger: Logger
+    ) async throws -> [String] {
         var jobs: [String] = []
         for try await spec in try await connection.query(
             """
@@ -154,8 +157,8 @@ extension ClusterStore {
         var created: [String] = []
         for spec in jobs {
             let eval = try await createEvaluation(
-                for: try decode(Job.self, spec), triggeredBy: Evaluation.Trigger.nodeUpdate, index: index, now: now, nodeID: nodeID,
-                on: connection, logger: logger)
+                for: try decode(Job.self, spec), triggeredBy: triggeredBy, index: index, now: now, nodeID: nodeID, on: connection,
+                logger: logger)
             created.append(eval.id)
         }
         return created

@@ -124,6 +124,14 @@ extension ClusterStore {
                     modify_index = \(index), report_sequence = \(sequence)
                 WHERE id = \(allocation.id)
                 """, logger: logger)
+            if !wasTerminal && allocation.clientStatus == .running, let previous = allocation.previousAllocation,
+                try await Self.isMigrating(previous, on: connection, logger: logger),
+                let job = try await EvaluationProcessor.readJob(allocation.jobID, on: connection, logger: logger)
+            {
+                // A replacement for an allocation on a draining node runs: the old one may stop now.
+                try await Self.createEvaluation(
+                    for: job, triggeredBy: Evaluation.Trigger.nodeDrain, index: index, now: now, on: connection, logger: logger)
+            }
             if !wasTerminal && allocation.clientStatus.isTerminal {
                 _ = try await Self.unblockEvaluations(index: index, capacityOnly: true, on: connection, logger: logger)
                 if allocation.desiredStatus == .run,
@@ -136,5 +144,19 @@ extension ClusterStore {
             }
             return true
         }
+    }
+
+    /// Whether allocation `id` still runs on a draining node, waiting for its replacement.
+    static func isMigrating(_ id: String, on connection: PostgresConnection, logger: Logger) async throws -> Bool {
+        var migrating = false
+        for try await _ in try await connection.query(
+            """
+            SELECT 1 FROM drover_allocations a JOIN drover_nodes n ON n.id = a.node_id
+            WHERE a.id = \(id) AND n.drain AND a.desired_status = 'run' AND a.client_status IN ('pending', 'running')
+            """, logger: logger
+        ).decode(Int.self) {
+            migrating = true
+        }
+        return migrating
     }
 }

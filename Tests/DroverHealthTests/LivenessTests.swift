@@ -57,3 +57,42 @@ import Testing
         #expect(node.status == .ready)
     }
 }
+
+@Suite struct DrainDecisionTests {
+    typealias Allocation = DrainDecision.Allocation
+    static let noDeadline = DrainStrategy(drainSpec: DrainSpec(), forceDeadline: 0, startedAt: 0)
+
+    @Test func serviceAllocationsAreLeftToTheSchedulerUntilTheDeadline() {
+        let allocations = [
+            Allocation(id: "web", system: false, wanted: true, running: true),
+            Allocation(id: "agent", system: true, wanted: true, running: true),
+        ]
+        #expect(DrainDecision.next(Self.noDeadline, allocations: allocations, now: 1_000) == .init(stop: [], complete: false))
+        let strategy = DrainStrategy(drainSpec: DrainSpec(deadline: 100), forceDeadline: 500, startedAt: 400)
+        #expect(DrainDecision.next(strategy, allocations: allocations, now: 499) == .init(stop: [], complete: false))
+        #expect(DrainDecision.next(strategy, allocations: allocations, now: 500) == .init(stop: ["web", "agent"], complete: false))
+    }
+
+    @Test func systemAllocationsStopLastUnlessIgnored() {
+        let allocations = [
+            Allocation(id: "old", system: false, wanted: false, running: false),
+            Allocation(id: "agent", system: true, wanted: true, running: true),
+        ]
+        #expect(DrainDecision.next(Self.noDeadline, allocations: allocations, now: 0) == .init(stop: ["agent"], complete: false))
+        let ignoring = DrainStrategy(drainSpec: DrainSpec(ignoreSystemJobs: true), forceDeadline: 0, startedAt: 0)
+        #expect(DrainDecision.next(ignoring, allocations: allocations, now: 0) == .init(stop: [], complete: true))
+    }
+
+    @Test func aDrainCompletesOnlyOnceEveryAllocationHasActuallyStopped() {
+        let stopping = [Allocation(id: "web", system: false, wanted: false, running: true)]
+        #expect(DrainDecision.next(Self.noDeadline, allocations: stopping, now: 0) == .init(stop: [], complete: false))
+        let stopped = [Allocation(id: "web", system: false, wanted: false, running: false)]
+        #expect(DrainDecision.next(Self.noDeadline, allocations: stopped, now: 0) == .init(stop: [], complete: true))
+        #expect(DrainDecision.next(Self.noDeadline, allocations: [], now: 0).complete)
+    }
+
+    @Test(arguments: [(0, 0), (-1, 1_000), (5_000, 6_000)] as [(Int64, Int64)])
+    func deadlines(deadline: Int64, expected: Int64) {
+        #expect(DrainDecision.forceDeadline(for: DrainSpec(deadline: deadline), now: 1_000) == expected)
+    }
+}

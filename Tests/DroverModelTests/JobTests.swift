@@ -86,3 +86,19 @@ import Testing
         #expect(VersionRequirement.parse("v5.10.0-1-amd64") == [5, 10, 0])
     }
 }
+
+@Suite struct GoDurationTests {
+    @Test(arguments: [
+        ("10", 10.0), ("1.5", 1.5), ("300ms", 0.3), ("10s", 10), ("5m", 300), ("1h30m", 5400), ("1.5h", 5400), ("2h0m10s", 7210),
+        ("250us", 0.00025),
+    ])
+    func parses(text: String, seconds: Double) throws {
+        let duration = try #require(GoDuration.parse(text))
+        #expect(abs(Double(GoDuration.nanoseconds(duration)) / 1e9 - seconds) < 1e-9)
+    }
+
+    @Test(arguments: ["", "-1", "1x", "h", "1h-5m", "ten seconds"])
+    func refuses(text: String) {
+        #expect(GoDuration.parse(text) == nil)
+    }
+}

@@ -93,6 +93,46 @@ import Testing
         #expect(harness.allocations.first { $0.id == plan.stops[0].allocationID }?.clientStatus == .lost)
     }
 
+    @Test func aDrainingNodesAllocationsMoveAndStopOnlyOnceTheirReplacementsRun() {
+        var harness = SchedulerHarness()
+        harness.upsert(node("a"))
+        harness.register(job("web", count: 2))
+        harness.process("web")
+        harness.setClientStatus(.running) { _ in true }
+        let old = Set(harness.live("web").map(\.id))
+        harness.upsert(node("b"))
+        var draining = node("a")
+        draining.drain = true
+        draining.schedulingEligibility = .ineligible
+        harness.upsert(draining)
+
+        let first = harness.process("web")
+        #expect(first.stops.isEmpty, "the old allocations run until their replacements do")
+        #expect(first.placements.map(\.nodeID) == ["b", "b"])
+        #expect(Set(first.placements.compactMap(\.previousAllocation)) == old)
+        let waiting = harness.process("web")
+        #expect(waiting.placements.isEmpty && waiting.stops.isEmpty, "pending replacements: nothing to do yet")
+        #expect(waiting.desiredUpdates["web"]?.migrate == 2)
+
+        harness.setClientStatus(.running) { $0.nodeID == "b" }
+        let second = harness.process("web")
+        #expect(Set(second.stops.map(\.allocationID)) == old && second.placements.isEmpty)
+        #expect(harness.live("web").allSatisfy { $0.nodeID == "b" })
+    }
+
+    @Test func anIneligibleNodeKeepsTheSystemAllocationItRuns() {
+        var harness = SchedulerHarness()
+        harness.upsert(node("a"))
+        harness.register(job("agent", type: .system))
+        harness.process("agent")
+        var ineligible = node("a")
+        ineligible.schedulingEligibility = .ineligible
+        harness.upsert(ineligible)
+        let plan = harness.process("agent")
+        #expect(plan.stops.isEmpty && plan.placements.isEmpty)
+        #expect(harness.live("agent").count == 1)
+    }
+
     @Test func aCompleteBatchAllocationStaysDoneAndAFailedOneIsRescheduledWithinItsPolicy() {
         var harness = SchedulerHarness()
         harness.upsert(node("n1"))

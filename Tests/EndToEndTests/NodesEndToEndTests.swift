@@ -54,4 +54,54 @@ struct NodesEndToEndTests {
             try await eventually("web stopped") { ((try? await processes(matching: marker)) ?? "x").isEmpty }
         }
     }
+
+    @Test func aDrainStartsReplacementsElsewhereBeforeStoppingAndCompletesOnceBothStopped() async throws {
+        try await Cluster.with { cluster in
+            try await cluster.addAgent("a")
+            let marker = "drain-\(cluster.run)"
+            #expect(
+                try await cluster.api.request("POST", "/v1/jobs", body: job("web", type: "service", count: 2, command: "sleep 300 # \(marker)"))
+                    .status == 200)
+            try await eventually("both on a") {
+                let allocations = (try? await cluster.allocations("web")) ?? []
+                return allocations.count == 2
+                    && allocations.allSatisfy { $0["ClientStatus"] as? String == "running" && $0["NodeName"] as? String == "a" }
+            }
+            try await cluster.addAgent("b")
+
+            let drain = try await cluster.cli("node drain -enable -deadline 1m \(cluster.run)-a")
+            #expect(drain.status == 0 && drain.output.contains("drain complete"), "\(drain.output)")
+            let node = try await cluster.json("/v1/node/\(cluster.run)-a") as? [String: Any]
+            #expect(node?["Drain"] as? Bool == false && node?["SchedulingEligibility"] as? String == "ineligible")
+            #expect((node?["LastDrain"] as? [String: Any])?["Status"] as? String == "complete")
+
+            let allocations = try await cluster.allocations("web")
+            let old = allocations.filter { $0["NodeName"] as? String == "a" }
+            let new = allocations.filter { $0["NodeName"] as? String == "b" }
+            #expect(old.count == 2 && old.allSatisfy { $0["ClientStatus"] as? String == "complete" && $0["DesiredStatus"] as? String == "stop" })
+            #expect(new.count == 2 && new.allSatisfy { $0["ClientStatus"] as? String == "running" })
+            // Each replacement started before the allocation it replaces was told to stop.
+            func time(_ allocation: [String: Any], _ type: String) -> Int64? {
+                let task = (allocation["TaskStates"] as? [String: Any])?["t"] as? [String: Any]
+                let events = task?["Events"] as? [[String: Any]] ?? []
+                return events.first { $0["Type"] as? String == type }.flatMap { ($0["Time"] as? NSNumber)?.int64Value }
+            }
+            for replacement in new {
+                let previous = try #require(old.first { $0["ID"] as? String == replacement["PreviousAllocation"] as? String })
+                let started = try #require(time(replacement, "Started"))
+                let killing = try #require(time(previous, "Killing"))
+                #expect(started < killing)
+            }
+
+            // Eligibility: refused while draining is not the case now; set and read back.
+            let eligible = try await cluster.cli("node eligibility -enable \(cluster.run)-a")
+            #expect(eligible.status == 0, "\(eligible.output)")
+            #expect((try await cluster.json("/v1/node/\(cluster.run)-a") as? [String: Any])?["SchedulingEligibility"] as? String == "eligible")
+            let bad = try await cluster.api.request("POST", "/v1/node/\(cluster.run)-a/eligibility", body: #"{"Eligibility": "maybe"}"#)
+            #expect(bad.status == 400 && bad.body.contains(#""Field":"Eligibility""#), "\(bad.body)")
+            #expect(try await cluster.api.request("POST", "/v1/node/none/drain", body: #"{"DrainSpec": null}"#).status == 404)
+            _ = try await cluster.cli("job stop web")
+            try await eventually("web stopped") { ((try? await processes(matching: marker)) ?? "x").isEmpty }
+        }
+    }
 }

@@ -1,0 +1,28 @@
+/// Durations written as Go and Nomad write them: `300ms`, `10s`, `1h30m`, `1.5h`; a bare number
+/// is seconds.
+public enum GoDuration {
+    /// The duration `text` says, or nil when it is not one (or is negative).
+    public static func parse(_ text: String) -> Duration? {
+        if let seconds = Double(text) { return seconds >= 0 ? .milliseconds(Int64((seconds * 1000).rounded())) : nil }
+        let units: [(String, Double)] = [("ns", 1e-9), ("us", 1e-6), ("µs", 1e-6), ("ms", 1e-3), ("s", 1), ("m", 60), ("h", 3600)]
+        var total = 0.0
+        var rest = Substring(text)
+        guard !rest.isEmpty else { return nil }
+        while !rest.isEmpty {
+            let number = rest.prefix { $0.isNumber || $0 == "." }
+            guard let value = Double(number) else { return nil }
+            rest = rest.dropFirst(number.count)
+            // The longest unit that matches: "ms" before "m".
+            guard let (unit, scale) = units.filter({ rest.hasPrefix($0.0) }).max(by: { $0.0.count < $1.0.count }) else { return nil }
+            rest = rest.dropFirst(unit.count)
+            total += value * scale
+        }
+        return .nanoseconds(Int64((total * 1e9).rounded()))
+    }
+
+    /// Nanoseconds, as Nomad's JSON carries durations.
+    public static func nanoseconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}
