@@ -141,7 +141,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "NodeAgent",
-            dependencies: serviceDependencies,
+            dependencies: serviceDependencies + [.product(name: "Hummingbird", package: "hummingbird")],
             path: "Services/node-agent",
             swiftSettings: swiftSettings
         ),

@@ -137,6 +137,8 @@ struct NomadAPI: Sendable {
             }
         }
 
+        addLogRoutes(to: router)
+
         // Agent and status
         router.get("/v1/status/leader") { _, _ in Self.json(address, index: nil) }
         router.get("/v1/status/peers") { _, _ in Self.json([address], index: nil) }
@@ -217,7 +219,7 @@ struct NomadAPI: Sendable {
     }
 
     /// Turns the store's errors into Nomad-style answers: 400 with the fields, 404.
-    private func handle(_ body: () async throws -> Response) async throws -> Response {
+    func handle(_ body: () async throws -> Response) async throws -> Response {
         do {
             return try await body()
         } catch ClusterStoreError.notFound(let kind, let id) {

@@ -21,6 +21,17 @@ struct APIClient {
     }
 
     func send<T: Decodable>(_ method: String, _ path: String, body: Data?, as type: T.Type = T.self) async throws -> (T, Int64) {
+        let (data, http) = try await raw(method, path, body: body)
+        let index = Int64(http?.value(forHTTPHeaderField: "X-Nomad-Index") ?? "") ?? 0
+        do {
+            return (try JSONDecoder().decode(T.self, from: data), index)
+        } catch {
+            throw Failure(description: "unexpected answer from \(path): \(error)")
+        }
+    }
+
+    /// The body of a successful answer as it came, with the answer's headers.
+    func raw(_ method: String = "GET", _ path: String, body: Data? = nil) async throws -> (Data, HTTPURLResponse?) {
         guard let url = URL(string: address + path) else { throw Failure(description: "'\(address + path)' is not a URL") }
         var request = URLRequest(url: url)
         request.httpMethod = method
@@ -33,8 +44,8 @@ struct APIClient {
             (data, response) = try await URLSession.shared.data(for: request)
         } catch {
             throw Failure(
-                description: "cannot reach the API at \(address) (\(error.localizedDescription)).\n"
-                    + "Is Drover running? Start it locally with deploy/local/up, or point DROVER_ADDR at your cluster.")
+                description: "cannot reach \(address) (\(error.localizedDescription)).\n"
+                    + "Is Drover running? Start it locally with deploy/local/up, or point DROVER_ADDR (DROVER_AGENT_ADDR for node commands) at it.")
         }
         let http = response as? HTTPURLResponse
         let status = http?.statusCode ?? 0
@@ -46,12 +57,7 @@ struct APIClient {
             }
             throw Failure(description: "the API answered HTTP \(status): \(String(decoding: data, as: UTF8.self))")
         }
-        let index = Int64(http?.value(forHTTPHeaderField: "X-Nomad-Index") ?? "") ?? 0
-        do {
-            return (try JSONDecoder().decode(T.self, from: data), index)
-        } catch {
-            throw Failure(description: "unexpected answer from \(path): \(error)")
-        }
+        return (data, http)
     }
 
     struct ProblemBody: Decodable {

@@ -63,7 +63,8 @@ struct NodeStatus: AsyncParsableCommand {
 }
 
 struct AllocCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "alloc", abstract: "Inspect allocations.", subcommands: [AllocStatus.self])
+    static let configuration = CommandConfiguration(
+        commandName: "alloc", abstract: "Inspect allocations and their tasks' output.", subcommands: [AllocStatus.self, AllocLogs.self])
 }
 
 struct AllocStatus: AsyncParsableCommand {

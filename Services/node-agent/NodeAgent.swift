@@ -115,7 +115,8 @@ struct NodeAgent: AsyncParsableCommand {
             workers: [
                 Registrations(bus: amqp, node: node, interval: .milliseconds(Int(registrationInterval * 1000)), logger: logger),
                 heartbeats, control, StatusReporter(bus: amqp, nodeID: id, reports: reports, logger: logger), allocations,
-            ])
+                OutputShipper(bus: amqp, nodeID: id, root: dataDirectory.appendingPathComponent("alloc"), logger: logger),
+            ], routes: AgentAPI(bus: amqp, node: node).addRoutes)
     }
 }
 

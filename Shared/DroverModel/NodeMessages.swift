@@ -122,3 +122,51 @@ extension RoutingKey {
     /// `node.<nodeId>.alloc-status`
     public static func nodeAllocStatus(_ nodeID: String) -> String { "node.\(nodeID).alloc-status" }
 }
+
+/// A piece of a task's output, on `node.<nodeId>.output.<allocId>.<task>.<stream>`. A stream's
+/// pieces carry their byte offset, so the collector stores each once and in order, whatever
+/// order they arrive in and however often.
+public struct TaskOutputChunk: DroverMessage, Equatable {
+    public static let messageType = "node.output"
+    public static let schemaVersion = 1
+
+    public enum Stream: String, Codable, Sendable, CaseIterable {
+        case stdout, stderr
+    }
+
+    public var nodeID: String
+    public var allocID: String
+    public var task: String
+    public var stream: Stream
+    /// Where `data` starts in the stream.
+    public var offset: Int64
+    /// The bytes (base64 in JSON).
+    public var data: Data
+
+    public init(nodeID: String, allocID: String, task: String, stream: Stream, offset: Int64, data: Data) {
+        self.nodeID = nodeID
+        self.allocID = allocID
+        self.task = task
+        self.stream = stream
+        self.offset = offset
+        self.data = data
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case nodeID = "NodeID"
+        case allocID = "AllocID"
+        case task = "Task"
+        case stream = "Stream"
+        case offset = "Offset"
+        case data = "Data"
+    }
+}
+
+extension RoutingKey {
+    /// `node.<nodeId>.output.<allocId>.<task>.<stream>`; a task name that is not one routing-key
+    /// word has its dots, wildcards and spaces replaced by `_` (the body has the real name).
+    public static func nodeOutput(_ chunk: TaskOutputChunk) -> String {
+        let task = String(chunk.task.map { $0 == "." || $0 == "*" || $0 == "#" || $0.isWhitespace ? "_" : $0 })
+        return "node.\(chunk.nodeID).output.\(chunk.allocID).\(task.isEmpty ? "_" : task).\(chunk.stream.rawValue)"
+    }
+}

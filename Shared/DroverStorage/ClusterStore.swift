@@ -133,6 +133,8 @@ public struct ClusterStore: Sendable {
             }
             let eval = try await Self.createEvaluation(
                 for: job, triggeredBy: Evaluation.Trigger.jobRegister, index: index, now: now, on: connection, logger: logger)
+            try await Events.note(
+                ClusterEvent.Kind.jobRegistered, "Job \(job.id) registered (version \(version))", jobID: job.id, on: connection, logger: logger)
             return JobRegistration(evalID: eval.id, jobModifyIndex: index, warnings: "", index: index)
         }
     }
@@ -184,6 +186,8 @@ public struct ClusterStore: Sendable {
                 logger: logger)
             let eval = try await Self.createEvaluation(
                 for: job, triggeredBy: Evaluation.Trigger.jobDeregister, index: index, now: Self.nanoseconds(), on: connection, logger: logger)
+            try await Events.note(
+                ClusterEvent.Kind.jobDeregistered, "Job \(jobID) stopped\(purge ? " and purged" : "")", jobID: jobID, on: connection, logger: logger)
             return JobRegistration(evalID: eval.id, jobModifyIndex: index, warnings: "", index: index)
         }
     }

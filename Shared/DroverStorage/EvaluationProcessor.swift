@@ -197,6 +197,12 @@ public struct EvaluationProcessor: Sendable {
             messages.append(try OutgoingMessage(AllocationUpdate(allocation: allocation), routingKey: RoutingKey.allocationUpdated(allocation)))
         }
         try await Outbox.enqueue(messages, on: connection, logger: logger)
+        if !plan.placements.isEmpty {
+            let nodes = Set(plan.placements.map(\.nodeName)).sorted().joined(separator: ", ")
+            try await Events.note(
+                ClusterEvent.Kind.allocationPlaced, "Placed \(plan.placements.count) allocation(s) of job \(job.id) on \(nodes)", jobID: job.id,
+                on: connection, logger: logger)
+        }
     }
 
     /// What registering `job` would do, without doing it: Nomad's `job plan`.

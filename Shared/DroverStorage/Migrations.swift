@@ -202,5 +202,49 @@ public enum DroverSchema {
                 // Drains are the control plane's, kept apart from what the agent reports in spec.
                 "ALTER TABLE drover_nodes ADD COLUMN drain_strategy jsonb, ADD COLUMN last_drain jsonb",
             ]),
+        Migration(
+            version: 5, name: "events and task output",
+            statements: [
+                """
+                CREATE TABLE drover_events (
+                    id bigserial PRIMARY KEY,
+                    message_id text UNIQUE,
+                    time timestamptz NOT NULL,
+                    node_id text,
+                    job_id text,
+                    alloc_id text,
+                    type text NOT NULL,
+                    level text NOT NULL,
+                    priority text NOT NULL,
+                    message text NOT NULL
+                )
+                """,
+                "CREATE INDEX drover_events_time ON drover_events (time)",
+                // Each stream's bytes in chunks keyed by their offset: a chunk delivered twice is stored once.
+                """
+                CREATE TABLE drover_task_output (
+                    alloc_id text NOT NULL,
+                    task text NOT NULL,
+                    stream text NOT NULL,
+                    "offset" bigint NOT NULL,
+                    data bytea NOT NULL,
+                    received_at timestamptz NOT NULL,
+                    PRIMARY KEY (alloc_id, task, stream, "offset")
+                )
+                """,
+                "CREATE INDEX drover_task_output_received ON drover_task_output (received_at)",
+                """
+                CREATE TABLE drover_task_output_streams (
+                    alloc_id text NOT NULL,
+                    task text NOT NULL,
+                    stream text NOT NULL,
+                    node_id text NOT NULL,
+                    stored_bytes bigint NOT NULL,
+                    end_offset bigint NOT NULL,
+                    updated_at timestamptz NOT NULL,
+                    PRIMARY KEY (alloc_id, task, stream)
+                )
+                """,
+            ]),
     ]
 }

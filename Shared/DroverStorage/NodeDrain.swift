@@ -51,6 +51,8 @@ extension ClusterStore {
                 evaluations = try await Self.evaluateJobs(
                     onNode: nodeID, triggeredBy: Evaluation.Trigger.nodeDrain, index: index, on: connection, logger: logger)
                 logger.info("Node drain started", metadata: ["node_id": "\(nodeID)", "deadline": "\(spec.deadline)"])
+                try await Events.note(
+                    ClusterEvent.Kind.drainStarted, "Node \(nodeID) drain started", priority: .medium, nodeID: nodeID, on: connection, logger: logger)
             } else {
                 var last = current.last
                 if current.strategy != nil {
@@ -134,6 +136,9 @@ extension ClusterStore {
                         WHERE id = \(node.id)
                         """, logger: logger)
                     logger.info("Node drain complete", metadata: ["node_id": "\(node.id)"])
+                    try await Events.note(
+                        ClusterEvent.Kind.drainComplete, "Node \(node.id) drain complete", priority: .medium, nodeID: node.id, on: connection,
+                        logger: logger)
                     completed.append(node.id)
                 }
             }

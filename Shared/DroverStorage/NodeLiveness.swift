@@ -46,6 +46,8 @@ extension ClusterStore {
             try await Self.setStatus(.ready, description: nil, nodeID: beat.nodeID, index: index, on: connection, logger: logger)
             try await Self.nodeBecameReady(beat.nodeID, index: index, on: connection, logger: logger)
             logger.info("Node is back", metadata: ["node_id": "\(beat.nodeID)"])
+            try await Events.note(
+                ClusterEvent.Kind.nodeReady, "Node \(beat.nodeID) is back", priority: .medium, nodeID: beat.nodeID, on: connection, logger: logger)
             return .ready
         }
     }
@@ -74,6 +76,9 @@ extension ClusterStore {
                 let description = "no heartbeat since \(deadline.formatted(Date.ISO8601FormatStyle()))"
                 try await Self.setStatus(.down, description: description, nodeID: candidate.id, index: index, on: connection, logger: logger)
                 let evaluations = try await Self.evaluateJobs(onNode: candidate.id, index: index, on: connection, logger: logger)
+                try await Events.note(
+                    ClusterEvent.Kind.nodeDown, "Node \(candidate.id) is down: \(description); \(evaluations.count) job(s) to reschedule",
+                    level: .error, priority: .high, nodeID: candidate.id, on: connection, logger: logger)
                 logger.warning(
                     "Node is down", metadata: ["node_id": "\(candidate.id)", "deadline": "\(deadline)", "evaluations": "\(evaluations.count)"])
                 expired.append(candidate.id)

@@ -132,6 +132,11 @@ extension ClusterStore {
                 try await Self.createEvaluation(
                     for: job, triggeredBy: Evaluation.Trigger.nodeDrain, index: index, now: now, on: connection, logger: logger)
             }
+            if !wasTerminal && allocation.clientStatus == .failed {
+                try await Events.note(
+                    ClusterEvent.Kind.allocationFailed, "Allocation \(allocation.name) failed: \(allocation.clientDescription)", level: .warn,
+                    priority: .medium, nodeID: allocation.nodeID, jobID: allocation.jobID, allocID: allocation.id, on: connection, logger: logger)
+            }
             if !wasTerminal && allocation.clientStatus.isTerminal {
                 _ = try await Self.unblockEvaluations(index: index, capacityOnly: true, on: connection, logger: logger)
                 if allocation.desiredStatus == .run,

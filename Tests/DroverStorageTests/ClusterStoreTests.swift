@@ -147,4 +147,36 @@ struct ClusterStoreTests {
             }
         }
     }
+
+    @Test func taskOutputIsStoredOnceInOrderWhateverOrderItArrivesInAndCappedOldestFirst() async throws {
+        try await withFreshDatabase { url in
+            let database = try Database(url: url, logger: Logger(label: "test"))
+            try await withClient(database.client) {
+                try await database.migrate()
+                func chunk(_ offset: Int64, _ text: String) -> TaskOutputChunk {
+                    TaskOutputChunk(nodeID: "n1", allocID: "a1", task: "t", stream: .stdout, offset: offset, data: Data(text.utf8))
+                }
+                // "hello world!" in three pieces: the last first, one twice.
+                #expect(try await TaskOutput.append(chunk(6, "world"), cap: 100, database: database))
+                let gap = try await TaskOutput.read(allocID: "a1", task: "t", stream: .stdout, from: 0, database: database)
+                #expect(gap.offset == 6, "nothing before the first chunk that arrived")
+                #expect(try await TaskOutput.append(chunk(0, "hello "), cap: 100, database: database))
+                #expect(!(try await TaskOutput.append(chunk(0, "hello "), cap: 100, database: database)), "a redelivery is stored once")
+                #expect(try await TaskOutput.append(chunk(11, "!"), cap: 100, database: database))
+                let all = try await TaskOutput.read(allocID: "a1", task: "t", stream: .stdout, from: 0, database: database)
+                #expect(all.offset == 0 && String(decoding: all.data, as: UTF8.self) == "hello world!")
+                let middle = try await TaskOutput.read(allocID: "a1", task: "t", stream: .stdout, from: 8, database: database)
+                #expect(middle.offset == 8 && String(decoding: middle.data, as: UTF8.self) == "rld!")
+                #expect(
+                    try await TaskOutput.info(allocID: "a1", task: "t", stream: .stdout, database: database) == .init(startOffset: 0, endOffset: 12))
+
+                // Over the cap the oldest chunks go.
+                #expect(try await TaskOutput.append(chunk(12, " and more"), cap: 15, database: database))
+                let capped = try await TaskOutput.read(allocID: "a1", task: "t", stream: .stdout, from: 0, database: database)
+                #expect(capped.offset == 6 && String(decoding: capped.data, as: UTF8.self) == "world! and more")
+                #expect(
+                    try await TaskOutput.info(allocID: "a1", task: "t", stream: .stdout, database: database) == .init(startOffset: 6, endOffset: 21))
+            }
+        }
+    }
 }

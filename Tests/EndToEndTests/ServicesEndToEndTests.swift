@@ -45,6 +45,18 @@ final class RunningService: Sendable {
         try await request("GET", path)
     }
 
+    /// The answer's status and body as bytes.
+    func bytes(_ path: String) async throws -> (status: Int, body: Data) {
+        let (data, response) = try await URLSession.shared.data(for: URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!))
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)
+    }
+
+    /// One header of the answer.
+    func header(_ name: String, of path: String) async throws -> String? {
+        let (_, response) = try await URLSession.shared.data(for: URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!))
+        return (response as? HTTPURLResponse)?.value(forHTTPHeaderField: name)
+    }
+
     func request(_ method: String, _ path: String, body: String? = nil) async throws -> (status: Int, body: String) {
         var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
         request.httpMethod = method
@@ -121,7 +133,7 @@ struct ServicesEndToEndTests {
             #expect(!service.output.contains("Start-up step failed"), "\(service.name): \(service.output)")
         }
         let migrations = try await runShell("psql '\(url)' -Atc 'SELECT count(*) FROM drover_schema_migrations'")
-        #expect(migrations.trimmingCharacters(in: .whitespacesAndNewlines) == "4")
+        #expect(migrations.trimmingCharacters(in: .whitespacesAndNewlines) == "5")
 
         // agent ─heartbeat→ RabbitMQ ─→ health-monitor ─→ PostgreSQL
         try await eventually("the agent's heartbeat in PostgreSQL") {

@@ -1,0 +1,141 @@
+import ArgumentParser
+import DroverModel
+import Foundation
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+struct AllocLogs: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "logs", abstract: "Prints a task's stdout (or stderr), kept by the control plane even after its node is gone.")
+
+    @OptionGroup var api: AddressOptions
+    @Flag(name: .customLong("stderr", withSingleDash: true), help: "stderr instead of stdout.") var stderr = false
+    @Flag(name: .customShort("f"), help: "Follow: keep printing as output arrives, until the allocation has finished.") var follow = false
+    @Flag(name: .customLong("tail", withSingleDash: true), help: "Only the end: the last -n lines, or -c bytes.") var tail = false
+    @Option(name: .customShort("n"), help: "With -tail: how many lines.") var lines = 10
+    @Option(name: .customShort("c"), help: "With -tail: how many bytes, instead of lines.") var bytes: Int64?
+    @Argument(help: "The allocation id, or a unique prefix of it.") var alloc: String
+    @Argument(help: "The task; may be left out when the allocation has one task.") var task: String?
+
+    func validate() throws {
+        if lines < 0 { throw ValidationError("-n: must be 0 or more lines") }
+        if let bytes, bytes < 0 { throw ValidationError("-c: must be 0 or more bytes") }
+    }
+
+    func run() async throws {
+        let client = APIClient(address: api.address)
+        let id = try await resolve(alloc, kind: "allocation", list: "/v1/allocations", client: client)
+        var query = "type=\(stderr ? "stderr" : "stdout")&plain=true"
+        if let task { query += "&task=\(task.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? task)" }
+        let path = "/v1/client/fs/logs/\(id)?\(query)"
+        var offset: Int64 = 0
+        if tail {
+            let window = bytes ?? max(Int64(lines) * 512, 65_536)
+            let (data, http) = try await client.raw("GET", "\(path)&origin=end&offset=\(window)")
+            FileHandle.standardOutput.write(bytes == nil ? Self.lastLines(data, lines) : data)
+            // The answer says where its bytes start; following goes on from their end.
+            offset = (Int64(http?.value(forHTTPHeaderField: "X-Drover-Log-Offset") ?? "") ?? 0) + Int64(data.count)
+            guard follow else { return }
+        }
+        var quiet = 0
+        while true {
+            let (data, _) = try await client.raw("GET", "\(path)&offset=\(offset)")
+            FileHandle.standardOutput.write(data)
+            offset += Int64(data.count)
+            guard follow else { return }
+            if !data.isEmpty {
+                quiet = 0
+                continue
+            }
+            let (allocation, _) = try await client.get("/v1/allocation/\(id)", as: Allocation.self)
+            quiet = allocation.clientStatus.isTerminal ? quiet + 1 : 0
+            if quiet > 4 { return }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+    }
+
+    static func lastLines(_ data: Data, _ count: Int) -> Data {
+        guard count > 0 else { return Data() }
+        var newlines = 0
+        var index = data.endIndex
+        // A final newline ends the last line; it does not start another.
+        if index > data.startIndex, data[data.index(before: index)] == UInt8(ascii: "\n") { index = data.index(before: index) }
+        while index > data.startIndex {
+            let previous = data.index(before: index)
+            if data[previous] == UInt8(ascii: "\n") {
+                newlines += 1
+                if newlines == count { return data[index...] }
+            }
+            index = previous
+        }
+        return data
+    }
+}
+
+struct Log: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Sends a message from this node to the cluster's event log, as `jetpack log` does.",
+        discussion: "Shown by `drover events` and GET /v1/events; by default only medium and high priorities are listed there.")
+
+    @OptionGroup var agent: AgentOptions
+    @Argument(help: "The message.") var message: String
+    @Option(help: "info, warn or error.") var level = "info"
+    @Option(help: "low, medium or high; an error is high unless given.") var priority: String?
+
+    func validate() throws {
+        if NodeLogMessage.Level(rawValue: level) == nil { throw ValidationError("--level: '\(level)' is not info, warn or error") }
+        if let priority, NodeLogMessage.Priority(rawValue: priority) == nil {
+            throw ValidationError("--priority: '\(priority)' is not low, medium or high")
+        }
+    }
+
+    func run() async throws {
+        var body: [String: String] = ["Message": message, "Level": level]
+        body["Priority"] = priority
+        _ = try await APIClient(address: agent.agent).raw("POST", "/v1/agent/log", body: try JSONEncoder().encode(body))
+    }
+}
+
+struct Events: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Lists the cluster's events: node messages and what the control plane did (medium and high priority by default).")
+
+    @OptionGroup var api: AddressOptions
+    @Option(name: .customLong("node", withSingleDash: true), help: "Only this node's.") var node: String?
+    @Option(name: .customLong("job", withSingleDash: true), help: "Only this job's.") var job: String?
+    @Option(name: .customLong("level", withSingleDash: true), help: "Levels, comma-separated: info,warn,error.") var level: String?
+    @Option(name: .customLong("priority", withSingleDash: true), help: "Priorities, comma-separated, or all.") var priority: String?
+    @Option(name: .customLong("since", withSingleDash: true), help: "From this ISO 8601 time on.") var since: String?
+    @Flag(name: .customLong("json", withSingleDash: true), help: "Print the API's answer as JSON.") var json = false
+
+    func run() async throws {
+        var items: [URLQueryItem] = []
+        for (name, value) in [("node", node), ("job", job), ("level", level), ("priority", priority), ("since", since)] {
+            if let value { items.append(URLQueryItem(name: name, value: value)) }
+        }
+        var components = URLComponents()
+        components.queryItems = items.isEmpty ? nil : items
+        let path = "/v1/events\(components.string ?? "")"
+        let client = APIClient(address: api.address)
+        if json { return print(try await client.get(path, as: RawJSON.self).0.pretty) }
+        let (events, _) = try await client.get(path, as: [ClusterEvent].self)
+        if events.isEmpty { return print("No events") }
+        print(
+            table(
+                ["Time", "Level", "Priority", "Node", "Type", "Message"],
+                events.map {
+                    [
+                        $0.time.formatted(Date.ISO8601FormatStyle()), $0.level.rawValue, $0.priority.rawValue, $0.nodeID.map(short) ?? "-", $0.type,
+                        $0.message,
+                    ]
+                }))
+    }
+}
+
+/// Where this node's agent answers, for the commands run on a node.
+struct AgentOptions: ParsableArguments {
+    @Option(name: .customLong("agent"), help: "The local node agent's address (env DROVER_AGENT_ADDR).")
+    var agent: String = ProcessInfo.processInfo.environment["DROVER_AGENT_ADDR"] ?? "http://127.0.0.1:4651"
+}

@@ -1,0 +1,114 @@
+import DroverMessaging
+import DroverModel
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Ships every task's stdout and stderr to the control plane: tails
+/// `<data-dir>/alloc/<alloc>/alloc/logs/<task>.{stdout,stderr}.0` and publishes what is new as
+/// ``TaskOutputChunk``s on `node.<id>.output.<alloc>.<task>.<stream>`.
+///
+/// A chunk carries its byte offset and the broker confirms it before the shipped offset moves
+/// on; that offset is kept in `<alloc>/output-offsets.json`, so a restarted agent goes on where
+/// the last one was confirmed (resending at most a batch, which the collector stores once).
+final class OutputShipper: Service, Sendable {
+    let bus: any MessageBus
+    let nodeID: String
+    let root: URL
+    let logger: Logger
+    let chunkSize: Int
+    let batchSize = 16
+    let interval: Duration
+    /// Allocation → log file → the offset shipped and confirmed; one pass runs at a time.
+    private let shipped = Mutex<[String: [String: Int64]]>([:])
+
+    init(bus: any MessageBus, nodeID: String, root: URL, logger: Logger, chunkSize: Int = 128 << 10, interval: Duration = .milliseconds(200)) {
+        self.bus = bus
+        self.nodeID = nodeID
+        self.root = root
+        self.logger = logger
+        self.chunkSize = chunkSize
+        self.interval = interval
+    }
+
+    func run() async throws {
+        do {
+            try await cancelWhenGracefulShutdown {
+                while true {
+                    do {
+                        try await self.shipAll()
+                    } catch let error as CancellationError {
+                        throw error
+                    } catch {
+                        self.logger.warning("Shipping task output failed; retrying", metadata: ["error": "\(error)"])
+                    }
+                    try await Task.sleep(for: self.interval)
+                }
+            }
+        } catch is CancellationError {
+            // What tasks wrote before the agent stopped goes out too, while the bus is still up.
+            try? await shipAll()
+        }
+    }
+
+    /// One pass over every allocation's log files.
+    private func shipAll() async throws {
+        let allocations = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
+        var offsets = shipped.withLock { $0 }.filter { allocations.contains($0.key) }
+        defer { shipped.withLock { [offsets] in $0 = offsets } }
+        for allocID in allocations.sorted() {
+            let directory = root.appendingPathComponent(allocID)
+            let logs = directory.appendingPathComponent("alloc/logs")
+            guard let files = try? FileManager.default.contentsOfDirectory(atPath: logs.path) else { continue }
+            var done = offsets[allocID] ?? Self.loadOffsets(directory)
+            var changed = false
+            for file in files.sorted() {
+                guard let (task, stream) = Self.parse(file) else { continue }
+                let url = logs.appendingPathComponent(file)
+                let size = ((try? FileManager.default.attributesOfItem(atPath: url.path))?[.size] as? NSNumber)?.int64Value ?? 0
+                var offset = done[file] ?? 0
+                guard size > offset, let handle = try? FileHandle(forReadingFrom: url) else { continue }
+                defer { try? handle.close() }
+                while offset < size {
+                    try handle.seek(toOffset: UInt64(offset))
+                    var chunks: [OutgoingMessage] = []
+                    var next = offset
+                    while chunks.count < batchSize, next < size, let data = try handle.read(upToCount: chunkSize), !data.isEmpty {
+                        let chunk = TaskOutputChunk(nodeID: nodeID, allocID: allocID, task: task, stream: stream, offset: next, data: data)
+                        chunks.append(try OutgoingMessage(chunk, routingKey: RoutingKey.nodeOutput(chunk)))
+                        next += Int64(data.count)
+                    }
+                    guard !chunks.isEmpty else { break }
+                    try await bus.publish(chunks)
+                    offset = next
+                    done[file] = offset
+                    offsets[allocID] = done
+                    changed = true
+                    Self.saveOffsets(done, in: directory)
+                }
+            }
+            offsets[allocID] = done
+            if changed { logger.trace("Task output shipped", metadata: ["alloc_id": "\(allocID)"]) }
+        }
+    }
+
+    /// `web.stdout.0` → (`web`, stdout).
+    static func parse(_ file: String) -> (String, TaskOutputChunk.Stream)? {
+        for stream in TaskOutputChunk.Stream.allCases where file.hasSuffix(".\(stream.rawValue).0") {
+            let task = String(file.dropLast(stream.rawValue.count + 3))
+            return task.isEmpty ? nil : (task, stream)
+        }
+        return nil
+    }
+
+    private static func loadOffsets(_ directory: URL) -> [String: Int64] {
+        guard let data = try? Data(contentsOf: directory.appendingPathComponent("output-offsets.json")) else { return [:] }
+        return (try? JSONDecoder().decode([String: Int64].self, from: data)) ?? [:]
+    }
+
+    private static func saveOffsets(_ offsets: [String: Int64], in directory: URL) {
+        guard let data = try? JSONEncoder().encode(offsets) else { return }
+        try? data.write(to: directory.appendingPathComponent("output-offsets.json"), options: .atomic)
+    }
+}

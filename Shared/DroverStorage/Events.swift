@@ -1,0 +1,91 @@
+public import DroverModel
+public import Foundation
+import Logging
+public import PostgresNIO
+
+/// The cluster's event log in PostgreSQL.
+public enum Events {
+    /// Records `event` on `connection`, in the caller's transaction; with a `messageID` a
+    /// redelivered message is recorded once.
+    public static func record(_ event: ClusterEvent, messageID: String? = nil, on connection: PostgresConnection, logger: Logger) async throws {
+        try await connection.query(
+            """
+            INSERT INTO drover_events (message_id, time, node_id, job_id, alloc_id, type, level, priority, message)
+            VALUES (\(messageID), \(event.time), \(event.nodeID), \(event.jobID), \(event.allocID), \(event.type), \(event.level.rawValue),
+                \(event.priority.rawValue), \(event.message))
+            ON CONFLICT (message_id) DO NOTHING
+            """, logger: logger)
+    }
+
+    /// Records what the control plane did, now.
+    static func note(
+        _ type: String, _ message: String, level: NodeLogMessage.Level = .info, priority: NodeLogMessage.Priority = .low, nodeID: String? = nil,
+        jobID: String? = nil, allocID: String? = nil, on connection: PostgresConnection, logger: Logger
+    ) async throws {
+        let event = ClusterEvent(
+            time: Date(), nodeID: nodeID, jobID: jobID, allocID: allocID, type: type, level: level, priority: priority, message: message)
+        try await record(event, on: connection, logger: logger)
+    }
+
+    /// What `GET /v1/events` filters on.
+    public struct Filter: Sendable {
+        public var nodeID: String?
+        public var jobID: String?
+        public var levels: Set<NodeLogMessage.Level>
+        public var priorities: Set<NodeLogMessage.Priority>
+        public var since: Date?
+        public var until: Date?
+        public var limit: Int
+
+        /// By default medium and high priorities only, as CycleCloud's cluster page shows them.
+        public init(
+            nodeID: String? = nil, jobID: String? = nil, levels: Set<NodeLogMessage.Level> = Set(NodeLogMessage.Level.allCases),
+            priorities: Set<NodeLogMessage.Priority> = [.medium, .high], since: Date? = nil, until: Date? = nil, limit: Int = 1000
+        ) {
+            self.nodeID = nodeID
+            self.jobID = jobID
+            self.levels = levels
+            self.priorities = priorities
+            self.since = since
+            self.until = until
+            self.limit = limit
+        }
+    }
+
+    /// Events matching `filter`, oldest first (the newest `limit` of them).
+    public static func list(_ filter: Filter, database: Database) async throws -> [ClusterEvent] {
+        let levels = filter.levels.map(\.rawValue).sorted()
+        let priorities = filter.priorities.map(\.rawValue).sorted()
+        var events: [ClusterEvent] = []
+        for try await (id, time, node, job, alloc, type, level, priority, message) in try await database.client.query(
+            """
+            SELECT * FROM (
+                SELECT id, time, node_id, job_id, alloc_id, type, level, priority, message FROM drover_events
+                WHERE (\(filter.nodeID)::text IS NULL OR node_id = \(filter.nodeID)) AND (\(filter.jobID)::text IS NULL OR job_id = \(filter.jobID))
+                    AND level = ANY(\(levels)) AND priority = ANY(\(priorities))
+                    AND (\(filter.since)::timestamptz IS NULL OR time >= \(filter.since)) AND (\(filter.until)::timestamptz IS NULL OR time < \(filter.until))
+                ORDER BY id DESC LIMIT \(filter.limit)
+            ) newest ORDER BY id
+            """, logger: database.logger
+        ).decode((Int64, Date, String?, String?, String?, String, String, String, String).self) {
+            events.append(
+                ClusterEvent(
+                    id: id, time: time, nodeID: node, jobID: job, allocID: alloc, type: type, level: NodeLogMessage.Level(rawValue: level) ?? .info,
+                    priority: NodeLogMessage.Priority(rawValue: priority) ?? .low, message: message))
+        }
+        return events
+    }
+
+    /// Deletes events older than `age`. - Returns: how many.
+    @discardableResult
+    public static func prune(olderThan age: Duration, now: Date = Date(), database: Database) async throws -> Int {
+        var count = 0
+        for try await _ in try await database.client.query(
+            "DELETE FROM drover_events WHERE time < \(now.addingTimeInterval(-Double(age.components.seconds))) RETURNING id",
+            logger: database.logger
+        ).decode(Int64.self) {
+            count += 1
+        }
+        return count
+    }
+}
