@@ -277,8 +277,10 @@ struct JobsEndToEndTests {
             #expect(try await processes(matching: marker) == pid, "not started twice")
             _ = try await cluster.cli("job stop long")
             try await eventually("long stopped") { ((try? await processes(matching: marker)) ?? "x").isEmpty }
-            let stopped = try await cluster.allocations("long").first
-            #expect(stopped?["ClientStatus"] as? String == "complete")
+            // The agent reports the stop once the task is gone.
+            try await eventually("long reported complete") {
+                (try? await cluster.allocations("long"))?.first?["ClientStatus"] as? String == "complete"
+            }
         }
     }
 
