@@ -47,6 +47,14 @@ struct NodeStatus: AsyncParsableCommand {
                         node.drivers.filter { $0.value.detected }.keys.sorted().joined(separator: ","),
                     ]
                 ]))
+        if let health = node.health {
+            let failing = health.checks.filter { $0.exitCode == 254 }.map(\.script)
+            print("\nHealth      = \(health.healthy ? "healthy" : "unhealthy (\(failing.joined(separator: ", ")))") at \(date(health.checkedAt))")
+        }
+        if let until = node.keepaliveUntil { print("Keepalive   = until \(until == Int64.max ? "forever" : date(until))") }
+        if let termination = node.termination {
+            print("Termination = requested (\(termination.reason)) at \(date(termination.requestedAt))")
+        }
         print("\nAllocated Resources")
         print(
             table(

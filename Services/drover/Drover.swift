@@ -9,7 +9,11 @@ import Foundation
 struct Drover: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "drover", abstract: "Drover's command line: the cluster and this node.", version: "0.1.0",
-        subcommands: [Status.self, JobCommand.self, NodeCommand.self, AllocCommand.self, EvalCommand.self, Events.self, Log.self])
+        subcommands: [
+            Status.self, JobCommand.self, NodeCommand.self, AllocCommand.self, EvalCommand.self, Events.self,
+            // On a node, through its agent:
+            Log.self, Keepalive.self, Shutdown.self, RunOnShutdown.self, Send.self, Config.self,
+        ])
 }
 
 /// Where the API is: `--address`, else `DROVER_ADDR`, else the local default.

@@ -80,9 +80,38 @@ struct HealthMonitor: AsyncParsableCommand {
                 throw MessageRejected(error.description)
             }
         }
+        // What a node says of its own health, and asks for itself.
+        @Sendable func known(_ work: () async throws -> Void) async throws {
+            do {
+                try await work()
+            } catch let error as ClusterStoreError {
+                throw MessageRejected(error.description)
+            }
+        }
+        let health = MessageConsumer(
+            NodeHealthReport.self, bus: bus, spec: ConsumerSpec(queue: "health-monitor.health", bindings: ["node.*.health"]), logger: logger
+        ) { envelope, delivery in
+            try sameNode(envelope.data.nodeID, delivery)
+            try await known { try await store.record(envelope.data) }
+        }
+        let keepalives = MessageConsumer(
+            NodeKeepalive.self, bus: bus, spec: ConsumerSpec(queue: "health-monitor.keepalive", bindings: ["node.*.keepalive"]), logger: logger
+        ) { envelope, delivery in
+            try sameNode(envelope.data.nodeID, delivery)
+            try await known { try await store.setKeepalive(nodeID: envelope.data.nodeID, until: envelope.data.until) }
+        }
+        let shutdowns = MessageConsumer(
+            NodeShutdownRequest.self, bus: bus, spec: ConsumerSpec(queue: "health-monitor.shutdown", bindings: ["node.*.shutdown"]), logger: logger
+        ) { envelope, delivery in
+            try sameNode(envelope.data.nodeID, delivery)
+            try await known { try await store.requestTermination(nodeID: envelope.data.nodeID, reason: envelope.data.reason.rawValue) }
+        }
         try await plane.run(
             defaultPort: 4648,
-            workers: [heartbeats, registrations, allocationStates, sweep, OutboxRelay(database: database, bus: bus, logger: logger)])
+            workers: [
+                heartbeats, registrations, allocationStates, health, keepalives, shutdowns, sweep,
+                OutboxRelay(database: database, bus: bus, logger: logger),
+            ])
     }
 }
 

@@ -8,30 +8,127 @@ import Hummingbird
 struct AgentAPI: Sendable {
     let bus: any MessageBus
     let node: Node
+    let shutdownScripts: ShutdownScripts
+    /// Settings the node's commands may read (`drover config cluster.<key>`).
+    let settings: [String: String]
 
     func addRoutes(to router: Router<BasicRequestContext>) {
         // `drover log`: a message from this node, for the cluster's event log.
         router.post("/v1/agent/log") { request, _ in
-            let body = try await request.body.collect(upTo: 1 << 20)
-            let entry: LogRequest
-            do {
-                entry = try JSONDecoder().decode(LogRequest.self, from: Data(buffer: body))
-            } catch let error as DecodingError {
-                return Self.error(.badRequest, FieldError(error, root: ""))
-            }
+            let decoded = try await Self.decode(LogRequest.self, request)
+            guard let entry = decoded.value else { return decoded.error! }
             guard !entry.message.isEmpty else { return Self.error(.badRequest, FieldError("Message", "must not be empty")) }
             let priority = entry.priority ?? (entry.level == .error ? .high : .medium)
             let message = NodeLogMessage(nodeID: node.id, message: entry.message, level: entry.level ?? .info, priority: priority)
             try await bus.publish(message, routingKey: RoutingKey.nodeLog(node.id, level: message.level, priority: priority))
             return Response(status: .accepted)
         }
-        // The node as fingerprinted, for `drover config`.
+        // The node as fingerprinted, and the settings it runs with, for `drover config`.
         router.get("/v1/agent/self") { _, _ in
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            return Response(
-                status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: try encoder.encode(node))))
+            Self.json(AgentSelf(node: node, settings: settings))
         }
+        // `drover keepalive`: no termination until then.
+        router.post("/v1/agent/keepalive") { request, _ in
+            let body = try await Self.decode(KeepaliveRequest.self, request)
+            guard let body = body.value else { return body.error! }
+            var until: Date?
+            if body.duration != "forever" {
+                guard let duration = GoDuration.parse(body.duration) else {
+                    return Self.error(.badRequest, FieldError("Duration", "'\(body.duration)' is neither a duration such as 1h nor 'forever'"))
+                }
+                until = Date().addingTimeInterval(Double(GoDuration.nanoseconds(duration)) / 1e9)
+            }
+            try await bus.publish(NodeKeepalive(nodeID: node.id, until: until), routingKey: RoutingKey.node(node.id, "keepalive"))
+            return Self.json(["Until": until.map { $0.formatted(Date.ISO8601FormatStyle()) } ?? "forever"])
+        }
+        // `drover shutdown`: ask the control plane to take this node away.
+        router.post("/v1/agent/shutdown") { request, _ in
+            let body = try await Self.decode(ShutdownRequest.self, request)
+            guard let body = body.value else { return body.error! }
+            try await bus.publish(NodeShutdownRequest(nodeID: node.id, reason: body.reason), routingKey: RoutingKey.node(node.id, "shutdown"))
+            return Self.json(["Reason": body.reason.rawValue])
+        }
+        // `drover run-on-shutdown`: a script to run, after those registered before, when the agent stops for good.
+        router.post("/v1/agent/run-on-shutdown") { request, _ in
+            let body = try await Self.decode(ScriptRequest.self, request)
+            guard let body = body.value else { return body.error! }
+            guard body.script.hasPrefix("/"), FileManager.default.isExecutableFile(atPath: body.script) else {
+                return Self.error(.badRequest, FieldError("Script", "'\(body.script)' is not an executable file given by its full path"))
+            }
+            do {
+                return Self.json(["Scripts": try shutdownScripts.register(body.script)])
+            } catch {
+                var response = Self.json(["Error": "cannot record the script in \(shutdownScripts.file.path): \(error)"])
+                response.status = .internalServerError
+                return response
+            }
+        }
+        // `drover send`: an arbitrary message under this node's prefix, as `jetpack send`.
+        router.post("/v1/agent/send") { request, _ in
+            let body = try await Self.decode(SendRequest.self, request)
+            guard let body = body.value else { return body.error! }
+            let words = body.routingKey.split(separator: ".", omittingEmptySubsequences: false)
+            guard !words.isEmpty, words.allSatisfy({ RoutingKey.isValidWord($0) }) else {
+                return Self.error(
+                    .badRequest, FieldError("RoutingKey", "'\(body.routingKey)' must be words separated by dots, without '*', '#' or spaces"))
+            }
+            let key = RoutingKey.nodeSend(node.id, body.routingKey)
+            let message = OutgoingMessage(
+                routingKey: key, messageID: UUID().uuidString.lowercased(), type: "node.send", schemaVersion: 1, timestamp: Date(),
+                body: Array(body.body.utf8), headers: ["x-drover-node": node.id])
+            try await bus.publish(message)
+            return Self.json(["RoutingKey": key])
+        }
+    }
+
+    struct AgentSelf: Encodable {
+        var node: Node
+        var settings: [String: String]
+        enum CodingKeys: String, CodingKey {
+            case node = "Node"
+            case settings = "Settings"
+        }
+    }
+
+    struct KeepaliveRequest: Decodable {
+        var duration: String
+        enum CodingKeys: String, CodingKey { case duration = "Duration" }
+    }
+
+    struct ShutdownRequest: Decodable {
+        var reason: NodeShutdownRequest.Reason
+        enum CodingKeys: String, CodingKey { case reason = "Reason" }
+    }
+
+    struct ScriptRequest: Decodable {
+        var script: String
+        enum CodingKeys: String, CodingKey { case script = "Script" }
+    }
+
+    struct SendRequest: Decodable {
+        var routingKey: String
+        var body: String
+        enum CodingKeys: String, CodingKey {
+            case routingKey = "RoutingKey"
+            case body = "Body"
+        }
+    }
+
+    /// A decoded body, or the 400 answer that names what was wrong with it.
+    static func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> (value: T?, error: Response?) {
+        let body = try await request.body.collect(upTo: 8 << 20)
+        do {
+            return (try JSONDecoder().decode(T.self, from: Data(buffer: body)), nil)
+        } catch let error as DecodingError {
+            return (nil, Self.error(.badRequest, FieldError(error, root: "")))
+        }
+    }
+
+    static func json(_ value: some Encodable) -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data = (try? encoder.encode(value)) ?? Data("null".utf8)
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
     }
 
     struct LogRequest: Decodable {
@@ -45,8 +142,19 @@ struct AgentAPI: Sendable {
         }
     }
 
+    /// A 4xx answer shaped as the gateway's: `{"Error", "Fields": [{"Field", "Reason"}]}`.
     static func error(_ status: HTTPResponse.Status, _ field: FieldError) -> Response {
-        let body = (try? JSONEncoder().encode(["Error": field.description])) ?? Data()
-        return Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
+        var response = json(Problem(error: field.description, fields: [field]))
+        response.status = status
+        return response
+    }
+
+    struct Problem: Encodable {
+        var error: String
+        var fields: [FieldError]
+        enum CodingKeys: String, CodingKey {
+            case error = "Error"
+            case fields = "Fields"
+        }
     }
 }

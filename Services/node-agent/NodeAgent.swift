@@ -44,6 +44,13 @@ struct NodeAgent: AsyncParsableCommand {
     @Option(name: .customLong("meta"), help: "Node metadata KEY=VALUE, read as ${meta.KEY}; repeatable.")
     var meta: [String] = []
 
+    @Option(
+        help: "Directory of HealthCheck executables: exit 254 unhealthy, 0 healthy (env DROVER_HEALTHCHECK_DIR; default <data-dir>/healthcheck.d).")
+    var healthcheckDir: String? = ProcessInfo.processInfo.environment["DROVER_HEALTHCHECK_DIR"]
+
+    @Option(help: "Seconds between HealthCheck runs (env DROVER_HEALTHCHECK_INTERVAL).")
+    var healthcheckInterval: Double = ProcessInfo.processInfo.environment["DROVER_HEALTHCHECK_INTERVAL"].flatMap(Double.init) ?? 600
+
     @Option(help: "CPU to offer in MHz, instead of cores x clock.")
     var cpuTotalCompute: Int?
 
@@ -59,6 +66,7 @@ struct NodeAgent: AsyncParsableCommand {
         }
         guard heartbeatInterval > 0 else { throw ValidationError("--heartbeat-interval: must be more than 0 seconds") }
         guard registrationInterval > 0 else { throw ValidationError("--registration-interval: must be more than 0 seconds") }
+        guard healthcheckInterval > 0 else { throw ValidationError("--healthcheck-interval: must be more than 0 seconds") }
         for pair in meta where !pair.contains("=") || pair.hasPrefix("=") {
             throw ValidationError("--meta: '\(pair)' is not KEY=VALUE")
         }
@@ -100,6 +108,14 @@ struct NodeAgent: AsyncParsableCommand {
         ) { envelope, _ in
             heartbeats.use(ttl: envelope.data.ttl)
         }
+        let shutdownScripts = ShutdownScripts(file: dataDirectory.appendingPathComponent("run-on-shutdown.json"), logger: logger)
+        let healthChecks = HealthChecks(
+            bus: amqp, nodeID: id, directory: URL(fileURLWithPath: healthcheckDir ?? dataDirectory.appendingPathComponent("healthcheck.d").path),
+            interval: .milliseconds(Int(healthcheckInterval * 1000)), logger: logger)
+        let settings = [
+            "amqp_url": try bus.configuration().endpoint.redacted, "exchange": try bus.configuration().exchange, "data_dir": dataDirectory.path,
+            "healthcheck_dir": healthChecks.directory.path, "healthcheck_interval": "\(healthcheckInterval)s",
+        ]
         try await runtime.runService(
             bus: amqp, host: server.httpHost, port: server.configuredPort ?? 4651,
             prepare: {
@@ -116,7 +132,8 @@ struct NodeAgent: AsyncParsableCommand {
                 Registrations(bus: amqp, node: node, interval: .milliseconds(Int(registrationInterval * 1000)), logger: logger),
                 heartbeats, control, StatusReporter(bus: amqp, nodeID: id, reports: reports, logger: logger), allocations,
                 OutputShipper(bus: amqp, nodeID: id, root: dataDirectory.appendingPathComponent("alloc"), logger: logger),
-            ], routes: AgentAPI(bus: amqp, node: node).addRoutes)
+                healthChecks, shutdownScripts,
+            ], routes: AgentAPI(bus: amqp, node: node, shutdownScripts: shutdownScripts, settings: settings).addRoutes)
     }
 }
 

@@ -53,5 +53,8 @@ public struct ClusterEvent: Codable, Sendable, Equatable {
         public static let nodeReady = "NodeReady"
         public static let drainStarted = "DrainStarted"
         public static let drainComplete = "DrainComplete"
+        public static let nodeUnhealthy = "NodeUnhealthy"
+        public static let keepalive = "Keepalive"
+        public static let shutdownRequested = "ShutdownRequested"
     }
 }

@@ -28,6 +28,13 @@ public struct Node: Codable, Sendable, Equatable {
     public var drainStrategy: DrainStrategy?
     /// How the last drain ended.
     public var lastDrain: DrainMetadata?
+    /// Until when (Unix nanoseconds) a keepalive (`drover keepalive`) keeps the node from
+    /// termination; `Int64.max` for ever.
+    public var keepaliveUntil: Int64?
+    /// Set once the node should be taken away (unhealthy, or it asked), for the autoscaler.
+    public var termination: TerminationRequest?
+    /// The last HealthCheck outcome.
+    public var health: NodeHealth?
     public var createIndex: Int64?
     public var modifyIndex: Int64?
 
@@ -64,6 +71,9 @@ public struct Node: Codable, Sendable, Equatable {
         case drain = "Drain"
         case drainStrategy = "DrainStrategy"
         case lastDrain = "LastDrain"
+        case keepaliveUntil = "KeepaliveUntil"
+        case termination = "Termination"
+        case health = "Health"
         case createIndex = "CreateIndex"
         case modifyIndex = "ModifyIndex"
     }
@@ -155,5 +165,42 @@ public struct DrainMetadata: Codable, Sendable, Equatable {
         case status = "Status"
         case startedAt = "StartedAt"
         case updatedAt = "UpdatedAt"
+    }
+}
+
+/// Why and since when a node should be taken away.
+public struct TerminationRequest: Codable, Sendable, Equatable {
+    public var reason: String
+    /// Unix nanoseconds.
+    public var requestedAt: Int64
+
+    public init(reason: String, requestedAt: Int64) {
+        self.reason = reason
+        self.requestedAt = requestedAt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case reason = "Reason"
+        case requestedAt = "RequestedAt"
+    }
+}
+
+/// A node's last HealthCheck outcome.
+public struct NodeHealth: Codable, Sendable, Equatable {
+    public var healthy: Bool
+    /// Unix nanoseconds.
+    public var checkedAt: Int64
+    public var checks: [NodeHealthReport.Check]
+
+    public init(healthy: Bool, checkedAt: Int64, checks: [NodeHealthReport.Check]) {
+        self.healthy = healthy
+        self.checkedAt = checkedAt
+        self.checks = checks
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case healthy = "Healthy"
+        case checkedAt = "CheckedAt"
+        case checks = "Checks"
     }
 }

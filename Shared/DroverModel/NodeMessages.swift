@@ -170,3 +170,108 @@ extension RoutingKey {
         return "node.\(chunk.nodeID).output.\(chunk.allocID).\(task.isEmpty ? "_" : task).\(chunk.stream.rawValue)"
     }
 }
+
+/// The outcome of a node's HealthCheck scripts (`healthcheck.d`), on `node.<nodeId>.health`.
+/// Exit 254 is unhealthy, 0 healthy; any other exit is an error of the script, not of the node.
+public struct NodeHealthReport: DroverMessage, Equatable {
+    public static let messageType = "node.health"
+    public static let schemaVersion = 1
+
+    public struct Check: Codable, Sendable, Equatable {
+        public var script: String
+        public var exitCode: Int32
+        /// The end of what it printed.
+        public var output: String
+
+        public init(script: String, exitCode: Int32, output: String) {
+            self.script = script
+            self.exitCode = exitCode
+            self.output = output
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case script = "Script"
+            case exitCode = "ExitCode"
+            case output = "Output"
+        }
+    }
+
+    public var nodeID: String
+    public var healthy: Bool
+    public var checks: [Check]
+
+    public init(nodeID: String, healthy: Bool, checks: [Check]) {
+        self.nodeID = nodeID
+        self.healthy = healthy
+        self.checks = checks
+    }
+
+    /// What an exit code says of the node: true healthy, false unhealthy, nil neither.
+    public static func verdict(exitCode: Int32) -> Bool? {
+        switch exitCode {
+        case 0: true
+        case 254: false
+        default: nil
+        }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case nodeID = "NodeID"
+        case healthy = "Healthy"
+        case checks = "Checks"
+    }
+}
+
+/// `drover keepalive`: keep this node from being terminated until `Until` (for ever when null),
+/// on `node.<nodeId>.keepalive`.
+public struct NodeKeepalive: DroverMessage, Equatable {
+    public static let messageType = "node.keepalive"
+    public static let schemaVersion = 1
+
+    public var nodeID: String
+    public var until: Date?
+
+    public init(nodeID: String, until: Date?) {
+        self.nodeID = nodeID
+        self.until = until
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case nodeID = "NodeID"
+        case until = "Until"
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(nodeID, forKey: .nodeID)
+        try container.encode(until, forKey: .until)  // null: for ever
+    }
+}
+
+/// `drover shutdown`: the node asks to be taken away, on `node.<nodeId>.shutdown`.
+public struct NodeShutdownRequest: DroverMessage, Equatable {
+    public static let messageType = "node.shutdown"
+    public static let schemaVersion = 1
+
+    public enum Reason: String, Codable, Sendable, CaseIterable {
+        case requested, unhealthy, idle, deallocate
+    }
+
+    public var nodeID: String
+    public var reason: Reason
+
+    public init(nodeID: String, reason: Reason) {
+        self.nodeID = nodeID
+        self.reason = reason
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case nodeID = "NodeID"
+        case reason = "Reason"
+    }
+}
+
+extension RoutingKey {
+    /// `node.<nodeId>.<event>`: what a node says of itself.
+    public static func node(_ nodeID: String, _ event: String) -> String { "node.\(nodeID).\(event)" }
+}

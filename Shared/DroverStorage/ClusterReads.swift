@@ -18,7 +18,10 @@ extension ClusterStore {
     }
 
     static let nodeColumns =
-        "SELECT spec::text, status, eligibility, drain, drain_strategy::text, last_drain::text, create_index, modify_index FROM drover_nodes"
+        """
+        SELECT spec::text, status, eligibility, drain, drain_strategy::text, last_drain::text, health::text, keepalive_until, termination::text,
+            create_index, modify_index FROM drover_nodes
+        """
 
     func readNodes(_ query: PostgresQuery, on connection: PostgresConnection?) async throws -> [Node] {
         let rows: PostgresRowSequence
@@ -28,8 +31,8 @@ extension ClusterStore {
             rows = try await database.client.query(query, logger: logger)
         }
         var nodes: [Node] = []
-        for try await (spec, status, eligibility, drain, strategy, lastDrain, createIndex, modifyIndex) in rows.decode(
-            (String, String, String, Bool, String?, String?, Int64, Int64).self)
+        for try await (spec, status, eligibility, drain, strategy, lastDrain, health, keepalive, termination, createIndex, modifyIndex)
+            in rows.decode((String, String, String, Bool, String?, String?, String?, Int64?, String?, Int64, Int64).self)
         {
             var node = try Self.decode(Node.self, spec)
             node.status = Node.Status(rawValue: status) ?? .down
@@ -37,6 +40,9 @@ extension ClusterStore {
             node.drain = drain
             node.drainStrategy = try strategy.map { try Self.decode(DrainStrategy.self, $0) }
             node.lastDrain = try lastDrain.map { try Self.decode(DrainMetadata.self, $0) }
+            node.health = try health.map { try Self.decode(NodeHealth.self, $0) }
+            node.keepaliveUntil = keepalive
+            node.termination = try termination.map { try Self.decode(TerminationRequest.self, $0) }
             node.createIndex = createIndex
             node.modifyIndex = modifyIndex
             nodes.append(node)

@@ -220,6 +220,8 @@ public enum DroverSchema {
                 )
                 """,
                 "CREATE INDEX drover_events_time ON drover_events (time)",
+                // HealthCheck outcome, keepalive (Unix nanoseconds) and termination request, the control plane's.
+                "ALTER TABLE drover_nodes ADD COLUMN health jsonb, ADD COLUMN keepalive_until bigint, ADD COLUMN termination jsonb",
                 // Each stream's bytes in chunks keyed by their offset: a chunk delivered twice is stored once.
                 """
                 CREATE TABLE drover_task_output (

@@ -96,3 +96,21 @@ import Testing
         #expect(DrainDecision.forceDeadline(for: DrainSpec(deadline: deadline), now: 1_000) == expected)
     }
 }
+
+@Suite struct HealthDecisionTests {
+    let now = Date(timeIntervalSince1970: 1_800_000_000)
+
+    @Test func anUnhealthyNodeIsFlaggedUnlessAKeepaliveHolds() {
+        #expect(HealthDecision.decide(healthy: true, keepaliveUntil: nil, now: now) == .none)
+        #expect(HealthDecision.decide(healthy: false, keepaliveUntil: nil, now: now) == .makeIneligibleAndFlag)
+        let later = now.addingTimeInterval(3600)
+        #expect(HealthDecision.decide(healthy: false, keepaliveUntil: later, now: now) == .makeIneligibleAndKeep(until: later))
+        #expect(HealthDecision.decide(healthy: false, keepaliveUntil: now, now: now) == .makeIneligibleAndFlag, "an expired keepalive holds nothing")
+        #expect(HealthDecision.decide(healthy: false, keepaliveUntil: .distantFuture, now: now) == .makeIneligibleAndKeep(until: .distantFuture))
+    }
+
+    @Test(arguments: [(0, true), (254, false), (1, nil), (255, nil)] as [(Int32, Bool?)])
+    func exitCodes(code: Int32, verdict: Bool?) {
+        #expect(NodeHealthReport.verdict(exitCode: code) == verdict)
+    }
+}

@@ -151,7 +151,22 @@ public struct TestVirtualHost: Sendable {
         try await manage("DELETE", "/api/vhosts/\(name)")
     }
 
-    private func manage(_ method: String, _ path: String, body: String? = nil) async throws {
+    /// Declares queue `name` bound to `pattern` on the `drover` exchange, for a test to read.
+    public func bindQueue(_ name: String, to pattern: String) async throws {
+        try await manage("PUT", "/api/queues/\(self.name)/\(name)", body: #"{"durable": false, "auto_delete": false}"#)
+        try await manage("POST", "/api/bindings/\(self.name)/e/drover/q/\(name)", body: #"{"routing_key": "\#(pattern)"}"#)
+    }
+
+    /// Takes up to `count` messages from queue `name`. - Returns: each one's routing key and body.
+    public func takeMessages(from name: String, count: Int = 10) async throws -> [(routingKey: String, body: String)] {
+        let data = try await manage(
+            "POST", "/api/queues/\(self.name)/\(name)/get", body: #"{"count": \#(count), "ackmode": "ack_requeue_false", "encoding": "auto"}"#)
+        let messages = try JSONSerialization.jsonObject(with: data) as? [[String: Any]] ?? []
+        return messages.map { (($0["routing_key"] as? String) ?? "", ($0["payload"] as? String) ?? "") }
+    }
+
+    @discardableResult
+    private func manage(_ method: String, _ path: String, body: String? = nil) async throws -> Data {
         guard let base = TestEnvironment.amqpManagementURL, let components = URLComponents(string: base),
             let url = URL(string: "\(components.scheme ?? "http")://\(components.host ?? "127.0.0.1"):\(components.port ?? 15672)\(path)")
         else { throw TestFailure("DROVER_TEST_AMQP_MANAGEMENT_URL is not set or not a URL") }
@@ -166,6 +181,7 @@ public struct TestVirtualHost: Sendable {
         guard (200..<300).contains(status) else {
             throw TestFailure("\(method) \(path) on the RabbitMQ management API: HTTP \(status) \(String(decoding: data, as: UTF8.self))")
         }
+        return data
     }
 }
 

@@ -104,4 +104,77 @@ struct NodesEndToEndTests {
             try await eventually("web stopped") { ((try? await processes(matching: marker)) ?? "x").isEmpty }
         }
     }
+
+    @Test func anUnhealthyNodeIsIneligibleAndFlaggedUnlessKeptAliveAndTheNodeCommandsWork() async throws {
+        try await Cluster.with { cluster in
+            let failing = "#!/bin/sh\necho disk gone\nexit 254\n"
+            func checks(_ name: String) throws -> URL {
+                let directory = cluster.logs.appendingPathComponent("healthcheck-\(name)")
+                try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+                return directory
+            }
+            func install(_ script: String, in directory: URL) throws {
+                let file = directory.appendingPathComponent("check")
+                try script.write(to: file, atomically: true, encoding: .utf8)
+                try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: file.path)
+            }
+            let (directoryA, directoryB) = (try checks("a"), try checks("b"))
+            try install(failing, in: directoryB)
+            let a = try await cluster.addAgent("a", arguments: ["--healthcheck-dir", directoryA.path, "--healthcheck-interval", "0.5"])
+            let b = try await cluster.addAgent("b", arguments: ["--healthcheck-dir", directoryB.path, "--healthcheck-interval", "0.5"])
+            @Sendable func node(_ name: String) async -> [String: Any] {
+                ((try? await cluster.json("/v1/node/\(cluster.run)-\(name)")) as? [String: Any]) ?? [:]
+            }
+
+            // Unhealthy without a keepalive: ineligible and flagged.
+            try await eventually("b flagged") {
+                let b = await node("b")
+                return b["SchedulingEligibility"] as? String == "ineligible"
+                    && (b["Termination"] as? [String: Any])?["Reason"] as? String == "unhealthy"
+            }
+            // With a keepalive: ineligible, not flagged.
+            let keep = try await cluster.cli("keepalive 2h --agent http://127.0.0.1:\(a.port)")
+            #expect(keep.status == 0 && keep.output.hasPrefix("Keepalive set until"), "\(keep.output)")
+            try await eventually("keepalive recorded") { await node("a")["KeepaliveUntil"] != nil }
+            try install(failing, in: directoryA)
+            try await eventually("a unhealthy") { (await node("a")["Health"] as? [String: Any])?["Healthy"] as? Bool == false }
+            let nodeA = await node("a")
+            #expect(nodeA["SchedulingEligibility"] as? String == "ineligible" && nodeA["Termination"] == nil, "\(nodeA)")
+            let status = try await cluster.cli("node status \(cluster.run)-a")
+            #expect(status.output.contains("Keepalive   = until") && status.output.contains("unhealthy"), "\(status.output)")
+            let events = try await cluster.json("/v1/events?node=\(cluster.run)-a") as? [[String: Any]] ?? []
+            #expect(events.contains { $0["Type"] as? String == "NodeUnhealthy" && ($0["Message"] as? String)?.contains("kept by keepalive") == true })
+
+            // The node's own commands, through its agent.
+            let agentB = "--agent http://127.0.0.1:\(b.port)"
+            let name = try await cluster.cli("config node.name \(agentB)")
+            #expect(name.status == 0 && name.output == "b\n", "\(name.output)")
+            let cores = try await cluster.cli("config \(agentB)")
+            #expect(cores.output.contains("node.attributes.cpu.numcores = ") && cores.output.contains("cluster.exchange = drover"))
+            #expect(try await cluster.cli("config node.nothing \(agentB)").status != 0)
+            #expect(try await cluster.cli("keepalive soon \(agentB)").status != 0)
+
+            let shutdown = try await cluster.cli("shutdown --idle \(agentB)")
+            #expect(shutdown.status == 0, "\(shutdown.output)")
+            try await eventually("b asked to go") { ((await node("b"))["Termination"] as? [String: Any])?["Reason"] as? String == "idle" }
+
+            try await cluster.virtualHost.bindQueue("plugin", to: "node.*.send.#")
+            let sent = try await cluster.cli("send backup.done '{\"ok\": true}' \(agentB)")
+            #expect(sent.status == 0 && sent.output.contains("node.\(cluster.run)-b.send.backup.done"), "\(sent.output)")
+            let messages = try await cluster.virtualHost.takeMessages(from: "plugin")
+            #expect(messages.map(\.routingKey) == ["node.\(cluster.run)-b.send.backup.done"] && messages.first?.body == #"{"ok": true}"#)
+            #expect(try await cluster.cli("send 'bad.*' x \(agentB)").status != 0)
+
+            let marker = cluster.logs.appendingPathComponent("shutdown-ran")
+            let script = cluster.logs.appendingPathComponent("on-shutdown.sh")
+            try install("#!/bin/sh\necho ran > \(marker.path)\n", in: cluster.logs)
+            try FileManager.default.moveItem(at: cluster.logs.appendingPathComponent("check"), to: script)
+            let registered = try await cluster.cli("run-on-shutdown \(script.path) \(agentB)")
+            #expect(registered.status == 0, "\(registered.output)")
+            #expect(registered.output.contains(script.path), "\(registered.output)")
+            #expect(try await cluster.cli("run-on-shutdown /no/such/script \(agentB)").status != 0)
+            #expect(try await b.terminate() == 0)
+            #expect((try? String(contentsOf: marker, encoding: .utf8)) == "ran\n", "the script ran when the agent stopped")
+        }
+    }
 }
