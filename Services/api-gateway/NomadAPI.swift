@@ -139,6 +139,35 @@ struct NomadAPI: Sendable {
 
         addLogRoutes(to: router)
 
+        // Users the cluster manages on its nodes
+        router.get("/v1/users") { request, _ in try await read(request) { try await store.users() } }
+        router.get("/v1/user/:name") { request, context in
+            let name = context.parameters.get("name") ?? ""
+            return try await read(request) {
+                try await store.users().first { $0.name == name } ?? { throw ClusterStoreError.notFound(kind: "user", id: name) }()
+            }
+        }
+        for method in [HTTPRequest.Method.put, .post] {
+            router.on("/v1/user/:name", method: method) { request, context in
+                try await handle {
+                    let name = context.parameters.get("name") ?? ""
+                    var user = try await Self.decodeBody(ClusterUser.self, request)
+                    if user.name.isEmpty { user.name = name }
+                    guard user.name == name else {
+                        throw ClusterStoreError.invalid([FieldError("Name", "'\(user.name)' does not match the name '\(name)' in the path")])
+                    }
+                    let index = try await store.put(user: user)
+                    return Self.json(["Index": index], index: index)
+                }
+            }
+        }
+        router.delete("/v1/user/:name") { _, context in
+            try await handle {
+                let index = try await store.deleteUser(name: context.parameters.get("name") ?? "")
+                return Self.json(["Index": index], index: index)
+            }
+        }
+
         // Agent and status
         router.get("/v1/status/leader") { _, _ in Self.json(address, index: nil) }
         router.get("/v1/status/peers") { _, _ in Self.json([address], index: nil) }

@@ -140,3 +140,27 @@ struct Config: AsyncParsableCommand {
         return values
     }
 }
+
+struct Users: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Lists the users the cluster manages on this node (set with PUT /v1/user/<name>).")
+
+    @OptionGroup var agent: AgentOptions
+    @Flag(name: .customLong("json"), help: "Print JSON.") var json = false
+
+    func run() async throws {
+        let client = APIClient(address: agent.agent)
+        if json { return print(try await client.get("/v1/agent/users", as: RawJSON.self).0.pretty) }
+        let (users, _) = try await client.get("/v1/agent/users", as: [ClusterUser].self)
+        if users.isEmpty { return print("No users managed on this node") }
+        print(
+            table(
+                ["Name", "UID", "Groups", "Shell", "Sudo", "SSH keys"],
+                users.map {
+                    [
+                        $0.name, $0.uid.map(String.init) ?? "-", $0.groups.joined(separator: ","), $0.shell ?? "-", String($0.sudo),
+                        String($0.sshKeys.count),
+                    ]
+                }))
+    }
+}

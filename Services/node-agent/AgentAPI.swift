@@ -9,6 +9,7 @@ struct AgentAPI: Sendable {
     let bus: any MessageBus
     let node: Node
     let shutdownScripts: ShutdownScripts
+    let users: NodeUsers
     /// Settings the node's commands may read (`drover config cluster.<key>`).
     let settings: [String: String]
 
@@ -27,6 +28,8 @@ struct AgentAPI: Sendable {
         router.get("/v1/agent/self") { _, _ in
             Self.json(AgentSelf(node: node, settings: settings))
         }
+        // `drover users`: the users the cluster manages on this node.
+        router.get("/v1/agent/users") { _, _ in Self.json(users.current()) }
         // `drover keepalive`: no termination until then.
         router.post("/v1/agent/keepalive") { request, _ in
             let body = try await Self.decode(KeepaliveRequest.self, request)

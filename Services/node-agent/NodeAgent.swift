@@ -108,6 +108,13 @@ struct NodeAgent: AsyncParsableCommand {
         ) { envelope, _ in
             heartbeats.use(ttl: envelope.data.ttl)
         }
+        let users = NodeUsers(file: dataDirectory.appendingPathComponent("users.json"), nodeClass: nodeClass)
+        let usersConsumer = MessageConsumer(
+            ClusterUsers.self, bus: amqp,
+            spec: ConsumerSpec(queue: "node.\(id).users", bindings: ["cluster.users.\(id).#", "cluster.users.all.#"], prefetch: 10), logger: logger
+        ) { envelope, _ in
+            try users.update(envelope.data)
+        }
         let shutdownScripts = ShutdownScripts(file: dataDirectory.appendingPathComponent("run-on-shutdown.json"), logger: logger)
         let healthChecks = HealthChecks(
             bus: amqp, nodeID: id, directory: URL(fileURLWithPath: healthcheckDir ?? dataDirectory.appendingPathComponent("healthcheck.d").path),
@@ -132,8 +139,8 @@ struct NodeAgent: AsyncParsableCommand {
                 Registrations(bus: amqp, node: node, interval: .milliseconds(Int(registrationInterval * 1000)), logger: logger),
                 heartbeats, control, StatusReporter(bus: amqp, nodeID: id, reports: reports, logger: logger), allocations,
                 OutputShipper(bus: amqp, nodeID: id, root: dataDirectory.appendingPathComponent("alloc"), logger: logger),
-                healthChecks, shutdownScripts,
-            ], routes: AgentAPI(bus: amqp, node: node, shutdownScripts: shutdownScripts, settings: settings).addRoutes)
+                healthChecks, shutdownScripts, usersConsumer,
+            ], routes: AgentAPI(bus: amqp, node: node, shutdownScripts: shutdownScripts, users: users, settings: settings).addRoutes)
     }
 }
 

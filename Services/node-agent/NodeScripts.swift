@@ -121,3 +121,26 @@ struct ShutdownScripts: Service {
         }
     }
 }
+
+/// The users the cluster manages on this node: the newest list the control plane sent, kept in
+/// `<data-dir>/users.json`, narrowed to this node's class.
+struct NodeUsers: Sendable {
+    let file: URL
+    let nodeClass: String
+
+    /// Keeps `list` unless an older one than kept (messages may arrive out of order).
+    func update(_ list: ClusterUsers) throws {
+        if let kept = stored(), kept.index >= list.index { return }
+        try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try MessageCoding.encoder().encode(list).write(to: file, options: .atomic)
+    }
+
+    func current() -> [ClusterUser] {
+        (stored()?.users ?? []).filter { $0.applies(toClass: nodeClass) }
+    }
+
+    private func stored() -> ClusterUsers? {
+        guard let data = try? Data(contentsOf: file) else { return nil }
+        return try? MessageCoding.decoder().decode(ClusterUsers.self, from: data)
+    }
+}

@@ -222,6 +222,7 @@ public enum DroverSchema {
                 "CREATE INDEX drover_events_time ON drover_events (time)",
                 // HealthCheck outcome, keepalive (Unix nanoseconds) and termination request, the control plane's.
                 "ALTER TABLE drover_nodes ADD COLUMN health jsonb, ADD COLUMN keepalive_until bigint, ADD COLUMN termination jsonb",
+                "CREATE TABLE drover_users (name text PRIMARY KEY, spec jsonb NOT NULL, modify_index bigint NOT NULL)",
                 // Each stream's bytes in chunks keyed by their offset: a chunk delivered twice is stored once.
                 """
                 CREATE TABLE drover_task_output (

@@ -111,8 +111,8 @@ extension ClusterStore {
     }
 
     /// A node is ready again: what waited for room may fit there, every system job is evaluated
-    /// for it, and each allocation replaced while it was away is told to stop once more, so that
-    /// nothing it still runs runs twice.
+    /// for it, each allocation replaced while it was away is told to stop once more, so that
+    /// nothing it still runs runs twice, and it is sent the cluster's users.
     /// - Returns: the evaluations created.
     static func nodeBecameReady(_ nodeID: String, index: Int64, on connection: PostgresConnection, logger: Logger) async throws -> [String] {
         var created = try await unblockEvaluations(index: index, on: connection, logger: logger)
@@ -140,6 +140,8 @@ extension ClusterStore {
         try await Outbox.enqueue(
             try lost.map { try OutgoingMessage(AllocationUpdate(allocation: $0), routingKey: RoutingKey.allocationUpdated($0)) },
             on: connection, logger: logger)
+        // The users it should have, in case it missed a change while away.
+        try await sendUsers(to: nodeID, index: index, on: connection, logger: logger)
         return created
     }
 

@@ -177,4 +177,24 @@ struct NodesEndToEndTests {
             #expect((try? String(contentsOf: marker, encoding: .utf8)) == "ran\n", "the script ran when the agent stopped")
         }
     }
+
+    @Test func theUsersSetOverTheAPIReachTheNodesTheyAreFor() async throws {
+        try await Cluster.with { cluster in
+            let bad = try await cluster.api.request("PUT", "/v1/user/Alice", body: #"{"UID": 5, "Shell": "bash"}"#)
+            #expect(bad.status == 400 && bad.body.contains(#""Field":"Name""#) && bad.body.contains(#""Field":"UID""#), "\(bad.body)")
+            #expect(bad.body.contains(#""Field":"Shell""#))
+            let alice = #"{"UID": 2001, "Groups": ["users"], "Shell": "/bin/bash", "SSHKeys": ["ssh-ed25519 AAAA alice"], "Sudo": true}"#
+            #expect(try await cluster.api.request("PUT", "/v1/user/alice", body: alice).status == 200)
+            #expect(try await cluster.api.request("PUT", "/v1/user/bob", body: #"{"NodeClasses": ["gpu"]}"#).status == 200)
+            // A node that joins later is sent the list when it becomes ready.
+            let agent = try await cluster.addAgent("a")
+            let address = "--agent http://127.0.0.1:\(agent.port)"
+            try await eventually("alice on a") { (try? await cluster.cli("users \(address)"))?.output.contains("alice") == true }
+            let listed = try await cluster.cli("users --json \(address)")
+            #expect(listed.output.contains(#""UID" : 2001"#) && !listed.output.contains("bob"), "bob is for gpu nodes only: \(listed.output)")
+            #expect(try await cluster.api.request("DELETE", "/v1/user/alice").status == 200)
+            try await eventually("alice gone from a") { (try? await cluster.cli("users \(address)"))?.output.contains("No users") == true }
+            #expect(try await cluster.api.request("DELETE", "/v1/user/alice").status == 404)
+        }
+    }
 }
