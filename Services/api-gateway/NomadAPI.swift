@@ -1,3 +1,4 @@
+import DroverMessaging
 import DroverModel
 import DroverScheduling
 import DroverStorage
@@ -13,6 +14,10 @@ struct NomadAPI: Sendable {
     let watcher: IndexWatcher
     let address: String
     let logger: Logger
+    /// Node users on the broker, for enrolment and removal.
+    let brokerUsers: BrokerUsers
+    /// Where the broker is, for the credentials enrolment hands out.
+    let brokerEndpoint: AMQPEndpoint
 
     func addRoutes(to router: Router<BasicRequestContext>) {
         router.get("/v1/openapi.yaml") { _, _ in
@@ -92,6 +97,30 @@ struct NomadAPI: Sendable {
                 let body = try await Self.decodeBody(NodeDrainRequest.self, request)
                 let result = try await store.drain(nodeID: context.parameters.get("id") ?? "", spec: body.drainSpec, markEligible: body.markEligible)
                 return Self.json(result, index: result.index)
+            }
+        }
+        // Enrolment: the node's own broker user, whose credentials the agent runs with.
+        router.post("/v1/node/:id/enroll") { _, context in
+            try await handle {
+                let id = context.parameters.get("id") ?? ""
+                guard RoutingKey.isValidWord(id) else {
+                    throw ClusterStoreError.invalid([FieldError("id", "'\(id)' must be one routing-key word: no dots, '*', '#' or spaces")])
+                }
+                let (user, password) = try await broker { try await brokerUsers.enroll(nodeID: id) }
+                var endpoint = brokerEndpoint
+                endpoint.user = user
+                endpoint.password = password
+                return Self.json(NodeCredentials(nodeID: id, user: user, password: password, amqpURL: endpoint.url), index: nil)
+            }
+        }
+        // Removal: the node's broker user goes (its connections are closed) and the cluster forgets it.
+        router.post("/v1/node/:id/purge") { _, context in
+            try await handle {
+                let id = context.parameters.get("id") ?? ""
+                let hadUser = try await broker { try await brokerUsers.remove(nodeID: id) }
+                let known = try await store.purge(nodeID: id)
+                guard hadUser || known else { throw ClusterStoreError.notFound(kind: "node", id: id) }
+                return Self.json(["NodeID": id], index: try await store.currentIndex())
             }
         }
         router.post("/v1/node/:id/eligibility") { request, context in
@@ -184,6 +213,15 @@ struct NomadAPI: Sendable {
             let result = try await store.register(job)
             logger.info("Job registered", metadata: ["job_id": "\(job.id)", "eval_id": "\(result.evalID)"])
             return Self.json(result, index: result.index)
+        }
+    }
+
+    /// Runs a call to the broker's management API; its failure is a 503 that says so.
+    private func broker<T>(_ call: () async throws -> T) async throws -> T {
+        do {
+            return try await call()
+        } catch let error as BrokerUsers.Failure {
+            throw HTTPError(.serviceUnavailable, message: "the broker's users cannot be managed: \(error.description)")
         }
     }
 
@@ -333,6 +371,20 @@ struct JobSummary: Encodable {
     enum CodingKeys: String, CodingKey {
         case jobID = "JobID"
         case summary = "Summary"
+    }
+}
+
+/// What enrolment answers: the credentials the node's agent connects with.
+struct NodeCredentials: Encodable {
+    var nodeID: String
+    var user: String
+    var password: String
+    var amqpURL: String
+    enum CodingKeys: String, CodingKey {
+        case nodeID = "NodeID"
+        case user = "User"
+        case password = "Password"
+        case amqpURL = "AMQPURL"
     }
 }
 

@@ -120,3 +120,40 @@ struct NodeEligibility: AsyncParsableCommand {
         print("Node \"\(id)\" scheduling eligibility set: \(enable ? "eligible" : "ineligible") for scheduling")
     }
 }
+
+struct NodeEnroll: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "enroll",
+        abstract: "Gives a node its own broker user and prints (or writes) the settings its agent runs with.",
+        discussion: "The node may then publish only under node.<id>. and read only its own queues; `drover node purge` takes it away.")
+
+    @OptionGroup var api: AddressOptions
+    @Argument(help: "The node's id; a new one when left out.") var id: String?
+    @Option(name: .customLong("output", withSingleDash: true), help: "Write the settings to this file (mode 0600) instead of printing them.")
+    var output: String?
+
+    func run() async throws {
+        let id = self.id ?? UUID().uuidString.lowercased()
+        let (credentials, _) = try await APIClient(address: api.address).send(
+            "POST", "/v1/node/\(id)/enroll", body: Data("{}".utf8), as: [String: String].self)
+        let settings = "DROVER_NODE_ID=\(credentials["NodeID"] ?? id)\nDROVER_AMQP_URL=\(credentials["AMQPURL"] ?? "")\n"
+        guard let output else { return print(settings, terminator: "") }
+        guard FileManager.default.createFile(atPath: output, contents: Data(settings.utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw APIClient.Failure(description: "cannot write \(output); check that its directory exists and is writable")
+        }
+        print("Node \(id) enrolled; its agent's settings are in \(output)")
+    }
+}
+
+struct NodePurge: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "purge", abstract: "Removes a node: its broker user goes, its connections close, and its allocations are replaced.")
+
+    @OptionGroup var api: AddressOptions
+    @Argument(help: "The node's id.") var id: String
+
+    func run() async throws {
+        _ = try await APIClient(address: api.address).raw("POST", "/v1/node/\(id)/purge", body: Data("{}".utf8))
+        print("Node \(id) purged")
+    }
+}

@@ -42,18 +42,11 @@ struct HealthMonitor: AsyncParsableCommand {
             grace: .milliseconds(Int(heartbeatGrace * 1000)))
         let store = ClusterStore(database: database, heartbeatPolicy: policy)
         let sweep = LivenessSweep(store: store, logger: logger)
-        // The routing key carries the publisher's node id, which the broker checks; a body that
-        // speaks for another node is refused.
-        @Sendable func sameNode(_ nodeID: String, _ delivery: Delivery) throws {
-            guard delivery.routingKey.hasPrefix(RoutingKey.nodePrefix(nodeID)) else {
-                throw MessageRejected("NodeID '\(nodeID)' does not match routing key '\(delivery.routingKey)'")
-            }
-        }
         let heartbeats = MessageConsumer(
             NodeHeartbeat.self, bus: bus, spec: ConsumerSpec(queue: "health-monitor.heartbeats", bindings: ["node.*.heartbeat"]), logger: logger
         ) { envelope, delivery in
             let beat = envelope.data
-            try sameNode(beat.nodeID, delivery)
+            try delivery.checkSentBy(node: beat.nodeID)
             let ttl = policy.ttl(nodeCount: sweep.liveNodes.load(ordering: .relaxed), stagger: Double.random(in: 0..<1))
             guard let status = try await store.heartbeat(beat, at: Date(), ttl: ttl) else { return }
             // The answer is advice for the next interval: published directly, not through the outbox.
@@ -65,7 +58,7 @@ struct HealthMonitor: AsyncParsableCommand {
             NodeRegistration.self, bus: bus, spec: ConsumerSpec(queue: "health-monitor.registrations", bindings: ["node.*.register"]),
             logger: logger
         ) { envelope, delivery in
-            try sameNode(envelope.data.node.id, delivery)
+            try delivery.checkSentBy(node: envelope.data.node.id)
             let evaluations = try await store.register(node: envelope.data.node)
             logger.debug("Node registration recorded", metadata: ["node_id": "\(envelope.data.node.id)", "evaluations": "\(evaluations.count)"])
         }
@@ -73,7 +66,7 @@ struct HealthMonitor: AsyncParsableCommand {
             AllocationStatusReport.self, bus: bus,
             spec: ConsumerSpec(queue: "health-monitor.alloc-status", bindings: ["node.*.alloc-status"]), logger: logger, concurrency: 8
         ) { envelope, delivery in
-            try sameNode(envelope.data.nodeID, delivery)
+            try delivery.checkSentBy(node: envelope.data.nodeID)
             do {
                 try await store.record(envelope.data)
             } catch let error as ClusterStoreError {
@@ -91,19 +84,19 @@ struct HealthMonitor: AsyncParsableCommand {
         let health = MessageConsumer(
             NodeHealthReport.self, bus: bus, spec: ConsumerSpec(queue: "health-monitor.health", bindings: ["node.*.health"]), logger: logger
         ) { envelope, delivery in
-            try sameNode(envelope.data.nodeID, delivery)
+            try delivery.checkSentBy(node: envelope.data.nodeID)
             try await known { try await store.record(envelope.data) }
         }
         let keepalives = MessageConsumer(
             NodeKeepalive.self, bus: bus, spec: ConsumerSpec(queue: "health-monitor.keepalive", bindings: ["node.*.keepalive"]), logger: logger
         ) { envelope, delivery in
-            try sameNode(envelope.data.nodeID, delivery)
+            try delivery.checkSentBy(node: envelope.data.nodeID)
             try await known { try await store.setKeepalive(nodeID: envelope.data.nodeID, until: envelope.data.until) }
         }
         let shutdowns = MessageConsumer(
             NodeShutdownRequest.self, bus: bus, spec: ConsumerSpec(queue: "health-monitor.shutdown", bindings: ["node.*.shutdown"]), logger: logger
         ) { envelope, delivery in
-            try sameNode(envelope.data.nodeID, delivery)
+            try delivery.checkSentBy(node: envelope.data.nodeID)
             try await known { try await store.requestTermination(nodeID: envelope.data.nodeID, reason: envelope.data.reason.rawValue) }
         }
         try await plane.run(

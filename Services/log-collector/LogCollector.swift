@@ -35,16 +35,11 @@ struct LogCollector: AsyncParsableCommand {
         let plane = try ControlPlane(name: "log-collector", options: options)
         let (logger, database, bus) = (plane.logger, plane.database, plane.bus)
         let cap = Int64(outputCapMB) << 20
-        @Sendable func sameNode(_ nodeID: String, _ delivery: Delivery) throws {
-            guard delivery.routingKey.hasPrefix(RoutingKey.nodePrefix(nodeID)) else {
-                throw MessageRejected("NodeID '\(nodeID)' does not match routing key '\(delivery.routingKey)'")
-            }
-        }
         let logs = MessageConsumer(
             NodeLogMessage.self, bus: bus, spec: ConsumerSpec(queue: "log-collector.logs", bindings: ["node.*.log.#"]), logger: logger
         ) { envelope, delivery in
             let message = envelope.data
-            try sameNode(message.nodeID, delivery)
+            try delivery.checkSentBy(node: message.nodeID)
             let event = ClusterEvent(
                 time: envelope.time, nodeID: message.nodeID, type: ClusterEvent.Kind.nodeLog, level: message.level, priority: message.priority,
                 message: message.message)
@@ -56,7 +51,7 @@ struct LogCollector: AsyncParsableCommand {
             TaskOutputChunk.self, bus: bus, spec: ConsumerSpec(queue: "log-collector.output", bindings: ["node.*.output.#"], prefetch: 64),
             logger: logger, concurrency: 8
         ) { envelope, delivery in
-            try sameNode(envelope.data.nodeID, delivery)
+            try delivery.checkSentBy(node: envelope.data.nodeID)
             try await TaskOutput.append(envelope.data, cap: cap, database: database)
         }
         let retention = Retention(

@@ -81,7 +81,10 @@ struct NodeAgent: AsyncParsableCommand {
         let id = try configuredNodeID ?? NodeIdentity.loadOrCreate(in: dataDirectory)
         var logger = runtime.logger
         logger[metadataKey: "node_id"] = "\(id)"
-        let amqp = AMQPBus(configuration: try bus.configuration(), logger: logger)
+        // A node's broker user may not configure the exchanges; the control plane declares them.
+        var busConfiguration = try bus.configuration()
+        busConfiguration.declaresExchanges = false
+        let amqp = AMQPBus(configuration: busConfiguration, logger: logger)
         let metadata = Dictionary(
             meta.map { pair in
                 let parts = pair.split(separator: "=", maxSplits: 1)
@@ -120,7 +123,7 @@ struct NodeAgent: AsyncParsableCommand {
             bus: amqp, nodeID: id, directory: URL(fileURLWithPath: healthcheckDir ?? dataDirectory.appendingPathComponent("healthcheck.d").path),
             interval: .milliseconds(Int(healthcheckInterval * 1000)), logger: logger)
         let settings = [
-            "amqp_url": try bus.configuration().endpoint.redacted, "exchange": try bus.configuration().exchange, "data_dir": dataDirectory.path,
+            "amqp_url": busConfiguration.endpoint.redacted, "exchange": busConfiguration.exchange, "data_dir": dataDirectory.path,
             "healthcheck_dir": healthChecks.directory.path, "healthcheck_interval": "\(healthcheckInterval)s",
         ]
         try await runtime.runService(

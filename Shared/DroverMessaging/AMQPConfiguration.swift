@@ -27,6 +27,19 @@ public struct AMQPEndpoint: Sendable, Equatable {
 
     /// The URL without its password, for logs.
     public var redacted: String { "amqp://\(user)@\(host):\(port)/\(vhost == "/" ? "" : vhost)" }
+
+    /// The endpoint as a URL, with its password.
+    public var url: String {
+        var components = URLComponents()
+        components.scheme = "amqp"
+        components.user = user
+        components.password = password
+        components.host = host
+        components.port = port
+        let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-._~"))
+        components.percentEncodedPath = vhost == "/" ? "" : "/" + (vhost.addingPercentEncoding(withAllowedCharacters: allowed) ?? vhost)
+        return components.string ?? redacted
+    }
 }
 
 extension AMQPBus {
@@ -47,6 +60,9 @@ extension AMQPBus {
         public var shutdownGracePeriod: Duration = .seconds(5)
         /// The kind of queue consumers declare unless their spec says otherwise.
         public var queueKind: QueueKind = .classic
+        /// Whether connections declare the exchanges (the control plane), or only check that
+        /// they exist (a node, whose broker user may not configure them).
+        public var declaresExchanges = true
 
         public init(url: String) throws {
             self.endpoint = try AMQPEndpoint(url: url)

@@ -19,6 +19,8 @@ struct ReceivedMessage {
     var type: String?
     var headers: [String: String]
     var body: [UInt8]
+    /// The `user-id` property: the broker checks it against the publisher's login.
+    var userID: String?
 }
 
 /// A publisher confirm from the broker: `multiple` covers every tag up to and including `tag`.
@@ -51,6 +53,7 @@ private enum Wire {
     static let messageIDFlag: amqp_flags_t = 1 << 7
     static let timestampFlag: amqp_flags_t = 1 << 6
     static let typeFlag: amqp_flags_t = 1 << 5
+    static let userIDFlag: amqp_flags_t = 1 << 4
     static let persistent: UInt8 = 2
 }
 
@@ -117,12 +120,15 @@ final class AMQPConnection {
     private var state: amqp_connection_state_t?
     private let channel: amqp_channel_t = 1
     private var broken = false
+    /// The user this connection logged in as, stamped on every publish as `user-id`.
+    private let user: String
 
     /// Opens a TCP connection, logs in and opens channel 1.
     /// - Parameters:
     ///   - heartbeat: seconds between heartbeats; librabbitmq sends them while the owner reads.
     ///   - timeout: for the TCP connect.
     init(endpoint: AMQPEndpoint, heartbeat: Int32, timeout: Duration) throws(AMQPError) {
+        user = endpoint.user
         guard let state = amqp_new_connection() else { throw AMQPError("out of memory") }
         self.state = state
         guard let socket = amqp_tcp_socket_new(state) else {
@@ -162,9 +168,11 @@ final class AMQPConnection {
 
     // MARK: Topology
 
-    func declareExchange(_ name: String, type: String) throws(AMQPError) {
+    /// Declares a durable exchange; `passive` only checks that it exists (which needs no
+    /// permission to configure it).
+    func declareExchange(_ name: String, type: String, passive: Bool = false) throws(AMQPError) {
         let arena = CArena()
-        amqp_exchange_declare(state, channel, arena.bytes(name), arena.bytes(type), 0, 1, 0, 0, amqp_empty_table)
+        amqp_exchange_declare(state, channel, arena.bytes(name), arena.bytes(type), passive ? 1 : 0, 1, 0, 0, amqp_empty_table)
         try check(amqp_get_rpc_reply(state), "exchange.declare \(name)")
     }
 
@@ -201,7 +209,8 @@ final class AMQPConnection {
         var properties = amqp_basic_properties_t()
         properties._flags =
             Wire.contentTypeFlag | Wire.deliveryModeFlag | Wire.messageIDFlag | Wire.typeFlag | Wire.timestampFlag
-            | Wire.headersFlag
+            | Wire.headersFlag | Wire.userIDFlag
+        properties.user_id = arena.bytes(user)
         properties.content_type = arena.bytes("application/json")
         properties.delivery_mode = Wire.persistent
         properties.message_id = arena.bytes(message.messageID)
@@ -257,7 +266,8 @@ final class AMQPConnection {
                 messageID: properties._flags & Wire.messageIDFlag != 0 ? string(properties.message_id) : nil,
                 type: properties._flags & Wire.typeFlag != 0 ? string(properties.type) : nil,
                 headers: properties._flags & Wire.headersFlag != 0 ? headers(properties.headers) : [:],
-                body: Array(UnsafeRawBufferPointer(start: envelope.message.body.bytes, count: envelope.message.body.len)))
+                body: Array(UnsafeRawBufferPointer(start: envelope.message.body.bytes, count: envelope.message.body.len)),
+                userID: properties._flags & Wire.userIDFlag != 0 ? string(properties.user_id) : nil)
         }
         if reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION {
             if reply.library_error == AMQP_STATUS_TIMEOUT.rawValue { return nil }

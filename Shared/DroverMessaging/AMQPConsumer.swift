@@ -117,7 +117,7 @@ final class AMQPConsumer: DeliveryAcknowledger, @unchecked Sendable {
                         Delivery(
                             queue: spec.queue, exchange: message.exchange, routingKey: message.routingKey, messageID: message.messageID,
                             type: message.type, headers: message.headers, body: message.body, redelivered: message.redelivered,
-                            deliveryTag: message.deliveryTag, connectionGeneration: generation, acknowledger: self))
+                            deliveryTag: message.deliveryTag, connectionGeneration: generation, acknowledger: self, userID: message.userID))
                 }
             } catch {
                 link.drop(after: error)
@@ -134,9 +134,10 @@ final class AMQPConsumer: DeliveryAcknowledger, @unchecked Sendable {
     private static func declareTopology(of spec: ConsumerSpec, configuration: AMQPBus.Configuration, on connection: AMQPConnection) throws(AMQPError)
     {
         let kind = spec.kind.argument.map { [("x-queue-type", $0)] } ?? []
-        try connection.declareExchange(configuration.exchange, type: "topic")
+        let passive = !configuration.declaresExchanges
+        try connection.declareExchange(configuration.exchange, type: "topic", passive: passive)
         if spec.deadLettering {
-            try connection.declareExchange(configuration.deadLetterExchange, type: "topic")
+            try connection.declareExchange(configuration.deadLetterExchange, type: "topic", passive: passive)
             try connection.declareQueue(spec.deadLetterQueue, arguments: kind)
             try connection.bindQueue(spec.deadLetterQueue, exchange: configuration.deadLetterExchange, pattern: spec.queue)
             try connection.declareQueue(

@@ -11,26 +11,39 @@ import Synchronization
 /// queue; they are sent again after reconnecting, so nothing accepted is lost.
 final class AMQPPublisher: @unchecked Sendable {
     /// One caller's batch. Touched only by the publisher thread once queued.
-    private final class Ticket: @unchecked Sendable {
-        var remaining: Int
-        var continuation: CheckedContinuation<Void, any Error>?
+    /// One `publish` call's messages: it returns when all are confirmed, one fails, or its task
+    /// is cancelled, whichever comes first.
+    private final class Ticket: Sendable {
+        private struct State {
+            var remaining: Int
+            var continuation: CheckedContinuation<Void, any Error>?
+        }
+        private let state: Mutex<State>
 
-        init(remaining: Int, continuation: CheckedContinuation<Void, any Error>) {
-            self.remaining = remaining
-            self.continuation = continuation
+        init(remaining: Int) {
+            state = Mutex(State(remaining: remaining, continuation: nil))
+        }
+
+        /// Hands over the caller's continuation, resumed by whichever of confirm, failure or cancellation comes first.
+        func attach(_ continuation: CheckedContinuation<Void, any Error>) {
+            state.withLock { $0.continuation = continuation }
         }
 
         func confirmOne() {
-            remaining -= 1
-            if remaining == 0 {
-                continuation?.resume()
-                continuation = nil
+            state.withLock { state in
+                state.remaining -= 1
+                if state.remaining == 0 {
+                    state.continuation?.resume()
+                    state.continuation = nil
+                }
             }
         }
 
         func fail(_ error: any Error) {
-            continuation?.resume(throwing: error)
-            continuation = nil
+            state.withLock { state in
+                state.continuation?.resume(throwing: error)
+                state.continuation = nil
+            }
         }
     }
 
@@ -59,8 +72,8 @@ final class AMQPPublisher: @unchecked Sendable {
         self.logger = logger
         (exited, exitContinuation) = AsyncStream.makeStream(of: Never.self)
         link = ReconnectingConnection(role: "publisher", configuration: configuration, logger: logger, wake: wake) { connection throws(AMQPError) in
-            try connection.declareExchange(configuration.exchange, type: "topic")
-            try connection.declareExchange(configuration.deadLetterExchange, type: "topic")
+            try connection.declareExchange(configuration.exchange, type: "topic", passive: !configuration.declaresExchanges)
+            try connection.declareExchange(configuration.deadLetterExchange, type: "topic", passive: !configuration.declaresExchanges)
             try connection.enableConfirms()
         }
         let thread = Thread { [self] in run() }
@@ -70,18 +83,27 @@ final class AMQPPublisher: @unchecked Sendable {
 
     var isConnected: Bool { link.isConnected }
 
+    /// Returns once every message is confirmed. Cancelling the calling task makes it throw
+    /// `CancellationError` at once (a service stopping while the broker is unreachable); the
+    /// messages may still be published.
     func publish(_ messages: [OutgoingMessage]) async throws {
         guard !messages.isEmpty else { return }
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let ticket = Ticket(remaining: messages.count, continuation: continuation)
-            let (accepted, wasEmpty) = shared.withLock { shared -> (Bool, Bool) in
-                guard !shared.stopping else { return (false, false) }
-                let wasEmpty = shared.queue.isEmpty
-                shared.queue.append(contentsOf: messages.map { Pending(message: $0, ticket: ticket) })
-                return (true, wasEmpty)
+        let ticket = Ticket(remaining: messages.count)
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                ticket.attach(continuation)
+                if Task.isCancelled { return ticket.fail(CancellationError()) }
+                let (accepted, wasEmpty) = shared.withLock { shared -> (Bool, Bool) in
+                    guard !shared.stopping else { return (false, false) }
+                    let wasEmpty = shared.queue.isEmpty
+                    shared.queue.append(contentsOf: messages.map { Pending(message: $0, ticket: ticket) })
+                    return (true, wasEmpty)
+                }
+                guard accepted else { return ticket.fail(MessagingError.shutdown) }
+                if wasEmpty { wake.raise() }
             }
-            guard accepted else { return continuation.resume(throwing: MessagingError.shutdown) }
-            if wasEmpty { wake.raise() }
+        } onCancel: {
+            ticket.fail(CancellationError())
         }
     }
 

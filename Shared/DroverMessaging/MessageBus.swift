@@ -116,12 +116,16 @@ public struct Delivery: Sendable {
     /// Which connection of the consumer received it; a settlement for an older one is dropped,
     /// since the broker has already requeued the message.
     public var connectionGeneration: UInt64
+    /// The publisher's broker user (`user-id`, which the broker validated), when it set one.
+    public var userID: String?
     let acknowledger: any DeliveryAcknowledger
 
     public init(
         queue: String, exchange: String, routingKey: String, messageID: String?, type: String?, headers: [String: String],
-        body: [UInt8], redelivered: Bool, deliveryTag: UInt64, connectionGeneration: UInt64, acknowledger: any DeliveryAcknowledger
+        body: [UInt8], redelivered: Bool, deliveryTag: UInt64, connectionGeneration: UInt64, acknowledger: any DeliveryAcknowledger,
+        userID: String? = nil
     ) {
+        self.userID = userID
         self.queue = queue
         self.exchange = exchange
         self.routingKey = routingKey

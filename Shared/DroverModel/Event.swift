@@ -56,5 +56,7 @@ public struct ClusterEvent: Codable, Sendable, Equatable {
         public static let nodeUnhealthy = "NodeUnhealthy"
         public static let keepalive = "Keepalive"
         public static let shutdownRequested = "ShutdownRequested"
+        public static let nodeEnrolled = "NodeEnrolled"
+        public static let nodePurged = "NodePurged"
     }
 }

@@ -87,6 +87,30 @@ extension ClusterStore {
         }
     }
 
+    /// Forgets node `nodeID` (it is being removed): every job with allocations still wanted there is
+    /// evaluated, which replaces them as lost.
+    /// - Returns: whether the node was known.
+    @discardableResult
+    public func purge(nodeID: String) async throws -> Bool {
+        try await database.transaction { connection in
+            var found = false
+            for try await _ in try await connection.query("SELECT id FROM drover_nodes WHERE id = \(nodeID) FOR UPDATE", logger: logger)
+                .decode(String.self)
+            {
+                found = true
+            }
+            guard found else { return false }
+            let index = try await Self.nextIndex(connection, logger: logger)
+            let evaluations = try await Self.evaluateJobs(onNode: nodeID, index: index, on: connection, logger: logger)
+            try await connection.query("DELETE FROM drover_nodes WHERE id = \(nodeID)", logger: logger)
+            try await connection.query("DELETE FROM drover_node_heartbeats WHERE node_id = \(nodeID)", logger: logger)
+            try await Events.note(
+                ClusterEvent.Kind.nodePurged, "Node \(nodeID) removed; \(evaluations.count) job(s) to reschedule", level: .warn, priority: .medium,
+                nodeID: nodeID, on: connection, logger: logger)
+            return true
+        }
+    }
+
     /// How many nodes are not down: the fleet size the heartbeat TTL scales with.
     public func liveNodeCount() async throws -> Int {
         for try await count in try await database.client.query("SELECT count(*) FROM drover_nodes WHERE status <> 'down'", logger: logger)

@@ -63,3 +63,30 @@ import Testing
         #expect(error?.description.contains(example.reason) == true)
     }
 }
+
+@Suite struct SenderCheckTests {
+    struct Unsettled: DeliveryAcknowledger {
+        func settle(_ delivery: Delivery, _ outcome: Delivery.Outcome) {}
+    }
+
+    func delivery(_ routingKey: String, user: String?) -> Delivery {
+        Delivery(
+            queue: "q", exchange: "drover", routingKey: routingKey, messageID: nil, type: nil, headers: [:], body: [], redelivered: false,
+            deliveryTag: 1, connectionGeneration: 0, acknowledger: Unsettled(), userID: user)
+    }
+
+    @Test func aMessageMustComeFromTheNodeItSpeaksFor() throws {
+        try delivery("node.n1.heartbeat", user: "drover-node-n1").checkSentBy(node: "n1")
+        try delivery("node.n1.heartbeat", user: "guest").checkSentBy(node: "n1")  // a control-plane or unenrolled user
+        try delivery("node.n1.heartbeat", user: nil).checkSentBy(node: "n1")
+        #expect(throws: MessageRejected.self) { try delivery("node.n2.heartbeat", user: nil).checkSentBy(node: "n1") }
+        #expect(throws: MessageRejected.self) { try delivery("node.n1.heartbeat", user: "drover-node-n2").checkSentBy(node: "n1") }
+        #expect(throws: MessageRejected.self) { try delivery("node.n10.heartbeat", user: nil).checkSentBy(node: "n1") }
+    }
+
+    @Test func nodeUsersAreNamedAfterTheirNode() {
+        #expect(BrokerUsers.userName(of: "n1") == "drover-node-n1")
+        #expect(BrokerUsers.nodeID(ofUser: "drover-node-n1") == "n1")
+        #expect(BrokerUsers.nodeID(ofUser: "guest") == nil)
+    }
+}

@@ -30,7 +30,8 @@ final class Cluster: Sendable {
         try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
         virtualHost = try await TestVirtualHost.create("drover-jobs")
         environment = [
-            "DROVER_AMQP_URL": virtualHost.amqpURL, "DROVER_POSTGRES_URL": url, "DROVER_HEARTBEAT_INTERVAL": "1",
+            "DROVER_AMQP_URL": virtualHost.amqpURL, "DROVER_POSTGRES_URL": url,
+            "DROVER_AMQP_MANAGEMENT_URL": TestEnvironment.amqpManagementURL ?? "", "DROVER_HEARTBEAT_INTERVAL": "1",
             "DROVER_REGISTRATION_INTERVAL": "0.5", "DROVER_SCHEDULER_ALGORITHM": algorithm,
         ].merging(extra) { $1 }
         let (environment, logs) = (self.environment, self.logs)
@@ -57,7 +58,12 @@ final class Cluster: Sendable {
             await cluster.tearDown()
             throw error
         }
-        try await cluster.shutdown()
+        do {
+            try await cluster.shutdown()
+        } catch {
+            await cluster.tearDown()
+            throw error
+        }
     }
 
     var api: RunningService { services[0] }
@@ -65,14 +71,16 @@ final class Cluster: Sendable {
     /// Starts an agent named `name` offering `cpu` MHz and `memory` MB, and waits until it is a
     /// ready node. The same name again is the same node (its id and data directory), restarted.
     @discardableResult
-    func addAgent(_ name: String, cpu: Int = 1000, memory: Int = 1000, arguments: [String] = []) async throws -> RunningService {
+    func addAgent(
+        _ name: String, cpu: Int = 1000, memory: Int = 1000, arguments: [String] = [], environment extra: [String: String] = [:]
+    ) async throws -> RunningService {
         let port = 4760 + agents.value.count
         let agent = try RunningService(
             "node-agent", name: "agent-\(name)-\(agents.value.count)", port: port,
             arguments: [
                 "--node-id", "\(run)-\(name)", "--node-name", name, "--data-dir", logs.appendingPathComponent("agent-\(name)").path,
                 "--cpu-total-compute", String(cpu), "--memory-mb", String(memory),
-            ] + arguments, environment: environment, logDirectory: logs)
+            ] + arguments, environment: environment.merging(extra) { $1 }, logDirectory: logs)
         agents.withLock { $0.append(agent) }
         try await eventually("node \(name) ready") { await self.nodeStatus(name) == "ready" }
         return agent

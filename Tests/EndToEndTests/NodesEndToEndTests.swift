@@ -197,4 +197,41 @@ struct NodesEndToEndTests {
             #expect(try await cluster.api.request("DELETE", "/v1/user/alice").status == 404)
         }
     }
+
+    @Test func eachNodeHasItsOwnBrokerUserThatSpeaksOnlyForItselfAndARemovedNodeCannotConnect() async throws {
+        try await Cluster.with { cluster in
+            func enroll(_ name: String) async throws -> String {
+                let enrolled = try await cluster.cli("node enroll \(cluster.run)-\(name)")
+                #expect(enrolled.status == 0, "\(enrolled.output)")
+                let line = enrolled.output.split(separator: "\n").first { $0.hasPrefix("DROVER_AMQP_URL=") }
+                return String(try #require(line).dropFirst("DROVER_AMQP_URL=".count))
+            }
+            let (urlA, urlB) = (try await enroll("a"), try await enroll("b"))
+            #expect(urlA.contains("drover-node-\(cluster.run)-a:") && urlA != urlB)
+
+            // The agent runs with its own user: it registers, heartbeats and runs work.
+            let agent = try await cluster.addAgent("a", environment: ["DROVER_AMQP_URL": urlA])
+            let run = try await cluster.cli("job run \(try cluster.writeJob("hello", job("hello", command: "echo hello")))")
+            #expect(run.status == 0, "\(run.output)")
+
+            // With a's user: its own prefix is allowed; speaking for b, or reading b's queue, is refused by the broker.
+            let exchange = "-e drover -C application/json -b '{}'"
+            let own = try await runShellWithStatus("amqp-publish --url '\(urlA)' \(exchange) -r node.\(cluster.run)-a.send.test 2>&1")
+            #expect(own.status == 0, "\(own.output)")
+            let forged = try await runShellWithStatus("amqp-publish --url '\(urlA)' \(exchange) -r node.\(cluster.run)-b.heartbeat 2>&1")
+            #expect(forged.status != 0 && forged.output.contains("ACCESS_REFUSED"), "\(forged.output)")
+            let peek = try await runShellWithStatus("amqp-get --url '\(urlA)' -q node.\(cluster.run)-b 2>&1")
+            #expect(peek.status != 0 && peek.output.contains("ACCESS_REFUSED"), "\(peek.output)")
+
+            // Removed: its connections are closed and it cannot log in again.
+            let purge = try await cluster.cli("node purge \(cluster.run)-a")
+            #expect(purge.status == 0, "\(purge.output)")
+            let after = try await runShellWithStatus("amqp-publish --url '\(urlA)' \(exchange) -r node.\(cluster.run)-a.send.test 2>&1")
+            #expect(after.status != 0, "\(after.output)")
+            try await eventually("the agent disconnected") { (try? await agent.get("/readyz"))?.status != 200 }
+            #expect(try await cluster.api.get("/v1/node/\(cluster.run)-a").status == 404)
+            #expect(try await cluster.api.request("POST", "/v1/node/none/purge").status == 404)
+            #expect(try await cluster.api.request("POST", "/v1/node/bad.id/enroll").status == 400)
+        }
+    }
 }

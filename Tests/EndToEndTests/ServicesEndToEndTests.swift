@@ -74,11 +74,18 @@ final class RunningService: Sendable {
         _ = try await exitStatus("exiting after SIGKILL")
     }
 
-    /// Sends SIGTERM and waits for the exit status; a process that has already exited answers at once.
+    /// Sends SIGTERM and waits for the exit status; a process that has already exited answers at
+    /// once. One still running after 30 s is killed, and the test fails.
     func terminate() async throws -> Int32 {
         if let status = status.value { return status }
         process.terminate()
-        return try await exitStatus("stopping after SIGTERM")
+        do {
+            return try await exitStatus("stopping after SIGTERM")
+        } catch {
+            Foundation.kill(process.processIdentifier, SIGKILL)
+            _ = try? await exitStatus("exiting after SIGKILL")
+            throw error
+        }
     }
 
     private func exitStatus(_ what: String) async throws -> Int32 {

@@ -1,0 +1,124 @@
+public import Foundation
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+/// Each node's own broker user, managed through RabbitMQ's management API.
+///
+/// A node user may publish on the exchange only under `node.<its id>.`, bind its queues only to
+/// what the control plane sends it (`cluster.{alloc,node,users}.<its id>.…` and
+/// `cluster.users.all.…`), and declare, read and write only its own queues (`node.<its id>`,
+/// `node.<its id>.…`). The broker stamps and checks the `user-id` of what it publishes.
+public struct BrokerUsers: Sendable {
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    let base: URL
+    let authorization: String
+    let vhost: String
+    let exchange: String
+    let deadLetterExchange: String
+
+    /// - Parameters:
+    ///   - managementURL: `http://admin:password@host:15672`.
+    ///   - vhost: the virtual host the cluster uses.
+    public init(managementURL: String, vhost: String, exchange: String, deadLetterExchange: String) throws {
+        guard let components = URLComponents(string: managementURL), let host = components.host, components.scheme?.hasPrefix("http") == true,
+            let base = URL(string: "\(components.scheme ?? "http")://\(host):\(components.port ?? 15672)")
+        else { throw Failure(description: "'\(managementURL)' is not an http(s) URL of the RabbitMQ management API") }
+        self.base = base
+        self.authorization = "Basic " + Data("\(components.user ?? "guest"):\(components.password ?? "guest")".utf8).base64EncodedString()
+        self.vhost = vhost
+        self.exchange = exchange
+        self.deadLetterExchange = deadLetterExchange
+    }
+
+    /// The broker user name of node `nodeID`.
+    public static func userName(of nodeID: String) -> String { "drover-node-\(nodeID)" }
+
+    /// The node whose broker user `user` is, if it is one.
+    public static func nodeID(ofUser user: String) -> String? {
+        user.hasPrefix("drover-node-") ? String(user.dropFirst("drover-node-".count)) : nil
+    }
+
+    /// Creates (or re-keys) node `nodeID`'s user with a new password and its permissions.
+    /// - Returns: the user and its password.
+    public func enroll(nodeID: String) async throws -> (user: String, password: String) {
+        let user = Self.userName(of: nodeID)
+        var random = SystemRandomNumberGenerator()
+        let password = (0..<32).map { _ in String("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".randomElement(using: &random)!) }
+            .joined()
+        let id = NSRegularExpression.escapedPattern(for: nodeID)
+        let own = #"node\.\#(id)(\..+)?"#
+        let exchanges = "\(NSRegularExpression.escapedPattern(for: exchange))|\(NSRegularExpression.escapedPattern(for: deadLetterExchange))"
+        try await call("PUT", "/api/users/\(escaped(user))", ["password": password, "tags": ""])
+        try await call(
+            "PUT", "/api/permissions/\(escaped(vhost))/\(escaped(user))",
+            ["configure": "^\(own)$", "write": "^(\(own)|\(exchanges))$", "read": "^(\(own)|\(exchanges))$"])
+        try await call(
+            "PUT", "/api/topic-permissions/\(escaped(vhost))/\(escaped(user))",
+            ["exchange": exchange, "write": #"^node\.\#(id)\."#, "read": #"^cluster\.((alloc|node|users)\.\#(id)|users\.all)\."#])
+        return (user, password)
+    }
+
+    /// Deletes node `nodeID`'s user and closes every connection it has open.
+    /// - Returns: whether there was such a user.
+    @discardableResult
+    public func remove(nodeID: String) async throws -> Bool {
+        let user = Self.userName(of: nodeID)
+        let (status, _) = try await request("DELETE", "/api/users/\(escaped(user))", body: nil)
+        guard status != 404 else { return false }
+        guard (200..<300).contains(status) else { throw Failure(description: "deleting broker user \(user): HTTP \(status)") }
+        // Deleting a user does not end its connections; close them.
+        let (_, data) = try await request("GET", "/api/connections?columns=name,user", body: nil)
+        let connections = (try? JSONSerialization.jsonObject(with: data)) as? [[String: Any]] ?? []
+        for connection in connections where connection["user"] as? String == user {
+            guard let name = connection["name"] as? String else { continue }
+            _ = try await request("DELETE", "/api/connections/\(escaped(name))", body: nil)
+        }
+        return true
+    }
+
+    private func escaped(_ segment: String) -> String {
+        segment.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? segment
+    }
+
+    private func call(_ method: String, _ path: String, _ body: [String: String]) async throws {
+        let (status, data) = try await request(method, path, body: try JSONSerialization.data(withJSONObject: body))
+        guard (200..<300).contains(status) else {
+            throw Failure(description: "\(method) \(path) on the broker: HTTP \(status) \(String(decoding: data, as: UTF8.self))")
+        }
+    }
+
+    private func request(_ method: String, _ path: String, body: Data?) async throws -> (Int, Data) {
+        guard let url = URL(string: base.absoluteString + path) else { throw Failure(description: "bad management path \(path)") }
+        var request = URLRequest(url: url)
+        request.httpMethod = method
+        request.httpBody = body
+        request.timeoutInterval = 10
+        request.setValue(authorization, forHTTPHeaderField: "Authorization")
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        do {
+            let (data, response) = try await URLSession.shared.data(for: request)
+            return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)
+        } catch {
+            throw Failure(description: "cannot reach the RabbitMQ management API at \(base.absoluteString): \(error.localizedDescription)")
+        }
+    }
+}
+
+extension Delivery {
+    /// Refuses a message that speaks for another node than the one that sent it: its routing key
+    /// must be under `node.<nodeID>.`, and when a node's broker user published it (the broker
+    /// has checked `user-id`), that user must be node `nodeID`'s.
+    public func checkSentBy(node nodeID: String) throws {
+        guard routingKey.hasPrefix("node.\(nodeID).") else {
+            throw MessageRejected("NodeID '\(nodeID)' does not match routing key '\(routingKey)'")
+        }
+        if let userID, let sender = BrokerUsers.nodeID(ofUser: userID), sender != nodeID {
+            throw MessageRejected("NodeID '\(nodeID)' was sent by broker user '\(userID)' of another node")
+        }
+    }
+}
