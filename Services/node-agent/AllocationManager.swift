@@ -75,11 +75,16 @@ struct StatusReporter: Service {
     let logger: Logger
 
     func run() async throws {
-        for await report in reports.cancelOnGracefulShutdown() {
-            do {
-                try await bus.publish(report, routingKey: RoutingKey.nodeAllocStatus(nodeID))
-            } catch {
-                logger.error("Allocation report not sent", metadata: ["alloc_id": "\(report.allocID)", "error": "\(error)"])
+        // Cancelled on shutdown even while a publish waits for a broker that is not there.
+        try? await cancelWhenGracefulShutdown {
+            for await report in reports {
+                do {
+                    try await bus.publish(report, routingKey: RoutingKey.nodeAllocStatus(nodeID))
+                } catch is CancellationError {
+                    return
+                } catch {
+                    logger.error("Allocation report not sent", metadata: ["alloc_id": "\(report.allocID)", "error": "\(error)"])
+                }
             }
         }
     }

@@ -47,8 +47,14 @@ final class OutputShipper: Service, Sendable {
                 }
             }
         } catch is CancellationError {
-            // What tasks wrote before the agent stopped goes out too, while the bus is still up.
-            try? await shipAll()
+            // What tasks wrote before the agent stopped goes out too, while the bus is still up,
+            // for as long as the bus gives publishes to be confirmed when it stops.
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { try? await self.shipAll() }
+                group.addTask { try? await Task.sleep(for: .seconds(5)) }
+                await group.next()
+                group.cancelAll()
+            }
         }
     }
 

@@ -41,7 +41,7 @@ CONF
 }
 
 start() {
-    ensure_debian_packages rabbitmq-server
+    ensure_debian_packages rabbitmq-server curl
     if pid_alive "$DIR/server.pid" && port_open "$PORT"; then say "rabbitmq already running on 127.0.0.1:$PORT"; return 0; fi
     port_open "$PORT" && die "port $PORT is taken by another process; choose another port"
     write_env
@@ -50,7 +50,8 @@ start() {
     local t0; t0=$(date +%s%N)
     daemonize "$DIR/log/console.log" rabbitmq-server > "$DIR/server.pid"
     for _ in $(seq 1 600); do
-        if port_open "$PORT"; then
+        # Ready once AMQP and the management API (which node enrolment uses) both answer.
+        if port_open "$PORT" && curl -sf -o /dev/null -u guest:guest "http://127.0.0.1:$MGMT/api/overview"; then
             say "rabbitmq ready on 127.0.0.1:$PORT (management 127.0.0.1:$MGMT) after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
             return 0
         fi
