@@ -13,6 +13,27 @@ extension NomadAPI {
                 return try await logs(allocID: allocID, query: query)
             }
         }
+        // Archives from `drover report-issue`.
+        router.post("/v1/node/:id/issue-report") { request, context in
+            try await handle {
+                let body = try await request.body.collect(upTo: 64 << 20)
+                guard body.readableBytes > 0 else { throw ClusterStoreError.invalid([FieldError("body", "the zip archive is missing")]) }
+                let summary = try await IssueReports.store(Data(buffer: body), nodeID: context.parameters.get("id") ?? "", database: store.database)
+                return Self.json(summary, index: nil)
+            }
+        }
+        router.get("/v1/issue-reports") { _, _ in
+            try await handle { Self.json(try await IssueReports.list(database: store.database), index: nil) }
+        }
+        router.get("/v1/issue-report/:id") { _, context in
+            try await handle {
+                let id = context.parameters.get("id") ?? ""
+                guard let data = try await IssueReports.archive(id: id, database: store.database) else {
+                    throw ClusterStoreError.notFound(kind: "issue report", id: id)
+                }
+                return Response(status: .ok, headers: [.contentType: "application/zip"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+            }
+        }
         router.get("/v1/events") { request, _ in
             try await handle {
                 let filter = try Self.eventFilter(request)

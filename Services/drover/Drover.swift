@@ -12,7 +12,7 @@ struct Drover: AsyncParsableCommand {
         subcommands: [
             Status.self, JobCommand.self, NodeCommand.self, AllocCommand.self, EvalCommand.self, Events.self,
             // On a node, through its agent:
-            Log.self, Keepalive.self, Shutdown.self, RunOnShutdown.self, Send.self, Config.self, Users.self,
+            Log.self, Keepalive.self, Shutdown.self, RunOnShutdown.self, Send.self, Config.self, Users.self, ReportIssue.self,
         ])
 }
 

@@ -164,3 +164,40 @@ struct Users: AsyncParsableCommand {
                 }))
     }
 }
+
+struct ReportIssue: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report-issue",
+        abstract: "Archives this node's agent logs and state into a zip and says where it is; uploads it to the control plane unless --no-upload.")
+
+    @OptionGroup var agent: AgentOptions
+    @OptionGroup var api: AddressOptions
+    @Argument(help: "Where to write the zip (a file, or a directory for it); the agent's data directory when left out.") var path: String?
+    @Flag(help: "Keep the archive on this node only.") var noUpload = false
+
+    func run() async throws {
+        var body: [String: String] = [:]
+        body["Path"] = path.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+        let local = APIClient(address: agent.agent)
+        let (answer, _) = try await local.send("POST", "/v1/agent/report-issue", body: try JSONEncoder().encode(body), as: Answer.self)
+        print("Archive of \(answer.files.count) file(s) written to \(answer.path)")
+        if noUpload { return }
+        guard let data = FileManager.default.contents(atPath: answer.path) else {
+            throw APIClient.Failure(description: "cannot read \(answer.path) to upload it; run this on the node, or use --no-upload")
+        }
+        let (node, _) = try await local.get("/v1/agent/self", as: Config.AgentSelf.self)
+        let (uploaded, _) = try await APIClient(address: api.address).send(
+            "POST", "/v1/node/\(node.node.id)/issue-report", body: data, as: [String: RawJSON].self)
+        let id = (uploaded["ID"]?.value as? String) ?? "?"
+        print("Uploaded as \(id); fetch it with: curl -o report.zip \(api.address)/v1/issue-report/\(id)")
+    }
+
+    struct Answer: Decodable {
+        var path: String
+        var files: [String]
+        enum CodingKeys: String, CodingKey {
+            case path = "Path"
+            case files = "Files"
+        }
+    }
+}

@@ -10,6 +10,7 @@ struct AgentAPI: Sendable {
     let node: Node
     let shutdownScripts: ShutdownScripts
     let users: NodeUsers
+    let dataDirectory: URL
     /// Settings the node's commands may read (`drover config cluster.<key>`).
     let settings: [String: String]
 
@@ -27,6 +28,27 @@ struct AgentAPI: Sendable {
         // The node as fingerprinted, and the settings it runs with, for `drover config`.
         router.get("/v1/agent/self") { _, _ in
             Self.json(AgentSelf(node: node, settings: settings))
+        }
+        // `drover report-issue`: the agent's logs and state in a zip, where asked or in its data dir.
+        router.post("/v1/agent/report-issue") { request, _ in
+            let decoded = try await Self.decode(ReportRequest.self, request)
+            guard let body = decoded.value else { return decoded.error! }
+            let stamp = Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false)).replacingOccurrences(
+                of: ":", with: "")
+            let name = "drover-issue-\(node.id)-\(stamp).zip"
+            var destination = dataDirectory.appendingPathComponent("issues/\(name)")
+            if let path = body.path {
+                guard path.hasPrefix("/") else { return Self.error(.badRequest, FieldError("Path", "must be an absolute path, got '\(path)'")) }
+                var directory: ObjCBool = false
+                let isDirectory = FileManager.default.fileExists(atPath: path, isDirectory: &directory) && directory.boolValue
+                destination = isDirectory ? URL(fileURLWithPath: path).appendingPathComponent(name) : URL(fileURLWithPath: path)
+            }
+            do {
+                let files = try IssueReport.write(to: destination, dataDirectory: dataDirectory, node: node)
+                return Self.json(ReportAnswer(path: destination.path, files: files))
+            } catch {
+                return Self.error(.badRequest, FieldError("Path", "cannot write \(destination.path): \(error.localizedDescription)"))
+            }
         }
         // `drover users`: the users the cluster manages on this node.
         router.get("/v1/agent/users") { _, _ in Self.json(users.current()) }
@@ -90,6 +112,20 @@ struct AgentAPI: Sendable {
         enum CodingKeys: String, CodingKey {
             case node = "Node"
             case settings = "Settings"
+        }
+    }
+
+    struct ReportRequest: Decodable {
+        var path: String?
+        enum CodingKeys: String, CodingKey { case path = "Path" }
+    }
+
+    struct ReportAnswer: Encodable {
+        var path: String
+        var files: [String]
+        enum CodingKeys: String, CodingKey {
+            case path = "Path"
+            case files = "Files"
         }
     }
 

@@ -76,8 +76,9 @@ struct NodeAgent: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let runtime = ServiceRuntime.bootstrap(name: "node-agent", logLevel: server.level)
         let dataDirectory = URL(fileURLWithPath: dataDir)
+        let logFile = LogFile(url: dataDirectory.appendingPathComponent("logs/agent.log"))
+        let runtime = ServiceRuntime.bootstrap(name: "node-agent", logLevel: server.level, logFile: logFile)
         let id = try configuredNodeID ?? NodeIdentity.loadOrCreate(in: dataDirectory)
         var logger = runtime.logger
         logger[metadataKey: "node_id"] = "\(id)"
@@ -143,7 +144,10 @@ struct NodeAgent: AsyncParsableCommand {
                 heartbeats, control, StatusReporter(bus: amqp, nodeID: id, reports: reports, logger: logger), allocations,
                 OutputShipper(bus: amqp, nodeID: id, root: dataDirectory.appendingPathComponent("alloc"), logger: logger),
                 healthChecks, shutdownScripts, usersConsumer,
-            ], routes: AgentAPI(bus: amqp, node: node, shutdownScripts: shutdownScripts, users: users, settings: settings).addRoutes)
+            ],
+            routes: AgentAPI(
+                bus: amqp, node: node, shutdownScripts: shutdownScripts, users: users, dataDirectory: dataDirectory, settings: settings
+            ).addRoutes)
     }
 }
 

@@ -41,11 +41,13 @@ public struct ServiceRuntime: Sendable {
     }
 
     /// Sets up the process-wide logging and metrics systems; call once, first thing in `main`.
-    public static func bootstrap(name: String, logLevel: Logger.Level) -> ServiceRuntime {
+    /// Logs go to standard error and, when `logFile` is given, to that file as well.
+    public static func bootstrap(name: String, logLevel: Logger.Level, logFile: LogFile? = nil) -> ServiceRuntime {
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = logLevel
-            return handler
+            guard let logFile else { return handler }
+            return MultiplexLogHandler([handler, FileLogHandler(label: label, file: logFile, logLevel: logLevel)])
         }
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))

@@ -223,6 +223,11 @@ public enum DroverSchema {
                 // HealthCheck outcome, keepalive (Unix nanoseconds) and termination request, the control plane's.
                 "ALTER TABLE drover_nodes ADD COLUMN health jsonb, ADD COLUMN keepalive_until bigint, ADD COLUMN termination jsonb",
                 "CREATE TABLE drover_users (name text PRIMARY KEY, spec jsonb NOT NULL, modify_index bigint NOT NULL)",
+                """
+                CREATE TABLE drover_issue_reports (
+                    id text PRIMARY KEY, node_id text NOT NULL, created_at timestamptz NOT NULL, size bigint NOT NULL, data bytea NOT NULL
+                )
+                """,
                 // Each stream's bytes in chunks keyed by their offset: a chunk delivered twice is stored once.
                 """
                 CREATE TABLE drover_task_output (

@@ -178,7 +178,7 @@ struct NodesEndToEndTests {
         }
     }
 
-    @Test func theUsersSetOverTheAPIReachTheNodesTheyAreFor() async throws {
+    @Test func theUsersSetOverTheAPIReachTheirNodesAndAnIssueReportArchivesTheAgentsLogsAndState() async throws {
         try await Cluster.with { cluster in
             let bad = try await cluster.api.request("PUT", "/v1/user/Alice", body: #"{"UID": 5, "Shell": "bash"}"#)
             #expect(bad.status == 400 && bad.body.contains(#""Field":"Name""#) && bad.body.contains(#""Field":"UID""#), "\(bad.body)")
@@ -195,6 +195,24 @@ struct NodesEndToEndTests {
             #expect(try await cluster.api.request("DELETE", "/v1/user/alice").status == 200)
             try await eventually("alice gone from a") { (try? await cluster.cli("users \(address)"))?.output.contains("No users") == true }
             #expect(try await cluster.api.request("DELETE", "/v1/user/alice").status == 404)
+
+            // report-issue: the agent's logs and state in a zip any unzip reads, kept here or uploaded.
+            let directory = cluster.logs.appendingPathComponent("reports")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let kept = try await cluster.cli("report-issue \(directory.path) --no-upload \(address)")
+            #expect(kept.status == 0 && kept.output.contains("written to \(directory.path)/"), "\(kept.output)")
+            let zip = try #require(try FileManager.default.contentsOfDirectory(atPath: directory.path).first { $0.hasSuffix(".zip") })
+            let listing = try await runShell(
+                "python3 -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None; print(*z.namelist(), sep=chr(10))' "
+                    + directory.appendingPathComponent(zip).path)
+            #expect(listing.contains("logs/agent.log") && listing.contains("node.json") && listing.contains("users.json"), "\(listing)")
+            let uploaded = try await cluster.cli("report-issue \(address) --address http://127.0.0.1:\(cluster.api.port)")
+            #expect(uploaded.status == 0 && uploaded.output.contains("fetch it with: curl"), "\(uploaded.output)")
+            let reports = try await cluster.json("/v1/issue-reports") as? [[String: Any]] ?? []
+            let report = try #require(reports.first)
+            #expect(report["NodeID"] as? String == "\(cluster.run)-a")
+            let (status, archive) = try await cluster.api.bytes("/v1/issue-report/\(report["ID"] as? String ?? "")")
+            #expect(status == 200 && archive.count == (report["Size"] as? NSNumber)?.intValue && archive.starts(with: [0x50, 0x4b, 0x03, 0x04]))
         }
     }
 
