@@ -3,6 +3,7 @@ import DroverControlPlane
 import DroverHealth
 import DroverMessaging
 import DroverModel
+import DroverRuntime
 import DroverStorage
 import Foundation
 import Logging
@@ -126,26 +127,13 @@ final class LivenessSweep: Service, Sendable {
 
     func run() async throws {
         let grace = store.heartbeatPolicy.grace
-        let interval = min(.milliseconds(500), grace / 4)
-        do {
-            try await cancelWhenGracefulShutdown {
-                self.liveNodes.store((try? await self.store.liveNodeCount()) ?? 0, ordering: .relaxed)
-                try await Task.sleep(for: grace)
-                while true {
-                    do {
-                        try await self.store.expireNodes(at: Date())
-                        try await self.store.advanceDrains(at: Date())
-                        self.liveNodes.store(try await self.store.liveNodeCount(), ordering: .relaxed)
-                    } catch let error as CancellationError {
-                        throw error
-                    } catch {
-                        self.logger.error("Liveness sweep failed; retrying", metadata: ["error": "\(error)"])
-                    }
-                    try await Task.sleep(for: max(interval, .milliseconds(50)))
-                }
-            }
-        } catch is CancellationError {
-            return
+        liveNodes.store((try? await store.liveNodeCount()) ?? 0, ordering: .relaxed)
+        await repeatUntilShutdown(
+            every: max(min(.milliseconds(500), grace / 4), .milliseconds(50)), after: grace, logger: logger, failure: "Liveness sweep failed"
+        ) {
+            try await self.store.expireNodes(at: Date())
+            try await self.store.advanceDrains(at: Date())
+            self.liveNodes.store(try await self.store.liveNodeCount(), ordering: .relaxed)
         }
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import DroverControlPlane
 import DroverMessaging
 import DroverModel
+import DroverRuntime
 import DroverStorage
 import Foundation
 import Logging
@@ -69,23 +70,10 @@ struct Retention: Service {
     let logger: Logger
 
     func run() async throws {
-        do {
-            try await cancelWhenGracefulShutdown {
-                while true {
-                    do {
-                        let chunks = try await TaskOutput.prune(olderThan: output, database: database)
-                        let pruned = try await Events.prune(olderThan: events, database: database)
-                        if chunks + pruned > 0 { logger.info("Retention applied", metadata: ["output_chunks": "\(chunks)", "events": "\(pruned)"]) }
-                    } catch let error as CancellationError {
-                        throw error
-                    } catch {
-                        logger.error("Retention failed; retrying", metadata: ["error": "\(error)"])
-                    }
-                    try await Task.sleep(for: .seconds(60))
-                }
-            }
-        } catch is CancellationError {
-            return
+        await repeatUntilShutdown(every: .seconds(60), logger: logger, failure: "Retention failed") {
+            let chunks = try await TaskOutput.prune(olderThan: output, database: database)
+            let pruned = try await Events.prune(olderThan: events, database: database)
+            if chunks + pruned > 0 { logger.info("Retention applied", metadata: ["output_chunks": "\(chunks)", "events": "\(pruned)"]) }
         }
     }
 }

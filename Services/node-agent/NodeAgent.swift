@@ -192,19 +192,12 @@ final class Heartbeats: Service, Sendable {
 
     func run() async throws {
         let startedAt = Date()
-        do {
-            try await cancelWhenGracefulShutdown {
-                var sequence: UInt64 = 0
-                while true {
-                    sequence += 1
-                    let beat = NodeHeartbeat(nodeID: self.nodeID, sequence: sequence, agentStartedAt: startedAt)
-                    try await self.bus.publish(beat, routingKey: RoutingKey.nodeHeartbeat(self.nodeID))
-                    self.logger.trace("Heartbeat sent", metadata: ["sequence": "\(sequence)"])
-                    try await Task.sleep(for: self.interval.withLock { $0 })
-                }
-            }
-        } catch is CancellationError {
-            return
+        let sequence = Atomic<UInt64>(0)
+        await repeatUntilShutdown(every: { self.interval.withLock { $0 } }, logger: logger, failure: "Heartbeat not sent") {
+            let (_, next) = sequence.add(1, ordering: .relaxed)
+            let beat = NodeHeartbeat(nodeID: self.nodeID, sequence: next, agentStartedAt: startedAt)
+            try await self.bus.publish(beat, routingKey: RoutingKey.nodeHeartbeat(self.nodeID))
+            self.logger.trace("Heartbeat sent", metadata: ["sequence": "\(next)"])
         }
     }
 }
@@ -219,16 +212,9 @@ struct Registrations: Service {
     let logger: Logger
 
     func run() async throws {
-        do {
-            try await cancelWhenGracefulShutdown {
-                while true {
-                    try await bus.publish(NodeRegistration(node: node), routingKey: RoutingKey.nodeRegister(node.id))
-                    logger.trace("Registration sent")
-                    try await Task.sleep(for: interval)
-                }
-            }
-        } catch is CancellationError {
-            return
+        await repeatUntilShutdown(every: interval, logger: logger, failure: "Registration not sent") {
+            try await bus.publish(NodeRegistration(node: node), routingKey: RoutingKey.nodeRegister(node.id))
+            logger.trace("Registration sent")
         }
     }
 }

@@ -1,5 +1,6 @@
 import DroverMessaging
 import DroverModel
+import DroverRuntime
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -59,16 +60,7 @@ struct HealthChecks: Service {
     let logger: Logger
 
     func run() async throws {
-        do {
-            try await cancelWhenGracefulShutdown {
-                while true {
-                    try await checkOnce()
-                    try await Task.sleep(for: interval)
-                }
-            }
-        } catch is CancellationError {
-            return
-        }
+        await repeatUntilShutdown(every: interval, logger: logger, failure: "HealthCheck report not sent") { try await checkOnce() }
     }
 
     func checkOnce() async throws {

@@ -48,7 +48,6 @@ public struct ClusterEvent: Codable, Sendable, Equatable {
         public static let jobDeregistered = "JobDeregistered"
         public static let allocationPlaced = "AllocationPlaced"
         public static let allocationFailed = "AllocationFailed"
-        public static let allocationLost = "AllocationLost"
         public static let nodeDown = "NodeDown"
         public static let nodeReady = "NodeReady"
         public static let drainStarted = "DrainStarted"
