@@ -8,8 +8,9 @@ public import Foundation
 ///
 /// A node user may publish on the exchange only under `node.<its id>.`, bind its queues only to
 /// what the control plane sends it (`cluster.{alloc,node,users}.<its id>.…` and
-/// `cluster.users.all.…`), and declare, read and write only its own queues (`node.<its id>`,
-/// `node.<its id>.…`). The broker stamps and checks the `user-id` of what it publishes.
+/// `cluster.users.all.…`), dead-letter only into its own queues' dead-letter queues, and declare,
+/// read and write only its own queues (`node.<its id>`, `node.<its id>.…`). The broker checks
+/// the `user-id` of what it publishes.
 public struct BrokerUsers: Sendable {
     public struct Failure: Error, CustomStringConvertible {
         public var description: String
@@ -60,6 +61,10 @@ public struct BrokerUsers: Sendable {
         try await call(
             "PUT", "/api/topic-permissions/\(escaped(vhost))/\(escaped(user))",
             ["exchange": exchange, "write": #"^node\.\#(id)\."#, "read": #"^cluster\.((alloc|node|users)\.\#(id)|users\.all)\."#])
+        // Dead letters are routed by queue name: the node's own queues only.
+        try await call(
+            "PUT", "/api/topic-permissions/\(escaped(vhost))/\(escaped(user))",
+            ["exchange": deadLetterExchange, "write": "^\(own)$", "read": "^\(own)$"])
         return (user, password)
     }
 

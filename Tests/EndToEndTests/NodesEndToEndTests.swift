@@ -238,6 +238,9 @@ struct NodesEndToEndTests {
             #expect(own.status == 0, "\(own.output)")
             let forged = try await runShellWithStatus("amqp-publish --url '\(urlA)' \(exchange) -r node.\(cluster.run)-b.heartbeat 2>&1")
             #expect(forged.status != 0 && forged.output.contains("ACCESS_REFUSED"), "\(forged.output)")
+            let dead = try await runShellWithStatus(
+                "amqp-publish --url '\(urlA)' -e drover.dead-letter -C application/json -b '{}' -r health-monitor.heartbeats 2>&1")
+            #expect(dead.status != 0 && dead.output.contains("ACCESS_REFUSED"), "dead letters only for its own queues: \(dead.output)")
             let peek = try await runShellWithStatus("amqp-get --url '\(urlA)' -q node.\(cluster.run)-b 2>&1")
             #expect(peek.status != 0 && peek.output.contains("ACCESS_REFUSED"), "\(peek.output)")
 
