@@ -43,6 +43,15 @@ struct HealthMonitor: AsyncParsableCommand {
             grace: .milliseconds(Int(heartbeatGrace * 1000)))
         let store = ClusterStore(database: database, heartbeatPolicy: policy)
         let sweep = LivenessSweep(store: store, logger: logger)
+        // A report the store refuses (an unknown node or allocation, another node's allocation)
+        // is dead-lettered with the reason rather than retried.
+        @Sendable func known(_ work: () async throws -> Void) async throws {
+            do {
+                try await work()
+            } catch let error as ClusterStoreError {
+                throw MessageRejected(error.description)
+            }
+        }
         let heartbeats = MessageConsumer(
             NodeHeartbeat.self, bus: bus, spec: ConsumerSpec(queue: "health-monitor.heartbeats", bindings: ["node.*.heartbeat"]), logger: logger
         ) { envelope, delivery in
@@ -68,20 +77,9 @@ struct HealthMonitor: AsyncParsableCommand {
             spec: ConsumerSpec(queue: "health-monitor.alloc-status", bindings: ["node.*.alloc-status"]), logger: logger, concurrency: 8
         ) { envelope, delivery in
             try delivery.checkSentBy(node: envelope.data.nodeID)
-            do {
-                try await store.record(envelope.data)
-            } catch let error as ClusterStoreError {
-                throw MessageRejected(error.description)
-            }
+            try await known { try await store.record(envelope.data) }
         }
         // What a node says of its own health, and asks for itself.
-        @Sendable func known(_ work: () async throws -> Void) async throws {
-            do {
-                try await work()
-            } catch let error as ClusterStoreError {
-                throw MessageRejected(error.description)
-            }
-        }
         let health = MessageConsumer(
             NodeHealthReport.self, bus: bus, spec: ConsumerSpec(queue: "health-monitor.health", bindings: ["node.*.health"]), logger: logger
         ) { envelope, delivery in

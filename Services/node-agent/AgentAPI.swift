@@ -17,13 +17,14 @@ struct AgentAPI: Sendable {
     func addRoutes(to router: Router<BasicRequestContext>) {
         // `drover log`: a message from this node, for the cluster's event log.
         router.post("/v1/agent/log") { request, _ in
-            let decoded = try await Self.decode(LogRequest.self, request)
-            guard let entry = decoded.value else { return decoded.error! }
-            guard !entry.message.isEmpty else { return Self.error(.badRequest, FieldError("Message", "must not be empty")) }
-            let priority = entry.priority ?? (entry.level == .error ? .high : .medium)
-            let message = NodeLogMessage(nodeID: node.id, message: entry.message, level: entry.level ?? .info, priority: priority)
-            try await bus.publish(message, routingKey: RoutingKey.nodeLog(node.id, level: message.level, priority: priority))
-            return Response(status: .accepted)
+            try await Self.answer {
+                let entry = try await Self.decode(LogRequest.self, request)
+                guard !entry.message.isEmpty else { throw Refused("Message", "must not be empty") }
+                let priority = entry.priority ?? (entry.level == .error ? .high : .medium)
+                let message = NodeLogMessage(nodeID: node.id, message: entry.message, level: entry.level ?? .info, priority: priority)
+                try await bus.publish(message, routingKey: RoutingKey.nodeLog(node.id, level: message.level, priority: priority))
+                return Response(status: .accepted)
+            }
         }
         // The node as fingerprinted, and the settings it runs with, for `drover config`.
         router.get("/v1/agent/self") { _, _ in
@@ -31,78 +32,80 @@ struct AgentAPI: Sendable {
         }
         // `drover report-issue`: the agent's logs and state in a zip, where asked or in its data dir.
         router.post("/v1/agent/report-issue") { request, _ in
-            let decoded = try await Self.decode(ReportRequest.self, request)
-            guard let body = decoded.value else { return decoded.error! }
-            let stamp = Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false)).replacingOccurrences(
-                of: ":", with: "")
-            let name = "drover-issue-\(node.id)-\(stamp).zip"
-            var destination = dataDirectory.appendingPathComponent("issues/\(name)")
-            if let path = body.path {
-                guard path.hasPrefix("/") else { return Self.error(.badRequest, FieldError("Path", "must be an absolute path, got '\(path)'")) }
-                var directory: ObjCBool = false
-                let isDirectory = FileManager.default.fileExists(atPath: path, isDirectory: &directory) && directory.boolValue
-                destination = isDirectory ? URL(fileURLWithPath: path).appendingPathComponent(name) : URL(fileURLWithPath: path)
-            }
-            do {
-                let files = try IssueReport.write(to: destination, dataDirectory: dataDirectory, node: node)
-                return Self.json(ReportAnswer(path: destination.path, files: files))
-            } catch {
-                return Self.error(.badRequest, FieldError("Path", "cannot write \(destination.path): \(error.localizedDescription)"))
+            try await Self.answer {
+                let body = try await Self.decode(ReportRequest.self, request)
+                let stamp = Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false)).replacingOccurrences(
+                    of: ":", with: "")
+                let name = "drover-issue-\(node.id)-\(stamp).zip"
+                var destination = dataDirectory.appendingPathComponent("issues/\(name)")
+                if let path = body.path {
+                    guard path.hasPrefix("/") else { throw Refused("Path", "must be an absolute path, got '\(path)'") }
+                    var directory: ObjCBool = false
+                    let isDirectory = FileManager.default.fileExists(atPath: path, isDirectory: &directory) && directory.boolValue
+                    destination = isDirectory ? URL(fileURLWithPath: path).appendingPathComponent(name) : URL(fileURLWithPath: path)
+                }
+                do {
+                    let files = try IssueReport.write(to: destination, dataDirectory: dataDirectory, node: node)
+                    return Self.json(ReportAnswer(path: destination.path, files: files))
+                } catch {
+                    throw Refused("Path", "cannot write \(destination.path): \(error.localizedDescription)")
+                }
             }
         }
         // `drover users`: the users the cluster manages on this node.
         router.get("/v1/agent/users") { _, _ in Self.json(users.current()) }
         // `drover keepalive`: no termination until then.
         router.post("/v1/agent/keepalive") { request, _ in
-            let body = try await Self.decode(KeepaliveRequest.self, request)
-            guard let body = body.value else { return body.error! }
-            var until: Date?
-            if body.duration != "forever" {
-                guard let duration = GoDuration.parse(body.duration) else {
-                    return Self.error(.badRequest, FieldError("Duration", "'\(body.duration)' is neither a duration such as 1h nor 'forever'"))
+            try await Self.answer {
+                let body = try await Self.decode(KeepaliveRequest.self, request)
+                var until: Date?
+                if body.duration != "forever" {
+                    guard let duration = GoDuration.parse(body.duration) else {
+                        throw Refused("Duration", "'\(body.duration)' is neither a duration such as 1h nor 'forever'")
+                    }
+                    until = Date().addingTimeInterval(Double(GoDuration.nanoseconds(duration)) / 1e9)
                 }
-                until = Date().addingTimeInterval(Double(GoDuration.nanoseconds(duration)) / 1e9)
+                try await bus.publish(NodeKeepalive(nodeID: node.id, until: until), routingKey: RoutingKey.node(node.id, "keepalive"))
+                return Self.json(["Until": until.map { $0.formatted(Date.ISO8601FormatStyle()) } ?? "forever"])
             }
-            try await bus.publish(NodeKeepalive(nodeID: node.id, until: until), routingKey: RoutingKey.node(node.id, "keepalive"))
-            return Self.json(["Until": until.map { $0.formatted(Date.ISO8601FormatStyle()) } ?? "forever"])
         }
         // `drover shutdown`: ask the control plane to take this node away.
         router.post("/v1/agent/shutdown") { request, _ in
-            let body = try await Self.decode(ShutdownRequest.self, request)
-            guard let body = body.value else { return body.error! }
-            try await bus.publish(NodeShutdownRequest(nodeID: node.id, reason: body.reason), routingKey: RoutingKey.node(node.id, "shutdown"))
-            return Self.json(["Reason": body.reason.rawValue])
+            try await Self.answer {
+                let body = try await Self.decode(ShutdownRequest.self, request)
+                try await bus.publish(NodeShutdownRequest(nodeID: node.id, reason: body.reason), routingKey: RoutingKey.node(node.id, "shutdown"))
+                return Self.json(["Reason": body.reason.rawValue])
+            }
         }
         // `drover run-on-shutdown`: a script to run, after those registered before, when the agent stops for good.
         router.post("/v1/agent/run-on-shutdown") { request, _ in
-            let body = try await Self.decode(ScriptRequest.self, request)
-            guard let body = body.value else { return body.error! }
-            guard body.script.hasPrefix("/"), FileManager.default.isExecutableFile(atPath: body.script) else {
-                return Self.error(.badRequest, FieldError("Script", "'\(body.script)' is not an executable file given by its full path"))
-            }
-            do {
-                return Self.json(["Scripts": try shutdownScripts.register(body.script)])
-            } catch {
-                var response = Self.json(["Error": "cannot record the script in \(shutdownScripts.file.path): \(error)"])
-                response.status = .internalServerError
-                return response
+            try await Self.answer {
+                let body = try await Self.decode(ScriptRequest.self, request)
+                guard body.script.hasPrefix("/"), FileManager.default.isExecutableFile(atPath: body.script) else {
+                    throw Refused("Script", "'\(body.script)' is not an executable file given by its full path")
+                }
+                do {
+                    return Self.json(["Scripts": try shutdownScripts.register(body.script)])
+                } catch {
+                    return Self.error(.internalServerError, FieldError("Script", "cannot be recorded in \(shutdownScripts.file.path): \(error)"))
+                }
             }
         }
         // `drover send`: an arbitrary message under this node's prefix, as `jetpack send`.
         router.post("/v1/agent/send") { request, _ in
-            let body = try await Self.decode(SendRequest.self, request)
-            guard let body = body.value else { return body.error! }
-            let words = body.routingKey.split(separator: ".", omittingEmptySubsequences: false)
-            guard !words.isEmpty, words.allSatisfy({ RoutingKey.isValidWord($0) }) else {
-                return Self.error(
-                    .badRequest, FieldError("RoutingKey", "'\(body.routingKey)' must be words separated by dots, without '*', '#' or spaces"))
+            try await Self.answer {
+                let body = try await Self.decode(SendRequest.self, request)
+                let words = body.routingKey.split(separator: ".", omittingEmptySubsequences: false)
+                guard !words.isEmpty, words.allSatisfy({ RoutingKey.isValidWord($0) }) else {
+                    throw Refused("RoutingKey", "'\(body.routingKey)' must be words separated by dots, without '*', '#' or spaces")
+                }
+                let key = RoutingKey.nodeSend(node.id, body.routingKey)
+                let message = OutgoingMessage(
+                    routingKey: key, messageID: UUID().uuidString.lowercased(), type: "node.send", schemaVersion: 1, timestamp: Date(),
+                    body: Array(body.body.utf8), headers: ["x-drover-node": node.id])
+                try await bus.publish(message)
+                return Self.json(["RoutingKey": key])
             }
-            let key = RoutingKey.nodeSend(node.id, body.routingKey)
-            let message = OutgoingMessage(
-                routingKey: key, messageID: UUID().uuidString.lowercased(), type: "node.send", schemaVersion: 1, timestamp: Date(),
-                body: Array(body.body.utf8), headers: ["x-drover-node": node.id])
-            try await bus.publish(message)
-            return Self.json(["RoutingKey": key])
         }
     }
 
@@ -153,13 +156,29 @@ struct AgentAPI: Sendable {
         }
     }
 
-    /// A decoded body, or the 400 answer that names what was wrong with it.
-    static func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> (value: T?, error: Response?) {
+    /// Bad input: answered 400 with the field and why.
+    struct Refused: Error {
+        var field: FieldError
+        init(_ field: String, _ reason: String) { self.field = FieldError(field, reason) }
+        init(_ field: FieldError) { self.field = field }
+    }
+
+    /// Runs a route, answering ``Refused`` with 400.
+    static func answer(_ route: () async throws -> Response) async throws -> Response {
+        do {
+            return try await route()
+        } catch let refused as Refused {
+            return error(.badRequest, refused.field)
+        }
+    }
+
+    /// The request's JSON body. - Throws: ``Refused`` naming what does not decode.
+    static func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
         let body = try await request.body.collect(upTo: 8 << 20)
         do {
-            return (try JSONDecoder().decode(T.self, from: Data(buffer: body)), nil)
+            return try JSONDecoder().decode(T.self, from: Data(buffer: body))
         } catch let error as DecodingError {
-            return (nil, Self.error(.badRequest, FieldError(error, root: "")))
+            throw Refused(FieldError(error, root: ""))
         }
     }
 

@@ -42,35 +42,27 @@ struct ZipWriter {
 
     mutating func add(_ name: String, _ data: Data) {
         let nameBytes = Data(name.utf8)
-        let crc = CRC32.checksum(data)
+        // What the local header and the central directory entry both say of the entry.
+        var entry = Data()
+        entry.append(le16: 0x0800)  // flags: UTF-8 names
+        entry.append(le16: 0)  // stored
+        entry.append(le16: 0)  // time
+        entry.append(le16: 0x21)  // date: 1980-01-01
+        entry.append(le32: CRC32.checksum(data))
+        entry.append(le32: UInt32(data.count))  // compressed size
+        entry.append(le32: UInt32(data.count))
+        entry.append(le16: UInt16(nameBytes.count))
+        entry.append(le16: 0)  // extra field
         let offset = UInt32(body.count)
-        // Local file header.
         body.append(le32: 0x0403_4b50)
         body.append(le16: 20)  // version needed
-        body.append(le16: 0x0800)  // flags: UTF-8 names
-        body.append(le16: 0)  // stored
-        body.append(le16: 0)  // time
-        body.append(le16: 0x21)  // date: 1980-01-01
-        body.append(le32: crc)
-        body.append(le32: UInt32(data.count))
-        body.append(le32: UInt32(data.count))
-        body.append(le16: UInt16(nameBytes.count))
-        body.append(le16: 0)
+        body.append(entry)
         body.append(nameBytes)
         body.append(data)
-        // Its central directory entry.
         directory.append(le32: 0x0201_4b50)
-        directory.append(le16: 20)
-        directory.append(le16: 20)
-        directory.append(le16: 0x0800)
-        directory.append(le16: 0)
-        directory.append(le16: 0)
-        directory.append(le16: 0x21)
-        directory.append(le32: crc)
-        directory.append(le32: UInt32(data.count))
-        directory.append(le32: UInt32(data.count))
-        directory.append(le16: UInt16(nameBytes.count))
-        directory.append(le16: 0)  // extra
+        directory.append(le16: 20)  // made by
+        directory.append(le16: 20)  // version needed
+        directory.append(entry)
         directory.append(le16: 0)  // comment
         directory.append(le16: 0)  // disk
         directory.append(le16: 0)  // internal attributes

@@ -16,8 +16,8 @@ public final class LogFile: Sendable {
         try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         if !FileManager.default.fileExists(atPath: url.path) { FileManager.default.createFile(atPath: url.path, contents: nil) }
         let file = try? FileHandle(forWritingTo: url)
-        let size = (try? file?.seekToEnd()).flatMap { $0 }.map(Int.init) ?? 0
-        handle = Mutex((file, size))
+        let size = (try? file?.seekToEnd()) ?? 0
+        handle = Mutex((file, Int(size)))
     }
 
     func write(_ line: String) {

@@ -13,18 +13,15 @@ extension ClusterStore {
     /// Records `beat`, received at `now`, answered with `ttl`: the node is up until
     /// `now + ttl + grace`. A heartbeat older than one already recorded (a redelivery, or one
     /// overtaken) changes nothing. A node that was down is ready again.
+    ///
+    /// Only the heartbeat's own row is locked (which the sweep skips); the node's row, which plan
+    /// applies lock, is locked only when the node was down and comes back.
     /// - Returns: the node's status after the heartbeat; nil for a node that has not registered.
     @discardableResult
     public func heartbeat(_ beat: NodeHeartbeat, at now: Date, ttl: Duration) async throws -> Node.Status? {
         try await database.transaction { connection in
-            var status: Node.Status?
-            for try await text in try await connection.query(
-                "SELECT status FROM drover_nodes WHERE id = \(beat.nodeID) FOR UPDATE", logger: logger
-            ).decode(String.self) {
-                status = Node.Status(rawValue: text) ?? .down
-            }
-            var liveness = NodeLiveness(status: status ?? .initializing, expiresAt: nil)
-            let transition = liveness.heartbeat(at: now, ttl: ttl, grace: heartbeatPolicy.grace)
+            var liveness = NodeLiveness(status: .ready, expiresAt: nil)
+            _ = liveness.heartbeat(at: now, ttl: ttl, grace: heartbeatPolicy.grace)
             var recorded = false
             for try await _ in try await connection.query(
                 """
@@ -40,8 +37,12 @@ extension ClusterStore {
             ).decode(String.self) {
                 recorded = true
             }
-            guard let status else { return nil }
-            guard recorded, transition == .cameBack else { return status }
+            guard let status = try await Self.nodeStatus(beat.nodeID, lock: false, on: connection, logger: logger) else { return nil }
+            guard recorded, status == .down else { return status }
+            // Decide again under the node's lock: the sweep or another heartbeat may have moved it.
+            let locked = try await Self.nodeStatus(beat.nodeID, lock: true, on: connection, logger: logger) ?? .down
+            var current = NodeLiveness(status: locked, expiresAt: nil)
+            guard current.heartbeat(at: now, ttl: ttl, grace: heartbeatPolicy.grace) == .cameBack else { return locked }
             let index = try await Self.nextIndex(connection, logger: logger)
             try await Self.setStatus(.ready, description: nil, nodeID: beat.nodeID, index: index, on: connection, logger: logger)
             try await Self.nodeBecameReady(beat.nodeID, index: index, on: connection, logger: logger)
@@ -54,7 +55,8 @@ extension ClusterStore {
 
     /// Marks down every node whose deadline has passed by `now` (at most `limit` in one call),
     /// and evaluates each job that had allocations running there, so that they are replaced
-    /// per their ReschedulePolicy. Rows another replica is sweeping are skipped.
+    /// per their ReschedulePolicy. Rows another replica is sweeping, or a heartbeat is moving on,
+    /// are skipped.
     /// - Returns: the ids of the nodes marked down.
     @discardableResult
     public func expireNodes(at now: Date, limit: Int = 100) async throws -> [String] {
@@ -64,7 +66,7 @@ extension ClusterStore {
                 """
                 SELECT n.id, n.status, h.expires_at FROM drover_nodes n JOIN drover_node_heartbeats h ON h.node_id = n.id
                 WHERE n.status <> 'down' AND h.expires_at <= \(now)
-                ORDER BY h.expires_at LIMIT \(limit) FOR UPDATE OF n SKIP LOCKED
+                ORDER BY h.expires_at LIMIT \(limit) FOR UPDATE OF n, h SKIP LOCKED
                 """, logger: logger
             ).decode((String, String, Date?).self) {
                 candidates.append((id, NodeLiveness(status: Node.Status(rawValue: status) ?? .ready, expiresAt: expiresAt)))
@@ -109,6 +111,17 @@ extension ClusterStore {
                 nodeID: nodeID, on: connection, logger: logger)
             return true
         }
+    }
+
+    /// The node's status; nil for an unknown node. With `lock`, its row stays locked until the transaction ends.
+    static func nodeStatus(_ nodeID: String, lock: Bool, on connection: PostgresConnection, logger: Logger) async throws -> Node.Status? {
+        var status: Node.Status?
+        for try await text in try await connection.query(
+            "SELECT status FROM drover_nodes WHERE id = \(nodeID) \(unescaped: lock ? "FOR UPDATE" : "")", logger: logger
+        ).decode(String.self) {
+            status = Node.Status(rawValue: text) ?? .down
+        }
+        return status
     }
 
     /// How many nodes are not down: the fleet size the heartbeat TTL scales with.

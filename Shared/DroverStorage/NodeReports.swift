@@ -7,8 +7,10 @@ import PostgresNIO
 extension ClusterStore {
     /// Records a node as its agent reported it, and ready. A node that is new, or back, or
     /// changed, may make room: blocked evaluations are retried, and every system job is
-    /// evaluated for it. A registration counts as a heartbeat with the minimum TTL, so that a
-    /// node that registers and then falls silent still goes down.
+    /// evaluated for it. A registration that records the node counts as a heartbeat with the
+    /// minimum TTL, so that a node that registers and then falls silent still goes down; a
+    /// repeated one (perhaps long queued, from an agent now gone) changes nothing, its deadline
+    /// included.
     /// - Returns: the evaluations this created.
     @discardableResult
     public func register(node reported: Node, at now: Date = Date()) async throws -> [String] {
@@ -19,15 +21,6 @@ extension ClusterStore {
             ).decode((String, String).self) {
                 previous = (try Self.decode(Node.self, spec), status)
             }
-            var liveness = NodeLiveness(status: .initializing, expiresAt: nil)
-            _ = liveness.heartbeat(at: now, ttl: heartbeatPolicy.minimumTTL, grace: heartbeatPolicy.grace)
-            try await connection.query(
-                """
-                INSERT INTO drover_node_heartbeats (node_id, sequence, agent_started_at, last_seen_at, ttl_ms, expires_at)
-                VALUES (\(reported.id), 0, \(Date(timeIntervalSince1970: 0)), \(now), \(Self.milliseconds(heartbeatPolicy.minimumTTL)),
-                    \(liveness.expiresAt))
-                ON CONFLICT (node_id) DO UPDATE SET expires_at = greatest(drover_node_heartbeats.expires_at, EXCLUDED.expires_at)
-                """, logger: logger)
             var node = reported
             node.status = .ready
             node.statusDescription = nil
@@ -42,6 +35,15 @@ extension ClusterStore {
                 before.modifyIndex = nil
                 if before == node { return [] }  // A repeated registration changes nothing.
             }
+            var liveness = NodeLiveness(status: .initializing, expiresAt: nil)
+            _ = liveness.heartbeat(at: now, ttl: heartbeatPolicy.minimumTTL, grace: heartbeatPolicy.grace)
+            try await connection.query(
+                """
+                INSERT INTO drover_node_heartbeats (node_id, sequence, agent_started_at, last_seen_at, ttl_ms, expires_at)
+                VALUES (\(reported.id), 0, \(Date(timeIntervalSince1970: 0)), \(now), \(Self.milliseconds(heartbeatPolicy.minimumTTL)),
+                    \(liveness.expiresAt))
+                ON CONFLICT (node_id) DO UPDATE SET expires_at = greatest(drover_node_heartbeats.expires_at, EXCLUDED.expires_at)
+                """, logger: logger)
             let index = try await Self.nextIndex(connection, logger: logger)
             try await connection.query(
                 """

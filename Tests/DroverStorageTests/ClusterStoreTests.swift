@@ -128,7 +128,10 @@ struct ClusterStoreTests {
                 let beat = NodeHeartbeat(nodeID: "n1", sequence: 1, agentStartedAt: t0)
                 #expect(try await store.heartbeat(beat, at: t0.addingTimeInterval(10), ttl: .seconds(20)) == .ready)
                 #expect(try await store.expireNodes(at: t0.addingTimeInterval(34.9)).isEmpty, "the heartbeat moved the deadline to t0 + 35")
-                #expect(!(try await store.heartbeat(beat, at: t0.addingTimeInterval(20), ttl: .seconds(20)) == .down), "a redelivery")
+                // A redelivered heartbeat and a repeated registration leave the deadline where it is
+                // (the next line shows it unmoved).
+                #expect(try await store.heartbeat(beat, at: t0.addingTimeInterval(20), ttl: .seconds(20)) == .ready)
+                #expect(try await store.register(node: testNode("n1"), at: t0.addingTimeInterval(30)).isEmpty)
                 #expect(try await store.expireNodes(at: t0.addingTimeInterval(35)) == ["n1"])
                 #expect(try await store.expireNodes(at: t0.addingTimeInterval(100)).isEmpty, "down once")
                 #expect(try await store.node(id: "n1")?.status == .down)
@@ -176,6 +179,30 @@ struct ClusterStoreTests {
                 #expect(capped.offset == 6 && String(decoding: capped.data, as: UTF8.self) == "world! and more")
                 #expect(
                     try await TaskOutput.info(allocID: "a1", task: "t", stream: .stdout, database: database) == .init(startOffset: 6, endOffset: 21))
+            }
+        }
+    }
+
+    @Test func aDrainingNodeCannotBeMadeEligibleUntilItsDrainIsCancelled() async throws {
+        try await withFreshDatabase { url in
+            let database = try Database(url: url, logger: Logger(label: "test"))
+            try await withClient(database.client) {
+                try await database.migrate()
+                let store = ClusterStore(database: database)
+                try await store.register(node: testNode("n1"))
+                _ = try await store.drain(nodeID: "n1", spec: DrainSpec(deadline: 3_600_000_000_000), markEligible: false)
+                let node = try #require(try await store.node(id: "n1"))
+                #expect(node.drain && node.schedulingEligibility == .ineligible && node.lastDrain?.status == .draining)
+                let refused = await #expect(throws: ClusterStoreError.self) { try await store.setEligibility(nodeID: "n1", eligible: true) }
+                #expect(refused.map { "\($0)" }?.contains("is draining") == true)
+                await #expect(throws: ClusterStoreError.notFound(kind: "node", id: "none")) {
+                    try await store.drain(nodeID: "none", spec: nil, markEligible: true)
+                }
+                _ = try await store.drain(nodeID: "n1", spec: nil, markEligible: true)
+                let cancelled = try #require(try await store.node(id: "n1"))
+                #expect(!cancelled.drain && cancelled.schedulingEligibility == .eligible && cancelled.lastDrain?.status == .canceled)
+                // Nothing ran there: the next pass of the drainer has nothing to complete.
+                #expect(try await store.advanceDrains(at: Date()).isEmpty)
             }
         }
     }

@@ -54,11 +54,6 @@ final class Cluster: Sendable {
         let cluster = try await Cluster(algorithm: algorithm, environment: environment)
         do {
             try await body(cluster)
-        } catch {
-            await cluster.tearDown()
-            throw error
-        }
-        do {
             try await cluster.shutdown()
         } catch {
             await cluster.tearDown()
