@@ -68,9 +68,15 @@ struct HealthMonitor: AsyncParsableCommand {
             NodeRegistration.self, bus: bus, spec: ConsumerSpec(queue: "health-monitor.registrations", bindings: ["node.*.register"]),
             logger: logger
         ) { envelope, delivery in
-            try delivery.checkSentBy(node: envelope.data.node.id)
+            let nodeID = envelope.data.node.id
+            try delivery.checkSentBy(node: nodeID)
             let evaluations = try await store.register(node: envelope.data.node)
-            logger.debug("Node registration recorded", metadata: ["node_id": "\(envelope.data.node.id)", "evaluations": "\(evaluations.count)"])
+            logger.debug("Node registration recorded", metadata: ["node_id": "\(nodeID)", "evaluations": "\(evaluations.count)"])
+            // The answer tells the agent it is known (it registers again quickly until one comes),
+            // and when to heartbeat: a registration counts as a heartbeat with the minimum TTL.
+            try await bus.publish(
+                NodeHeartbeatTTL(nodeID: nodeID, heartbeatTTL: policy.minimumTTL, status: .ready),
+                routingKey: RoutingKey.clusterNode(nodeID, "heartbeat-ttl"))
         }
         let allocationStates = MessageConsumer(
             AllocationStatusReport.self, bus: bus,

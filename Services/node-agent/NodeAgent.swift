@@ -106,10 +106,12 @@ struct NodeAgent: AsyncParsableCommand {
             try await manager.apply(envelope.data.allocation)
         }
         let heartbeats = Heartbeats(bus: amqp, nodeID: id, interval: .milliseconds(Int(heartbeatInterval * 1000)), logger: logger)
+        let registrations = Registrations(bus: amqp, node: node, interval: .milliseconds(Int(registrationInterval * 1000)), logger: logger)
         let control = MessageConsumer(
             NodeHeartbeatTTL.self, bus: amqp,
             spec: ConsumerSpec(queue: "node.\(id).control", bindings: ["cluster.node.\(id).#"], prefetch: 10), logger: logger
         ) { envelope, _ in
+            registrations.acknowledge()
             heartbeats.use(ttl: envelope.data.ttl)
         }
         let users = NodeUsers(file: dataDirectory.appendingPathComponent("users.json"), nodeClass: nodeClass)
@@ -140,8 +142,7 @@ struct NodeAgent: AsyncParsableCommand {
                     ])
             },
             workers: [
-                Registrations(bus: amqp, node: node, interval: .milliseconds(Int(registrationInterval * 1000)), logger: logger),
-                heartbeats, control, StatusReporter(bus: amqp, nodeID: id, reports: reports, logger: logger), allocations,
+                registrations, heartbeats, control, StatusReporter(bus: amqp, nodeID: id, reports: reports, logger: logger), allocations,
                 OutputShipper(bus: amqp, nodeID: id, root: dataDirectory.appendingPathComponent("alloc"), logger: logger),
                 healthChecks, shutdownScripts, usersConsumer,
             ],
@@ -205,16 +206,43 @@ final class Heartbeats: Service, Sendable {
 /// Publishes the node's registration on `node.<id>.register` at start and then every
 /// `interval`: a control plane that was not listening yet (or lost its state) learns of the node
 /// all the same, and an unchanged registration costs it nothing.
-struct Registrations: Service {
+///
+/// Until the control plane answers (any heartbeat TTL on the node's control queue), it
+/// registers again after 1 s, doubling up to `interval`: on a fresh broker the first
+/// registration may find no queue bound yet, and is dropped.
+final class Registrations: Service, Sendable {
     let bus: any MessageBus
     let node: Node
     let interval: Duration
     let logger: Logger
+    private let answered = Atomic<Bool>(false)
+    private let retry = Mutex<Duration>(.seconds(1))
+
+    init(bus: any MessageBus, node: Node, interval: Duration, logger: Logger) {
+        self.bus = bus
+        self.node = node
+        self.interval = interval
+        self.logger = logger
+    }
+
+    /// The control plane has heard of the node: from now on, register every `interval`.
+    func acknowledge() {
+        if !answered.exchange(true, ordering: .relaxed) { logger.debug("Registration answered") }
+    }
+
+    /// How long until the next registration.
+    func nextDelay() -> Duration {
+        guard !answered.load(ordering: .relaxed) else { return interval }
+        return retry.withLock { retry in
+            defer { retry = min(retry * 2, interval) }
+            return min(retry, interval)
+        }
+    }
 
     func run() async throws {
-        await repeatUntilShutdown(every: interval, logger: logger, failure: "Registration not sent") {
-            try await bus.publish(NodeRegistration(node: node), routingKey: RoutingKey.nodeRegister(node.id))
-            logger.trace("Registration sent")
+        await repeatUntilShutdown(every: { self.nextDelay() }, logger: logger, failure: "Registration not sent") {
+            try await self.bus.publish(NodeRegistration(node: self.node), routingKey: RoutingKey.nodeRegister(self.node.id))
+            self.logger.trace("Registration sent")
         }
     }
 }

@@ -94,7 +94,8 @@ public struct MessageConsumer<Message: DroverMessage>: Service {
         } catch let rejected as MessageRejected {
             try await deadLetter(delivery, kind: "rejected", reason: rejected.reason)
         } catch {
-            logger.error("Handler failed; message will be retried", metadata: ["message_id": "\(envelope.id)", "error": "\(error)"])
+            logger.error(
+                "Handler failed; message will be retried", metadata: ["message_id": "\(envelope.id)", "error": "\(String(reflecting: error))"])
             try? await Task.sleep(for: retryDelay)
             delivery.requeue()
         }

@@ -159,4 +159,54 @@ struct ServicesEndToEndTests {
         try await runShell("psql '\(postgres)' -qc 'DROP DATABASE \(database) WITH (FORCE)'")
         try await virtualHost.delete()
     }
+
+    /// On a fresh broker, an agent that starts before health-monitor registers into the void:
+    /// no queue is bound yet. It registers again quickly until it is answered, so the node is
+    /// ready within seconds of health-monitor starting, not a registration interval later.
+    @Test func anAgentThatStartsBeforeHealthMonitorIsRegisteredOnceItRuns() async throws {
+        let postgres = try #require(TestEnvironment.postgresURL)
+        let virtualHost = try await TestVirtualHost.create("drover-e2e")
+        let database = TestEnvironment.uniqueName("drover_e2e").replacingOccurrences(of: "-", with: "_")
+        try await runShell("psql '\(postgres)' -v ON_ERROR_STOP=1 -qc 'CREATE DATABASE \(database)'")
+        var components = try #require(URLComponents(string: postgres))
+        components.path = "/\(database)"
+        let url = try #require(components.string)
+        let logs = FileManager.default.temporaryDirectory.appendingPathComponent(database)
+        try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
+        let nodeID = TestEnvironment.uniqueName("e2e-node")
+        let environment = [
+            "DROVER_AMQP_URL": virtualHost.amqpURL, "DROVER_POSTGRES_URL": url, "DROVER_REGISTRATION_INTERVAL": "120",
+            "DROVER_NODE_DATA_DIR": logs.appendingPathComponent("agent").path,
+        ]
+        // The gateway declares the exchanges the agent needs; nothing reads registrations yet.
+        let gateway = try RunningService("api-gateway", name: "api-gateway", port: 4746, arguments: [], environment: environment, logDirectory: logs)
+        var all = [gateway]
+        do {
+            try await eventually("api-gateway ready") { (try? await gateway.get("/readyz"))?.status == 200 }
+            let agent = try RunningService(
+                "node-agent", name: "node-agent", port: 4751, arguments: ["--node-id", nodeID], environment: environment, logDirectory: logs)
+            all.append(agent)
+            try await eventually("node-agent ready") { (try? await agent.get("/readyz"))?.status == 200 }
+            let monitor = try RunningService(
+                "health-monitor", name: "health-monitor", port: 4748, arguments: [], environment: environment, logDirectory: logs)
+            all.append(monitor)
+            try await eventually("node ready, well before the 120 s registration interval", within: .seconds(30)) {
+                guard let node = try? await gateway.get("/v1/node/\(nodeID)"), node.status == 200,
+                    let object = try? JSONSerialization.jsonObject(with: Data(node.body.utf8)) as? [String: Any]
+                else { return false }
+                return object["Status"] as? String == "ready"
+            }
+        } catch {
+            for service in all.reversed() { _ = try? await service.terminate() }
+            try? await runShell("psql '\(postgres)' -qc 'DROP DATABASE \(database) WITH (FORCE)'")
+            try? await virtualHost.delete()
+            throw error
+        }
+        for service in all.reversed() {
+            let status = try await service.terminate()
+            #expect(status == 0, "\(service.name) exited \(status) after SIGTERM: \(service.output.suffix(2000))")
+        }
+        try await runShell("psql '\(postgres)' -qc 'DROP DATABASE \(database) WITH (FORCE)'")
+        try await virtualHost.delete()
+    }
 }
