@@ -78,12 +78,25 @@ struct HealthMonitor: AsyncParsableCommand {
                 NodeHeartbeatTTL(nodeID: nodeID, heartbeatTTL: policy.minimumTTL, status: .ready),
                 routingKey: RoutingKey.clusterNode(nodeID, "heartbeat-ttl"))
         }
+        // Reports are recorded in batches, one transaction for all that arrived meanwhile.
         let allocationStates = MessageConsumer(
             AllocationStatusReport.self, bus: bus,
-            spec: ConsumerSpec(queue: "health-monitor.alloc-status", bindings: ["node.*.alloc-status"]), logger: logger, concurrency: 8
-        ) { envelope, delivery in
-            try delivery.checkSentBy(node: envelope.data.nodeID)
-            try await known { try await store.record(envelope.data) }
+            spec: ConsumerSpec(queue: "health-monitor.alloc-status", bindings: ["node.*.alloc-status"], prefetch: 500), logger: logger,
+            batchLimit: 500
+        ) { batch in
+            var refused: [Int: String] = [:]
+            var accepted: [(position: Int, report: AllocationStatusReport)] = []
+            for (position, item) in batch.enumerated() {
+                do {
+                    try item.delivery.checkSentBy(node: item.envelope.data.nodeID)
+                    accepted.append((position, item.envelope.data))
+                } catch let rejected as MessageRejected {
+                    refused[position] = rejected.reason
+                }
+            }
+            let recorded = try await store.record(accepted.map(\.report))
+            for (index, error) in recorded.refused { refused[accepted[index].position] = error.description }
+            return refused
         }
         // What a node says of its own health, and asks for itself.
         let health = MessageConsumer(

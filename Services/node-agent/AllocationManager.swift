@@ -3,6 +3,7 @@ import DroverModel
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// The node's allocations: starts the ones the control plane sends, stops the ones it stops,
 /// and on start-up picks up what a previous agent left running. Every allocation lives in
@@ -67,7 +68,8 @@ actor AllocationManager {
     }
 }
 
-/// Publishes allocation reports in the order they were made.
+/// Publishes allocation reports in the order they were made: all those made while the
+/// previous publish waited for its confirms go out together, as one confirmed batch.
 struct StatusReporter: Service {
     let bus: any MessageBus
     let nodeID: String
@@ -75,17 +77,43 @@ struct StatusReporter: Service {
     let logger: Logger
 
     func run() async throws {
+        let made = Made()
+        let (signals, signal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         // Cancelled on shutdown even while a publish waits for a broker that is not there.
         try? await cancelWhenGracefulShutdown {
-            for await report in reports {
-                do {
-                    try await bus.publish(report, routingKey: RoutingKey.nodeAllocStatus(nodeID))
-                } catch is CancellationError {
-                    return
-                } catch {
-                    logger.error("Allocation report not sent", metadata: ["alloc_id": "\(report.allocID)", "error": "\(error)"])
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for await report in reports {
+                        made.reports.withLock { $0.append(report) }
+                        signal.yield()
+                    }
+                    signal.finish()
                 }
+                group.addTask {
+                    for await _ in signals {
+                        let batch = made.reports.withLock { reports in
+                            defer { reports = [] }
+                            return reports
+                        }
+                        if batch.isEmpty { continue }
+                        do {
+                            let messages = try batch.map { try OutgoingMessage($0, routingKey: RoutingKey.nodeAllocStatus(nodeID)) }
+                            try await bus.publish(messages)
+                        } catch is CancellationError {
+                            return
+                        } catch {
+                            logger.error(
+                                "Allocation reports not sent", metadata: ["alloc_ids": "\(batch.map(\.allocID))", "error": "\(error)"])
+                        }
+                    }
+                }
+                await group.waitForAll()
             }
         }
+    }
+
+    /// Reports made and not yet handed to the bus.
+    private final class Made: Sendable {
+        let reports = Mutex<[AllocationStatusReport]>([])
     }
 }

@@ -3,6 +3,7 @@ public import Foundation
 public import Logging
 public import Metrics
 public import ServiceLifecycle
+import Synchronization
 
 /// Thrown by a handler to refuse a message for good: it goes to the dead-letter queue with `reason`.
 public struct MessageRejected: Error, CustomStringConvertible {
@@ -18,14 +19,34 @@ public struct MessageRejected: Error, CustomStringConvertible {
 ///   dead-lettered with the reason and counted in `drover_messages_dead_lettered_total`.
 /// - A handler that throws ``MessageRejected`` dead-letters the message with its reason.
 /// - Any other error is logged and the message requeued after `retryDelay`: it is retried.
+///
+/// A consumer made with a batch handler is handed every message that has arrived (up to a
+/// limit) at once, so that it can do their work in one transaction. It names, by position,
+/// the messages it refuses; the rest are acknowledged when it returns. When it throws, each
+/// message of the batch is tried again on its own, so that one bad message holds up no other.
 public struct MessageConsumer<Message: DroverMessage>: Service {
     public typealias Handler = @Sendable (MessageEnvelope<Message>, Delivery) async throws -> Void
+
+    /// One decoded message and its delivery.
+    public struct Received: Sendable {
+        public let envelope: MessageEnvelope<Message>
+        public let delivery: Delivery
+    }
+
+    /// Handles a batch in one go. - Returns: the messages it refuses for good, by position in
+    /// the batch, each with the reason it is dead-lettered with.
+    public typealias BatchHandler = @Sendable ([Received]) async throws -> [Int: String]
+
+    private enum Work: Sendable {
+        case each(Handler)
+        case batch(limit: Int, BatchHandler)
+    }
 
     private let bus: any MessageBus
     private let spec: ConsumerSpec
     private let logger: Logger
     private let retryDelay: Duration
-    private let handler: Handler
+    private let work: Work
     private let metrics: any MetricsFactory
     private let concurrency: Int
 
@@ -44,11 +65,31 @@ public struct MessageConsumer<Message: DroverMessage>: Service {
         logger[metadataKey: "queue"] = "\(spec.queue)"
         self.logger = logger
         self.retryDelay = retryDelay
-        self.handler = handler
+        self.work = .each(handler)
+    }
+
+    /// A consumer that hands `handler` up to `batchLimit` messages at a time (at most the
+    /// queue's prefetch): every message that has arrived while the previous batch was handled.
+    public init(
+        _ type: Message.Type = Message.self, bus: any MessageBus, spec: ConsumerSpec, logger: Logger, retryDelay: Duration = .seconds(1),
+        batchLimit: Int, metrics: any MetricsFactory = MetricsSystem.factory, batchHandler: @escaping BatchHandler
+    ) {
+        self.metrics = metrics
+        self.concurrency = 1
+        self.bus = bus
+        self.spec = spec
+        var logger = logger
+        logger[metadataKey: "queue"] = "\(spec.queue)"
+        self.logger = logger
+        self.retryDelay = retryDelay
+        self.work = .batch(limit: max(1, min(batchLimit, Int(spec.prefetch))), batchHandler)
     }
 
     public func run() async throws {
         let deliveries = try await bus.subscribe(spec)
+        if case .batch(let limit, let handler) = work {
+            return try await runBatches(deliveries, limit: limit, handler: handler)
+        }
         guard concurrency > 1 else {
             let decoder = MessageCoding.decoder()
             for await delivery in deliveries.cancelOnGracefulShutdown() {
@@ -70,32 +111,122 @@ public struct MessageConsumer<Message: DroverMessage>: Service {
         }
     }
 
+    /// Hands what has arrived to `handler`, up to `limit` at a time, while the next deliveries
+    /// gather; on shutdown, what has arrived is still handled.
+    private func runBatches(_ deliveries: AsyncStream<Delivery>, limit: Int, handler: @escaping BatchHandler) async throws {
+        let arrived = Arrivals()
+        let (signals, signal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await delivery in deliveries.cancelOnGracefulShutdown() {
+                    arrived.deliveries.withLock { $0.append(delivery) }
+                    signal.yield()
+                }
+                signal.finish()
+            }
+            group.addTask {
+                let decoder = MessageCoding.decoder()
+                for await _ in signals {
+                    while true {
+                        let batch = arrived.deliveries.withLock { arrived in
+                            defer { arrived.removeFirst(min(limit, arrived.count)) }
+                            return Array(arrived.prefix(limit))
+                        }
+                        if batch.isEmpty { break }
+                        try await handleBatch(batch, handler: handler, decoder: decoder)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    /// Settles a batch of deliveries; exposed so that tests can drive a batch consumer.
+    public func handleBatch(_ deliveries: [Delivery], decoder: JSONDecoder = MessageCoding.decoder()) async throws {
+        guard case .batch(_, let handler) = work else {
+            for delivery in deliveries { try await handle(delivery, decoder: decoder) }
+            return
+        }
+        try await handleBatch(deliveries, handler: handler, decoder: decoder)
+    }
+
+    private func handleBatch(_ deliveries: [Delivery], handler: BatchHandler, decoder: JSONDecoder) async throws {
+        var received: [Received] = []
+        for delivery in deliveries {
+            if let envelope = try await decode(delivery, decoder: decoder) { received.append(Received(envelope: envelope, delivery: delivery)) }
+        }
+        guard !received.isEmpty else { return }
+        do {
+            let refused = try await handler(received)
+            for (index, item) in received.enumerated() {
+                if let reason = refused[index] {
+                    try await deadLetter(item.delivery, kind: "rejected", reason: reason)
+                } else {
+                    item.delivery.ack()
+                }
+            }
+        } catch  where received.count > 1 {
+            logger.warning(
+                "Batch handler failed; trying its messages one at a time",
+                metadata: ["count": "\(received.count)", "error": "\(String(reflecting: error))"])
+            for item in received {
+                try await settle(item.delivery, id: item.envelope.id) {
+                    if let reason = try await handler([item])[0] { throw MessageRejected(reason) }
+                }
+            }
+        } catch {
+            try await settle(received[0].delivery, id: received[0].envelope.id) { throw error }
+        }
+    }
+
     /// Settles one delivery; exposed so that tests can drive a consumer message by message.
     public func handle(_ delivery: Delivery, decoder: JSONDecoder = MessageCoding.decoder()) async throws {
+        guard let envelope = try await decode(delivery, decoder: decoder) else { return }
+        switch work {
+        case .each(let handler):
+            try await settle(delivery, id: envelope.id) { try await handler(envelope, delivery) }
+        case .batch(_, let handler):
+            try await settle(delivery, id: envelope.id) {
+                if let reason = try await handler([Received(envelope: envelope, delivery: delivery)])[0] { throw MessageRejected(reason) }
+            }
+        }
+    }
+
+    /// The delivery's envelope; `nil` when it does not decode or is not for this consumer, in
+    /// which case it has been dead-lettered.
+    private func decode(_ delivery: Delivery, decoder: JSONDecoder) async throws -> MessageEnvelope<Message>? {
         let envelope: MessageEnvelope<Message>
         do {
             envelope = try decoder.decode(MessageEnvelope<Message>.self, from: Data(delivery.body))
         } catch {
-            return try await deadLetter(delivery, kind: "undecodable", reason: "undecodable body: \(describe(error))")
+            try await deadLetter(delivery, kind: "undecodable", reason: "undecodable body: \(describe(error))")
+            return nil
         }
         guard envelope.type == Message.messageType else {
-            return try await deadLetter(
+            try await deadLetter(
                 delivery, kind: "unexpected_type", reason: "type '\(envelope.type)' is not '\(Message.messageType)' that this queue reads")
+            return nil
         }
         guard envelope.version <= Message.schemaVersion else {
-            return try await deadLetter(
+            try await deadLetter(
                 delivery, kind: "unsupported_version",
                 reason:
                     "schema version \(envelope.version) of \(envelope.type) is newer than \(Message.schemaVersion), the newest this consumer reads")
+            return nil
         }
+        return envelope
+    }
+
+    /// Runs `work` for one delivery: acknowledged when it returns, dead-lettered when it throws
+    /// ``MessageRejected``, requeued after `retryDelay` on any other error.
+    private func settle(_ delivery: Delivery, id: String, _ work: () async throws -> Void) async throws {
         do {
-            try await handler(envelope, delivery)
+            try await work()
             delivery.ack()
         } catch let rejected as MessageRejected {
             try await deadLetter(delivery, kind: "rejected", reason: rejected.reason)
         } catch {
-            logger.error(
-                "Handler failed; message will be retried", metadata: ["message_id": "\(envelope.id)", "error": "\(String(reflecting: error))"])
+            logger.error("Handler failed; message will be retried", metadata: ["message_id": "\(id)", "error": "\(String(reflecting: error))"])
             try? await Task.sleep(for: retryDelay)
             delivery.requeue()
         }
@@ -109,6 +240,11 @@ public struct MessageConsumer<Message: DroverMessage>: Service {
             .increment()
         try await bus.deadLetter(delivery, reason: reason)
     }
+}
+
+/// Deliveries that have arrived and wait for the next batch.
+private final class Arrivals: Sendable {
+    let deliveries = Mutex<[Delivery]>([])
 }
 
 /// A decoding error in words: which field, and what was wrong with it.

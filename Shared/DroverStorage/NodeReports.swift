@@ -84,73 +84,145 @@ extension ClusterStore {
     }
 
     /// Records what a node reports of one of its allocations.
-    ///
-    /// A report never brings a finished allocation back: once complete, failed or lost, later
-    /// (or redelivered) reports change only its task states. An allocation that has just finished
-    /// frees room, so blocked evaluations are retried; one that failed, or a service allocation
-    /// that ended, while still wanted is evaluated again so that it can be replaced.
     /// - Returns: whether the report changed anything.
     /// - Throws: ``ClusterStoreError/notFound(kind:id:)`` for an unknown allocation, and
     ///   ``ClusterStoreError/invalid(_:)`` when the allocation belongs to another node.
     @discardableResult
     public func record(_ report: AllocationStatusReport) async throws -> Bool {
-        try await database.transaction { connection in
-            var found: (Allocation, Int64)?
+        let outcome = try await record([report])
+        if let refused = outcome.refused[0] { throw refused }
+        return outcome.changed > 0
+    }
+
+    /// What recording a batch of reports did.
+    public struct ReportsRecorded: Sendable, Equatable {
+        /// Allocations whose record changed.
+        public var changed = 0
+        /// Reports refused, by position: an unknown allocation, or one on another node.
+        public var refused: [Int: ClusterStoreError] = [:]
+    }
+
+    /// Records what nodes report of their allocations, in one transaction.
+    ///
+    /// Reports of one allocation are applied in the order of their sequence (they may arrive out
+    /// of order; an older one than recorded says nothing new), and each allocation is written
+    /// once. A report never brings a finished allocation back: once complete, failed or lost,
+    /// later (or redelivered) reports change only its task states. Allocations that have just
+    /// finished free room, so blocked evaluations are retried; a job with one that failed, or
+    /// with a service allocation that ended, while still wanted, is evaluated again so that it
+    /// can be replaced.
+    public func record(_ reports: [AllocationStatusReport]) async throws -> ReportsRecorded {
+        guard !reports.isEmpty else { return ReportsRecorded() }
+        return try await database.transaction { connection in
+            let ids = Array(Set(reports.map(\.allocID))).sorted()
+            var current: [String: (allocation: Allocation, sequence: Int64)] = [:]
             for try await (spec, sequence) in try await connection.query(
-                "SELECT spec::text, report_sequence FROM drover_allocations WHERE id = \(report.allocID) FOR UPDATE", logger: logger
+                "SELECT spec::text, report_sequence FROM drover_allocations WHERE id = ANY(\(ids)) ORDER BY id FOR UPDATE", logger: logger
             ).decode((String, Int64).self) {
-                found = (try Self.decode(Allocation.self, spec), sequence)
+                let allocation = try Self.decode(Allocation.self, spec)
+                current[allocation.id] = (allocation, sequence)
             }
-            guard var (allocation, sequence) = found else { throw ClusterStoreError.notFound(kind: "allocation", id: report.allocID) }
-            guard allocation.nodeID == report.nodeID else {
-                throw ClusterStoreError.invalid([FieldError("NodeID", "allocation \(report.allocID) is not on node \(report.nodeID)")])
+            var outcome = ReportsRecorded()
+            var changed: [String] = []
+            var started: [String] = []
+            var finished: [String] = []
+            for position in reports.indices.sorted(by: { (reports[$0].sequence, $0) < (reports[$1].sequence, $1) }) {
+                let report = reports[position]
+                guard var entry = current[report.allocID] else {
+                    outcome.refused[position] = .notFound(kind: "allocation", id: report.allocID)
+                    continue
+                }
+                guard entry.allocation.nodeID == report.nodeID else {
+                    outcome.refused[position] = .invalid([FieldError("NodeID", "allocation \(report.allocID) is not on node \(report.nodeID)")])
+                    continue
+                }
+                let before = entry.allocation.clientStatus
+                guard Self.apply(report, to: &entry.allocation, sequence: &entry.sequence) else { continue }
+                current[report.allocID] = entry
+                if !changed.contains(report.allocID) { changed.append(report.allocID) }
+                let after = entry.allocation.clientStatus
+                if before != .running && !before.isTerminal && after == .running { started.append(report.allocID) }
+                if !before.isTerminal && after.isTerminal { finished.append(report.allocID) }
             }
-            // Reports may arrive out of order; an older one than recorded says nothing new.
-            if report.sequence > 0 && report.sequence <= sequence { return false }
-            sequence = max(sequence, report.sequence)
-            let wasTerminal = allocation.clientStatus.isTerminal
-            if wasTerminal && (!report.clientStatus.isTerminal || allocation.taskStates == report.taskStates) { return false }
-            if !wasTerminal {
-                if allocation.clientStatus == report.clientStatus && allocation.taskStates == report.taskStates { return false }
-                allocation.clientStatus = report.clientStatus
-                allocation.clientDescription = report.clientDescription
-            }
-            allocation.taskStates = report.taskStates
+            outcome.changed = changed.count
+            guard !changed.isEmpty else { return outcome }
+
             let index = try await Self.nextIndex(connection, logger: logger)
             let now = Self.nanoseconds()
-            allocation.modifyIndex = index
-            allocation.modifyTime = now
+            var statuses: [String] = []
+            var specs: [String] = []
+            var sequences: [Int64] = []
+            for id in changed {
+                guard var entry = current[id] else { continue }
+                entry.allocation.modifyIndex = index
+                entry.allocation.modifyTime = now
+                current[id] = entry
+                statuses.append(entry.allocation.clientStatus.rawValue)
+                specs.append(try Self.encode(entry.allocation))
+                sequences.append(entry.sequence)
+            }
             try await connection.query(
                 """
-                UPDATE drover_allocations SET client_status = \(allocation.clientStatus.rawValue), spec = \(try Self.encode(allocation))::jsonb,
-                    modify_index = \(index), report_sequence = \(sequence)
-                WHERE id = \(allocation.id)
+                UPDATE drover_allocations a SET client_status = u.status, spec = u.spec::jsonb, modify_index = \(index), report_sequence = u.sequence
+                FROM unnest(\(changed)::text[], \(statuses)::text[], \(specs)::text[], \(sequences)::bigint[]) AS u(id, status, spec, sequence)
+                WHERE a.id = u.id
                 """, logger: logger)
-            if !wasTerminal && allocation.clientStatus == .running, let previous = allocation.previousAllocation,
-                try await Self.isMigrating(previous, on: connection, logger: logger),
-                let job = try await EvaluationProcessor.readJob(allocation.jobID, on: connection, logger: logger)
-            {
+
+            for id in started {
+                guard let allocation = current[id]?.allocation, let previous = allocation.previousAllocation,
+                    try await Self.isMigrating(previous, on: connection, logger: logger),
+                    let job = try await EvaluationProcessor.readJob(allocation.jobID, on: connection, logger: logger)
+                else { continue }
                 // A replacement for an allocation on a draining node runs: the old one may stop now.
                 try await Self.createEvaluation(
                     for: job, triggeredBy: Evaluation.Trigger.nodeDrain, index: index, now: now, on: connection, logger: logger)
             }
-            if !wasTerminal && allocation.clientStatus == .failed {
+            guard !finished.isEmpty else { return outcome }
+            let ended = finished.compactMap { current[$0]?.allocation }
+            for allocation in ended where allocation.clientStatus == .failed {
                 try await Events.note(
                     ClusterEvent.Kind.allocationFailed, "Allocation \(allocation.name) failed: \(allocation.clientDescription)", level: .warn,
                     priority: .medium, nodeID: allocation.nodeID, jobID: allocation.jobID, allocID: allocation.id, on: connection, logger: logger)
             }
-            if !wasTerminal && allocation.clientStatus.isTerminal {
-                _ = try await Self.unblockEvaluations(index: index, capacityOnly: true, on: connection, logger: logger)
-                if allocation.desiredStatus == .run,
-                    let job = try await EvaluationProcessor.readJob(allocation.jobID, on: connection, logger: logger), !job.isStopped,
-                    allocation.clientStatus == .failed || (allocation.clientStatus == .complete && job.jobType == .service)
-                {
-                    try await Self.createEvaluation(
-                        for: job, triggeredBy: Evaluation.Trigger.allocFailure, index: index, now: now, on: connection, logger: logger)
-                }
+            _ = try await Self.unblockEvaluations(index: index, capacityOnly: true, on: connection, logger: logger)
+            // A job whose allocation failed, or whose service allocation ended, is evaluated again
+            // (once, however many of its allocations ended).
+            let wanted = ended.filter { $0.desiredStatus == .run && ($0.clientStatus == .failed || $0.clientStatus == .complete) }
+            guard !wanted.isEmpty else { return outcome }
+            let jobIDs = Array(Set(wanted.map(\.jobID))).sorted()
+            var services: Set<String> = []
+            var live: Set<String> = []
+            for try await (id, type, stopped) in try await connection.query(
+                "SELECT id, type, stop FROM drover_jobs WHERE id = ANY(\(jobIDs))", logger: logger
+            ).decode((String, String, Bool).self) {
+                if !stopped { live.insert(id) }
+                if type == JobType.service.rawValue { services.insert(id) }
             }
-            return true
+            let reevaluate = Set(
+                wanted.filter { live.contains($0.jobID) && ($0.clientStatus == .failed || services.contains($0.jobID)) }.map(\.jobID))
+            for jobID in reevaluate.sorted() {
+                guard let job = try await EvaluationProcessor.readJob(jobID, on: connection, logger: logger) else { continue }
+                try await Self.createEvaluation(
+                    for: job, triggeredBy: Evaluation.Trigger.allocFailure, index: index, now: now, on: connection, logger: logger)
+            }
+            return outcome
         }
+    }
+
+    /// Applies one report to an allocation's record. - Returns: whether it changed anything.
+    static func apply(_ report: AllocationStatusReport, to allocation: inout Allocation, sequence: inout Int64) -> Bool {
+        // Reports may arrive out of order; an older one than recorded says nothing new.
+        if report.sequence > 0 && report.sequence <= sequence { return false }
+        let wasTerminal = allocation.clientStatus.isTerminal
+        if wasTerminal && (!report.clientStatus.isTerminal || allocation.taskStates == report.taskStates) { return false }
+        if !wasTerminal {
+            if allocation.clientStatus == report.clientStatus && allocation.taskStates == report.taskStates { return false }
+            allocation.clientStatus = report.clientStatus
+            allocation.clientDescription = report.clientDescription
+        }
+        allocation.taskStates = report.taskStates
+        sequence = max(sequence, report.sequence)
+        return true
     }
 
     /// Whether allocation `id` still runs on a draining node, waiting for its replacement.

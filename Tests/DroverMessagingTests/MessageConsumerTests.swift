@@ -62,6 +62,55 @@ import Testing
         #expect(Set(seen.value.map(\.sequence)) == [1, 2, 3, 4])
     }
 
+    private func batchConsumer(_ handler: @escaping MessageConsumer<NodeHeartbeat>.BatchHandler) -> MessageConsumer<NodeHeartbeat> {
+        MessageConsumer(
+            bus: bus, spec: spec, logger: Logger(label: "test"), retryDelay: .zero, batchLimit: 10, metrics: metrics, batchHandler: handler)
+    }
+
+    /// Publishes heartbeats with `sequences`, then `extra` raw messages, and returns their deliveries.
+    private func publishHeartbeats(_ sequences: ClosedRange<Int>, extra: [OutgoingMessage] = []) async throws -> [Delivery] {
+        var deliveries = try await bus.subscribe(spec).makeAsyncIterator()
+        for sequence in sequences {
+            try await bus.publish(
+                NodeHeartbeat(nodeID: "n1", sequence: UInt64(sequence), agentStartedAt: Date()), routingKey: RoutingKey.nodeHeartbeat("n1"))
+        }
+        try await bus.publish(extra)
+        var received: [Delivery] = []
+        for _ in 0..<(sequences.count + extra.count) { received.append(try #require(await deliveries.next())) }
+        return received
+    }
+
+    @Test func aBatchIsHandledAtOnceAndOnlyTheMessagesItRefusesAreDeadLettered() async throws {
+        // An undecodable message among them is dead-lettered and never reaches the handler.
+        let deliveries = try await publishHeartbeats(1...4, extra: [raw("{not json")])
+        let batches = Locked<[[UInt64]]>([])
+        try await batchConsumer { batch in
+            batches.withLock { $0.append(batch.map(\.envelope.data.sequence)) }
+            return [1: "sequence 2 is refused"]
+        }.handleBatch(deliveries)
+        #expect(batches.value == [[1, 2, 3, 4]])
+        #expect(bus.unackedCount(of: spec.queue) == 0)
+        #expect(bus.deadLetters(of: spec.queue).count == 2)
+        #expect(bus.deadLetters(of: spec.queue).last?.headers[DeadLetterHeader.reason] == "sequence 2 is refused")
+        #expect(try deadLetterCount("rejected") == 1)
+        #expect(try deadLetterCount("undecodable") == 1)
+    }
+
+    @Test func aBatchThatFailsIsTriedAgainOneMessageAtATimeSoOnlyTheBadOneIsRetried() async throws {
+        let deliveries = try await publishHeartbeats(1...3)
+        let calls = Locked<[[UInt64]]>([])
+        try await batchConsumer { batch in
+            let sequences = batch.map(\.envelope.data.sequence)
+            calls.withLock { $0.append(sequences) }
+            if sequences.contains(2) { throw TestFailure("sequence 2 cannot be stored") }
+            return [:]
+        }.handleBatch(deliveries)
+        #expect(calls.value == [[1, 2, 3], [1], [2], [3]])
+        // 1 and 3 were acknowledged; 2 was requeued, and so is delivered again.
+        #expect(bus.unackedCount(of: spec.queue) == 1)
+        #expect(bus.deadLetters(of: spec.queue).isEmpty)
+    }
+
     @Test func decodesHandlesAndAcknowledges() async throws {
         var deliveries = try await bus.subscribe(spec).makeAsyncIterator()
         let heartbeat = NodeHeartbeat(nodeID: "n1", sequence: 7, agentStartedAt: Date(timeIntervalSince1970: 1_700_000_000.25))

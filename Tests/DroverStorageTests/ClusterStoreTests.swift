@@ -110,6 +110,50 @@ struct ClusterStoreTests {
         }
     }
 
+    @Test func aBatchOfReportsIsAppliedInSequenceOrderOncePerAllocationAndRefusalsArePositional() async throws {
+        try await withFreshDatabase { url in
+            let database = try Database(url: url, logger: Logger(label: "test"))
+            try await withClient(database.client) {
+                try await database.migrate()
+                let store = ClusterStore(database: database)
+                let processor = EvaluationProcessor(store: store)
+                try await store.register(node: testNode("n1", cpu: 2000))
+                var allocations: [Allocation] = []
+                for name in ["a", "b"] {
+                    let eval = try await store.register(smallJob(name)).evalID
+                    _ = try await processor.process(evalID: eval)
+                    allocations.append(try #require(try await store.allocations(jobID: name).first))
+                }
+                let before = try await store.currentIndex()
+                func report(_ allocation: Allocation, _ status: Allocation.ClientStatus, _ sequence: Int64, node: String = "n1")
+                    -> AllocationStatusReport
+                {
+                    AllocationStatusReport(
+                        nodeID: node, allocID: allocation.id, clientStatus: status, clientDescription: "\(status)", taskStates: [:],
+                        sequence: sequence)
+                }
+                let ghost = Allocation(
+                    id: "no-such-alloc", evalID: "", name: "x", nodeID: "n1", nodeName: "n1", jobID: "a", jobVersion: 0, taskGroup: "g",
+                    resources: Resources(cpu: 1, memoryMB: 1), createIndex: 0, modifyIndex: 0, createTime: 0, modifyTime: 0)
+                // Out of order, as concurrent deliveries may be: the newest report of `a` wins.
+                let recorded = try await store.record([
+                    report(allocations[0], .complete, 3), report(ghost, .running, 1), report(allocations[0], .running, 2),
+                    report(allocations[1], .running, 1, node: "n2"), report(allocations[1], .running, 1),
+                ])
+                #expect(recorded.changed == 2)
+                #expect(recorded.refused.keys.sorted() == [1, 3])
+                #expect(recorded.refused[1] == .notFound(kind: "allocation", id: "no-such-alloc"))
+                #expect(try await store.allocation(id: allocations[0].id)?.clientStatus == .complete)
+                #expect(try await store.allocation(id: allocations[1].id)?.clientStatus == .running)
+                // One index for the whole batch.
+                #expect(try await store.allocation(id: allocations[0].id)?.modifyIndex == before + 1)
+                #expect(try await store.allocation(id: allocations[1].id)?.modifyIndex == before + 1)
+                // A redelivery of the whole batch changes nothing.
+                #expect(try await store.record([report(allocations[0], .running, 2), report(allocations[1], .running, 1)]).changed == 0)
+            }
+        }
+    }
+
     /// Time is given, never read: the sweep runs at chosen instants, without sleeping.
     @Test func aSilentNodeGoesDownAtItsDeadlineItsJobsAreEvaluatedAndAHeartbeatBringsItBack() async throws {
         try await withFreshDatabase { url in
