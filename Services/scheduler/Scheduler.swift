@@ -16,12 +16,15 @@ struct Scheduler: AsyncParsableCommand {
         let plane = try ControlPlane(name: "scheduler", options: options)
         let processor = EvaluationProcessor(store: ClusterStore(database: plane.database), configuration: scheduling.configuration)
         // Every replica reads the same queue: RabbitMQ hands each evaluation to one of them, and
-        // the database keeps two from planning one job at once.
+        // the database keeps two from planning one job at once. The evaluations that arrive while
+        // a batch is applied make the next batch, planned and written in one transaction.
         let evaluations = MessageConsumer(
             EvaluationPending.self, bus: plane.bus,
-            spec: ConsumerSpec(queue: "scheduler.evaluations", bindings: ["cluster.eval.*.pending"]), logger: plane.logger, concurrency: 8
-        ) { envelope, _ in
-            _ = try await processor.process(evalID: envelope.data.evalID)
+            spec: ConsumerSpec(queue: "scheduler.evaluations", bindings: ["cluster.eval.*.pending"], prefetch: 500), logger: plane.logger,
+            batchLimit: 500
+        ) { batch in
+            _ = try await processor.process(evalIDs: batch.map(\.envelope.data.evalID))
+            return [:]
         }
         try await plane.run(
             defaultPort: 4647, workers: [evaluations, OutboxRelay(database: plane.database, bus: plane.bus, logger: plane.logger)])

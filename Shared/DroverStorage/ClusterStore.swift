@@ -196,13 +196,14 @@ public struct ClusterStore: Sendable {
     @discardableResult
     static func createEvaluation(
         for job: Job, triggeredBy: String, index: Int64, now: Int64, status: Evaluation.Status = .pending, previousEval: String? = nil,
-        nodeID: String? = nil, on connection: PostgresConnection, logger: Logger
+        nodeID: String? = nil, on connection: PostgresConnection, logger: Logger, details: (inout Evaluation) -> Void = { _ in }
     ) async throws -> Evaluation {
         var eval = Evaluation(
             id: UUID().uuidString.lowercased(), priority: job.jobPriority, type: job.jobType, triggeredBy: triggeredBy, jobID: job.id,
             jobModifyIndex: job.jobModifyIndex ?? index, nodeID: nodeID, status: status, createIndex: index, modifyIndex: index,
             createTime: now, modifyTime: now)
         eval.previousEval = previousEval
+        details(&eval)
         try await connection.query(
             """
             INSERT INTO drover_evaluations (id, job_id, status, spec, create_index, modify_index)

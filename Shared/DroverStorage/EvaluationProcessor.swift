@@ -8,11 +8,15 @@ import PostgresNIO
 
 /// Processes evaluations: reads a snapshot, asks the scheduling core for a plan, and applies it.
 ///
-/// One evaluation at a time per job: the evaluation's row is locked, and so is the job (an
-/// advisory lock on its id), so two scheduler replicas never plan the same job at once. Nodes
-/// are shared, so a plan is applied optimistically: the nodes it places on are locked, their
-/// usage read again, and if another scheduler filled one in the meantime the plan is a
-/// conflict, thrown away, and planned again from a fresh snapshot.
+/// Evaluations come in batches, processed in one transaction: one snapshot of the nodes, one
+/// plan per evaluation (each seeing the room the ones before it took), and one write of all
+/// their allocations, messages and results. One evaluation at a time per job: the evaluations'
+/// rows are locked, and so are their jobs (an advisory lock on each id, taken in order), so two
+/// scheduler replicas never plan the same job at once; a batch with two evaluations of one job
+/// plans them one after the other. Nodes are shared, so plans are applied optimistically: the
+/// nodes they place on are locked, their usage read again, and if another scheduler filled one
+/// in the meantime the batch is a conflict, thrown away, and planned again from a fresh
+/// snapshot.
 public struct EvaluationProcessor: Sendable {
     public enum Outcome: Sendable, Equatable {
         /// The plan was applied; `placed` new allocations, `stopped` stopped, `queued` left waiting.
@@ -37,13 +41,19 @@ public struct EvaluationProcessor: Sendable {
     var logger: Logger { store.database.logger }
 
     public func process(evalID: String) async throws -> Outcome {
+        try await process(evalIDs: [evalID])[evalID] ?? .skipped
+    }
+
+    /// Processes a batch of evaluations in one transaction. - Returns: each one's outcome.
+    public func process(evalIDs: [String]) async throws -> [String: Outcome] {
         var attempt = 1
         while true {
             do {
-                return try await store.database.transaction { connection in try await processOnce(evalID: evalID, on: connection) }
+                return try await store.database.transaction { connection in try await processOnce(evalIDs: evalIDs, on: connection) }
             } catch is PlanConflict where attempt < maximumAttempts {
                 conflicts.increment()
-                logger.debug("Plan conflicted with another scheduler; planning again", metadata: ["eval_id": "\(evalID)", "attempt": "\(attempt)"])
+                logger.debug(
+                    "Plans conflicted with another scheduler; planning again", metadata: ["evaluations": "\(evalIDs.count)", "attempt": "\(attempt)"])
                 attempt += 1
             }
         }
@@ -51,6 +61,13 @@ public struct EvaluationProcessor: Sendable {
 
     /// The snapshot an evaluation of `job` would be planned against, read on `connection`.
     func snapshot(jobID: String, on connection: PostgresConnection) async throws -> ClusterSnapshot {
+        var snapshot = try await nodesSnapshot(on: connection)
+        snapshot.jobAllocations = try await allocations(of: [jobID], on: connection)[jobID] ?? []
+        return snapshot
+    }
+
+    /// Every node with the resources live allocations hold on it; no job's allocations yet.
+    func nodesSnapshot(on connection: PostgresConnection) async throws -> ClusterSnapshot {
         let nodes = try await store.readNodes("\(unescaped: ClusterStore.nodeColumns) ORDER BY id", on: connection)
         var usage: [String: Resources] = [:]
         for try await (nodeID, cpu, memory, disk) in try await connection.query(
@@ -61,98 +78,178 @@ public struct EvaluationProcessor: Sendable {
         ).decode((String, Int64, Int64, Int64).self) {
             usage[nodeID] = Resources(cpu: Int(cpu), memoryMB: Int(memory), diskMB: Int(disk))
         }
-        var allocations: [Allocation] = []
+        return ClusterSnapshot(nodes: nodes, usage: usage, jobAllocations: [])
+    }
+
+    /// Every allocation of `jobIDs`, live or not, each with the job version it runs, by job.
+    func allocations(of jobIDs: [String], on connection: PostgresConnection) async throws -> [String: [Allocation]] {
+        var allocations: [String: [Allocation]] = [:]
         for try await (spec, job) in try await connection.query(
             """
             SELECT a.spec::text, v.spec::text FROM drover_allocations a
             LEFT JOIN drover_job_versions v ON v.job_id = a.job_id AND v.version = a.job_version
-            WHERE a.job_id = \(jobID)
+            WHERE a.job_id = ANY(\(jobIDs))
             """, logger: logger
         ).decode((String, String?).self) {
             var allocation = try ClusterStore.decode(Allocation.self, spec)
             allocation.job = try job.map { try ClusterStore.decode(Job.self, $0) }
-            allocations.append(allocation)
+            allocations[allocation.jobID, default: []].append(allocation)
         }
-        return ClusterSnapshot(nodes: nodes, usage: usage, jobAllocations: allocations)
+        return allocations
     }
 
     static func readJob(_ id: String, on connection: PostgresConnection, logger: Logger) async throws -> Job? {
-        // Read to the end: the connection runs the caller's next query only after this one is done.
-        var found: String?
-        for try await spec in try await connection.query("SELECT spec::text FROM drover_jobs WHERE id = \(id)", logger: logger).decode(String.self) {
-            found = spec
-        }
-        return try found.map { try ClusterStore.decode(Job.self, $0) }
+        try await readJobs([id], on: connection, logger: logger)[id]
     }
 
-    private func processOnce(evalID: String, on connection: PostgresConnection) async throws -> Outcome {
-        var found: Evaluation?
-        for try await spec in try await connection.query(
-            "SELECT spec::text FROM drover_evaluations WHERE id = \(evalID) FOR UPDATE", logger: logger
-        ).decode(String.self) {
-            found = try ClusterStore.decode(Evaluation.self, spec)
+    static func readJobs(_ ids: [String], on connection: PostgresConnection, logger: Logger) async throws -> [String: Job] {
+        // Read to the end: the connection runs the caller's next query only after this one is done.
+        var jobs: [String: Job] = [:]
+        for try await spec in try await connection.query("SELECT spec::text FROM drover_jobs WHERE id = ANY(\(ids))", logger: logger)
+            .decode(String.self)
+        {
+            let job = try ClusterStore.decode(Job.self, spec)
+            jobs[job.id] = job
         }
-        guard var eval = found, eval.status == .pending else { return .skipped }
-        try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\("job:" + eval.jobID), 0))", logger: logger)
+        return jobs
+    }
 
-        let job = try await Self.readJob(eval.jobID, on: connection, logger: logger)
-        let snapshot = try await snapshot(jobID: eval.jobID, on: connection)
+    private func processOnce(evalIDs: [String], on connection: PostgresConnection) async throws -> [String: Outcome] {
+        var pending: [Evaluation] = []
+        for try await spec in try await connection.query(
+            "SELECT spec::text FROM drover_evaluations WHERE id = ANY(\(Array(Set(evalIDs)).sorted())) ORDER BY id FOR UPDATE", logger: logger
+        ).decode(String.self) {
+            let eval = try ClusterStore.decode(Evaluation.self, spec)
+            if eval.status == .pending { pending.append(eval) }
+        }
+        var outcomes = Dictionary(evalIDs.map { ($0, Outcome.skipped) }, uniquingKeysWith: { first, _ in first })
+        guard !pending.isEmpty else { return outcomes }
+        pending.sort { ($0.createIndex, $0.id) < ($1.createIndex, $1.id) }
+        let jobIDs = Array(Set(pending.map(\.jobID))).sorted()
+        try await connection.query(
+            """
+            SELECT pg_advisory_xact_lock(key) FROM (
+                SELECT DISTINCT hashtextextended('job:' || id, 0) AS key FROM unnest(\(jobIDs)::text[]) AS id ORDER BY key) AS keys
+            """, logger: logger)
+
+        // Rounds of one evaluation per job, each planned against what the one before it wrote.
+        while !pending.isEmpty {
+            var round: [Evaluation] = []
+            var later: [Evaluation] = []
+            var seen: Set<String> = []
+            for eval in pending { if seen.insert(eval.jobID).inserted { round.append(eval) } else { later.append(eval) } }
+            for (id, outcome) in try await apply(round, on: connection) { outcomes[id] = outcome }
+            pending = later
+        }
+        return outcomes
+    }
+
+    /// Plans and applies one round: evaluations of distinct jobs.
+    private func apply(_ round: [Evaluation], on connection: PostgresConnection) async throws -> [String: Outcome] {
+        let jobIDs = round.map(\.jobID)
+        let jobs = try await Self.readJobs(jobIDs, on: connection, logger: logger)
+        var snapshot = try await nodesSnapshot(on: connection)
+        let allocations = try await allocations(of: jobIDs, on: connection)
+        let nodeIndex = Dictionary(snapshot.nodes.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { first, _ in first })
         let now = ClusterStore.nanoseconds()
         var random = SystemRandomNumberGenerator()
-        let plan = JobScheduler.plan(
-            evalID: eval.id, jobID: eval.jobID, job: job, snapshot: snapshot, configuration: configuration, now: now, random: &random)
+        var plans: [(eval: Evaluation, job: Job?, plan: Plan)] = []
+        for eval in round {
+            snapshot.jobAllocations = allocations[eval.jobID] ?? []
+            let plan = JobScheduler.plan(
+                evalID: eval.id, jobID: eval.jobID, job: jobs[eval.jobID], snapshot: snapshot, configuration: configuration, now: now,
+                random: &random)
+            // The next plan sees the room this one takes and frees.
+            for placement in plan.placements { snapshot.used[placement.nodeIndex] = snapshot.used[placement.nodeIndex] + placement.resources }
+            let byID = Dictionary(snapshot.jobAllocations.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+            for stop in plan.stops {
+                guard let allocation = byID[stop.allocationID], allocation.isLive, let node = nodeIndex[allocation.nodeID] else { continue }
+                snapshot.used[node] = snapshot.used[node] - allocation.resources
+            }
+            plans.append((eval, jobs[eval.jobID], plan))
+        }
 
         let index = try await ClusterStore.nextIndex(connection, logger: logger)
-        let byID = Dictionary(snapshot.jobAllocations.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
-        for stop in plan.stops {
-            guard let allocation = byID[stop.allocationID] else { continue }
-            try await ClusterStore.stop(
-                allocation, description: stop.description, markLost: stop.markLost, index: index, now: now, on: connection, logger: logger)
+        for (eval, _, plan) in plans {
+            let byID = Dictionary((allocations[eval.jobID] ?? []).map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+            for stop in plan.stops {
+                guard let allocation = byID[stop.allocationID] else { continue }
+                try await ClusterStore.stop(
+                    allocation, description: stop.description, markLost: stop.markLost, index: index, now: now, on: connection, logger: logger)
+            }
         }
-        if let job, !plan.placements.isEmpty {
-            try await checkCapacity(plan, snapshot: snapshot, on: connection)
-            try await insert(plan, job: job, index: index, now: now, on: connection)
+        let placing = plans.compactMap { entry in entry.job.map { ($0, entry.plan) } }.filter { !$0.1.placements.isEmpty }
+        if !placing.isEmpty {
+            try await checkCapacity(placing.flatMap(\.1.placements), snapshot: snapshot, on: connection)
+            try await insert(placing, index: index, now: now, on: connection)
         }
-        placed.increment(by: plan.placements.count)
 
-        eval.status = .complete
-        eval.modifyIndex = index
-        eval.modifyTime = now
-        let queued = plan.queued.values.reduce(0, +)
-        if !plan.failedGroups.isEmpty, let job, !job.isStopped {
-            // One blocked evaluation per job waits for room; it replaces any older one.
-            try await connection.query(
-                "UPDATE drover_evaluations SET status = 'canceled', modify_index = \(index) WHERE job_id = \(eval.jobID) AND status = 'blocked'",
-                logger: logger)
-            var blocked = try await ClusterStore.createEvaluation(
-                for: job, triggeredBy: Evaluation.Trigger.queuedAllocs, index: index, now: now, status: .blocked, previousEval: eval.id,
-                on: connection, logger: logger)
+        var outcomes: [String: Outcome] = [:]
+        var finished: [Evaluation] = []
+        for (original, job, plan) in plans {
+            var eval = original
+            eval.modifyIndex = index
+            eval.modifyTime = now
+            let queued = plan.queued.values.reduce(0, +)
+            if !plan.failedGroups.isEmpty, let job, !job.isStopped {
+                eval.failedTGAllocs = plan.failedGroups
+                eval.queuedAllocations = plan.queued
+                if eval.triggeredBy == Evaluation.Trigger.queuedAllocs {
+                    // A blocked evaluation that still cannot place everything waits again, as
+                    // itself (Nomad's reblock), rather than as a new evaluation.
+                    eval.status = .blocked
+                    eval.statusDescription = "created to place remaining allocations"
+                } else {
+                    eval.status = .complete
+                    eval.blockedEval = try await block(job, after: eval, plan: plan, index: index, now: now, on: connection)
+                    eval.statusDescription = "\(queued) allocation(s) could not be placed"
+                }
+            } else {
+                eval.status = .complete
+            }
+            finished.append(eval)
+            placed.increment(by: plan.placements.count)
+            outcomes[eval.id] = .applied(placed: plan.placements.count, stopped: plan.stops.count, queued: queued)
+            logger.debug(
+                "Evaluation processed",
+                metadata: [
+                    "eval_id": "\(eval.id)", "job_id": "\(eval.jobID)", "placed": "\(plan.placements.count)", "stopped": "\(plan.stops.count)",
+                    "queued": "\(queued)", "status": "\(eval.status.rawValue)",
+                ])
+        }
+        let specs = try finished.map { try ClusterStore.encode($0) }
+        try await connection.query(
+            """
+            UPDATE drover_evaluations e SET status = u.status, spec = u.spec::jsonb, modify_index = \(index)
+            FROM unnest(\(finished.map(\.id))::text[], \(finished.map(\.status.rawValue))::text[], \(specs)::text[]) AS u(id, status, spec)
+            WHERE e.id = u.id
+            """, logger: logger)
+        return outcomes
+    }
+
+    /// Leaves one blocked evaluation for `job` that waits for room; it replaces any older one.
+    /// - Returns: its id.
+    private func block(_ job: Job, after eval: Evaluation, plan: Plan, index: Int64, now: Int64, on connection: PostgresConnection) async throws
+        -> String
+    {
+        try await connection.query(
+            "UPDATE drover_evaluations SET status = 'canceled', modify_index = \(index) WHERE job_id = \(job.id) AND status = 'blocked'",
+            logger: logger)
+        let blocked = try await ClusterStore.createEvaluation(
+            for: job, triggeredBy: Evaluation.Trigger.queuedAllocs, index: index, now: now, status: .blocked, previousEval: eval.id,
+            on: connection, logger: logger
+        ) { blocked in
             blocked.failedTGAllocs = plan.failedGroups
             blocked.queuedAllocations = plan.queued
             blocked.statusDescription = "created to place remaining allocations"
-            try await connection.query(
-                "UPDATE drover_evaluations SET spec = \(try ClusterStore.encode(blocked))::jsonb WHERE id = \(blocked.id)", logger: logger)
-            eval.blockedEval = blocked.id
-            eval.failedTGAllocs = plan.failedGroups
-            eval.queuedAllocations = plan.queued
-            eval.statusDescription = "\(queued) allocation(s) could not be placed"
         }
-        try await connection.query(
-            "UPDATE drover_evaluations SET status = 'complete', spec = \(try ClusterStore.encode(eval))::jsonb, modify_index = \(index) WHERE id = \(eval.id)",
-            logger: logger)
-        logger.info(
-            "Evaluation processed",
-            metadata: [
-                "eval_id": "\(eval.id)", "job_id": "\(eval.jobID)", "placed": "\(plan.placements.count)", "stopped": "\(plan.stops.count)",
-                "queued": "\(queued)",
-            ])
-        return .applied(placed: plan.placements.count, stopped: plan.stops.count, queued: queued)
+        return blocked.id
     }
 
-    /// Locks the nodes the plan places on and checks, against their usage now, that every
+    /// Locks the nodes the placements go to and checks, against their usage now, that every
     /// placement still fits. - Throws: ``PlanConflict`` when one does not.
-    private func checkCapacity(_ plan: Plan, snapshot: ClusterSnapshot, on connection: PostgresConnection) async throws {
-        let nodeIDs = Array(Set(plan.placements.map(\.nodeID))).sorted()
+    private func checkCapacity(_ placements: [PlannedAllocation], snapshot: ClusterSnapshot, on connection: PostgresConnection) async throws {
+        let nodeIDs = Array(Set(placements.map(\.nodeID))).sorted()
         try await connection.query("SELECT id FROM drover_nodes WHERE id = ANY(\(nodeIDs)) ORDER BY id FOR UPDATE", logger: logger)
         var used: [String: Resources] = [:]
         for try await (nodeID, cpu, memory, disk) in try await connection.query(
@@ -164,7 +261,7 @@ public struct EvaluationProcessor: Sendable {
             used[nodeID] = Resources(cpu: Int(cpu), memoryMB: Int(memory), diskMB: Int(disk))
         }
         var capacity: [String: Resources] = [:]
-        for placement in plan.placements {
+        for placement in placements {
             used[placement.nodeID] = (used[placement.nodeID] ?? Resources(cpu: 0, memoryMB: 0)) + placement.resources
             capacity[placement.nodeID] = snapshot.nodes[placement.nodeIndex].resources
         }
@@ -176,33 +273,42 @@ public struct EvaluationProcessor: Sendable {
         }
     }
 
-    private func insert(_ plan: Plan, job: Job, index: Int64, now: Int64, on connection: PostgresConnection) async throws {
+    /// Writes the placed allocations, the messages that hand them to their nodes, and an event per job.
+    private func insert(_ plans: [(job: Job, plan: Plan)], index: Int64, now: Int64, on connection: PostgresConnection) async throws {
+        var rows: [Allocation] = []
         var messages: [OutgoingMessage] = []
-        for placement in plan.placements {
-            var allocation = Allocation(
-                id: UUID().uuidString.lowercased(), evalID: plan.evalID, name: placement.name, nodeID: placement.nodeID,
-                nodeName: placement.nodeName, jobID: job.id, jobVersion: job.version ?? 0, taskGroup: placement.taskGroup,
-                resources: placement.resources, createIndex: index, modifyIndex: index, createTime: now, modifyTime: now)
-            allocation.previousAllocation = placement.previousAllocation
-            allocation.rescheduleTracker = placement.rescheduleTracker
-            try await connection.query(
-                """
-                INSERT INTO drover_allocations (id, job_id, job_version, node_id, eval_id, desired_status, client_status, cpu, memory_mb, disk_mb,
-                    spec, create_index, modify_index)
-                VALUES (\(allocation.id), \(job.id), \(allocation.jobVersion), \(allocation.nodeID), \(plan.evalID), 'run', 'pending',
-                    \(allocation.resources.cpu), \(allocation.resources.memoryMB), \(allocation.resources.diskMB),
-                    \(try ClusterStore.encode(allocation))::jsonb, \(index), \(index))
-                """, logger: logger)
-            allocation.job = job
-            messages.append(try OutgoingMessage(AllocationUpdate(allocation: allocation), routingKey: RoutingKey.allocationUpdated(allocation)))
-        }
-        try await Outbox.enqueue(messages, on: connection, logger: logger)
-        if !plan.placements.isEmpty {
+        var events: [ClusterEvent] = []
+        for (job, plan) in plans {
+            for placement in plan.placements {
+                var allocation = Allocation(
+                    id: UUID().uuidString.lowercased(), evalID: plan.evalID, name: placement.name, nodeID: placement.nodeID,
+                    nodeName: placement.nodeName, jobID: job.id, jobVersion: job.version ?? 0, taskGroup: placement.taskGroup,
+                    resources: placement.resources, createIndex: index, modifyIndex: index, createTime: now, modifyTime: now)
+                allocation.previousAllocation = placement.previousAllocation
+                allocation.rescheduleTracker = placement.rescheduleTracker
+                rows.append(allocation)
+                allocation.job = job
+                messages.append(try OutgoingMessage(AllocationUpdate(allocation: allocation), routingKey: RoutingKey.allocationUpdated(allocation)))
+            }
             let nodes = Set(plan.placements.map(\.nodeName)).sorted().joined(separator: ", ")
-            try await Events.note(
-                ClusterEvent.Kind.allocationPlaced, "Placed \(plan.placements.count) allocation(s) of job \(job.id) on \(nodes)", jobID: job.id,
-                on: connection, logger: logger)
+            events.append(
+                ClusterEvent(
+                    time: Date(), nodeID: nil, jobID: job.id, allocID: nil, type: ClusterEvent.Kind.allocationPlaced,
+                    level: .info, priority: .low, message: "Placed \(plan.placements.count) allocation(s) of job \(job.id) on \(nodes)"))
         }
+        let specs = try rows.map { try ClusterStore.encode($0) }
+        try await connection.query(
+            """
+            INSERT INTO drover_allocations (id, job_id, job_version, node_id, eval_id, desired_status, client_status, cpu, memory_mb, disk_mb,
+                spec, create_index, modify_index)
+            SELECT id, job_id, job_version, node_id, eval_id, 'run', 'pending', cpu, memory_mb, disk_mb, spec::jsonb, \(index), \(index)
+            FROM unnest(\(rows.map(\.id))::text[], \(rows.map(\.jobID))::text[], \(rows.map(\.jobVersion))::int[], \(rows.map(\.nodeID))::text[],
+                \(rows.map(\.evalID))::text[], \(rows.map(\.resources.cpu))::int[], \(rows.map(\.resources.memoryMB))::int[],
+                \(rows.map(\.resources.diskMB))::int[], \(specs)::text[])
+                AS a(id, job_id, job_version, node_id, eval_id, cpu, memory_mb, disk_mb, spec)
+            """, logger: logger)
+        try await Outbox.enqueue(messages, on: connection, logger: logger)
+        try await Events.record(events, on: connection, logger: logger)
     }
 
     /// What registering `job` would do, without doing it: Nomad's `job plan`.

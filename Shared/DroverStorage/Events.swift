@@ -17,6 +17,21 @@ public enum Events {
             """, logger: logger)
     }
 
+    /// Records `events` on `connection` in one statement, in the caller's transaction.
+    public static func record(_ events: [ClusterEvent], on connection: PostgresConnection, logger: Logger) async throws {
+        guard !events.isEmpty else { return }
+        // Arrays hold no NULLs, so "" stands for none.
+        try await connection.query(
+            """
+            INSERT INTO drover_events (time, node_id, job_id, alloc_id, type, level, priority, message)
+            SELECT time, NULLIF(node_id, ''), NULLIF(job_id, ''), NULLIF(alloc_id, ''), type, level, priority, message
+            FROM unnest(\(events.map(\.time))::timestamptz[], \(events.map { $0.nodeID ?? "" })::text[], \(events.map { $0.jobID ?? "" })::text[],
+                \(events.map { $0.allocID ?? "" })::text[], \(events.map(\.type))::text[], \(events.map(\.level.rawValue))::text[],
+                \(events.map(\.priority.rawValue))::text[], \(events.map(\.message))::text[])
+                AS e(time, node_id, job_id, alloc_id, type, level, priority, message)
+            """, logger: logger)
+    }
+
     /// Records what the control plane did, now.
     static func note(
         _ type: String, _ message: String, level: NodeLogMessage.Level = .info, priority: NodeLogMessage.Priority = .low, nodeID: String? = nil,

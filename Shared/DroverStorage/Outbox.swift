@@ -11,18 +11,21 @@ public enum Outbox {
     /// ``OutboxRelay`` after the transaction commits, and never if it rolls back. A message id
     /// already in the outbox is not added twice.
     public static func enqueue(_ messages: [OutgoingMessage], on connection: PostgresConnection, logger: Logger) async throws {
+        guard !messages.isEmpty else { return }
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
-        for message in messages {
-            let headers = String(decoding: try encoder.encode(message.headers), as: UTF8.self)
-            try await connection.query(
-                """
-                INSERT INTO drover_outbox (message_id, exchange, routing_key, type, schema_version, created_at, traceparent, headers, body)
-                VALUES (\(message.messageID), \(message.exchange), \(message.routingKey), \(message.type), \(message.schemaVersion),
-                        \(message.timestamp), \(message.traceparent), \(headers)::jsonb, \(Data(message.body)))
-                ON CONFLICT (message_id) DO NOTHING
-                """, logger: logger)
-        }
+        let headers = try messages.map { String(decoding: try encoder.encode($0.headers), as: UTF8.self) }
+        // One statement for them all; arrays hold no NULLs, so "" stands for none.
+        try await connection.query(
+            """
+            INSERT INTO drover_outbox (message_id, exchange, routing_key, type, schema_version, created_at, traceparent, headers, body)
+            SELECT message_id, NULLIF(exchange, ''), routing_key, type, schema_version, created_at, NULLIF(traceparent, ''), headers::jsonb, body
+            FROM unnest(\(messages.map(\.messageID))::text[], \(messages.map { $0.exchange ?? "" })::text[], \(messages.map(\.routingKey))::text[],
+                \(messages.map(\.type))::text[], \(messages.map(\.schemaVersion))::int[], \(messages.map(\.timestamp))::timestamptz[],
+                \(messages.map { $0.traceparent ?? "" })::text[], \(headers)::text[], \(messages.map { ByteBuffer(bytes: $0.body) })::bytea[])
+                AS m(message_id, exchange, routing_key, type, schema_version, created_at, traceparent, headers, body)
+            ON CONFLICT (message_id) DO NOTHING
+            """, logger: logger)
     }
 }
 

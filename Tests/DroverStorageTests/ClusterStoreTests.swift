@@ -110,6 +110,42 @@ struct ClusterStoreTests {
         }
     }
 
+    @Test func aBatchOfEvaluationsIsPlannedInOneTransactionEachPlanSeeingTheRoomTheOnesBeforeItTook() async throws {
+        try await withFreshDatabase { url in
+            let database = try Database(url: url, logger: Logger(label: "test"))
+            try await withClient(database.client) {
+                try await database.migrate()
+                let store = ClusterStore(database: database)
+                let processor = EvaluationProcessor(store: store)
+                try await store.register(node: testNode("n1", cpu: 1300))
+                // Two of these fit (600 MHz each); `a` is registered twice, so its second
+                // evaluation is planned after its first and finds its allocation there.
+                var evals: [String] = []
+                for name in ["a", "b", "c", "a"] { evals.append(try await store.register(smallJob(name)).evalID) }
+                let before = try await store.currentIndex()
+                let outcomes = try await processor.process(evalIDs: evals)
+                #expect(outcomes[evals[0]] == .applied(placed: 1, stopped: 0, queued: 0))
+                #expect(outcomes[evals[1]] == .applied(placed: 1, stopped: 0, queued: 0))
+                #expect(outcomes[evals[2]] == .applied(placed: 0, stopped: 0, queued: 1))
+                #expect(outcomes[evals[3]] == .applied(placed: 0, stopped: 0, queued: 0))
+                #expect(try await store.allocations(jobID: "a").count == 1)
+                // One index per round: the second evaluation of `a` made a second round.
+                #expect(try await store.currentIndex() == before + 2)
+                #expect(try await processor.process(evalIDs: evals).values.allSatisfy { $0 == .skipped })
+
+                // The blocked evaluation of `c`, unblocked and still without room, waits again as itself.
+                let blocked = try await store.evaluations(jobID: "c").filter { $0.status == .blocked }
+                #expect(blocked.count == 1)
+                let unblocked = try await store.register(node: testNode("n1", cpu: 1301))
+                #expect(unblocked == blocked.map(\.id))
+                #expect(try await processor.process(evalIDs: unblocked) == [unblocked[0]: .applied(placed: 0, stopped: 0, queued: 1)])
+                let after = try await store.evaluations(jobID: "c")
+                #expect(after.count == 2)
+                #expect(after.first { $0.id == unblocked[0] }?.status == .blocked)
+            }
+        }
+    }
+
     @Test func aBatchOfReportsIsAppliedInSequenceOrderOncePerAllocationAndRefusalsArePositional() async throws {
         try await withFreshDatabase { url in
             let database = try Database(url: url, logger: Logger(label: "test"))
