@@ -57,15 +57,9 @@ public struct MessageConsumer<Message: DroverMessage>: Service {
         _ type: Message.Type = Message.self, bus: any MessageBus, spec: ConsumerSpec, logger: Logger, retryDelay: Duration = .seconds(1),
         concurrency: Int = 1, metrics: any MetricsFactory = MetricsSystem.factory, handler: @escaping Handler
     ) {
-        self.metrics = metrics
-        self.concurrency = max(1, min(concurrency, Int(spec.prefetch)))
-        self.bus = bus
-        self.spec = spec
-        var logger = logger
-        logger[metadataKey: "queue"] = "\(spec.queue)"
-        self.logger = logger
-        self.retryDelay = retryDelay
-        self.work = .each(handler)
+        self.init(
+            bus: bus, spec: spec, logger: logger, retryDelay: retryDelay, concurrency: max(1, min(concurrency, Int(spec.prefetch))),
+            metrics: metrics, work: .each(handler))
     }
 
     /// A consumer that hands `handler` up to `batchLimit` messages at a time (at most the
@@ -74,15 +68,23 @@ public struct MessageConsumer<Message: DroverMessage>: Service {
         _ type: Message.Type = Message.self, bus: any MessageBus, spec: ConsumerSpec, logger: Logger, retryDelay: Duration = .seconds(1),
         batchLimit: Int, metrics: any MetricsFactory = MetricsSystem.factory, batchHandler: @escaping BatchHandler
     ) {
+        self.init(
+            bus: bus, spec: spec, logger: logger, retryDelay: retryDelay, concurrency: 1, metrics: metrics,
+            work: .batch(limit: max(1, min(batchLimit, Int(spec.prefetch))), batchHandler))
+    }
+
+    private init(
+        bus: any MessageBus, spec: ConsumerSpec, logger: Logger, retryDelay: Duration, concurrency: Int, metrics: any MetricsFactory, work: Work
+    ) {
         self.metrics = metrics
-        self.concurrency = 1
+        self.concurrency = concurrency
         self.bus = bus
         self.spec = spec
         var logger = logger
         logger[metadataKey: "queue"] = "\(spec.queue)"
         self.logger = logger
         self.retryDelay = retryDelay
-        self.work = .batch(limit: max(1, min(batchLimit, Int(spec.prefetch))), batchHandler)
+        self.work = work
     }
 
     public func run() async throws {

@@ -72,10 +72,10 @@ public struct ClusterStore: Sendable {
 
     /// The next index, announced to blocking queries when the transaction commits.
     static func nextIndex(_ connection: PostgresConnection, logger: Logger) async throws -> Int64 {
-        let rows = try await connection.query("SELECT nextval('drover_index')", logger: logger)
+        let rows = try await connection.query(
+            "SELECT index, pg_notify('drover_state', index::text) IS NULL FROM (SELECT nextval('drover_index') AS index) AS next", logger: logger)
         var index: Int64 = 0
-        for try await value in rows.decode(Int64.self) { index = value }
-        try await connection.query("SELECT pg_notify('drover_state', \(String(index)))", logger: logger)
+        for try await (value, _) in rows.decode((Int64, Bool).self) { index = value }
         return index
     }
 

@@ -108,18 +108,37 @@ func eventually(_ what: String, within limit: Duration = .seconds(60), _ conditi
     }
 }
 
-@Suite(.serialized, .enabled(if: TestEnvironment.runsEndToEnd), .timeLimit(.minutes(5)))
-struct ServicesEndToEndTests {
-    @Test func allServicesStartTogetherOnAFreshDatabaseAndAHeartbeatReachesPostgres() async throws {
+/// A fresh database and RabbitMQ virtual host, for services started one by one.
+struct Sandbox {
+    let virtualHost: TestVirtualHost
+    let database: String
+    let url: String
+    let logs: URL
+
+    static func create() async throws -> Sandbox {
         let postgres = try #require(TestEnvironment.postgresURL)
         let virtualHost = try await TestVirtualHost.create("drover-e2e")
         let database = TestEnvironment.uniqueName("drover_e2e").replacingOccurrences(of: "-", with: "_")
         try await runShell("psql '\(postgres)' -v ON_ERROR_STOP=1 -qc 'CREATE DATABASE \(database)'")
         var components = try #require(URLComponents(string: postgres))
         components.path = "/\(database)"
-        let url = try #require(components.string)
         let logs = FileManager.default.temporaryDirectory.appendingPathComponent(database)
         try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
+        return Sandbox(virtualHost: virtualHost, database: database, url: try #require(components.string), logs: logs)
+    }
+
+    func remove() async throws {
+        let postgres = try #require(TestEnvironment.postgresURL)
+        try await runShell("psql '\(postgres)' -qc 'DROP DATABASE IF EXISTS \(database) WITH (FORCE)'")
+        try await virtualHost.delete()
+    }
+}
+
+@Suite(.serialized, .enabled(if: TestEnvironment.runsEndToEnd), .timeLimit(.minutes(5)))
+struct ServicesEndToEndTests {
+    @Test func allServicesStartTogetherOnAFreshDatabaseAndAHeartbeatReachesPostgres() async throws {
+        let sandbox = try await Sandbox.create()
+        let (url, logs, virtualHost) = (sandbox.url, sandbox.logs, sandbox.virtualHost)
         let nodeID = TestEnvironment.uniqueName("e2e-node")
         let environment = [
             "DROVER_AMQP_URL": virtualHost.amqpURL, "DROVER_POSTGRES_URL": url, "DROVER_HEARTBEAT_INTERVAL": "0.2", "DROVER_HEARTBEAT_MIN_TTL": "0.2",
@@ -156,23 +175,15 @@ struct ServicesEndToEndTests {
             let status = try await service.terminate()
             #expect(status == 0, "\(service.name) exited \(status) after SIGTERM: \(service.output.suffix(2000))")
         }
-        try await runShell("psql '\(postgres)' -qc 'DROP DATABASE \(database) WITH (FORCE)'")
-        try await virtualHost.delete()
+        try await sandbox.remove()
     }
 
     /// On a fresh broker, an agent that starts before health-monitor registers into the void:
     /// no queue is bound yet. It registers again quickly until it is answered, so the node is
     /// ready within seconds of health-monitor starting, not a registration interval later.
     @Test func anAgentThatStartsBeforeHealthMonitorIsRegisteredOnceItRuns() async throws {
-        let postgres = try #require(TestEnvironment.postgresURL)
-        let virtualHost = try await TestVirtualHost.create("drover-e2e")
-        let database = TestEnvironment.uniqueName("drover_e2e").replacingOccurrences(of: "-", with: "_")
-        try await runShell("psql '\(postgres)' -v ON_ERROR_STOP=1 -qc 'CREATE DATABASE \(database)'")
-        var components = try #require(URLComponents(string: postgres))
-        components.path = "/\(database)"
-        let url = try #require(components.string)
-        let logs = FileManager.default.temporaryDirectory.appendingPathComponent(database)
-        try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
+        let sandbox = try await Sandbox.create()
+        let (url, logs, virtualHost) = (sandbox.url, sandbox.logs, sandbox.virtualHost)
         let nodeID = TestEnvironment.uniqueName("e2e-node")
         let environment = [
             "DROVER_AMQP_URL": virtualHost.amqpURL, "DROVER_POSTGRES_URL": url, "DROVER_REGISTRATION_INTERVAL": "120",
@@ -198,15 +209,13 @@ struct ServicesEndToEndTests {
             }
         } catch {
             for service in all.reversed() { _ = try? await service.terminate() }
-            try? await runShell("psql '\(postgres)' -qc 'DROP DATABASE \(database) WITH (FORCE)'")
-            try? await virtualHost.delete()
+            try? await sandbox.remove()
             throw error
         }
         for service in all.reversed() {
             let status = try await service.terminate()
             #expect(status == 0, "\(service.name) exited \(status) after SIGTERM: \(service.output.suffix(2000))")
         }
-        try await runShell("psql '\(postgres)' -qc 'DROP DATABASE \(database) WITH (FORCE)'")
-        try await virtualHost.delete()
+        try await sandbox.remove()
     }
 }
