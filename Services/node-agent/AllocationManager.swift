@@ -13,10 +13,11 @@ actor AllocationManager {
     private let datacenter: String
     private let root: URL
     private let logger: Logger
-    private let reports: AsyncStream<AllocationStatusReport>.Continuation
+    private let reports: @Sendable (AllocationStatusReport) -> Void
     private var runners: [String: AllocationRunner] = [:]
 
-    init(nodeID: String, datacenter: String, dataDirectory: URL, logger: Logger, reports: AsyncStream<AllocationStatusReport>.Continuation) {
+    /// - Parameter reports: called with every report an allocation makes, in order.
+    init(nodeID: String, datacenter: String, dataDirectory: URL, logger: Logger, reports: @escaping @Sendable (AllocationStatusReport) -> Void) {
         self.nodeID = nodeID
         self.datacenter = datacenter
         self.root = dataDirectory.appendingPathComponent("alloc")
@@ -25,11 +26,9 @@ actor AllocationManager {
     }
 
     private func runner(for record: AllocationRecord) -> AllocationRunner {
-        let reports = self.reports
-        return AllocationRunner(
+        AllocationRunner(
             record: record, directory: root.appendingPathComponent(record.allocation.id), nodeID: nodeID, datacenter: datacenter,
-            logger: logger
-        ) { reports.yield($0) }
+            logger: logger, report: reports)
     }
 
     /// Reads every allocation a previous agent recorded; adopts running tasks, reports the rest.

@@ -315,12 +315,17 @@ actor AllocationRunner {
                 taskStates: record.tasks.mapValues(\.state), sequence: record.reports ?? 0))
     }
 
+    /// Writes `state.json` whole or not at all (a new file renamed over the old one), for a
+    /// restarted agent to read. It is not flushed to disk: it has to outlive the agent, not the
+    /// machine, whose tasks would be gone with it (their node goes down and they are replaced).
     private func save() {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         do {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            try encoder.encode(record).write(to: directory.appendingPathComponent("state.json"), options: .atomic)
+            let file = directory.appendingPathComponent("state.json").path
+            try encoder.encode(record).write(to: URL(fileURLWithPath: file + ".new"))
+            guard rename(file + ".new", file) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
         } catch {
             logger.error("Could not save allocation state", metadata: ["error": "\(error)"])
         }

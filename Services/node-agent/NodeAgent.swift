@@ -98,7 +98,11 @@ struct NodeAgent: AsyncParsableCommand {
                 diskMB: diskMB, name: nodeName))
         let agentLogger = logger
         let (reports, reporter) = AsyncStream.makeStream(of: AllocationStatusReport.self)
-        let manager = AllocationManager(nodeID: id, datacenter: datacenter, dataDirectory: dataDirectory, logger: logger, reports: reporter)
+        let shipper = OutputShipper(bus: amqp, nodeID: id, root: dataDirectory.appendingPathComponent("alloc"), logger: logger)
+        let manager = AllocationManager(nodeID: id, datacenter: datacenter, dataDirectory: dataDirectory, logger: logger) { report in
+            shipper.track(report)
+            reporter.yield(report)
+        }
         let allocations = MessageConsumer(
             AllocationUpdate.self, bus: amqp, spec: ConsumerSpec(queue: "node.\(id)", bindings: ["cluster.alloc.\(id).#"]), logger: logger,
             concurrency: 8
@@ -143,7 +147,7 @@ struct NodeAgent: AsyncParsableCommand {
             },
             workers: [
                 registrations, heartbeats, control, StatusReporter(bus: amqp, nodeID: id, reports: reports, logger: logger), allocations,
-                OutputShipper(bus: amqp, nodeID: id, root: dataDirectory.appendingPathComponent("alloc"), logger: logger),
+                shipper,
                 healthChecks, shutdownScripts, usersConsumer,
             ],
             routes: AgentAPI(

@@ -22,6 +22,15 @@ final class OutputShipper: Service, Sendable {
     let interval: Duration
     /// Allocation → log file → the offset shipped and confirmed; one pass runs at a time.
     private let shipped = Mutex<[String: [String: Int64]]>([:])
+    /// Which allocations a pass reads: every one on disk at the first pass (what a previous
+    /// agent left), then those whose tasks may still write, and a finished one once more.
+    private let watched = Mutex(Watched())
+
+    private struct Watched {
+        var everything = true
+        var live: Set<String> = []
+        var finished: Set<String> = []
+    }
 
     init(bus: any MessageBus, nodeID: String, root: URL, logger: Logger, chunkSize: Int = 128 << 10, interval: Duration = .milliseconds(200)) {
         self.bus = bus
@@ -58,11 +67,25 @@ final class OutputShipper: Service, Sendable {
         }
     }
 
-    /// One pass over every allocation's log files.
+    /// Follows what an allocation's report says: its output is read while it is live, and once
+    /// more after it has finished.
+    func track(_ report: AllocationStatusReport) {
+        watched.withLock { watched in
+            if report.clientStatus.isTerminal {
+                if watched.live.remove(report.allocID) != nil { watched.finished.insert(report.allocID) }
+            } else {
+                watched.live.insert(report.allocID)
+            }
+        }
+    }
+
+    /// One pass over the log files of the allocations watched.
     private func shipAll() async throws {
-        let allocations = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
-        var offsets = shipped.withLock { $0 }.filter { allocations.contains($0.key) }
-        defer { shipped.withLock { [offsets] in $0 = offsets } }
+        let (everything, live, finished) = watched.withLock { ($0.everything, $0.live, $0.finished) }
+        let allocations = everything ? (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? [] : Array(live.union(finished))
+        let lettingGo = everything ? Set(allocations).subtracting(live) : finished
+        var offsets = shipped.withLock { $0 }.filter { live.contains($0.key) || lettingGo.contains($0.key) }
+        defer { shipped.withLock { [offsets] in $0 = offsets.filter { !lettingGo.contains($0.key) } } }
         for allocID in allocations.sorted() {
             let directory = root.appendingPathComponent(allocID)
             let logs = directory.appendingPathComponent("alloc/logs")
@@ -96,6 +119,11 @@ final class OutputShipper: Service, Sendable {
             }
             offsets[allocID] = done
             if changed { logger.trace("Task output shipped", metadata: ["alloc_id": "\(allocID)"]) }
+        }
+        // Only a pass that shipped everything lets go of what has finished.
+        watched.withLock { watched in
+            watched.everything = false
+            watched.finished.subtract(finished)
         }
     }
 
