@@ -39,6 +39,8 @@ actor AllocationRunner {
     private var processes: [String: TaskProcess] = [:]
     private var loops: [String: Task<Void, Never>] = [:]
     private var stopping = false
+    /// Whether the allocation's directory is known to exist.
+    private var directoryMade = false
     private let nodeID: String
     private let datacenter: String
     private let report: @Sendable (AllocationStatusReport) -> Void
@@ -322,12 +324,31 @@ actor AllocationRunner {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         do {
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            if !directoryMade {
+                try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+                directoryMade = true
+            }
             let file = directory.appendingPathComponent("state.json").path
-            try encoder.encode(record).write(to: URL(fileURLWithPath: file + ".new"))
+            try Self.write(try encoder.encode(record), to: file + ".new")
             guard rename(file + ".new", file) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
         } catch {
             logger.error("Could not save allocation state", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Writes `data` to `path` with plain system calls (Foundation's `Data.write` always fsyncs).
+    private static func write(_ data: Data, to path: String) throws {
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        defer { close(descriptor) }
+        try data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
+            var written = 0
+            while written < bytes.count {
+                let count = Foundation.write(descriptor, bytes.baseAddress! + written, bytes.count - written)
+                if count < 0 && errno == EINTR { continue }
+                guard count > 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+                written += count
+            }
         }
     }
 
