@@ -181,9 +181,7 @@ public struct ClusterStore: Sendable {
                     """, logger: logger)
             }
             // Blocked evaluations of a stopped job have nothing left to wait for.
-            try await connection.query(
-                "UPDATE drover_evaluations SET status = 'canceled', modify_index = \(index) WHERE job_id = \(jobID) AND status = 'blocked'",
-                logger: logger)
+            try await Self.cancelBlockedEvaluations(of: [jobID], index: index, on: connection, logger: logger)
             let eval = try await Self.createEvaluation(
                 for: job, triggeredBy: Evaluation.Trigger.jobDeregister, index: index, now: Self.nanoseconds(), on: connection, logger: logger)
             try await Events.note(
@@ -211,6 +209,18 @@ public struct ClusterStore: Sendable {
             """, logger: logger)
         if status == .pending { try await enqueue(eval, on: connection, logger: logger) }
         return eval
+    }
+
+    /// Cancels the blocked evaluations of `jobIDs`, but for `kept`.
+    static func cancelBlockedEvaluations(
+        of jobIDs: [String], except kept: [String] = [], index: Int64, on connection: PostgresConnection, logger: Logger
+    ) async throws {
+        try await connection.query(
+            """
+            UPDATE drover_evaluations SET status = 'canceled', modify_index = \(index),
+                spec = jsonb_set(jsonb_set(spec, '{Status}', '"canceled"'), '{ModifyIndex}', to_jsonb(\(index)))
+            WHERE job_id = ANY(\(jobIDs)) AND status = 'blocked' AND NOT (id = ANY(\(kept)))
+            """, logger: logger)
     }
 
     static func enqueue(_ eval: Evaluation, on connection: PostgresConnection, logger: Logger) async throws {

@@ -217,6 +217,12 @@ public struct EvaluationProcessor: Sendable {
                     "queued": "\(queued)", "status": "\(eval.status.rawValue)",
                 ])
         }
+        // One blocked evaluation per job: one that waits again replaces any other.
+        let reblocked = finished.filter { $0.status == .blocked }
+        if !reblocked.isEmpty {
+            try await ClusterStore.cancelBlockedEvaluations(
+                of: reblocked.map(\.jobID), except: reblocked.map(\.id), index: index, on: connection, logger: logger)
+        }
         let specs = try finished.map { try ClusterStore.encode($0) }
         try await connection.query(
             """
@@ -232,9 +238,7 @@ public struct EvaluationProcessor: Sendable {
     private func block(_ job: Job, after eval: Evaluation, plan: Plan, index: Int64, now: Int64, on connection: PostgresConnection) async throws
         -> String
     {
-        try await connection.query(
-            "UPDATE drover_evaluations SET status = 'canceled', modify_index = \(index) WHERE job_id = \(job.id) AND status = 'blocked'",
-            logger: logger)
+        try await ClusterStore.cancelBlockedEvaluations(of: [job.id], index: index, on: connection, logger: logger)
         let blocked = try await ClusterStore.createEvaluation(
             for: job, triggeredBy: Evaluation.Trigger.queuedAllocs, index: index, now: now, status: .blocked, previousEval: eval.id,
             on: connection, logger: logger

@@ -142,6 +142,9 @@ struct ClusterStoreTests {
                 let after = try await store.evaluations(jobID: "c")
                 #expect(after.count == 2)
                 #expect(after.first { $0.id == unblocked[0] }?.status == .blocked)
+                // Stopping the job cancels it, and its record says so.
+                _ = try await store.deregister(jobID: "c", purge: false)
+                #expect(try await store.evaluation(id: unblocked[0])?.status == .canceled)
             }
         }
     }
