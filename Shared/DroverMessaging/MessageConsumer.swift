@@ -167,6 +167,9 @@ public struct MessageConsumer<Message: DroverMessage>: Service {
                     item.delivery.ack()
                 }
             }
+        } catch is CancellationError {
+            // Stopping: the broker delivers them again, to this consumer's successor.
+            for item in received { item.delivery.requeue() }
         } catch  where received.count > 1 {
             logger.warning(
                 "Batch handler failed; trying its messages one at a time",
