@@ -79,6 +79,14 @@ public struct ClusterStore: Sendable {
         return index
     }
 
+    /// A new index that no change uses: past every index handed out so far.
+    public func reserveIndex() async throws -> Int64 {
+        let rows = try await database.client.query("SELECT nextval('drover_index')", logger: logger)
+        var index: Int64 = 0
+        for try await value in rows.decode(Int64.self) { index = value }
+        return index
+    }
+
     /// The newest index handed out: what `X-Nomad-Index` says.
     public func currentIndex() async throws -> Int64 {
         let rows = try await database.client.query("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM drover_index", logger: logger)

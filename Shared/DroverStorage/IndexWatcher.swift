@@ -12,7 +12,9 @@ import Synchronization
 /// Indexes come from a sequence, so transactions may commit out of index order: every
 /// notification wakes every waiter (a blocking query may return without a change, as Nomad's
 /// may), and ``latest`` is the highest index seen committed, which is what `X-Nomad-Index`
-/// reports.
+/// reports. A change that commits with an index at or below ``latest`` would be missed by a
+/// client that already holds ``latest`` and asks to wait past it; so such a late commit moves
+/// ``latest`` on to a fresh index from the sequence, past every index handed out so far.
 public final class IndexWatcher: Service, Sendable {
     private struct State {
         var latest: Int64 = 0
@@ -92,7 +94,12 @@ public final class IndexWatcher: Service, Sendable {
                 try await store.database.client.withConnection { connection in
                     try await connection.listen(on: "drover_state") { notifications in
                         for try await notification in notifications {
-                            if let index = Int64(notification.payload) { self.advance(to: index, notified: true) }
+                            guard let index = Int64(notification.payload) else { continue }
+                            if index <= self.latest, let fresh = try? await self.store.reserveIndex() {
+                                self.advance(to: fresh, notified: true)
+                            } else {
+                                self.advance(to: index, notified: true)
+                            }
                         }
                     }
                 }

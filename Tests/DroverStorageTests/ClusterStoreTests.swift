@@ -149,6 +149,53 @@ struct ClusterStoreTests {
         }
     }
 
+    /// Indexes come from a sequence, so a transaction may commit with an index below one a
+    /// client already holds; a blocking query waiting past that index must still see it.
+    @Test func aChangeCommittedWithAnOlderIndexStillMovesTheWatchedIndexPastWhatClientsHold() async throws {
+        try await withFreshDatabase { url in
+            let database = try Database(url: url, logger: Logger(label: "test"))
+            try await withClient(database.client) {
+                try await database.migrate()
+                let store = ClusterStore(database: database)
+                // Polling once, at start: from then on only notifications move the watcher.
+                let watcher = IndexWatcher(store: store, pollInterval: .seconds(3600))
+                let running = Task { try await watcher.run() }
+                defer { running.cancel() }
+                @Sendable func change() async throws -> Int64 {
+                    try await database.transaction { try await ClusterStore.nextIndex($0, logger: store.logger) }
+                }
+                // Changes until one is seen: the watcher listens.
+                try await withTimeout(.seconds(20), "the watcher hearing a change") {
+                    while true {
+                        let index = try await change()
+                        for _ in 0..<20 where watcher.latest < index { try await Task.sleep(for: .milliseconds(10)) }
+                        if watcher.latest >= index { return }
+                    }
+                }
+                // `early` takes its index first and commits last.
+                let (released, release) = AsyncStream.makeStream(of: Void.self)
+                let (taken, took) = AsyncStream.makeStream(of: Int64.self)
+                let early = Task {
+                    try await database.transaction { connection in
+                        took.yield(try await ClusterStore.nextIndex(connection, logger: store.logger))
+                        for await _ in released { break }
+                    }
+                }
+                var iterator = taken.makeAsyncIterator()
+                let earlyIndex = try #require(await iterator.next())
+                let lateIndex = try await change()
+                #expect(lateIndex > earlyIndex)
+                try await withTimeout(.seconds(20), "the later change seen") { while watcher.latest < lateIndex { await Task.yield() } }
+                let held = watcher.latest
+                release.yield()
+                try await early.value
+                try await withTimeout(.seconds(20), "the index moving past \(held) once the earlier change commits") {
+                    while watcher.latest <= held { try await Task.sleep(for: .milliseconds(10)) }
+                }
+            }
+        }
+    }
+
     @Test func aBatchOfReportsIsAppliedInSequenceOrderOncePerAllocationAndRefusalsArePositional() async throws {
         try await withFreshDatabase { url in
             let database = try Database(url: url, logger: Logger(label: "test"))
