@@ -328,16 +328,6 @@ struct JobRequest: Decodable {
     }
 }
 
-/// The body of every error answer: what went wrong and, for invalid input, each field and why.
-struct APIError: Encodable {
-    var error: String
-    var fields: [FieldError]?
-    enum CodingKeys: String, CodingKey {
-        case error = "Error"
-        case fields = "Fields"
-    }
-}
-
 struct JobListStub: Encodable {
     var job: Job
     init(_ job: Job) { self.job = job }

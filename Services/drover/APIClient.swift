@@ -50,7 +50,7 @@ struct APIClient {
         let http = response as? HTTPURLResponse
         let status = http?.statusCode ?? 0
         guard (200..<300).contains(status) else {
-            if let problem = try? JSONDecoder().decode(ProblemBody.self, from: data) {
+            if let problem = try? JSONDecoder().decode(APIError.self, from: data) {
                 var text = problem.error
                 for field in problem.fields ?? [] where problem.fields?.count ?? 0 > 1 { text += "\n  \(field.field): \(field.reason)" }
                 throw Failure(description: text)
@@ -58,15 +58,6 @@ struct APIClient {
             throw Failure(description: "the API answered HTTP \(status): \(String(decoding: data, as: UTF8.self))")
         }
         return (data, http)
-    }
-
-    struct ProblemBody: Decodable {
-        var error: String
-        var fields: [FieldError]?
-        enum CodingKeys: String, CodingKey {
-            case error = "Error"
-            case fields = "Fields"
-        }
     }
 }
 

@@ -202,17 +202,8 @@ struct AgentAPI: Sendable {
 
     /// A 4xx answer shaped as the gateway's: `{"Error", "Fields": [{"Field", "Reason"}]}`.
     static func error(_ status: HTTPResponse.Status, _ field: FieldError) -> Response {
-        var response = json(Problem(error: field.description, fields: [field]))
+        var response = json(APIError(error: field.description, fields: [field]))
         response.status = status
         return response
-    }
-
-    struct Problem: Encodable {
-        var error: String
-        var fields: [FieldError]
-        enum CodingKeys: String, CodingKey {
-            case error = "Error"
-            case fields = "Fields"
-        }
     }
 }

@@ -258,3 +258,20 @@ public struct VersionRequirement: Sendable, Equatable {
         }
     }
 }
+
+/// The body of every error answer over HTTP (the gateway's and the agent's): what went wrong
+/// and, for invalid input, each field and why.
+public struct APIError: Codable, Sendable, Equatable {
+    public var error: String
+    public var fields: [FieldError]?
+
+    public init(error: String, fields: [FieldError]? = nil) {
+        self.error = error
+        self.fields = fields
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case error = "Error"
+        case fields = "Fields"
+    }
+}

@@ -154,6 +154,7 @@ public struct EvaluationProcessor: Sendable {
         let now = ClusterStore.nanoseconds()
         var random = SystemRandomNumberGenerator()
         var plans: [(eval: Evaluation, job: Job?, plan: Plan)] = []
+        var stopping: [(PlannedStop, Allocation)] = []
         for eval in round {
             snapshot.jobAllocations = allocations[eval.jobID] ?? []
             let plan = JobScheduler.plan(
@@ -163,20 +164,17 @@ public struct EvaluationProcessor: Sendable {
             for placement in plan.placements { snapshot.used[placement.nodeIndex] = snapshot.used[placement.nodeIndex] + placement.resources }
             let byID = Dictionary(snapshot.jobAllocations.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
             for stop in plan.stops {
-                guard let allocation = byID[stop.allocationID], allocation.isLive, let node = nodeIndex[allocation.nodeID] else { continue }
-                snapshot.used[node] = snapshot.used[node] - allocation.resources
+                guard let allocation = byID[stop.allocationID] else { continue }
+                stopping.append((stop, allocation))
+                if allocation.isLive, let node = nodeIndex[allocation.nodeID] { snapshot.used[node] = snapshot.used[node] - allocation.resources }
             }
             plans.append((eval, jobs[eval.jobID], plan))
         }
 
         let index = try await ClusterStore.nextIndex(connection, logger: logger)
-        for (eval, _, plan) in plans {
-            let byID = Dictionary((allocations[eval.jobID] ?? []).map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
-            for stop in plan.stops {
-                guard let allocation = byID[stop.allocationID] else { continue }
-                try await ClusterStore.stop(
-                    allocation, description: stop.description, markLost: stop.markLost, index: index, now: now, on: connection, logger: logger)
-            }
+        for (stop, allocation) in stopping {
+            try await ClusterStore.stop(
+                allocation, description: stop.description, markLost: stop.markLost, index: index, now: now, on: connection, logger: logger)
         }
         let placing = plans.compactMap { entry in entry.job.map { ($0, entry.plan) } }.filter { !$0.1.placements.isEmpty }
         if !placing.isEmpty {

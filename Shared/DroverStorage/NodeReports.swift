@@ -123,7 +123,8 @@ extension ClusterStore {
                 current[allocation.id] = (allocation, sequence)
             }
             var outcome = ReportsRecorded()
-            var changed: [String] = []
+            var changed: [String] = []  // In the order first changed; `changedIDs` holds the same.
+            var changedIDs: Set<String> = []
             var started: [String] = []
             var finished: [String] = []
             for position in reports.indices.sorted(by: { (reports[$0].sequence, $0) < (reports[$1].sequence, $1) }) {
@@ -139,7 +140,7 @@ extension ClusterStore {
                 let before = entry.allocation.clientStatus
                 guard Self.apply(report, to: &entry.allocation, sequence: &entry.sequence) else { continue }
                 current[report.allocID] = entry
-                if !changed.contains(report.allocID) { changed.append(report.allocID) }
+                if changedIDs.insert(report.allocID).inserted { changed.append(report.allocID) }
                 let after = entry.allocation.clientStatus
                 if before != .running && !before.isTerminal && after == .running { started.append(report.allocID) }
                 if !before.isTerminal && after.isTerminal { finished.append(report.allocID) }
