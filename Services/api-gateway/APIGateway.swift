@@ -21,7 +21,9 @@ struct APIGateway: AsyncParsableCommand {
         let watcher = IndexWatcher(store: store)
         let amqp = try options.bus.configuration()
         let api = NomadAPI(
-            store: store, processor: EvaluationProcessor(store: store, configuration: scheduling.configuration), watcher: watcher,
+            store: store,
+            registrations: GroupCommit(limit: 200) { jobs in try await store.register(jobs).map { $0.mapError { $0 } } },
+            processor: EvaluationProcessor(store: store, configuration: scheduling.configuration), watcher: watcher,
             address: plane.address(defaultPort: 4646), logger: plane.logger,
             brokerUsers: try BrokerUsers(
                 managementURL: amqpManagementURL, vhost: amqp.endpoint.vhost, exchange: amqp.exchange, deadLetterExchange: amqp.deadLetterExchange),

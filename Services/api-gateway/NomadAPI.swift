@@ -10,6 +10,8 @@ import Logging
 /// that Nomad clients work. Handlers are thin: the cluster store does the work.
 struct NomadAPI: Sendable {
     let store: ClusterStore
+    /// Registrations that arrive together are written in one transaction.
+    let registrations: GroupCommit<Job, JobRegistration>
     let processor: EvaluationProcessor
     let watcher: IndexWatcher
     let address: String
@@ -210,7 +212,7 @@ struct NomadAPI: Sendable {
     private func register(_ request: Request, _ context: BasicRequestContext, pathID: String?) async throws -> Response {
         try await handle {
             let job = try await decodeJob(request, context, pathID: pathID)
-            let result = try await store.register(job)
+            let result = try await registrations.call(job)
             logger.info("Job registered", metadata: ["job_id": "\(job.id)", "eval_id": "\(result.evalID)"])
             return Self.json(result, index: result.index)
         }

@@ -102,48 +102,108 @@ public struct ClusterStore: Sendable {
     /// one transaction. An unchanged job keeps its version but is evaluated again (as in Nomad).
     /// - Throws: ``ClusterStoreError/invalid(_:)`` when the job does not validate.
     public func register(_ submitted: Job) async throws -> JobRegistration {
-        let errors = submitted.validate()
-        guard errors.isEmpty else { throw ClusterStoreError.invalid(errors) }
-        var job = submitted.canonicalized()
-        job.stop = false
-        return try await database.transaction { connection in
-            let index = try await Self.nextIndex(connection, logger: logger)
-            let now = Self.nanoseconds()
-            var previous: (version: Int, spec: Job, createIndex: Int64)?
-            for try await (version, spec, createIndex) in try await connection.query(
-                "SELECT version, spec::text, create_index FROM drover_jobs WHERE id = \(job.id) FOR UPDATE", logger: logger
-            ).decode((Int, String, Int64).self) {
-                previous = (version, try Self.decode(Job.self, spec), createIndex)
+        try await register([submitted])[0].get()
+    }
+
+    /// Registers jobs as ``register(_:)-(Job)`` does, in one transaction and four round trips
+    /// for them all: one index for the batch, their rows locked in id order. A job id given
+    /// twice is registered twice, one after the other.
+    /// - Returns: one result per job, in order: its registration, or why it was refused
+    ///   (``ClusterStoreError/invalid(_:)``).
+    public func register(_ submitted: [Job]) async throws -> [Result<JobRegistration, ClusterStoreError>] {
+        var results = [Result<JobRegistration, ClusterStoreError>?](repeating: nil, count: submitted.count)
+        var valid: [(position: Int, job: Job)] = []
+        for (position, job) in submitted.enumerated() {
+            let errors = job.validate()
+            if errors.isEmpty {
+                var job = job.canonicalized()
+                job.stop = false
+                valid.append((position, job))
+            } else {
+                results[position] = .failure(.invalid(errors))
             }
-            let changed = previous.map { Self.userFields($0.spec) != Self.userFields(job) } ?? true
-            let version = previous.map { changed ? $0.version + 1 : $0.version } ?? 0
-            job.version = version
-            job.submitTime = now
-            job.createIndex = previous?.createIndex ?? index
-            job.modifyIndex = index
-            job.jobModifyIndex = index
-            job.status = nil
-            let spec = try Self.encode(job)
-            try await connection.query(
+        }
+        // Rounds of distinct ids: a row is written once per statement.
+        while !valid.isEmpty {
+            var round: [(position: Int, job: Job)] = []
+            var later: [(position: Int, job: Job)] = []
+            var seen: Set<String> = []
+            for entry in valid { if seen.insert(entry.job.id).inserted { round.append(entry) } else { later.append(entry) } }
+            let registrations = try await registerDistinct(round.map(\.job))
+            for (entry, registration) in zip(round, registrations) { results[entry.position] = .success(registration) }
+            valid = later
+        }
+        return results.map { $0! }
+    }
+
+    /// Registers valid, canonical jobs with distinct ids in one transaction.
+    private func registerDistinct(_ submitted: [Job]) async throws -> [JobRegistration] {
+        try await database.transaction { connection in
+            // The index and the jobs' current rows, locked, in one round trip.
+            var index: Int64 = 0
+            var previous: [String: (version: Int, spec: Job, createIndex: Int64)] = [:]
+            for try await (next, id, version, spec, createIndex) in try await connection.query(
+                """
+                WITH next AS MATERIALIZED (
+                        SELECT index, pg_notify('drover_state', index::text) FROM (SELECT nextval('drover_index') AS index) AS taken),
+                    current AS MATERIALIZED (
+                        SELECT id, version, spec::text AS spec, create_index FROM drover_jobs WHERE id = ANY(\(submitted.map(\.id))) ORDER BY id FOR UPDATE)
+                SELECT next.index, current.id, current.version, current.spec, current.create_index FROM next LEFT JOIN current ON true
+                """, logger: logger
+            ).decode((Int64, String?, Int?, String?, Int64?).self) {
+                index = next
+                if let id, let version, let spec, let createIndex { previous[id] = (version, try Self.decode(Job.self, spec), createIndex) }
+            }
+            let now = Self.nanoseconds()
+            var jobs: [Job] = []
+            var versions: [Job] = []
+            var evals: [Evaluation] = []
+            var events: [ClusterEvent] = []
+            for var job in submitted {
+                let before = previous[job.id]
+                let changed = before.map { Self.userFields($0.spec) != Self.userFields(job) } ?? true
+                let version = before.map { changed ? $0.version + 1 : $0.version } ?? 0
+                job.version = version
+                job.submitTime = now
+                job.createIndex = before?.createIndex ?? index
+                job.modifyIndex = index
+                job.jobModifyIndex = index
+                job.status = nil
+                jobs.append(job)
+                if changed { versions.append(job) }
+                evals.append(Self.newEvaluation(for: job, triggeredBy: Evaluation.Trigger.jobRegister, index: index, now: now))
+                events.append(
+                    ClusterEvent(
+                        time: Date(), nodeID: nil, jobID: job.id, allocID: nil, type: ClusterEvent.Kind.jobRegistered, level: .info,
+                        priority: .low, message: "Job \(job.id) registered (version \(version))"))
+            }
+            let specs = try jobs.map { try Self.encode($0) }
+            let versionSpecs = try versions.map { try Self.encode($0) }
+            var writes = SQLWrites()
+            try writes.add(
                 """
                 INSERT INTO drover_jobs (id, version, type, priority, stop, spec, submit_time, create_index, modify_index, job_modify_index)
-                VALUES (\(job.id), \(version), \(job.jobType.rawValue), \(job.jobPriority), false, \(spec)::jsonb, \(now), \(index), \(index), \(index))
+                SELECT id, version, type, priority, false, spec::jsonb, \(now), create_index, \(index), \(index)
+                FROM unnest(\(jobs.map(\.id))::text[], \(jobs.map { $0.version ?? 0 })::int[], \(jobs.map(\.jobType.rawValue))::text[],
+                    \(jobs.map(\.jobPriority))::int[], \(specs)::text[], \(jobs.map { $0.createIndex ?? index })::bigint[])
+                    AS j(id, version, type, priority, spec, create_index)
                 ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, type = EXCLUDED.type, priority = EXCLUDED.priority,
                     stop = false, spec = EXCLUDED.spec, submit_time = EXCLUDED.submit_time, modify_index = EXCLUDED.modify_index,
                     job_modify_index = EXCLUDED.job_modify_index
-                """, logger: logger)
-            if changed {
-                try await connection.query(
+                """)
+            if !versions.isEmpty {
+                try writes.add(
                     """
-                    INSERT INTO drover_job_versions (job_id, version, spec) VALUES (\(job.id), \(version), \(spec)::jsonb)
+                    INSERT INTO drover_job_versions (job_id, version, spec)
+                    SELECT job_id, version, spec::jsonb FROM unnest(\(versions.map(\.id))::text[], \(versions.map { $0.version ?? 0 })::int[],
+                        \(versionSpecs)::text[]) AS v(job_id, version, spec)
                     ON CONFLICT (job_id, version) DO UPDATE SET spec = EXCLUDED.spec
-                    """, logger: logger)
+                    """)
             }
-            let eval = try await Self.createEvaluation(
-                for: job, triggeredBy: Evaluation.Trigger.jobRegister, index: index, now: now, on: connection, logger: logger)
-            try await Events.note(
-                ClusterEvent.Kind.jobRegistered, "Job \(job.id) registered (version \(version))", jobID: job.id, on: connection, logger: logger)
-            return JobRegistration(evalID: eval.id, jobModifyIndex: index, warnings: "", index: index)
+            try Self.insert(evals, into: &writes)
+            try Events.record(events, into: &writes)
+            try await writes.run(on: connection, logger: logger)
+            return evals.map { JobRegistration(evalID: $0.id, jobModifyIndex: index, warnings: "", index: index) }
         }
     }
 
@@ -204,38 +264,69 @@ public struct ClusterStore: Sendable {
         for job: Job, triggeredBy: String, index: Int64, now: Int64, status: Evaluation.Status = .pending, previousEval: String? = nil,
         nodeID: String? = nil, on connection: PostgresConnection, logger: Logger, details: (inout Evaluation) -> Void = { _ in }
     ) async throws -> Evaluation {
+        let eval = newEvaluation(
+            for: job, triggeredBy: triggeredBy, index: index, now: now, status: status, previousEval: previousEval, nodeID: nodeID, details: details)
+        var writes = SQLWrites()
+        try insert([eval], into: &writes)
+        try await writes.run(on: connection, logger: logger)
+        return eval
+    }
+
+    /// A new evaluation of `job`, not yet written.
+    static func newEvaluation(
+        for job: Job, triggeredBy: String, index: Int64, now: Int64, status: Evaluation.Status = .pending, previousEval: String? = nil,
+        nodeID: String? = nil, details: (inout Evaluation) -> Void = { _ in }
+    ) -> Evaluation {
         var eval = Evaluation(
             id: UUID().uuidString.lowercased(), priority: job.jobPriority, type: job.jobType, triggeredBy: triggeredBy, jobID: job.id,
             jobModifyIndex: job.jobModifyIndex ?? index, nodeID: nodeID, status: status, createIndex: index, modifyIndex: index,
             createTime: now, modifyTime: now)
         eval.previousEval = previousEval
         details(&eval)
-        try await connection.query(
+        return eval
+    }
+
+    /// Adds to `writes` the insertion of `evals` and, for each pending one, the outbox message
+    /// that hands it to a scheduler.
+    static func insert(_ evals: [Evaluation], into writes: inout SQLWrites) throws {
+        guard !evals.isEmpty else { return }
+        let specs = try evals.map { try encode($0) }
+        try writes.add(
             """
             INSERT INTO drover_evaluations (id, job_id, status, spec, create_index, modify_index)
-            VALUES (\(eval.id), \(job.id), \(eval.status.rawValue), \(try encode(eval))::jsonb, \(index), \(index))
-            """, logger: logger)
-        if status == .pending { try await enqueue(eval, on: connection, logger: logger) }
-        return eval
+            SELECT id, job_id, status, spec::jsonb, create_index, modify_index
+            FROM unnest(\(evals.map(\.id))::text[], \(evals.map(\.jobID))::text[], \(evals.map(\.status.rawValue))::text[], \(specs)::text[],
+                \(evals.map(\.createIndex))::bigint[], \(evals.map(\.modifyIndex))::bigint[])
+                AS e(id, job_id, status, spec, create_index, modify_index)
+            """)
+        try Outbox.enqueue(try evals.filter { $0.status == .pending }.map(pendingMessage), into: &writes)
+    }
+
+    /// The message that hands a pending evaluation to a scheduler.
+    static func pendingMessage(_ eval: Evaluation) throws -> OutgoingMessage {
+        try OutgoingMessage(
+            EvaluationPending(evalID: eval.id, jobID: eval.jobID, triggeredBy: eval.triggeredBy),
+            routingKey: RoutingKey.evaluation(eval.id, "pending"))
     }
 
     /// Cancels the blocked evaluations of `jobIDs`, but for `kept`.
     static func cancelBlockedEvaluations(
         of jobIDs: [String], except kept: [String] = [], index: Int64, on connection: PostgresConnection, logger: Logger
     ) async throws {
-        try await connection.query(
+        var writes = SQLWrites()
+        try cancelBlockedEvaluations(of: jobIDs, except: kept, index: index, into: &writes)
+        try await writes.run(on: connection, logger: logger)
+    }
+
+    /// Adds to `writes` cancelling the blocked evaluations of `jobIDs`, but for `kept`.
+    static func cancelBlockedEvaluations(of jobIDs: [String], except kept: [String] = [], index: Int64, into writes: inout SQLWrites) throws {
+        guard !jobIDs.isEmpty else { return }
+        try writes.add(
             """
             UPDATE drover_evaluations SET status = 'canceled', modify_index = \(index),
                 spec = jsonb_set(jsonb_set(spec, '{Status}', '"canceled"'), '{ModifyIndex}', to_jsonb(\(index)))
             WHERE job_id = ANY(\(jobIDs)) AND status = 'blocked' AND NOT (id = ANY(\(kept)))
-            """, logger: logger)
-    }
-
-    static func enqueue(_ eval: Evaluation, on connection: PostgresConnection, logger: Logger) async throws {
-        let message = try OutgoingMessage(
-            EvaluationPending(evalID: eval.id, jobID: eval.jobID, triggeredBy: eval.triggeredBy),
-            routingKey: RoutingKey.evaluation(eval.id, "pending"))
-        try await Outbox.enqueue([message], on: connection, logger: logger)
+            """)
     }
 
     /// Jobs whose id starts with `prefix`, each with its status.

@@ -176,14 +176,17 @@ public struct EvaluationProcessor: Sendable {
             try await ClusterStore.stop(
                 allocation, description: stop.description, markLost: stop.markLost, index: index, now: now, on: connection, logger: logger)
         }
+        // Everything else this round writes goes in one statement.
+        var writes = SQLWrites()
         let placing = plans.compactMap { entry in entry.job.map { ($0, entry.plan) } }.filter { !$0.1.placements.isEmpty }
         if !placing.isEmpty {
             try await checkCapacity(placing.flatMap(\.1.placements), snapshot: snapshot, on: connection)
-            try await insert(placing, index: index, now: now, on: connection)
+            try insert(placing, index: index, now: now, into: &writes)
         }
 
         var outcomes: [String: Outcome] = [:]
         var finished: [Evaluation] = []
+        var blocked: [Evaluation] = []
         for (original, job, plan) in plans {
             var eval = original
             eval.modifyIndex = index
@@ -198,8 +201,17 @@ public struct EvaluationProcessor: Sendable {
                     eval.status = .blocked
                     eval.statusDescription = "created to place remaining allocations"
                 } else {
+                    // One evaluation waits for room; it replaces any older one of the job.
+                    let waiting = ClusterStore.newEvaluation(
+                        for: job, triggeredBy: Evaluation.Trigger.queuedAllocs, index: index, now: now, status: .blocked, previousEval: eval.id
+                    ) { blocked in
+                        blocked.failedTGAllocs = plan.failedGroups
+                        blocked.queuedAllocations = plan.queued
+                        blocked.statusDescription = "created to place remaining allocations"
+                    }
+                    blocked.append(waiting)
                     eval.status = .complete
-                    eval.blockedEval = try await block(job, after: eval, plan: plan, index: index, now: now, on: connection)
+                    eval.blockedEval = waiting.id
                     eval.statusDescription = "\(queued) allocation(s) could not be placed"
                 }
             } else {
@@ -215,37 +227,22 @@ public struct EvaluationProcessor: Sendable {
                     "queued": "\(queued)", "status": "\(eval.status.rawValue)",
                 ])
         }
-        // One blocked evaluation per job: one that waits again replaces any other.
+        // One blocked evaluation per job: a new one, or one that waits again, replaces any other.
+        // (The statement's clauses see the rows as they were before it: the cancelling does not
+        // see the new blocked evaluations, and the evaluations of this round were pending.)
         let reblocked = finished.filter { $0.status == .blocked }
-        if !reblocked.isEmpty {
-            try await ClusterStore.cancelBlockedEvaluations(
-                of: reblocked.map(\.jobID), except: reblocked.map(\.id), index: index, on: connection, logger: logger)
-        }
+        try ClusterStore.cancelBlockedEvaluations(
+            of: (blocked + reblocked).map(\.jobID), except: reblocked.map(\.id), index: index, into: &writes)
+        try ClusterStore.insert(blocked, into: &writes)
         let specs = try finished.map { try ClusterStore.encode($0) }
-        try await connection.query(
+        try writes.add(
             """
             UPDATE drover_evaluations e SET status = u.status, spec = u.spec::jsonb, modify_index = \(index)
             FROM unnest(\(finished.map(\.id))::text[], \(finished.map(\.status.rawValue))::text[], \(specs)::text[]) AS u(id, status, spec)
             WHERE e.id = u.id
-            """, logger: logger)
+            """)
+        try await writes.run(on: connection, logger: logger)
         return outcomes
-    }
-
-    /// Leaves one blocked evaluation for `job` that waits for room; it replaces any older one.
-    /// - Returns: its id.
-    private func block(_ job: Job, after eval: Evaluation, plan: Plan, index: Int64, now: Int64, on connection: PostgresConnection) async throws
-        -> String
-    {
-        try await ClusterStore.cancelBlockedEvaluations(of: [job.id], index: index, on: connection, logger: logger)
-        let blocked = try await ClusterStore.createEvaluation(
-            for: job, triggeredBy: Evaluation.Trigger.queuedAllocs, index: index, now: now, status: .blocked, previousEval: eval.id,
-            on: connection, logger: logger
-        ) { blocked in
-            blocked.failedTGAllocs = plan.failedGroups
-            blocked.queuedAllocations = plan.queued
-            blocked.statusDescription = "created to place remaining allocations"
-        }
-        return blocked.id
     }
 
     /// Locks the nodes the placements go to and checks, against their usage now, that every
@@ -253,6 +250,8 @@ public struct EvaluationProcessor: Sendable {
     private func checkCapacity(_ placements: [PlannedAllocation], snapshot: ClusterSnapshot, on connection: PostgresConnection) async throws {
         let nodeIDs = Array(Set(placements.map(\.nodeID))).sorted()
         try await connection.query("SELECT id FROM drover_nodes WHERE id = ANY(\(nodeIDs)) ORDER BY id FOR UPDATE", logger: logger)
+        // A statement of its own: its snapshot is taken after the locks, so it sees what another
+        // scheduler that held them committed.
         var used: [String: Resources] = [:]
         for try await (nodeID, cpu, memory, disk) in try await connection.query(
             """
@@ -275,8 +274,8 @@ public struct EvaluationProcessor: Sendable {
         }
     }
 
-    /// Writes the placed allocations, the messages that hand them to their nodes, and an event per job.
-    private func insert(_ plans: [(job: Job, plan: Plan)], index: Int64, now: Int64, on connection: PostgresConnection) async throws {
+    /// Adds to `writes` the placed allocations, the messages that hand them to their nodes, and an event per job.
+    private func insert(_ plans: [(job: Job, plan: Plan)], index: Int64, now: Int64, into writes: inout SQLWrites) throws {
         var rows: [Allocation] = []
         var messages: [OutgoingMessage] = []
         var events: [ClusterEvent] = []
@@ -299,7 +298,7 @@ public struct EvaluationProcessor: Sendable {
                     level: .info, priority: .low, message: "Placed \(plan.placements.count) allocation(s) of job \(job.id) on \(nodes)"))
         }
         let specs = try rows.map { try ClusterStore.encode($0) }
-        try await connection.query(
+        try writes.add(
             """
             INSERT INTO drover_allocations (id, job_id, job_version, node_id, eval_id, desired_status, client_status, cpu, memory_mb, disk_mb,
                 spec, create_index, modify_index)
@@ -308,9 +307,9 @@ public struct EvaluationProcessor: Sendable {
                 \(rows.map(\.evalID))::text[], \(rows.map(\.resources.cpu))::int[], \(rows.map(\.resources.memoryMB))::int[],
                 \(rows.map(\.resources.diskMB))::int[], \(specs)::text[])
                 AS a(id, job_id, job_version, node_id, eval_id, cpu, memory_mb, disk_mb, spec)
-            """, logger: logger)
-        try await Outbox.enqueue(messages, on: connection, logger: logger)
-        try await Events.record(events, on: connection, logger: logger)
+            """)
+        try Outbox.enqueue(messages, into: &writes)
+        try Events.record(events, into: &writes)
     }
 
     /// What registering `job` would do, without doing it: Nomad's `job plan`.

@@ -19,9 +19,16 @@ public enum Events {
 
     /// Records `events` on `connection` in one statement, in the caller's transaction.
     public static func record(_ events: [ClusterEvent], on connection: PostgresConnection, logger: Logger) async throws {
+        var writes = SQLWrites()
+        try record(events, into: &writes)
+        try await writes.run(on: connection, logger: logger)
+    }
+
+    /// Adds `events` to `writes`, to be recorded with them.
+    public static func record(_ events: [ClusterEvent], into writes: inout SQLWrites) throws {
         guard !events.isEmpty else { return }
         // Arrays hold no NULLs, so "" stands for none.
-        try await connection.query(
+        try writes.add(
             """
             INSERT INTO drover_events (time, node_id, job_id, alloc_id, type, level, priority, message)
             SELECT time, NULLIF(node_id, ''), NULLIF(job_id, ''), NULLIF(alloc_id, ''), type, level, priority, message
@@ -29,7 +36,7 @@ public enum Events {
                 \(events.map { $0.allocID ?? "" })::text[], \(events.map(\.type))::text[], \(events.map(\.level.rawValue))::text[],
                 \(events.map(\.priority.rawValue))::text[], \(events.map(\.message))::text[])
                 AS e(time, node_id, job_id, alloc_id, type, level, priority, message)
-            """, logger: logger)
+            """)
     }
 
     /// Records what the control plane did, now.

@@ -254,5 +254,11 @@ public enum DroverSchema {
                 )
                 """,
             ]),
+        Migration(
+            version: 6, name: "outbox claims",
+            statements: [
+                // Until when a relay owns a row it is publishing; NULL or past: any relay may take it.
+                "ALTER TABLE drover_outbox ADD COLUMN claimed_until timestamptz"
+            ]),
     ]
 }

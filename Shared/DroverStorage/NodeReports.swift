@@ -74,13 +74,9 @@ extension ClusterStore {
             unblocked.append(spec)
         }
         // Only now the next query: one connection runs one query at a time.
-        var ids: [String] = []
-        for spec in unblocked {
-            let eval = try decode(Evaluation.self, spec)
-            try await enqueue(eval, on: connection, logger: logger)
-            ids.append(eval.id)
-        }
-        return ids
+        let evals = try unblocked.map { try decode(Evaluation.self, $0) }
+        try await Outbox.enqueue(try evals.map(pendingMessage), on: connection, logger: logger)
+        return evals.map(\.id)
     }
 
     /// Records what a node reports of one of its allocations.

@@ -11,12 +11,19 @@ public enum Outbox {
     /// ``OutboxRelay`` after the transaction commits, and never if it rolls back. A message id
     /// already in the outbox is not added twice.
     public static func enqueue(_ messages: [OutgoingMessage], on connection: PostgresConnection, logger: Logger) async throws {
+        var writes = SQLWrites()
+        try enqueue(messages, into: &writes)
+        try await writes.run(on: connection, logger: logger)
+    }
+
+    /// Adds `messages` to `writes`, to be added to the outbox with them.
+    public static func enqueue(_ messages: [OutgoingMessage], into writes: inout SQLWrites) throws {
         guard !messages.isEmpty else { return }
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         let headers = try messages.map { String(decoding: try encoder.encode($0.headers), as: UTF8.self) }
         // One statement for them all; arrays hold no NULLs, so "" stands for none.
-        try await connection.query(
+        try writes.add(
             """
             INSERT INTO drover_outbox (message_id, exchange, routing_key, type, schema_version, created_at, traceparent, headers, body)
             SELECT message_id, NULLIF(exchange, ''), routing_key, type, schema_version, created_at, NULLIF(traceparent, ''), headers::jsonb, body
@@ -25,21 +32,25 @@ public enum Outbox {
                 \(messages.map { $0.traceparent ?? "" })::text[], \(headers)::text[], \(messages.map { ByteBuffer(bytes: $0.body) })::bytea[])
                 AS m(message_id, exchange, routing_key, type, schema_version, created_at, traceparent, headers, body)
             ON CONFLICT (message_id) DO NOTHING
-            """, logger: logger)
+            """)
     }
 }
 
 /// Publishes the outbox: runs in every service that writes to it.
 ///
-/// Each pass locks up to `batchSize` of the oldest rows (`FOR UPDATE SKIP LOCKED`, so replicas
-/// share the work), publishes them with confirms and deletes them, in one transaction. A relay
-/// that dies after publishing and before committing leaves the rows in place: they are
-/// published again (consumers are idempotent), never lost. It wakes on the outbox's
-/// `NOTIFY drover_outbox`, and polls every `pollInterval` in case a notification was missed.
+/// Each pass claims up to `batchSize` of the oldest unclaimed rows for `claimDuration` in one
+/// statement (`FOR UPDATE SKIP LOCKED`, so replicas share the work), publishes them with
+/// confirms, and then deletes them. No transaction stays open while the broker confirms. A
+/// relay that dies after claiming and before deleting leaves the rows in place: once the claim
+/// runs out they are published again (consumers are idempotent), never lost. A publish that
+/// fails gives its claim back at once. The relay wakes on the outbox's `NOTIFY drover_outbox`,
+/// and polls every `pollInterval` in case a notification was missed.
 public struct OutboxRelay: Service {
     public struct Configuration: Sendable {
         public var batchSize: Int = 500
         public var pollInterval: Duration = .seconds(1)
+        /// How long a pass owns the rows it claimed: longer than a publish can take.
+        public var claimDuration: Duration = .seconds(10)
         public init() {}
     }
 
@@ -87,32 +98,38 @@ public struct OutboxRelay: Service {
     }
 
     func relayOnce() async throws -> Int {
-        let count = try await database.transaction { connection -> Int in
-            let rows = try await connection.query(
-                """
-                SELECT id, message_id, exchange, routing_key, type, schema_version, created_at, traceparent, headers::text, body
-                FROM drover_outbox ORDER BY id LIMIT \(configuration.batchSize) FOR UPDATE SKIP LOCKED
-                """, logger: logger)
-            var ids: [Int64] = []
-            var messages: [OutgoingMessage] = []
-            let decoder = JSONDecoder()
-            for try await (id, messageID, exchange, routingKey, type, version, createdAt, traceparent, headers, body) in rows.decode(
-                (Int64, String, String?, String, String, Int, Date, String?, String, Data).self)
-            {
-                ids.append(id)
-                messages.append(
-                    OutgoingMessage(
-                        exchange: exchange, routingKey: routingKey, messageID: messageID, type: type, schemaVersion: version,
-                        timestamp: createdAt, traceparent: traceparent, body: Array(body),
-                        headers: (try? decoder.decode([String: String].self, from: Data(headers.utf8))) ?? [:]))
-            }
-            guard !ids.isEmpty else { return 0 }
-            try await bus.publish(messages)
-            try await connection.query("DELETE FROM drover_outbox WHERE id = ANY(\(ids))", logger: logger)
-            return ids.count
+        let claim = Double(configuration.claimDuration.components.seconds) + Double(configuration.claimDuration.components.attoseconds) / 1e18
+        let rows = try await database.client.query(
+            """
+            UPDATE drover_outbox SET claimed_until = now() + make_interval(secs => \(claim))
+            WHERE id IN (
+                SELECT id FROM drover_outbox WHERE claimed_until IS NULL OR claimed_until < now()
+                ORDER BY id LIMIT \(configuration.batchSize) FOR UPDATE SKIP LOCKED)
+            RETURNING id, message_id, exchange, routing_key, type, schema_version, created_at, traceparent, headers::text, body
+            """, logger: logger)
+        var claimed: [(id: Int64, message: OutgoingMessage)] = []
+        let decoder = JSONDecoder()
+        for try await (id, messageID, exchange, routingKey, type, version, createdAt, traceparent, headers, body) in rows.decode(
+            (Int64, String, String?, String, String, Int, Date, String?, String, Data).self)
+        {
+            let message = OutgoingMessage(
+                exchange: exchange, routingKey: routingKey, messageID: messageID, type: type, schemaVersion: version, timestamp: createdAt,
+                traceparent: traceparent, body: Array(body), headers: (try? decoder.decode([String: String].self, from: Data(headers.utf8))) ?? [:])
+            claimed.append((id, message))
         }
-        published.increment(by: count)
-        return count
+        guard !claimed.isEmpty else { return 0 }
+        claimed.sort { $0.id < $1.id }  // RETURNING has no order; publish in the order of the outbox.
+        let ids = claimed.map(\.id)
+        do {
+            try await bus.publish(claimed.map(\.message))
+        } catch {
+            // Give the rows back now rather than when the claim runs out.
+            _ = try? await database.client.query("UPDATE drover_outbox SET claimed_until = NULL WHERE id = ANY(\(ids))", logger: logger)
+            throw error
+        }
+        try await database.client.query("DELETE FROM drover_outbox WHERE id = ANY(\(ids))", logger: logger)
+        published.increment(by: ids.count)
+        return ids.count
     }
 
     private func listen(_ wake: AsyncStream<Void>.Continuation) async {

@@ -49,6 +49,67 @@ struct ClusterStoreTests {
         }
     }
 
+    /// A batch (what the gateway's group commit writes): refusals by position, one index for a
+    /// round of distinct ids, and a job given twice registered twice, one after the other.
+    @Test func aBatchOfRegistrationsIsWrittenTogetherWithEachOutcomeInItsPlace() async throws {
+        try await withFreshDatabase { url in
+            let database = try Database(url: url, logger: Logger(label: "test"))
+            try await withClient(database.client) {
+                try await database.migrate()
+                let store = ClusterStore(database: database)
+                _ = try await store.register(smallJob("old"))
+                var changed = smallJob("old")
+                changed.taskGroups[0].tasks[0].config?.args = ["x"]
+                let results = try await store.register([smallJob("a"), smallJob("bad", count: -1), smallJob("old"), smallJob("b"), changed])
+                #expect(results.count == 5)
+                let registered = results.compactMap { try? $0.get() }
+                #expect(registered.count == 4)
+                guard case .failure(.invalid(let errors)) = results[1] else {
+                    Issue.record("the invalid job was not refused: \(results[1])")
+                    return
+                }
+                #expect(errors == [FieldError("Job.TaskGroups[0].Count", "must be 0 or more, got -1")])
+                // a, old (unchanged) and b in the first round; old again (changed) in a second.
+                let first = try results[0].get().index
+                #expect(try results[2].get().index == first && results[3].get().index == first)
+                #expect(try results[4].get().index > first)
+                #expect(Set(registered.map(\.evalID)).count == 4)
+                #expect(try await store.job(id: "old")?.version == 1)
+                #expect(try await store.job(id: "a")?.version == 0)
+                #expect(try await store.job(id: "bad") == nil)
+                #expect(try await count("drover_job_versions", in: database) == 4, "old v0 and v1, a, b")
+                #expect(try await count("drover_evaluations", in: database) == 5)
+                #expect(try await count("drover_outbox", in: database) == 5)
+                #expect(try await count("drover_events", in: database) == 5)
+            }
+        }
+    }
+
+    /// Writes composed into one statement: each clause's values bound in its own place, and
+    /// every clause run once.
+    @Test func writesComposedIntoOneStatementEachRunWithTheirOwnValues() async throws {
+        try await withFreshDatabase { url in
+            let database = try Database(url: url, logger: Logger(label: "test"))
+            try await withClient(database.client) {
+                try await database.migrate()
+                var writes = SQLWrites()
+                #expect(writes.isEmpty)
+                try writes.add("INSERT INTO drover_users (name, spec, modify_index) VALUES (\("ann"), \(#"{"n":1}"#)::jsonb, \(Int64(7)))")
+                try writes.add("INSERT INTO drover_users (name, spec, modify_index) VALUES (\("bob"), '{}'::jsonb, \(Int64(8)))")
+                try writes.add("DELETE FROM drover_users WHERE name = \("nobody")")
+                #expect(writes.query.sql.hasPrefix("WITH w0 AS (") && writes.query.sql.contains("$6") && !writes.query.sql.contains("$7"))
+                try await database.transaction { try await writes.run(on: $0, logger: Logger(label: "test")) }
+                var rows: [String] = []
+                for try await (name, index) in try await database.client.query(
+                    "SELECT name, modify_index FROM drover_users ORDER BY name", logger: Logger(label: "test")
+                ).decode((String, Int64).self) {
+                    rows.append("\(name)=\(index)")
+                }
+                #expect(rows == ["ann=7", "bob=8"])
+            }
+        }
+    }
+
     @Test func twoSchedulersPlanningAtOnceNeverOvercommitANode() async throws {
         try await withFreshDatabase { url in
             let database = try Database(url: url, logger: Logger(label: "test"))

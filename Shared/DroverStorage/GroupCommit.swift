@@ -1,0 +1,87 @@
+import Synchronization
+
+/// Group commit: calls made while a batch is being written become the next batch, written
+/// together (one transaction for many requests, as a database's group commit shares one flush).
+///
+/// A lone call is written at once, alone; under load each batch is what arrived during the one
+/// before, up to `limit`. When a whole batch throws, its calls are tried again one by one, so
+/// that a call that cannot be written fails alone.
+public final class GroupCommit<Input: Sendable, Output: Sendable>: Sendable {
+    public typealias Write = @Sendable ([Input]) async throws -> [Result<Output, any Error>]
+    private typealias Waiter = (input: Input, continuation: CheckedContinuation<Output, any Error>)
+
+    private let limit: Int
+    private let write: Write
+    private let state = Mutex<(waiting: [Waiter], writing: Bool)>(([], false))
+
+    /// - Parameter write: writes a batch; returns one result per input, in order.
+    public init(limit: Int, write: @escaping Write) {
+        precondition(limit > 0, "a batch holds one call at least")
+        self.limit = limit
+        self.write = write
+    }
+
+    /// Adds `input` to the next batch. - Returns: its output once the batch is written.
+    public func call(_ input: Input) async throws -> Output {
+        try await withCheckedThrowingContinuation { continuation in
+            let lead = state.withLock { state in
+                state.waiting.append((input, continuation))
+                defer { state.writing = true }
+                return !state.writing
+            }
+            // The first caller finds nothing being written and starts a writer, which runs
+            // until nothing waits.
+            if lead { Task { await writeAll() } }
+        }
+    }
+
+    private func writeAll() async {
+        while let batch = next() {
+            do {
+                let results = try await write(batch.map(\.input))
+                guard results.count == batch.count else { throw GroupCommitError.resultCount(expected: batch.count, got: results.count) }
+                for (waiter, result) in zip(batch, results) { waiter.continuation.resume(with: result) }
+            } catch {
+                guard batch.count > 1 else {
+                    batch[0].continuation.resume(throwing: error)
+                    continue
+                }
+                for waiter in batch {
+                    do {
+                        let result = try await write([waiter.input])
+                        waiter.continuation.resume(with: result.first ?? .failure(GroupCommitError.resultCount(expected: 1, got: 0)))
+                    } catch {
+                        waiter.continuation.resume(throwing: error)
+                    }
+                }
+            }
+        }
+    }
+
+    /// How many calls wait for a batch (for tests).
+    var waitingCount: Int { state.withLock { $0.waiting.count } }
+
+    /// The calls waiting, up to `limit`; nil (and no writer) when none wait.
+    private func next() -> [Waiter]? {
+        state.withLock { state in
+            guard !state.waiting.isEmpty else {
+                state.writing = false
+                return nil
+            }
+            let batch = Array(state.waiting.prefix(limit))
+            state.waiting.removeFirst(batch.count)
+            return batch
+        }
+    }
+}
+
+/// A write that broke its contract.
+enum GroupCommitError: Error, CustomStringConvertible {
+    case resultCount(expected: Int, got: Int)
+
+    var description: String {
+        switch self {
+        case .resultCount(let expected, let got): "a group commit's write returned \(got) results for \(expected) calls"
+        }
+    }
+}
