@@ -19,6 +19,9 @@ public enum StorageError: Error, CustomStringConvertible, Equatable {
 public struct Database: Sendable {
     public let client: PostgresClient
     public let logger: Logger
+    /// Where a transaction's outbox messages go once it commits, while this process's
+    /// ``OutboxRelay`` runs.
+    let outboxHandOff = OutboxHandOff()
 
     /// - Parameter url: `postgres://USER:PASSWORD@HOST:PORT/DATABASE`, with an optional
     ///   `sslmode` of `disable` (the default), `prefer` or `require`.
@@ -62,7 +65,23 @@ public struct Database: Sendable {
     /// Unlike `PostgresClient.withTransaction`, an error thrown by `body` comes out as itself
     /// once the rollback succeeded (so a caller can still match, say, `MessageRejected`); only a
     /// failure of `BEGIN`, `COMMIT` or `ROLLBACK` comes out as `PostgresTransactionError`.
+    ///
+    /// While this process's ``OutboxRelay`` runs, the messages the transaction adds to the outbox
+    /// are claimed by it as they are written, and handed to it when the transaction commits, so
+    /// that they are published at once rather than when a relay wakes and finds them.
     public func transaction<Result: Sendable>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
+        guard outboxHandOff.isAttached else { return try await plainTransaction(body) }
+        let written = Outbox.Written()
+        let result = try await Outbox.$written.withValue(written) { try await plainTransaction(body) }
+        let messages = written.take()
+        if !messages.isEmpty && !outboxHandOff.handOff(messages) {
+            // The relay stopped meanwhile: give the rows to any relay now.
+            try? await Outbox.release(messages.map(\.messageID), database: self)
+        }
+        return result
+    }
+
+    private func plainTransaction<Result: Sendable>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
         do {
             return try await client.withTransaction(logger: logger) { try await body($0) }
         } catch let error as PostgresTransactionError where error.beginError == nil && error.rollbackError == nil && error.commitError == nil {

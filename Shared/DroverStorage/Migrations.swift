@@ -258,7 +258,22 @@ public enum DroverSchema {
             version: 6, name: "outbox claims",
             statements: [
                 // Until when a relay owns a row it is publishing; NULL or past: any relay may take it.
-                "ALTER TABLE drover_outbox ADD COLUMN claimed_until timestamptz"
+                "ALTER TABLE drover_outbox ADD COLUMN claimed_until timestamptz",
+                // Only unclaimed rows wake the relays: claimed ones are on their way already.
+                """
+                CREATE OR REPLACE FUNCTION drover_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF EXISTS (SELECT 1 FROM inserted WHERE claimed_until IS NULL) THEN
+                        PERFORM pg_notify('drover_outbox', '');
+                    END IF;
+                    RETURN NULL;
+                END $$
+                """,
+                "DROP TRIGGER drover_outbox_inserted ON drover_outbox",
+                """
+                CREATE TRIGGER drover_outbox_inserted AFTER INSERT ON drover_outbox REFERENCING NEW TABLE AS inserted
+                FOR EACH STATEMENT EXECUTE FUNCTION drover_outbox_notify()
+                """,
             ]),
     ]
 }

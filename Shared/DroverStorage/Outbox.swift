@@ -4,9 +4,27 @@ public import Logging
 import Metrics
 public import PostgresNIO
 public import ServiceLifecycle
+import Synchronization
 
 /// The transactional outbox: state changes and the messages that announce them commit together.
 public enum Outbox {
+    /// The messages a transaction wrote while its process's relay runs: claimed by that relay as
+    /// they are written, and published by it as soon as the transaction commits.
+    @TaskLocal static var written: Written?
+
+    final class Written: Sendable {
+        private let messages = Mutex<[OutgoingMessage]>([])
+        func add(_ more: [OutgoingMessage]) { messages.withLock { $0 += more } }
+        func take() -> [OutgoingMessage] {
+            messages.withLock { messages in
+                defer { messages = [] }; return messages
+            }
+        }
+    }
+
+    /// How long a claim made as a row is written lasts: past it, any relay publishes the row.
+    static let writtenClaim = 10.0
+
     /// Adds `messages` to the outbox inside the caller's transaction. They are published by an
     /// ``OutboxRelay`` after the transaction commits, and never if it rolls back. A message id
     /// already in the outbox is not added twice.
@@ -16,23 +34,78 @@ public enum Outbox {
         try await writes.run(on: connection, logger: logger)
     }
 
+    /// Gives up the claim on the rows of `messageIDs`, and wakes every relay to publish them.
+    static func release(_ messageIDs: [String], database: Database) async throws {
+        try await database.client.query(
+            """
+            WITH released AS (UPDATE drover_outbox SET claimed_until = NULL WHERE message_id = ANY(\(messageIDs)) RETURNING 1)
+            SELECT pg_notify('drover_outbox', '') FROM (SELECT count(*) AS rows FROM released) AS r WHERE r.rows > 0
+            """, logger: database.logger)
+    }
+
     /// Adds `messages` to `writes`, to be added to the outbox with them.
     public static func enqueue(_ messages: [OutgoingMessage], into writes: inout SQLWrites) throws {
         guard !messages.isEmpty else { return }
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         let headers = try messages.map { String(decoding: try encoder.encode($0.headers), as: UTF8.self) }
+        // Claimed for this process's relay when one runs; unclaimed rows wake every relay.
+        let claim: Double? = written == nil ? nil : writtenClaim
+        written?.add(messages)
         // One statement for them all; arrays hold no NULLs, so "" stands for none.
         try writes.add(
             """
-            INSERT INTO drover_outbox (message_id, exchange, routing_key, type, schema_version, created_at, traceparent, headers, body)
-            SELECT message_id, NULLIF(exchange, ''), routing_key, type, schema_version, created_at, NULLIF(traceparent, ''), headers::jsonb, body
+            INSERT INTO drover_outbox (message_id, exchange, routing_key, type, schema_version, created_at, traceparent, headers, body,
+                claimed_until)
+            SELECT message_id, NULLIF(exchange, ''), routing_key, type, schema_version, created_at, NULLIF(traceparent, ''), headers::jsonb, body,
+                now() + make_interval(secs => \(claim))
             FROM unnest(\(messages.map(\.messageID))::text[], \(messages.map { $0.exchange ?? "" })::text[], \(messages.map(\.routingKey))::text[],
                 \(messages.map(\.type))::text[], \(messages.map(\.schemaVersion))::int[], \(messages.map(\.timestamp))::timestamptz[],
                 \(messages.map { $0.traceparent ?? "" })::text[], \(headers)::text[], \(messages.map { ByteBuffer(bytes: $0.body) })::bytea[])
                 AS m(message_id, exchange, routing_key, type, schema_version, created_at, traceparent, headers, body)
             ON CONFLICT (message_id) DO NOTHING
             """)
+    }
+}
+
+/// Where a process's transactions hand the outbox messages they committed to its relay.
+final class OutboxHandOff: Sendable {
+    private let state = Mutex<(wake: AsyncStream<Void>.Continuation?, pending: [OutgoingMessage])>((nil, []))
+
+    var isAttached: Bool { state.withLock { $0.wake != nil } }
+
+    /// Starts taking messages. - Returns: a signal each time some arrive.
+    func attach() -> AsyncStream<Void> {
+        let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        state.withLock { $0.wake = wake }
+        return wakeups
+    }
+
+    /// Stops taking messages. - Returns: those handed over and not taken.
+    func detach() -> [OutgoingMessage] {
+        state.withLock { state in
+            state.wake?.finish()
+            state.wake = nil
+            defer { state.pending = [] }
+            return state.pending
+        }
+    }
+
+    /// - Returns: false when no relay takes them.
+    func handOff(_ messages: [OutgoingMessage]) -> Bool {
+        state.withLock { state in
+            guard let wake = state.wake else { return false }
+            state.pending += messages
+            wake.yield()
+            return true
+        }
+    }
+
+    func take() -> [OutgoingMessage] {
+        state.withLock { state in
+            defer { state.pending = [] }
+            return state.pending
+        }
     }
 }
 
@@ -45,6 +118,11 @@ public enum Outbox {
 /// runs out they are published again (consumers are idempotent), never lost. A publish that
 /// fails gives its claim back at once. The relay wakes on the outbox's `NOTIFY drover_outbox`,
 /// and polls every `pollInterval` in case a notification was missed.
+///
+/// The rows its own process writes take a shorter way: they are claimed for this relay as they
+/// are written (and so wake no relay), and handed to it when their transaction commits (see
+/// ``Database/transaction(_:)``). It publishes them at once and deletes them; should it die
+/// first, their claim runs out and any relay publishes them.
 public struct OutboxRelay: Service {
     public struct Configuration: Sendable {
         public var batchSize: Int = 500
@@ -69,8 +147,12 @@ public struct OutboxRelay: Service {
 
     public func run() async throws {
         let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let handedOff = database.outboxHandOff.attach()
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await listen(wake) }
+            group.addTask {
+                for await _ in handedOff.cancelOnGracefulShutdown() { await publishHandedOff(database.outboxHandOff.take()) }
+            }
             group.addTask {
                 while (try? await Task.sleep(for: configuration.pollInterval)) != nil { wake.yield() }
             }
@@ -82,6 +164,29 @@ public struct OutboxRelay: Service {
             }
             await group.next()
             group.cancelAll()
+        }
+        // What was handed over and not published goes to any relay now.
+        let left = database.outboxHandOff.detach() + database.outboxHandOff.take()
+        if !left.isEmpty { try? await Outbox.release(left.map(\.messageID), database: database) }
+    }
+
+    /// Publishes messages handed over by this process's transactions, and deletes their rows.
+    func publishHandedOff(_ messages: [OutgoingMessage]) async {
+        guard !messages.isEmpty else { return }
+        let ids = messages.map(\.messageID)
+        do {
+            try await bus.publish(messages)
+        } catch {
+            logger.warning("Publishing committed messages failed; any relay will", metadata: ["error": "\(String(reflecting: error))"])
+            try? await Outbox.release(ids, database: database)
+            return
+        }
+        do {
+            try await database.client.query("DELETE FROM drover_outbox WHERE message_id = ANY(\(ids))", logger: logger)
+            published.increment(by: ids.count)
+        } catch {
+            // Published but still there: published again once the claim runs out.
+            logger.warning("Deleting published outbox rows failed", metadata: ["error": "\(String(reflecting: error))"])
         }
     }
 

@@ -127,6 +127,87 @@ struct StorageTests {
         }
     }
 
+    /// While a process's relay runs, the rows its transactions write are claimed for it, wake no
+    /// relay, and are handed to it on commit; a row handed over and given back goes to any relay.
+    @Test(.enabled(if: TestEnvironment.runsMessagingIntegration))
+    func committedMessagesGoStraightToTheProcesssRelay() async throws {
+        let amqpURL = try #require(TestEnvironment.amqpURL)
+        try await withFreshDatabase { url in
+            let database = try Database(url: url, logger: logger)
+            try await withClient(database.client) {
+                try await database.migrate()
+                let word = TestEnvironment.uniqueName("handoff")
+                func message(_ id: String) -> OutgoingMessage {
+                    OutgoingMessage(
+                        routingKey: "\(word).row", messageID: id, type: "test.row", schemaVersion: 1, timestamp: Date(), body: Array("{}".utf8))
+                }
+                func claimed() async throws -> [Bool] {
+                    var claims: [Bool] = []
+                    for try await claim in try await database.client.query(
+                        "SELECT claimed_until IS NOT NULL FROM drover_outbox ORDER BY id", logger: logger
+                    ).decode(Bool.self) {
+                        claims.append(claim)
+                    }
+                    return claims
+                }
+                let bus = AMQPBus(configuration: try AMQPBus.Configuration(url: amqpURL), logger: logger)
+                let deliveries = try await bus.subscribe(ConsumerSpec(queue: "test.\(word)", bindings: ["\(word).#"], prefetch: 10))
+                let relay = OutboxRelay(database: database, bus: bus, logger: logger)
+
+                // Without a relay in this process a row is written unclaimed.
+                try await database.transaction { try await Outbox.enqueue([message("plain")], on: $0, logger: logger) }
+                #expect(try await claimed() == [false])
+                #expect(try await relay.relayOnce() == 1)
+
+                // With one, it is claimed, handed over on commit, and no relay pass takes it.
+                _ = database.outboxHandOff.attach()
+                try await database.transaction { try await Outbox.enqueue([message("direct")], on: $0, logger: logger) }
+                let handedOver = database.outboxHandOff.take()
+                #expect(handedOver.map(\.messageID) == ["direct"])
+                #expect(try await claimed() == [true])
+                #expect(try await relay.relayOnce() == 0)
+                // A rolled-back transaction hands nothing over.
+                await #expect(throws: CancellationError.self) {
+                    try await database.transaction { connection in
+                        try await Outbox.enqueue([message("rolled-back")], on: connection, logger: logger)
+                        throw CancellationError()
+                    }
+                }
+                #expect(database.outboxHandOff.take().isEmpty)
+                _ = database.outboxHandOff.detach()
+
+                // Given back (as a relay does when its publish fails), any relay publishes it.
+                try await Outbox.release(["direct"], database: database)
+                #expect(try await claimed() == [false])
+                #expect(try await relay.relayOnce() == 1)
+
+                // The running relay publishes what its process commits, and deletes it.
+                let running = Task { try await relay.run() }
+                try await withTimeout(.seconds(20), "the relay attaching") {
+                    while !database.outboxHandOff.isAttached { try await Task.sleep(for: .milliseconds(10)) }
+                }
+                try await database.transaction { try await Outbox.enqueue([message("running")], on: $0, logger: logger) }
+                let received = try await withTimeout(.seconds(20), "three deliveries") {
+                    var ids: [String] = []
+                    for await delivery in deliveries {
+                        ids.append(delivery.messageID ?? "")
+                        delivery.ack()
+                        if ids.count == 3 { break }
+                    }
+                    return ids
+                }
+                #expect(received == ["plain", "direct", "running"])
+                try await withTimeout(.seconds(20), "the published row being deleted") {
+                    while try await count("drover_outbox", in: database) > 0 { try await Task.sleep(for: .milliseconds(10)) }
+                }
+                running.cancel()
+                _ = await running.result
+                #expect(!database.outboxHandOff.isAttached)
+                await bus.shutdown()
+            }
+        }
+    }
+
     /// 10,000 outbox rows; the first relay is stopped abruptly half-way (its task cancelled and
     /// its bus shut down under it), a second one finishes: every row is published, the rows the
     /// first one had claimed once their claim ran out.
