@@ -115,9 +115,18 @@ public struct EvaluationProcessor: Sendable {
     }
 
     private func processOnce(evalIDs: [String], on connection: PostgresConnection) async throws -> [String: Outcome] {
+        // The evaluations' rows, then their jobs' advisory locks in key order, in one statement.
         var pending: [Evaluation] = []
         for try await spec in try await connection.query(
-            "SELECT spec::text FROM drover_evaluations WHERE id = ANY(\(Array(Set(evalIDs)).sorted())) ORDER BY id FOR UPDATE", logger: logger
+            """
+            WITH evals AS MATERIALIZED (
+                    SELECT spec::text AS spec, job_id, status FROM drover_evaluations WHERE id = ANY(\(Array(Set(evalIDs)).sorted()))
+                    ORDER BY id FOR UPDATE),
+                locks AS MATERIALIZED (
+                    SELECT pg_advisory_xact_lock(key) FROM (
+                        SELECT DISTINCT hashtextextended('job:' || job_id, 0) AS key FROM evals WHERE status = 'pending' ORDER BY key) AS keys)
+            SELECT evals.spec FROM evals CROSS JOIN (SELECT count(*) FROM locks) AS taken
+            """, logger: logger
         ).decode(String.self) {
             let eval = try ClusterStore.decode(Evaluation.self, spec)
             if eval.status == .pending { pending.append(eval) }
@@ -125,12 +134,6 @@ public struct EvaluationProcessor: Sendable {
         var outcomes = Dictionary(evalIDs.map { ($0, Outcome.skipped) }, uniquingKeysWith: { first, _ in first })
         guard !pending.isEmpty else { return outcomes }
         pending.sort { ($0.createIndex, $0.id) < ($1.createIndex, $1.id) }
-        let jobIDs = Array(Set(pending.map(\.jobID))).sorted()
-        try await connection.query(
-            """
-            SELECT pg_advisory_xact_lock(key) FROM (
-                SELECT DISTINCT hashtextextended('job:' || id, 0) AS key FROM unnest(\(jobIDs)::text[]) AS id ORDER BY key) AS keys
-            """, logger: logger)
 
         // Rounds of one evaluation per job, each planned against what the one before it wrote.
         while !pending.isEmpty {
@@ -171,16 +174,17 @@ public struct EvaluationProcessor: Sendable {
             plans.append((eval, jobs[eval.jobID], plan))
         }
 
-        let index = try await ClusterStore.nextIndex(connection, logger: logger)
+        let placing = plans.compactMap { entry in entry.job.map { ($0, entry.plan) } }.filter { !$0.1.placements.isEmpty }
+        let placements = placing.flatMap(\.1.placements)
+        let index = try await takeIndex(lockingNodes: Array(Set(placements.map(\.nodeID))).sorted(), on: connection)
         for (stop, allocation) in stopping {
             try await ClusterStore.stop(
                 allocation, description: stop.description, markLost: stop.markLost, index: index, now: now, on: connection, logger: logger)
         }
         // Everything else this round writes goes in one statement.
         var writes = SQLWrites()
-        let placing = plans.compactMap { entry in entry.job.map { ($0, entry.plan) } }.filter { !$0.1.placements.isEmpty }
         if !placing.isEmpty {
-            try await checkCapacity(placing.flatMap(\.1.placements), snapshot: snapshot, on: connection)
+            try await checkCapacity(placements, snapshot: snapshot, on: connection)
             try insert(placing, index: index, now: now, into: &writes)
         }
 
@@ -245,11 +249,27 @@ public struct EvaluationProcessor: Sendable {
         return outcomes
     }
 
-    /// Locks the nodes the placements go to and checks, against their usage now, that every
-    /// placement still fits. - Throws: ``PlanConflict`` when one does not.
+    /// Takes the round's index and locks `nodeIDs`, the nodes its placements go to, in one
+    /// statement, announced as ``ClusterStore/nextIndex(_:logger:)`` does.
+    private func takeIndex(lockingNodes nodeIDs: [String], on connection: PostgresConnection) async throws -> Int64 {
+        var index: Int64 = 0
+        for try await (next, _) in try await connection.query(
+            """
+            WITH next AS MATERIALIZED (
+                    SELECT index, pg_notify('drover_state', index::text) FROM (SELECT nextval('drover_index') AS index) AS taken),
+                locked AS MATERIALIZED (SELECT id FROM drover_nodes WHERE id = ANY(\(nodeIDs)) ORDER BY id FOR UPDATE)
+            SELECT next.index, (SELECT count(*) FROM locked) FROM next
+            """, logger: logger
+        ).decode((Int64, Int64).self) {
+            index = next
+        }
+        return index
+    }
+
+    /// Checks, against the usage of their nodes now (locked by ``takeIndex(lockingNodes:on:)``),
+    /// that every placement still fits. - Throws: ``PlanConflict`` when one does not.
     private func checkCapacity(_ placements: [PlannedAllocation], snapshot: ClusterSnapshot, on connection: PostgresConnection) async throws {
         let nodeIDs = Array(Set(placements.map(\.nodeID))).sorted()
-        try await connection.query("SELECT id FROM drover_nodes WHERE id = ANY(\(nodeIDs)) ORDER BY id FOR UPDATE", logger: logger)
         // A statement of its own: its snapshot is taken after the locks, so it sees what another
         // scheduler that held them committed.
         var used: [String: Resources] = [:]

@@ -3,8 +3,8 @@ import Synchronization
 /// Group commit: calls made while a batch is being written become the next batch, written
 /// together (one transaction for many requests, as a database's group commit shares one flush).
 ///
-/// A lone call is written at once, alone; under load each batch is what arrived during the one
-/// before, up to `limit`. When a whole batch throws, its calls are tried again one by one, so
+/// A lone call is written at once, alone, in its caller's task; under load each batch is what
+/// arrived during the one before, up to `limit`. When a whole batch throws, its calls are tried again one by one, so
 /// that a call that cannot be written fails alone.
 public final class GroupCommit<Input: Sendable, Output: Sendable>: Sendable {
     public typealias Write = @Sendable ([Input]) async throws -> [Result<Output, any Error>]
@@ -23,16 +23,33 @@ public final class GroupCommit<Input: Sendable, Output: Sendable>: Sendable {
 
     /// Adds `input` to the next batch. - Returns: its output once the batch is written.
     public func call(_ input: Input) async throws -> Output {
-        try await withCheckedThrowingContinuation { continuation in
+        // Nothing being written: write this call at once, in the caller's own task.
+        let alone = state.withLock { state in
+            defer { state.writing = true }
+            return !state.writing
+        }
+        if alone {
+            defer { writeWaiting() }
+            return try await write([input]).first?.get() ?? { throw GroupCommitError.resultCount(expected: 1, got: 0) }()
+        }
+        return try await withCheckedThrowingContinuation { continuation in
             let lead = state.withLock { state in
                 state.waiting.append((input, continuation))
                 defer { state.writing = true }
                 return !state.writing
             }
-            // The first caller finds nothing being written and starts a writer, which runs
-            // until nothing waits.
+            // The writing ended meanwhile: start a writer, which runs until nothing waits.
             if lead { Task { await writeAll() } }
         }
+    }
+
+    /// After a call written alone: a writer for the calls that arrived meanwhile, if any.
+    private func writeWaiting() {
+        let waiting = state.withLock { state in
+            if state.waiting.isEmpty { state.writing = false }
+            return !state.waiting.isEmpty
+        }
+        if waiting { Task { await writeAll() } }
     }
 
     private func writeAll() async {
