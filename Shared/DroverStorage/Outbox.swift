@@ -17,7 +17,8 @@ public enum Outbox {
         func add(_ more: [OutgoingMessage]) { messages.withLock { $0 += more } }
         func take() -> [OutgoingMessage] {
             messages.withLock { messages in
-                defer { messages = [] }; return messages
+                defer { messages = [] }
+                return messages
             }
         }
     }
@@ -91,11 +92,15 @@ final class OutboxHandOff: Sendable {
         }
     }
 
+    /// At most this many messages wait in memory (while the broker is away, say); the rows of
+    /// any more stay claimed and are published by a relay pass once the claim runs out.
+    static let pendingLimit = 10_000
+
     /// - Returns: false when no relay takes them.
     func handOff(_ messages: [OutgoingMessage]) -> Bool {
         state.withLock { state in
             guard let wake = state.wake else { return false }
-            state.pending += messages
+            if state.pending.count < Self.pendingLimit { state.pending += messages }
             wake.yield()
             return true
         }
