@@ -1,3 +1,4 @@
+import DroverHealth
 public import DroverMessaging
 import Foundation
 public import Logging
@@ -208,7 +209,7 @@ public struct OutboxRelay: Service {
     }
 
     func relayOnce() async throws -> Int {
-        let claim = Double(configuration.claimDuration.components.seconds) + Double(configuration.claimDuration.components.attoseconds) / 1e18
+        let claim = configuration.claimDuration.timeInterval
         let rows = try await database.client.query(
             """
             UPDATE drover_outbox SET claimed_until = now() + make_interval(secs => \(claim))

@@ -174,12 +174,17 @@ struct StorageTests {
                     }
                 }
                 #expect(database.outboxHandOff.take().isEmpty)
+                // A relay whose publish fails gives the claim back at once.
+                try await database.transaction { try await Outbox.enqueue([message("refused")], on: $0, logger: logger) }
+                #expect(try await claimed() == [true, true])
+                await OutboxRelay(database: database, bus: RefusingBus(), logger: logger).publishHandedOff(database.outboxHandOff.take())
+                #expect(try await claimed() == [true, false])
                 _ = database.outboxHandOff.detach()
 
-                // Given back (as a relay does when its publish fails), any relay publishes it.
+                // Given back, any relay publishes it.
                 try await Outbox.release(["direct"], database: database)
-                #expect(try await claimed() == [false])
-                #expect(try await relay.relayOnce() == 1)
+                #expect(try await claimed() == [false, false])
+                #expect(try await relay.relayOnce() == 2)
 
                 // The running relay publishes what its process commits, and deletes it.
                 let running = Task { try await relay.run() }
@@ -187,16 +192,16 @@ struct StorageTests {
                     while !database.outboxHandOff.isAttached { try await Task.sleep(for: .milliseconds(10)) }
                 }
                 try await database.transaction { try await Outbox.enqueue([message("running")], on: $0, logger: logger) }
-                let received = try await withTimeout(.seconds(20), "three deliveries") {
+                let received = try await withTimeout(.seconds(20), "four deliveries") {
                     var ids: [String] = []
                     for await delivery in deliveries {
                         ids.append(delivery.messageID ?? "")
                         delivery.ack()
-                        if ids.count == 3 { break }
+                        if ids.count == 4 { break }
                     }
                     return ids
                 }
-                #expect(received == ["plain", "direct", "running"])
+                #expect(received == ["plain", "direct", "refused", "running"])
                 try await withTimeout(.seconds(20), "the published row being deleted") {
                     while try await count("drover_outbox", in: database) > 0 { try await Task.sleep(for: .milliseconds(10)) }
                 }
@@ -290,4 +295,12 @@ struct StorageTests {
             }
         }
     }
+}
+
+/// A bus whose broker refuses every publish.
+struct RefusingBus: MessageBus {
+    struct Refused: Error {}
+    func publish(_ messages: [OutgoingMessage]) async throws { throw Refused() }
+    func subscribe(_ spec: ConsumerSpec) async throws -> AsyncStream<Delivery> { AsyncStream { $0.finish() } }
+    func deadLetter(_ delivery: Delivery, reason: String) async throws {}
 }

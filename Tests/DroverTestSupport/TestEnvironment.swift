@@ -78,6 +78,20 @@ extension Result where Failure == any Error {
     }
 }
 
+/// Drops database `name` of the server at `serverURL`, ending its connections. An autovacuum
+/// worker (the superuser's) may still be on it, which `FORCE` may not end as a plain user: the
+/// drop is tried again, up to ten times, 200 ms apart.
+public func dropDatabase(_ name: String, at serverURL: String) async throws {
+    for attempt in 1...10 {
+        do {
+            try await runShell("psql '\(serverURL)' -qc 'DROP DATABASE IF EXISTS \(name) WITH (FORCE)'")
+            return
+        } catch  where attempt < 10 {
+            try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+}
+
 /// Runs a shell command to completion without blocking a thread of the concurrency pool.
 /// - Returns: its combined output.
 /// - Throws: `TestFailure` when it exits non-zero or does not finish within `limit`.

@@ -129,15 +129,7 @@ struct Sandbox {
 
     func remove() async throws {
         let postgres = try #require(TestEnvironment.postgresURL)
-        // An autovacuum worker (the superuser's) may still be on it, and FORCE may not end it: retry.
-        for attempt in 1...10 {
-            do {
-                try await runShell("psql '\(postgres)' -qc 'DROP DATABASE IF EXISTS \(database) WITH (FORCE)'")
-                break
-            } catch  where attempt < 10 {
-                try await Task.sleep(for: .milliseconds(200))
-            }
-        }
+        try await dropDatabase(database, at: postgres)
         try await virtualHost.delete()
     }
 }
