@@ -22,6 +22,7 @@ let package = Package(
         .executable(name: "messaging-bench", targets: ["MessagingBenchmark"]),
         .executable(name: "placement-bench", targets: ["PlacementBenchmark"]),
         .executable(name: "job-bench", targets: ["JobBenchmark"]),
+        .executable(name: "transaction-bench", targets: ["TransactionBenchmark"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -177,6 +178,18 @@ let package = Package(
             name: "JobBenchmark",
             dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/job-bench",
+            swiftSettings: swiftSettings
+        ),
+
+        .executableTarget(
+            name: "TransactionBenchmark",
+            dependencies: [
+                "DroverStorage",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/transaction-bench",
             swiftSettings: swiftSettings
         ),
 

@@ -31,7 +31,7 @@ public struct ControlPlane: Sendable {
     public init(name: String, options: ControlPlaneOptions) throws {
         self.runtime = ServiceRuntime.bootstrap(name: name, logLevel: options.server.level)
         self.bus = AMQPBus(configuration: try options.bus.configuration(), logger: runtime.logger)
-        self.database = try Database(url: options.database.postgresURL, logger: runtime.logger)
+        self.database = try Database(url: options.database.postgresURL, applicationName: name, logger: runtime.logger)
         self.options = options
     }
 

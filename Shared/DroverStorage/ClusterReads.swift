@@ -17,11 +17,10 @@ extension ClusterStore {
         try await readNodes("\(unescaped: Self.nodeColumns) WHERE id = \(id)", on: nil).first
     }
 
-    static let nodeColumns =
-        """
-        SELECT spec::text, status, eligibility, drain, drain_strategy::text, last_drain::text, health::text, keepalive_until, termination::text,
-            create_index, modify_index FROM drover_nodes
-        """
+    /// What ``node(from:)`` reads, in its order.
+    static let nodeFields =
+        "spec::text, status, eligibility, drain, drain_strategy::text, last_drain::text, health::text, keepalive_until, termination::text, create_index, modify_index"
+    static let nodeColumns = "SELECT \(nodeFields) FROM drover_nodes"
 
     func readNodes(_ query: PostgresQuery, on connection: PostgresConnection?) async throws -> [Node] {
         let rows: PostgresRowSequence
@@ -31,23 +30,26 @@ extension ClusterStore {
             rows = try await database.client.query(query, logger: logger)
         }
         var nodes: [Node] = []
-        for try await (spec, status, eligibility, drain, strategy, lastDrain, health, keepalive, termination, createIndex, modifyIndex)
-            in rows.decode((String, String, String, Bool, String?, String?, String?, Int64?, String?, Int64, Int64).self)
-        {
-            var node = try Self.decode(Node.self, spec)
-            node.status = Node.Status(rawValue: status) ?? .down
-            node.schedulingEligibility = Node.Eligibility(rawValue: eligibility) ?? .ineligible
-            node.drain = drain
-            node.drainStrategy = try strategy.map { try Self.decode(DrainStrategy.self, $0) }
-            node.lastDrain = try lastDrain.map { try Self.decode(DrainMetadata.self, $0) }
-            node.health = try health.map { try Self.decode(NodeHealth.self, $0) }
-            node.keepaliveUntil = keepalive
-            node.termination = try termination.map { try Self.decode(TerminationRequest.self, $0) }
-            node.createIndex = createIndex
-            node.modifyIndex = modifyIndex
-            nodes.append(node)
-        }
+        for try await row in rows { nodes.append(try Self.node(from: row)) }
         return nodes
+    }
+
+    /// The node in `row`, whose first columns are ``nodeFields``.
+    static func node(from row: PostgresRow) throws -> Node {
+        let (spec, status, eligibility, drain, strategy, lastDrain, health, keepalive, termination, createIndex, modifyIndex) = try row.decode(
+            (String, String, String, Bool, String?, String?, String?, Int64?, String?, Int64, Int64).self)
+        var node = try Self.decode(Node.self, spec)
+        node.status = Node.Status(rawValue: status) ?? .down
+        node.schedulingEligibility = Node.Eligibility(rawValue: eligibility) ?? .ineligible
+        node.drain = drain
+        node.drainStrategy = try strategy.map { try Self.decode(DrainStrategy.self, $0) }
+        node.lastDrain = try lastDrain.map { try Self.decode(DrainMetadata.self, $0) }
+        node.health = try health.map { try Self.decode(NodeHealth.self, $0) }
+        node.keepaliveUntil = keepalive
+        node.termination = try termination.map { try Self.decode(TerminationRequest.self, $0) }
+        node.createIndex = createIndex
+        node.modifyIndex = modifyIndex
+        return node
     }
 
     // MARK: Allocations

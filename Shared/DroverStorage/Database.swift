@@ -23,12 +23,16 @@ public struct Database: Sendable {
     /// ``OutboxRelay`` runs.
     let outboxHandOff = OutboxHandOff()
 
-    /// - Parameter url: `postgres://USER:PASSWORD@HOST:PORT/DATABASE`, with an optional
-    ///   `sslmode` of `disable` (the default), `prefer` or `require`.
+    /// - Parameters:
+    ///   - url: `postgres://USER:PASSWORD@HOST:PORT/DATABASE`, with an optional `sslmode` of
+    ///     `disable` (the default), `prefer` or `require`.
+    ///   - applicationName: what PostgreSQL shows as the connections' `application_name`
+    ///     (`pg_stat_activity`, the server log's `%a`): the service's name.
     /// - Throws: ``StorageError/invalidURL(_:reason:)``.
-    public init(url: String, maximumConnections: Int = 20, logger: Logger) throws {
+    public init(url: String, maximumConnections: Int = 20, applicationName: String? = nil, logger: Logger) throws {
         var configuration = try Self.configuration(url: url)
         configuration.options.maximumConnections = maximumConnections
+        if let applicationName { configuration.options.additionalStartupParameters = [("application_name", applicationName)] }
         self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.logger = logger
     }
@@ -81,9 +85,17 @@ public struct Database: Sendable {
         return result
     }
 
+    /// Runs `body` between `BEGIN` and `COMMIT` on a connection of the pool, with the task's
+    /// jobs on that connection's event loop (``EventLoopTaskExecutor``): a transaction is a
+    /// chain of round trips, and each would otherwise hop from the event loop to a thread of the
+    /// concurrency pool and back, which costs more than the query on a busy or idle machine.
     private func plainTransaction<Result: Sendable>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
         do {
-            return try await client.withTransaction(logger: logger) { try await body($0) }
+            return try await client.withConnection { connection in
+                try await withTaskExecutorPreference(EventLoopTaskExecutor(connection.eventLoop)) {
+                    try await connection.withTransaction(logger: logger) { try await body($0) }
+                }
+            }
         } catch let error as PostgresTransactionError where error.beginError == nil && error.rollbackError == nil && error.commitError == nil {
             throw error.closureError ?? error
         }
@@ -97,5 +109,20 @@ public struct Database: Sendable {
         } catch {
             return false
         }
+    }
+}
+
+/// Runs a task's jobs on a NIO event loop, for ``Database/transaction(_:)``: PostgresNIO
+/// completes each query on its connection's event loop, so the task resumes there at once and
+/// its next query is written from the loop itself, without waking another thread either way.
+/// Work between the queries runs on the loop too; a transaction body must not block.
+final class EventLoopTaskExecutor: TaskExecutor {
+    let eventLoop: any EventLoop
+
+    init(_ eventLoop: any EventLoop) { self.eventLoop = eventLoop }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        eventLoop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 }

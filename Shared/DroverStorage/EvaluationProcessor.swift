@@ -59,43 +59,57 @@ public struct EvaluationProcessor: Sendable {
         }
     }
 
-    /// The snapshot an evaluation of `job` would be planned against, read on `connection`.
-    func snapshot(jobID: String, on connection: PostgresConnection) async throws -> ClusterSnapshot {
-        var snapshot = try await nodesSnapshot(on: connection)
-        snapshot.jobAllocations = try await allocations(of: [jobID], on: connection)[jobID] ?? []
-        return snapshot
-    }
-
-    /// Every node with the resources live allocations hold on it; no job's allocations yet.
+    /// Every node with the resources live allocations hold on it, in one statement; no job's allocations yet.
     func nodesSnapshot(on connection: PostgresConnection) async throws -> ClusterSnapshot {
-        let nodes = try await store.readNodes("\(unescaped: ClusterStore.nodeColumns) ORDER BY id", on: connection)
+        var nodes: [Node] = []
         var usage: [String: Resources] = [:]
-        for try await (nodeID, cpu, memory, disk) in try await connection.query(
+        for try await row in try await connection.query(
             """
-            SELECT node_id, sum(cpu)::bigint, sum(memory_mb)::bigint, sum(disk_mb)::bigint FROM drover_allocations
-            WHERE desired_status = 'run' AND client_status IN ('pending', 'running') GROUP BY node_id
+            SELECT \(unescaped: ClusterStore.nodeFields), used_cpu, used_memory, used_disk FROM drover_nodes LEFT JOIN (
+                SELECT node_id, sum(cpu)::bigint AS used_cpu, sum(memory_mb)::bigint AS used_memory, sum(disk_mb)::bigint AS used_disk
+                FROM drover_allocations WHERE desired_status = 'run' AND client_status IN ('pending', 'running') GROUP BY node_id
+            ) AS used ON used.node_id = drover_nodes.id
+            ORDER BY id
             """, logger: logger
-        ).decode((String, Int64, Int64, Int64).self) {
-            usage[nodeID] = Resources(cpu: Int(cpu), memoryMB: Int(memory), diskMB: Int(disk))
+        ) {
+            let node = try ClusterStore.node(from: row)
+            let cells = PostgresRandomAccessRow(row)
+            if let cpu = try cells["used_cpu"].decode(Int64?.self), let memory = try cells["used_memory"].decode(Int64?.self),
+                let disk = try cells["used_disk"].decode(Int64?.self)
+            {
+                usage[node.id] = Resources(cpu: Int(cpu), memoryMB: Int(memory), diskMB: Int(disk))
+            }
+            nodes.append(node)
         }
         return ClusterSnapshot(nodes: nodes, usage: usage, jobAllocations: [])
     }
 
-    /// Every allocation of `jobIDs`, live or not, each with the job version it runs, by job.
-    func allocations(of jobIDs: [String], on connection: PostgresConnection) async throws -> [String: [Allocation]] {
+    /// The jobs `jobIDs` that exist, and every allocation of theirs, live or not, each with the
+    /// job version it runs, by job: in one statement.
+    func jobsAndAllocations(of jobIDs: [String], on connection: PostgresConnection) async throws -> (
+        jobs: [String: Job], allocations: [String: [Allocation]]
+    ) {
+        var jobs: [String: Job] = [:]
         var allocations: [String: [Allocation]] = [:]
-        for try await (spec, job) in try await connection.query(
+        for try await (isJob, spec, version) in try await connection.query(
             """
-            SELECT a.spec::text, v.spec::text FROM drover_allocations a
+            SELECT true, spec::text, NULL::text FROM drover_jobs WHERE id = ANY(\(jobIDs))
+            UNION ALL
+            SELECT false, a.spec::text, v.spec::text FROM drover_allocations a
             LEFT JOIN drover_job_versions v ON v.job_id = a.job_id AND v.version = a.job_version
             WHERE a.job_id = ANY(\(jobIDs))
             """, logger: logger
-        ).decode((String, String?).self) {
-            var allocation = try ClusterStore.decode(Allocation.self, spec)
-            allocation.job = try job.map { try ClusterStore.decode(Job.self, $0) }
-            allocations[allocation.jobID, default: []].append(allocation)
+        ).decode((Bool, String, String?).self) {
+            if isJob {
+                let job = try ClusterStore.decode(Job.self, spec)
+                jobs[job.id] = job
+            } else {
+                var allocation = try ClusterStore.decode(Allocation.self, spec)
+                allocation.job = try version.map { try ClusterStore.decode(Job.self, $0) }
+                allocations[allocation.jobID, default: []].append(allocation)
+            }
         }
-        return allocations
+        return (jobs, allocations)
     }
 
     static func readJob(_ id: String, on connection: PostgresConnection, logger: Logger) async throws -> Job? {
@@ -149,10 +163,8 @@ public struct EvaluationProcessor: Sendable {
 
     /// Plans and applies one round: evaluations of distinct jobs.
     private func apply(_ round: [Evaluation], on connection: PostgresConnection) async throws -> [String: Outcome] {
-        let jobIDs = round.map(\.jobID)
-        let jobs = try await Self.readJobs(jobIDs, on: connection, logger: logger)
+        let (jobs, allocations) = try await jobsAndAllocations(of: round.map(\.jobID), on: connection)
         var snapshot = try await nodesSnapshot(on: connection)
-        let allocations = try await allocations(of: jobIDs, on: connection)
         let nodeIndex = Dictionary(snapshot.nodes.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { first, _ in first })
         let now = ClusterStore.nanoseconds()
         var random = SystemRandomNumberGenerator()
@@ -183,10 +195,7 @@ public struct EvaluationProcessor: Sendable {
         }
         // Everything else this round writes goes in one statement.
         var writes = SQLWrites()
-        if !placing.isEmpty {
-            try await checkCapacity(placements, snapshot: snapshot, on: connection)
-            try insert(placing, index: index, now: now, into: &writes)
-        }
+        if !placing.isEmpty { try insert(placing, index: index, now: now, into: &writes) }
 
         var outcomes: [String: Outcome] = [:]
         var finished: [Evaluation] = []
@@ -245,7 +254,7 @@ public struct EvaluationProcessor: Sendable {
             FROM unnest(\(finished.map(\.id))::text[], \(finished.map(\.status.rawValue))::text[], \(specs)::text[]) AS u(id, status, spec)
             WHERE e.id = u.id
             """)
-        try await writes.run(on: connection, logger: logger)
+        try await writeChecked(writes, placements: placements, snapshot: snapshot, on: connection)
         return outcomes
     }
 
@@ -266,18 +275,23 @@ public struct EvaluationProcessor: Sendable {
         return index
     }
 
-    /// Checks, against the usage of their nodes now (locked by ``takeIndex(lockingNodes:on:)``),
-    /// that every placement still fits. - Throws: ``PlanConflict`` when one does not.
-    private func checkCapacity(_ placements: [PlannedAllocation], snapshot: ClusterSnapshot, on connection: PostgresConnection) async throws {
+    /// Runs `writes` with, in the same statement, a check that every placement still fits its
+    /// node: against the usage the statement sees, taken after ``takeIndex(lockingNodes:on:)``
+    /// locked the nodes, so it counts what another scheduler that held them committed (and not
+    /// the allocations `writes` inserts). - Throws: ``PlanConflict`` when one does not fit; the
+    /// caller's transaction then rolls the writes back.
+    private func writeChecked(
+        _ writes: SQLWrites, placements: [PlannedAllocation], snapshot: ClusterSnapshot, on connection: PostgresConnection
+    ) async throws {
+        guard !placements.isEmpty else { return try await writes.run(on: connection, logger: logger) }
         let nodeIDs = Array(Set(placements.map(\.nodeID))).sorted()
-        // A statement of its own: its snapshot is taken after the locks, so it sees what another
-        // scheduler that held them committed.
         var used: [String: Resources] = [:]
-        for try await (nodeID, cpu, memory, disk) in try await connection.query(
-            """
-            SELECT node_id, sum(cpu)::bigint, sum(memory_mb)::bigint, sum(disk_mb)::bigint FROM drover_allocations
-            WHERE node_id = ANY(\(nodeIDs)) AND desired_status = 'run' AND client_status IN ('pending', 'running') GROUP BY node_id
-            """, logger: logger
+        for try await (nodeID, cpu, memory, disk) in try await writes.run(
+            on: connection, logger: logger,
+            selecting: """
+                SELECT node_id, sum(cpu)::bigint, sum(memory_mb)::bigint, sum(disk_mb)::bigint FROM drover_allocations
+                WHERE node_id = ANY(\(nodeIDs)) AND desired_status = 'run' AND client_status IN ('pending', 'running') GROUP BY node_id
+                """
         ).decode((String, Int64, Int64, Int64).self) {
             used[nodeID] = Resources(cpu: Int(cpu), memoryMB: Int(memory), diskMB: Int(disk))
         }
@@ -339,12 +353,14 @@ public struct EvaluationProcessor: Sendable {
         var job = submitted.canonicalized()
         job.stop = false
         return try await store.database.transaction { connection in
-            if let current = try await Self.readJob(job.id, on: connection, logger: logger) {
+            let (jobs, allocations) = try await jobsAndAllocations(of: [job.id], on: connection)
+            if let current = jobs[job.id] {
                 job.version = ClusterStore.userFields(current) == ClusterStore.userFields(job) ? current.version : (current.version ?? 0) + 1
             } else {
                 job.version = 0
             }
-            let snapshot = try await snapshot(jobID: job.id, on: connection)
+            var snapshot = try await nodesSnapshot(on: connection)
+            snapshot.jobAllocations = allocations[job.id] ?? []
             var random = SystemRandomNumberGenerator()
             return JobScheduler.plan(
                 evalID: "", jobID: job.id, job: job, snapshot: snapshot, configuration: configuration, now: ClusterStore.nanoseconds(),

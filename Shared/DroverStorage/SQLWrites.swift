@@ -38,6 +38,15 @@ public struct SQLWrites {
         guard !clauses.isEmpty else { return }
         try await connection.query(query, logger: logger)
     }
+
+    /// Runs every write with `select`, a `SELECT`, as the statement's last clause, and returns
+    /// its rows. Like the writes, the select sees the database as it was before the statement
+    /// (after whatever the statements before it in the transaction did): none of these writes.
+    public func run(on connection: PostgresConnection, logger: Logger, selecting select: SQLClause) async throws -> PostgresRowSequence {
+        var statement = self
+        try statement.add(select)
+        return try await connection.query(statement.query, logger: logger)
+    }
 }
 
 /// One write of ``SQLWrites``: SQL text with values interpolated as bound parameters.
