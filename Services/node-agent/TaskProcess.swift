@@ -38,14 +38,10 @@ final class TaskProcess: Sendable {
 
     /// Starts a task. - Throws: when the process cannot be started, with the reason.
     init(_ launch: Launch) throws {
-        try? FileManager.default.removeItem(at: launch.exitFile)
-        for file in [launch.stdout, launch.stderr] where !FileManager.default.fileExists(atPath: file.path) {
-            FileManager.default.createFile(atPath: file.path, contents: nil)
-        }
-        let stdout = try FileHandle(forWritingTo: launch.stdout)
-        let stderr = try FileHandle(forWritingTo: launch.stderr)
-        stdout.seekToEndOfFile()
-        stderr.seekToEndOfFile()
+        unlink(launch.exitFile.path)
+        // Plain system calls: FileManager.createFile writes a temporary file and renames it.
+        let stdout = try Self.openForAppending(launch.stdout.path)
+        let stderr = try Self.openForAppending(launch.stderr.path)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
         var arguments = ["-c"]
@@ -82,6 +78,14 @@ final class TaskProcess: Sendable {
         self.startTicks = Self.startTicks(of: process.processIdentifier) ?? 0
         self.exitFile = launch.exitFile
         self.process = process
+    }
+
+    /// Opens `path` to append to, made if it is not there: a task's output goes on after what
+    /// its earlier runs wrote.
+    private static func openForAppending(_ path: String) throws -> FileHandle {
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        return FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
     }
 
     /// Takes over a task that a previous agent started and that still runs.
