@@ -110,6 +110,57 @@ struct ClusterStoreTests {
         }
     }
 
+    /// A select run with the writes sees what the transaction did before them, and none of them.
+    @Test func aSelectRunWithWritesSeesTheDatabaseAsItWasBeforeTheStatement() async throws {
+        try await withFreshDatabase { url in
+            let database = try Database(url: url, logger: Logger(label: "test"))
+            try await withClient(database.client) {
+                try await database.migrate()
+                let logger = Logger(label: "test")
+                let seen = try await database.transaction { connection in
+                    try await connection.query("INSERT INTO drover_users (name, spec, modify_index) VALUES ('ann', '{}', 1)", logger: logger)
+                    var writes = SQLWrites()
+                    try writes.add("INSERT INTO drover_users (name, spec, modify_index) VALUES (\("bob"), '{}'::jsonb, \(Int64(2)))")
+                    var names: [String] = []
+                    for try await name in try await writes.run(
+                        on: connection, logger: logger, selecting: "SELECT name FROM drover_users WHERE modify_index < \(Int64(10)) ORDER BY name"
+                    ).decode(String.self) {
+                        names.append(name)
+                    }
+                    return names
+                }
+                #expect(seen == ["ann"])
+                #expect(try await count("drover_users", in: database) == 2)
+            }
+        }
+    }
+
+    /// A transaction's body runs on its connection's event loop, before and after its queries,
+    /// and the connections carry the name they were given.
+    @Test func aTransactionRunsOnItsConnectionsEventLoopAndConnectionsCarryTheirName() async throws {
+        try await withFreshDatabase { url in
+            let database = try Database(url: url, applicationName: "storage-tests", logger: Logger(label: "test"))
+            try await withClient(database.client) {
+                let (before, after, name) = try await database.transaction { connection in
+                    let before = connection.eventLoop.inEventLoop
+                    var name = ""
+                    for try await value in try await connection.query(
+                        "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()", logger: Logger(label: "test")
+                    ).decode(String.self) {
+                        name = value
+                    }
+                    return (before, connection.eventLoop.inEventLoop, name)
+                }
+                #expect(before && after)
+                #expect(name == "storage-tests")
+                // A body that throws still comes out as its own error.
+                await #expect(throws: BodyFailed.self) {
+                    try await database.transaction { _ in throw BodyFailed() }
+                }
+            }
+        }
+    }
+
     @Test func twoSchedulersPlanningAtOnceNeverOvercommitANode() async throws {
         try await withFreshDatabase { url in
             let database = try Database(url: url, logger: Logger(label: "test"))
@@ -398,3 +449,5 @@ struct ClusterStoreTests {
         }
     }
 }
+
+struct BodyFailed: Error {}
