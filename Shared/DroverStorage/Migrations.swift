@@ -12,6 +12,23 @@ public struct Migration: Sendable {
         self.name = name
         self.statements = statements
     }
+
+    /// What the checksum is taken of: the statements, in order.
+    var text: String { statements.joined(separator: "\n;\n") }
+}
+
+/// Why the schema cannot be migrated.
+public enum MigrationError: Error, CustomStringConvertible, Equatable {
+    /// Migrations this build carries differ from what the database ran under the same version.
+    case changedAfterApplied([Int])
+
+    public var description: String {
+        switch self {
+        case .changedAfterApplied(let versions):
+            "migration(s) \(versions.map(String.init).joined(separator: ", ")) differ from what this database applied (their checksums in "
+                + "drover_schema_migrations do not match); restore them as they were and put the change in a new migration"
+        }
+    }
 }
 
 /// Applies migrations, recorded in `drover_schema_migrations`, safely from many processes at once.
@@ -19,6 +36,12 @@ public struct Migration: Sendable {
 /// Everything happens in one transaction that first takes a transaction-scoped advisory lock: a
 /// second process starting at the same moment waits for the first to commit, then finds every
 /// migration applied and does nothing. A failing migration rolls back all of that run.
+///
+/// Each applied migration is recorded with the SHA-256 of its statements (PostgreSQL's
+/// `sha256`). A build whose migration of an applied version differs is refused with
+/// ``MigrationError/changedAfterApplied(_:)`` before anything runs; rows recorded before
+/// checksums existed get theirs from the first build that checks. Versions the database has and
+/// this build does not (an older build during an upgrade) are left alone.
 public struct Migrator: Sendable {
     /// The advisory lock key: "DROVER" in ASCII.
     static let lockKey: Int64 = 0x4452_4F56_4552
@@ -31,8 +54,18 @@ public struct Migrator: Sendable {
     }
 
     /// - Returns: the versions this call applied, in order (empty when the schema was current).
+    /// - Throws: ``MigrationError`` as itself; the database's errors as PostgresNIO gives them.
     @discardableResult
     public func migrate(_ client: PostgresClient, logger: Logger) async throws -> [Int] {
+        do {
+            return try await migrateOnce(client, logger: logger)
+        } catch let error as PostgresTransactionError {
+            if let refusal = error.closureError as? MigrationError { throw refusal }
+            throw error
+        }
+    }
+
+    private func migrateOnce(_ client: PostgresClient, logger: Logger) async throws -> [Int] {
         let applied = try await client.withTransaction(logger: logger) { connection -> [Int] in
             try await connection.query("SELECT pg_advisory_xact_lock(\(Self.lockKey))", logger: logger)
             try await connection.query(
@@ -43,19 +76,39 @@ public struct Migrator: Sendable {
                     applied_at timestamptz NOT NULL DEFAULT now()
                 )
                 """, logger: logger)
+            try await connection.query("ALTER TABLE drover_schema_migrations ADD COLUMN IF NOT EXISTS checksum text", logger: logger)
+            // Every applied version, and whether this build's migration of it matches what ran.
             var done = Set<Int>()
-            for try await version in try await connection.query("SELECT version FROM drover_schema_migrations", logger: logger)
-                .decode(Int.self)
-            {
+            var changed: [Int] = []
+            for try await (version, matches) in try await connection.query(
+                """
+                SELECT s.version, s.checksum IS NULL OR m.text IS NULL OR s.checksum = encode(sha256(convert_to(m.text, 'UTF8')), 'hex')
+                FROM drover_schema_migrations s
+                LEFT JOIN unnest(\(migrations.map(\.version))::int[], \(migrations.map(\.text))::text[]) AS m(version, text) USING (version)
+                ORDER BY s.version
+                """, logger: logger
+            ).decode((Int, Bool).self) {
                 done.insert(version)
+                if !matches { changed.append(version) }
             }
+            guard changed.isEmpty else { throw MigrationError.changedAfterApplied(changed) }
+            // Rows recorded before checksums existed get theirs now.
+            try await connection.query(
+                """
+                UPDATE drover_schema_migrations s SET checksum = encode(sha256(convert_to(m.text, 'UTF8')), 'hex')
+                FROM unnest(\(migrations.map(\.version))::int[], \(migrations.map(\.text))::text[]) AS m(version, text)
+                WHERE s.version = m.version AND s.checksum IS NULL
+                """, logger: logger)
             var applied: [Int] = []
             for migration in migrations where !done.contains(migration.version) {
                 for statement in migration.statements {
                     try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
                 }
                 try await connection.query(
-                    "INSERT INTO drover_schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))", logger: logger)
+                    """
+                    INSERT INTO drover_schema_migrations (version, name, checksum)
+                    VALUES (\(migration.version), \(migration.name), encode(sha256(convert_to(\(migration.text), 'UTF8')), 'hex'))
+                    """, logger: logger)
                 applied.append(migration.version)
             }
             return applied

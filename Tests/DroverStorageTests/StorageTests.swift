@@ -82,6 +82,38 @@ struct StorageTests {
         }
     }
 
+    @Test func aMigrationChangedAfterItWasAppliedIsRefusedAndOlderRowsGetTheirChecksum() async throws {
+        try await withFreshDatabase { url in
+            let database = try Database(url: url, logger: logger)
+            try await withClient(database.client) {
+                let one = Migration(version: 1, name: "one", statements: ["CREATE TABLE t1 (x int)"])
+                let two = Migration(version: 2, name: "two", statements: ["CREATE TABLE t2 (x int)", "CREATE INDEX t2_x ON t2 (x)"])
+                let three = Migration(version: 3, name: "three", statements: ["CREATE TABLE t3 (x int)"])
+                #expect(try await Migrator(migrations: [one, two]).migrate(database.client, logger: logger) == [1, 2])
+                // The same migrations and a new one: only the new one runs.
+                #expect(try await Migrator(migrations: [one, two, three]).migrate(database.client, logger: logger) == [3])
+                // Version 2 edited after it ran: refused by name, and nothing of that run happens.
+                var edited = two
+                edited.statements[1] = "CREATE INDEX t2_x ON t2 (x DESC)"
+                let four = Migration(version: 4, name: "four", statements: ["CREATE TABLE t4 (x int)"])
+                await #expect(throws: MigrationError.changedAfterApplied([2])) {
+                    try await Migrator(migrations: [one, edited, three, four]).migrate(database.client, logger: logger)
+                }
+                #expect(try await count("drover_schema_migrations", in: database) == 3)
+                // A row recorded before checksums existed is taken as it is and given its checksum.
+                try await database.client.query("UPDATE drover_schema_migrations SET checksum = NULL WHERE version = 1", logger: logger)
+                #expect(try await Migrator(migrations: [one, two, three]).migrate(database.client, logger: logger) == [])
+                for try await missing in try await database.client.query(
+                    "SELECT count(*)::int8 FROM drover_schema_migrations WHERE checksum IS NULL", logger: logger
+                ).decode(Int.self) {
+                    #expect(missing == 0)
+                }
+                // An older build, which lacks version 3, still starts.
+                #expect(try await Migrator(migrations: [one, two]).migrate(database.client, logger: logger) == [])
+            }
+        }
+    }
+
     @Test func aFailingMigrationLeavesNoTrace() async throws {
         try await withFreshDatabase { url in
             let database = try Database(url: url, logger: logger)
