@@ -23,6 +23,11 @@ struct TransactionBenchmark: AsyncParsableCommand {
     @Option(help: "Milliseconds to wait between transactions, not counted (0: none); an idle machine wakes its threads more slowly.")
     var pause = 0.0
 
+    func validate() throws {
+        guard transactions > 0, rounds > 0 else { throw ValidationError("--transactions and --rounds must be at least 1") }
+        guard statements >= 0, pause >= 0 else { throw ValidationError("--statements and --pause must not be negative") }
+    }
+
     func run() async throws {
         var logger = Logger(label: "transaction-bench")
         logger.logLevel = .error
