@@ -217,7 +217,7 @@ actor AllocationRunner {
         // Parents first, each one mkdir: FileManager's intermediate directories cost a stat of
         // every component.
         for directory in [directory, paths.allocDir, paths.logs, paths.allocDir.appendingPathComponent("data"), paths.taskDir, paths.local] {
-            guard mkdir(directory.path, 0o777) == 0 || errno == EEXIST else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+            guard mkdir(directory.path, 0o777) == 0 || errno == EEXIST else { throw POSIXError.fromErrno() }
         }
         let allocation = record.allocation
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("DROVER_") }
@@ -332,7 +332,7 @@ actor AllocationRunner {
             }
             let file = directory.appendingPathComponent("state.json").path
             try Self.write(try encoder.encode(record), to: file + ".new")
-            guard rename(file + ".new", file) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+            guard rename(file + ".new", file) == 0 else { throw POSIXError.fromErrno() }
         } catch {
             logger.error("Could not save allocation state", metadata: ["error": "\(error)"])
         }
@@ -341,14 +341,14 @@ actor AllocationRunner {
     /// Writes `data` to `path` with plain system calls (Foundation's `Data.write` always fsyncs).
     private static func write(_ data: Data, to path: String) throws {
         let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        guard descriptor >= 0 else { throw POSIXError.fromErrno() }
         defer { close(descriptor) }
         try data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
             var written = 0
             while written < bytes.count {
                 let count = Foundation.write(descriptor, bytes.baseAddress! + written, bytes.count - written)
                 if count < 0 && errno == EINTR { continue }
-                guard count > 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+                guard count > 0 else { throw POSIXError.fromErrno() }
                 written += count
             }
         }

@@ -84,7 +84,7 @@ final class TaskProcess: Sendable {
     /// its earlier runs wrote.
     private static func openForAppending(_ path: String) throws -> FileHandle {
         let descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        guard descriptor >= 0 else { throw POSIXError.fromErrno() }
         return FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
     }
 
@@ -152,4 +152,9 @@ final class ExitLatch: Sendable {
             if let code { continuation.resume(returning: code) }
         }
     }
+}
+
+extension POSIXError {
+    /// The error the last failing system call left in `errno`.
+    static func fromErrno() -> POSIXError { POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
 }

@@ -96,8 +96,8 @@ public struct Database: Sendable {
                     try await connection.withTransaction(logger: logger) { try await body($0) }
                 }
             }
-        } catch let error as PostgresTransactionError where error.beginError == nil && error.rollbackError == nil && error.commitError == nil {
-            throw error.closureError ?? error
+        } catch let error as PostgresTransactionError {
+            throw error.bodyError ?? error
         }
     }
 
@@ -109,6 +109,14 @@ public struct Database: Sendable {
         } catch {
             return false
         }
+    }
+}
+
+extension PostgresTransactionError {
+    /// The error the transaction's body threw, when `BEGIN` and the `ROLLBACK` after it both
+    /// succeeded: what a caller matches on. `nil` for a failure of the transaction itself.
+    var bodyError: (any Error)? {
+        beginError == nil && rollbackError == nil && commitError == nil ? closureError : nil
     }
 }
 

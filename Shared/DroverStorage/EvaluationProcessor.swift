@@ -113,19 +113,12 @@ public struct EvaluationProcessor: Sendable {
     }
 
     static func readJob(_ id: String, on connection: PostgresConnection, logger: Logger) async throws -> Job? {
-        try await readJobs([id], on: connection, logger: logger)[id]
-    }
-
-    static func readJobs(_ ids: [String], on connection: PostgresConnection, logger: Logger) async throws -> [String: Job] {
         // Read to the end: the connection runs the caller's next query only after this one is done.
-        var jobs: [String: Job] = [:]
-        for try await spec in try await connection.query("SELECT spec::text FROM drover_jobs WHERE id = ANY(\(ids))", logger: logger)
-            .decode(String.self)
-        {
-            let job = try ClusterStore.decode(Job.self, spec)
-            jobs[job.id] = job
+        var job: Job?
+        for try await spec in try await connection.query("SELECT spec::text FROM drover_jobs WHERE id = \(id)", logger: logger).decode(String.self) {
+            job = try ClusterStore.decode(Job.self, spec)
         }
-        return jobs
+        return job
     }
 
     private func processOnce(evalIDs: [String], on connection: PostgresConnection) async throws -> [String: Outcome] {

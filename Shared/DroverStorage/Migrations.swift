@@ -54,14 +54,14 @@ public struct Migrator: Sendable {
     }
 
     /// - Returns: the versions this call applied, in order (empty when the schema was current).
-    /// - Throws: ``MigrationError`` as itself; the database's errors as PostgresNIO gives them.
+    /// - Throws: ``MigrationError``, or the error of a failing statement, as itself (as
+    ///   ``Database/transaction(_:)`` does).
     @discardableResult
     public func migrate(_ client: PostgresClient, logger: Logger) async throws -> [Int] {
         do {
             return try await migrateOnce(client, logger: logger)
         } catch let error as PostgresTransactionError {
-            if let refusal = error.closureError as? MigrationError { throw refusal }
-            throw error
+            throw error.bodyError ?? error
         }
     }
 
