@@ -50,6 +50,9 @@ let package = Package(
         ),
         .target(name: "DroverHealth", dependencies: ["DroverModel"], path: "Shared/DroverHealth", swiftSettings: swiftSettings),
         .target(
+            name: "DroverAutoscaling", dependencies: ["DroverModel"], path: "Shared/DroverAutoscaling", swiftSettings: swiftSettings),
+        .target(name: "DroverSchedules", path: "Shared/DroverSchedules", swiftSettings: swiftSettings),
+        .target(
             name: "DroverMessaging",
             dependencies: [
                 "CRabbitMQ",
@@ -65,8 +68,6 @@ let package = Package(
             name: "DroverStorage",
             dependencies: [
                 "DroverModel",
-                "DroverScheduling",
-                "DroverHealth",
                 "DroverMessaging",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -93,6 +94,8 @@ let package = Package(
         .target(
             name: "DroverControlPlane",
             dependencies: [
+                "DroverModel",
+                "DroverHealth",
                 "DroverMessaging",
                 "DroverRuntime",
                 "DroverScheduling",
@@ -100,49 +103,76 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Shared/DroverControlPlane",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "DroverGateway",
+            dependencies: [
+                "DroverControlPlane",
+                "DroverMessaging",
+                "DroverModel",
+                "DroverScheduling",
+                "DroverStorage",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Shared/DroverGateway",
+            resources: [.copy("openapi.yaml")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "DroverAgent",
+            dependencies: [
+                "DroverMessaging",
+                "DroverModel",
+                "DroverRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Shared/DroverAgent",
             swiftSettings: swiftSettings
         ),
 
         // MARK: Executables
         .executableTarget(
             name: "APIGateway",
-            dependencies: serviceDependencies + [
-                "DroverControlPlane", "DroverStorage", "DroverScheduling", .product(name: "Hummingbird", package: "hummingbird"),
-            ],
+            dependencies: serviceDependencies + ["DroverGateway", "DroverMessaging", "DroverStorage"],
             path: "Services/api-gateway",
-            resources: [.copy("openapi.yaml")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "Scheduler",
-            dependencies: serviceDependencies + ["DroverControlPlane", "DroverStorage", "DroverScheduling"],
+            dependencies: serviceDependencies,
             path: "Services/scheduler",
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "HealthMonitor",
-            dependencies: serviceDependencies + ["DroverControlPlane", "DroverStorage", "DroverHealth"],
+            dependencies: serviceDependencies,
             path: "Services/health-monitor",
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "Autoscaler",
-            dependencies: serviceDependencies + ["DroverControlPlane", "DroverStorage"],
+            dependencies: serviceDependencies,
             path: "Services/autoscaler",
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "LogCollector",
-            dependencies: serviceDependencies + ["DroverControlPlane", "DroverStorage"],
+            dependencies: serviceDependencies,
             path: "Services/log-collector",
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "NodeAgent",
-            dependencies: serviceDependencies + [.product(name: "Hummingbird", package: "hummingbird")],
+            dependencies: ["DroverAgent", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Services/node-agent",
             swiftSettings: swiftSettings
         ),
@@ -194,7 +224,11 @@ let package = Package(
         ),
 
         // MARK: Tests
-        .target(name: "DroverTestSupport", path: "Tests/DroverTestSupport"),
+        .target(
+            name: "DroverTestSupport",
+            dependencies: ["DroverStorage", .product(name: "PostgresNIO", package: "postgres-nio"), .product(name: "Logging", package: "swift-log")],
+            path: "Tests/DroverTestSupport"
+        ),
         .testTarget(name: "DroverModelTests", dependencies: ["DroverModel"], path: "Tests/DroverModelTests"),
         .testTarget(name: "DroverHealthTests", dependencies: ["DroverModel", "DroverHealth"], path: "Tests/DroverHealthTests"),
         .testTarget(
@@ -212,12 +246,37 @@ let package = Package(
         .testTarget(
             name: "DroverStorageTests",
             dependencies: [
-                "DroverStorage", "DroverMessaging", "DroverModel", "DroverScheduling", "DroverHealth", "DroverTestSupport",
+                "DroverStorage", "DroverMessaging", "DroverModel", "DroverTestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/DroverStorageTests"
         ),
+        .testTarget(
+            name: "DroverControlPlaneTests",
+            dependencies: [
+                "DroverControlPlane", "DroverStorage", "DroverModel", "DroverScheduling", "DroverHealth", "DroverTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/DroverControlPlaneTests"
+        ),
+        .testTarget(
+            name: "DroverGatewayTests",
+            dependencies: [
+                "DroverGateway", "DroverControlPlane", "DroverMessaging", "DroverStorage", "DroverModel", "DroverScheduling", "DroverTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/DroverGatewayTests"
+        ),
+        .testTarget(
+            name: "DroverAgentTests",
+            dependencies: ["DroverAgent", "DroverModel", "DroverMessaging", "DroverTestSupport", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/DroverAgentTests"
+        ),
+        .testTarget(name: "DroverAutoscalingTests", dependencies: ["DroverAutoscaling"], path: "Tests/DroverAutoscalingTests"),
+        .testTarget(name: "DroverSchedulesTests", dependencies: ["DroverSchedules"], path: "Tests/DroverSchedulesTests"),
         .testTarget(
             name: "DroverRuntimeTests",
             dependencies: [
@@ -233,15 +292,8 @@ let package = Package(
     ]
 )
 
-/// What every service executable links: the shared runtime (configuration, ops HTTP, metrics,
-/// lifecycle) and the bus.
+/// What every control-plane service executable links: the application layer, which brings the
+/// runtime (configuration, ops HTTP, metrics, lifecycle), the bus and the database; and its flags.
 var serviceDependencies: [Target.Dependency] {
-    [
-        "DroverModel",
-        "DroverMessaging",
-        "DroverRuntime",
-        .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        .product(name: "Logging", package: "swift-log"),
-        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-    ]
+    ["DroverControlPlane", .product(name: "ArgumentParser", package: "swift-argument-parser")]
 }

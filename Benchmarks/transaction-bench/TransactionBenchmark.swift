@@ -36,7 +36,7 @@ struct TransactionBenchmark: AsyncParsableCommand {
             group.addTask { await database.client.run() }
             defer { group.cancelAll() }
             // Warm the connection up.
-            _ = try await measure(10) { try await database.transaction { try await work($0, logger: logger) } }
+            _ = try await measure(10) { try await database.transaction { try await work($0.connection, logger: logger) } }
             var library: [Double] = []
             var drover: [Double] = []
             for round in 1...rounds {
@@ -45,7 +45,7 @@ struct TransactionBenchmark: AsyncParsableCommand {
                         try await database.client.withTransaction(logger: logger) { try await work($0, logger: logger) }
                     }
                 }
-                let onLoop = { try await measure(transactions) { try await database.transaction { try await work($0, logger: logger) } } }
+                let onLoop = { try await measure(transactions) { try await database.transaction { try await work($0.connection, logger: logger) } } }
                 if round % 2 == 1 {
                     library.append(try await plain())
                     drover.append(try await onLoop())

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DroverControlPlane
+import DroverGateway
 import DroverMessaging
 import DroverStorage
 import Foundation
@@ -17,19 +18,13 @@ struct APIGateway: AsyncParsableCommand {
 
     func run() async throws {
         let plane = try ControlPlane(name: "api-gateway", options: options)
-        let store = ClusterStore(database: plane.database)
-        let watcher = IndexWatcher(store: store)
         let amqp = try options.bus.configuration()
-        let api = NomadAPI(
-            store: store,
-            registrations: GroupCommit(limit: 200) { jobs in try await store.register(jobs).map { $0.mapError { $0 } } },
-            processor: EvaluationProcessor(store: store, configuration: scheduling.configuration), watcher: watcher,
-            address: plane.address(defaultPort: 4646), logger: plane.logger,
+        let watcher = IndexWatcher(database: plane.database)
+        let gateway = Gateway(
+            database: plane.database, watcher: watcher, scheduling: scheduling.configuration, address: plane.address(defaultPort: 4646),
             brokerUsers: try BrokerUsers(
                 managementURL: amqpManagementURL, vhost: amqp.endpoint.vhost, exchange: amqp.exchange, deadLetterExchange: amqp.deadLetterExchange),
-            brokerEndpoint: amqp.endpoint)
-        try await plane.run(
-            defaultPort: 4646, workers: [OutboxRelay(database: plane.database, bus: plane.bus, logger: plane.logger), watcher],
-            routes: api.addRoutes)
+            brokerEndpoint: amqp.endpoint, logger: plane.logger)
+        try await plane.run(defaultPort: 4646, workers: [plane.outboxRelay, watcher], routes: gateway.addRoutes)
     }
 }

@@ -1,5 +1,7 @@
 public import ArgumentParser
+public import DroverHealth
 public import DroverMessaging
+import DroverModel
 public import DroverRuntime
 public import DroverScheduling
 public import DroverStorage
@@ -64,4 +66,57 @@ public struct SchedulingOptions: ParsableArguments, Sendable {
     }
 
     public var configuration: SchedulerConfiguration { SchedulerConfiguration(algorithm: .init(rawValue: schedulerAlgorithm) ?? .binpack) }
+}
+
+/// Health-monitor's heartbeat settings.
+public struct HeartbeatOptions: ParsableArguments, Sendable {
+    @Option(help: "The shortest heartbeat TTL handed to a node, in seconds (env DROVER_HEARTBEAT_MIN_TTL).")
+    public var heartbeatMinTTL: Double = ProcessInfo.processInfo.environment["DROVER_HEARTBEAT_MIN_TTL"].flatMap(Double.init) ?? 10
+
+    @Option(help: "Seconds a node may stay silent after its TTL before it is down (env DROVER_HEARTBEAT_GRACE).")
+    public var heartbeatGrace: Double = ProcessInfo.processInfo.environment["DROVER_HEARTBEAT_GRACE"].flatMap(Double.init) ?? 10
+
+    @Option(help: "Heartbeats per second the fleet may send in all; TTLs grow to keep under it (env DROVER_MAX_HEARTBEATS_PER_SECOND).")
+    public var maxHeartbeatsPerSecond: Double =
+        ProcessInfo.processInfo.environment["DROVER_MAX_HEARTBEATS_PER_SECOND"].flatMap(Double.init) ?? 50
+
+    public init() {}
+
+    public func validate() throws {
+        guard heartbeatMinTTL > 0 else { throw ValidationError("--heartbeat-min-ttl: must be more than 0 seconds") }
+        guard heartbeatGrace >= 0 else { throw ValidationError("--heartbeat-grace: must be 0 seconds or more") }
+        guard maxHeartbeatsPerSecond > 0 else { throw ValidationError("--max-heartbeats-per-second: must be more than 0") }
+    }
+
+    public var policy: HeartbeatPolicy {
+        HeartbeatPolicy(
+            minimumTTL: .milliseconds(Int(heartbeatMinTTL * 1000)), heartbeatsPerSecond: maxHeartbeatsPerSecond,
+            grace: .milliseconds(Int(heartbeatGrace * 1000)))
+    }
+}
+
+/// Log-collector's caps and retention.
+public struct RetentionOptions: ParsableArguments, Sendable {
+    @Option(help: "Output kept per task and stream, in MB; beyond it the oldest is dropped (env DROVER_OUTPUT_CAP_MB).")
+    public var outputCapMB: Int = ProcessInfo.processInfo.environment["DROVER_OUTPUT_CAP_MB"].flatMap(Int.init) ?? 100
+
+    @Option(help: "How long task output is kept, as 168h (env DROVER_OUTPUT_RETENTION).")
+    public var outputRetention: String = ProcessInfo.processInfo.environment["DROVER_OUTPUT_RETENTION"] ?? "168h"
+
+    @Option(help: "How long events are kept, as 720h (env DROVER_EVENT_RETENTION).")
+    public var eventRetention: String = ProcessInfo.processInfo.environment["DROVER_EVENT_RETENTION"] ?? "720h"
+
+    public init() {}
+
+    public func validate() throws {
+        guard outputCapMB > 0 else { throw ValidationError("--output-cap-mb: must be more than 0") }
+        for (name, value) in [("--output-retention", outputRetention), ("--event-retention", eventRetention)] where GoDuration.parse(value) == nil {
+            throw ValidationError("\(name): '\(value)' is not a duration such as 168h")
+        }
+    }
+
+    /// Bytes kept per task and stream.
+    public var outputCap: Int64 { Int64(outputCapMB) << 20 }
+    public var output: Duration { GoDuration.parse(outputRetention) ?? .seconds(604_800) }
+    public var events: Duration { GoDuration.parse(eventRetention) ?? .seconds(2_592_000) }
 }

@@ -66,11 +66,3 @@ public struct NodeLiveness: Sendable, Equatable {
         return .wentDown(deadline: expiresAt)
     }
 }
-
-extension Duration {
-    /// The duration in seconds, as `TimeInterval`.
-    public var timeInterval: TimeInterval {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
-    }
-}

@@ -229,3 +229,20 @@ public struct AllocMetric: Codable, Sendable, Equatable {
         case coalescedFailures = "CoalescedFailures"
     }
 }
+
+extension Allocation {
+    /// The allocation as the control plane stops it at `index` and `now` (Unix nanoseconds):
+    /// not wanted any more, and lost too when `markLost` and its node never said it ended.
+    public func stopped(description: String, markLost: Bool, index: Int64, now: Int64) -> Allocation {
+        var allocation = self
+        allocation.desiredStatus = .stop
+        allocation.desiredDescription = description
+        if markLost && !allocation.clientStatus.isTerminal {
+            allocation.clientStatus = .lost
+            allocation.clientDescription = "alloc is lost since its node is down"
+        }
+        allocation.modifyIndex = index
+        allocation.modifyTime = now
+        return allocation
+    }
+}

@@ -57,6 +57,18 @@ public struct Evaluation: Codable, Sendable, Equatable {
         self.modifyTime = modifyTime
     }
 
+    /// A new evaluation of `job`, created at `index` and `now` (Unix nanoseconds).
+    public init(
+        id: String, for job: Job, triggeredBy: String, index: Int64, now: Int64, status: Status = .pending, previousEval: String? = nil,
+        nodeID: String? = nil
+    ) {
+        self.init(
+            id: id, priority: job.jobPriority, type: job.jobType, triggeredBy: triggeredBy, jobID: job.id,
+            jobModifyIndex: job.jobModifyIndex ?? index, nodeID: nodeID, status: status, createIndex: index, modifyIndex: index,
+            createTime: now, modifyTime: now)
+        self.previousEval = previousEval
+    }
+
     enum CodingKeys: String, CodingKey {
         case id = "ID"
         case priority = "Priority"

@@ -89,6 +89,29 @@ public struct Job: Codable, Sendable, Equatable {
     public var jobDatacenters: [String] { datacenters ?? ["*"] }
     public var isStopped: Bool { stop ?? false }
 
+    /// Nomad's job status: `dead` once stopped (or, for a batch job, once every allocation has
+    /// finished and nothing waits), `running` while an allocation runs, else `pending`.
+    public func derivedStatus(liveAllocation: Bool, waitingEvaluation: Bool, anyAllocation: Bool) -> String {
+        if isStopped { return "dead" }
+        if liveAllocation { return "running" }
+        if !waitingEvaluation && anyAllocation && jobType == .batch { return "dead" }
+        return "pending"
+    }
+
+    /// The job without the fields the server sets: what tells whether a client changed it.
+    public var userFields: Job {
+        var job = self
+        job.stop = nil
+        job.status = nil
+        job.statusDescription = nil
+        job.version = nil
+        job.submitTime = nil
+        job.createIndex = nil
+        job.modifyIndex = nil
+        job.jobModifyIndex = nil
+        return job
+    }
+
     public func group(named name: String) -> TaskGroup? { taskGroups.first { $0.name == name } }
 
     /// The job with Nomad's defaults written into every field a client left out.

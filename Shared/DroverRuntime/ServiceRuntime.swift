@@ -20,10 +20,35 @@ public struct ReadinessCheck: Sendable {
 
 /// Opens once: for "start-up work (migrations) has finished".
 public final class Gate: Sendable {
-    private let opened = Mutex(false)
+    private let state = Mutex<(open: Bool, waiters: [UUID: CheckedContinuation<Void, Never>])>((false, [:]))
     public init() {}
-    public var isOpen: Bool { opened.withLock { $0 } }
-    public func open() { opened.withLock { $0 = true } }
+    public var isOpen: Bool { state.withLock { $0.open } }
+
+    public func open() {
+        let waiters = state.withLock { state in
+            state.open = true
+            defer { state.waiters = [:] }
+            return state.waiters.values
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Returns once the gate is open, or when the task is cancelled.
+    public func wait() async {
+        let id = UUID()
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let resumeNow = state.withLock { state in
+                    if state.open || Task.isCancelled { return true }
+                    state.waiters[id] = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
+        }
+    }
 }
 
 /// What every Drover executable shares: logging and metrics set up once, the ops HTTP routes,
@@ -103,16 +128,14 @@ public struct ServiceRuntime: Sendable {
 }
 
 /// Runs `prepare` (retrying with backoff until it succeeds, e.g. migrations while the database
-/// starts), opens `gate`, then runs `services` side by side.
-public struct AfterStartup: Service {
+/// starts) and opens `gate`; then stays up until shutdown.
+public struct Startup: Service {
     private let prepare: @Sendable () async throws -> Void
-    private let services: [any Service]
     private let gate: Gate
     private let logger: Logger
 
-    public init(gate: Gate, logger: Logger, prepare: @escaping @Sendable () async throws -> Void, then services: [any Service]) {
+    public init(gate: Gate, logger: Logger, prepare: @escaping @Sendable () async throws -> Void) {
         self.prepare = prepare
-        self.services = services
         self.gate = gate
         self.logger = logger
     }
@@ -132,15 +155,31 @@ public struct AfterStartup: Service {
         }
         gate.open()
         logger.info("Ready")
-        guard !services.isEmpty else {
-            // Nothing to run yet: stay up, since a service that returns early fails its ServiceGroup.
-            try? await gracefulShutdown()
-            return
-        }
-        try await withThrowingDiscardingTaskGroup { group in
-            for service in services { group.addTask { try await service.run() } }
-        }
+        // A service that returns early fails its ServiceGroup: stay up until shutdown.
+        try? await gracefulShutdown()
     }
+}
+
+/// Runs `service` once `gate` has opened: a worker that needs what start-up prepares.
+public struct AfterGate: Service {
+    let gate: Gate
+    let service: any Service
+
+    public init(_ gate: Gate, _ service: any Service) {
+        self.gate = gate
+        self.service = service
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdownReturning { await gate.wait() }
+        guard gate.isOpen, !Task.isCancelled, !Task.isShuttingDownGracefully else { return }
+        try await service.run()
+    }
+}
+
+/// Runs `body` until it returns, or cancels it at graceful shutdown.
+private func cancelWhenGracefulShutdownReturning(_ body: @escaping @Sendable () async -> Void) async {
+    try? await cancelWhenGracefulShutdown { await body() }
 }
 
 extension Response {
@@ -151,9 +190,10 @@ extension Response {
 
 extension ServiceRuntime {
     /// Runs a Drover service: `dependencies` (such as the database client) first, then the bus,
-    /// the HTTP port, and, once `prepare` has succeeded, the `workers`. `/readyz` passes while
-    /// the bus is connected, `prepare` has finished and every check in `readiness` passes.
-    /// Shutdown runs in reverse: workers stop first, the bus and the database last.
+    /// the HTTP port, and, once `prepare` has succeeded, the `workers`, each its own entry of
+    /// the `ServiceGroup`. `/readyz` passes while the bus is connected, `prepare` has finished and
+    /// every check in `readiness` passes. Shutdown runs in reverse: the last worker stops first,
+    /// the bus and the database last.
     /// `routes` adds the service's own HTTP routes to the ops routes.
     public func runService(
         bus: AMQPBus, host: String, port: Int, readiness: [ReadinessCheck] = [], dependencies: [any Service] = [],
@@ -165,6 +205,7 @@ extension ServiceRuntime {
         let router = router(readiness: checks)
         routes(router)
         let server = httpServer(router: router, host: host, port: port)
-        try await run(dependencies + [bus, server, AfterStartup(gate: gate, logger: logger, prepare: prepare, then: workers)])
+        try await run(
+            dependencies + [bus, server, Startup(gate: gate, logger: logger, prepare: prepare)] + workers.map { AfterGate(gate, $0) })
     }
 }

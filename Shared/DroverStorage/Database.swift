@@ -64,21 +64,26 @@ public struct Database: Sendable {
         try await Migrator(migrations: DroverSchema.migrations).migrate(client, logger: logger)
     }
 
-    /// Runs `body` in a transaction: commits when it returns, rolls back when it throws.
+    /// Runs `body` in a transaction, handed to it as a ``UnitOfWork``: commits when it returns,
+    /// rolls back when it throws.
     ///
     /// Unlike `PostgresClient.withTransaction`, an error thrown by `body` comes out as itself
     /// once the rollback succeeded (so a caller can still match, say, `MessageRejected`); only a
     /// failure of `BEGIN`, `COMMIT` or `ROLLBACK` comes out as `PostgresTransactionError`.
     ///
-    /// While this process's ``OutboxRelay`` runs, the messages the transaction adds to the outbox
-    /// are claimed by it as they are written, and handed to it when the transaction commits, so
-    /// that they are published at once rather than when a relay wakes and finds them.
-    public func transaction<Result: Sendable>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
-        guard outboxHandOff.isAttached else { return try await plainTransaction(body) }
-        let written = Outbox.Written()
-        let result = try await Outbox.$written.withValue(written) { try await plainTransaction(body) }
-        let messages = written.take()
-        if !messages.isEmpty && !outboxHandOff.handOff(messages) {
+    /// The messages the body sends (``UnitOfWork/send(_:)``) are written to the outbox in the
+    /// transaction. While this process's ``OutboxRelay`` runs, they are claimed by it as they are
+    /// written and handed to it when the transaction commits, so that they are published at once
+    /// rather than when a relay wakes and finds them.
+    public func transaction<Result: Sendable>(_ body: (UnitOfWork) async throws -> Result) async throws -> Result {
+        let claims = outboxHandOff.isAttached
+        let (result, messages) = try await plainTransaction { connection in
+            let work = UnitOfWork(connection: connection, logger: logger, claimsForRelay: claims)
+            let result = try await body(work)
+            try await work.flush()
+            return (result, work.written)
+        }
+        if claims && !messages.isEmpty && !outboxHandOff.handOff(messages) {
             // The relay stopped meanwhile: give the rows to any relay now.
             try? await Outbox.release(messages.map(\.messageID), database: self)
         }
@@ -89,6 +94,7 @@ public struct Database: Sendable {
     /// jobs on that connection's event loop (``EventLoopTaskExecutor``): a transaction is a
     /// chain of round trips, and each would otherwise hop from the event loop to a thread of the
     /// concurrency pool and back, which costs more than the query on a busy or idle machine.
+    /// Work that takes long between two queries goes off the loop (``UnitOfWork/compute(_:)``).
     private func plainTransaction<Result: Sendable>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
         do {
             return try await client.withConnection { connection in
@@ -123,7 +129,8 @@ extension PostgresTransactionError {
 /// Runs a task's jobs on a NIO event loop, for ``Database/transaction(_:)``: PostgresNIO
 /// completes each query on its connection's event loop, so the task resumes there at once and
 /// its next query is written from the loop itself, without waking another thread either way.
-/// Work between the queries runs on the loop too; a transaction body must not block.
+/// Work between the queries runs on the loop too: a transaction body must not block, and hands
+/// what takes long to ``UnitOfWork/compute(_:)``.
 final class EventLoopTaskExecutor: TaskExecutor {
     let eventLoop: any EventLoop
 

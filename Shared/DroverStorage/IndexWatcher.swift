@@ -4,7 +4,7 @@ import PostgresNIO
 public import ServiceLifecycle
 import Synchronization
 
-/// Follows the cluster's index (``ClusterStore`` announces each committed change on `NOTIFY
+/// Follows the cluster's index (``UnitOfWork/nextIndex()`` announces each committed change on `NOTIFY
 /// drover_state`) so that blocking queries (`?index=N&wait=…`) can wait for a change without
 /// polling the database each. It also reads the index every `pollInterval`, in case a
 /// notification was missed while its connection was down.
@@ -21,13 +21,13 @@ public final class IndexWatcher: Service, Sendable {
         var waiters: [UUID: (after: Int64, continuation: CheckedContinuation<Void, Never>)] = [:]
     }
 
-    private let store: ClusterStore
+    private let database: Database
     private let pollInterval: Duration
     private let state = Mutex(State())
-    private var logger: Logger { store.database.logger }
+    private var logger: Logger { database.logger }
 
-    public init(store: ClusterStore, pollInterval: Duration = .seconds(1)) {
-        self.store = store
+    public init(database: Database, pollInterval: Duration = .seconds(1)) {
+        self.database = database
         self.pollInterval = pollInterval
     }
 
@@ -77,7 +77,7 @@ public final class IndexWatcher: Service, Sendable {
             group.addTask { await self.listen() }
             group.addTask {
                 repeat {
-                    if let index = try? await self.store.currentIndex() { self.advance(to: index) }
+                    if let index = try? await self.database.currentIndex() { self.advance(to: index) }
                 } while (try? await Task.sleep(for: self.pollInterval)) != nil
             }
             try? await gracefulShutdown()
@@ -91,11 +91,11 @@ public final class IndexWatcher: Service, Sendable {
     private func listen() async {
         while !Task.isCancelled {
             do {
-                try await store.database.client.withConnection { connection in
+                try await database.client.withConnection { connection in
                     try await connection.listen(on: "drover_state") { notifications in
                         for try await notification in notifications {
                             guard let index = Int64(notification.payload) else { continue }
-                            if index <= self.latest, let fresh = try? await self.store.reserveIndex() {
+                            if index <= self.latest, let fresh = try? await self.database.reserveIndex() {
                                 self.advance(to: fresh, notified: true)
                             } else {
                                 self.advance(to: index, notified: true)

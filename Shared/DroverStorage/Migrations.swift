@@ -328,5 +328,12 @@ public enum DroverSchema {
                 FOR EACH STATEMENT EXECUTE FUNCTION drover_outbox_notify()
                 """,
             ]),
+        Migration(
+            version: 7, name: "no inbox",
+            statements: [
+                // Every consumer is idempotent through natural keys (see README, "At least once"):
+                // nothing recorded processed message ids here.
+                "DROP TABLE drover_inbox"
+            ]),
     ]
 }

@@ -1,5 +1,5 @@
-import DroverHealth
 public import DroverMessaging
+import DroverModel
 import Foundation
 public import Logging
 import Metrics
@@ -9,32 +9,8 @@ import Synchronization
 
 /// The transactional outbox: state changes and the messages that announce them commit together.
 public enum Outbox {
-    /// The messages a transaction wrote while its process's relay runs: claimed by that relay as
-    /// they are written, and published by it as soon as the transaction commits.
-    @TaskLocal static var written: Written?
-
-    final class Written: Sendable {
-        private let messages = Mutex<[OutgoingMessage]>([])
-        func add(_ more: [OutgoingMessage]) { messages.withLock { $0 += more } }
-        func take() -> [OutgoingMessage] {
-            messages.withLock { messages in
-                defer { messages = [] }
-                return messages
-            }
-        }
-    }
-
     /// How long a claim made as a row is written lasts: past it, any relay publishes the row.
     static let writtenClaim = 10.0
-
-    /// Adds `messages` to the outbox inside the caller's transaction. They are published by an
-    /// ``OutboxRelay`` after the transaction commits, and never if it rolls back. A message id
-    /// already in the outbox is not added twice.
-    public static func enqueue(_ messages: [OutgoingMessage], on connection: PostgresConnection, logger: Logger) async throws {
-        var writes = SQLWrites()
-        try enqueue(messages, into: &writes)
-        try await writes.run(on: connection, logger: logger)
-    }
 
     /// Gives up the claim on the rows of `messageIDs`, and wakes every relay to publish them.
     static func release(_ messageIDs: [String], database: Database) async throws {
@@ -45,15 +21,15 @@ public enum Outbox {
             """, logger: database.logger)
     }
 
-    /// Adds `messages` to `writes`, to be added to the outbox with them.
-    public static func enqueue(_ messages: [OutgoingMessage], into writes: inout SQLWrites) throws {
+    /// Adds `messages` to `writes`, to be added to the outbox with them; with `claimed`, their
+    /// rows are claimed for this process's relay (``writtenClaim``) and wake no other. A message
+    /// id already in the outbox is not added twice. ``UnitOfWork`` is the caller.
+    static func enqueue(_ messages: [OutgoingMessage], claimed: Bool, into writes: inout SQLWrites) throws {
         guard !messages.isEmpty else { return }
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         let headers = try messages.map { String(decoding: try encoder.encode($0.headers), as: UTF8.self) }
-        // Claimed for this process's relay when one runs; unclaimed rows wake every relay.
-        let claim: Double? = written == nil ? nil : writtenClaim
-        written?.add(messages)
+        let claim: Double? = claimed ? writtenClaim : nil
         // One statement for them all; arrays hold no NULLs, so "" stands for none.
         try writes.add(
             """
@@ -258,32 +234,5 @@ public struct OutboxRelay: Service {
                 try? await Task.sleep(for: configuration.pollInterval)
             }
         }
-    }
-}
-
-/// The inbox: a consumer records each message id it processed inside its own transaction, so a
-/// redelivered message changes nothing.
-public enum Inbox {
-    /// Claims `messageID` for `consumer` in the caller's transaction.
-    /// - Returns: `true` the first time; `false` when it was processed already (skip the work).
-    ///   A concurrent claim of the same id waits for the first transaction and then sees `false`.
-    public static func claim(_ messageID: String, consumer: String, on connection: PostgresConnection, logger: Logger) async throws -> Bool {
-        let rows = try await connection.query(
-            "INSERT INTO drover_inbox (consumer, message_id) VALUES (\(consumer), \(messageID)) ON CONFLICT DO NOTHING RETURNING 1",
-            logger: logger)
-        var claimed = false
-        for try await _ in rows { claimed = true }
-        return claimed
-    }
-
-    /// Forgets claims older than `age`; a message redelivered after that would be processed again.
-    @discardableResult
-    public static func prune(olderThan age: Duration, database: Database) async throws -> Int {
-        let seconds = Double(age.components.seconds)
-        let rows = try await database.client.query(
-            "WITH gone AS (DELETE FROM drover_inbox WHERE processed_at < now() - make_interval(secs => \(seconds)) RETURNING 1) SELECT count(*) FROM gone",
-            logger: database.logger)
-        for try await count in rows.decode(Int.self) { return count }
-        return 0
     }
 }

@@ -7,39 +7,6 @@ import Testing
 
 @testable import DroverStorage
 
-/// Creates a database of its own for `body`, runs `body` with its URL, and drops it afterwards.
-func withFreshDatabase(_ body: (String) async throws -> Void) async throws {
-    let url = try #require(TestEnvironment.postgresURL, "DROVER_TEST_POSTGRES_URL is not set")
-    let name = TestEnvironment.uniqueName("drover_test").replacingOccurrences(of: "-", with: "_")
-    let admin = try Database(url: url, maximumConnections: 2, logger: Logger(label: "test.admin"))
-    try await withClient(admin.client) {
-        try await admin.client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))
-        do {
-            var components = try #require(URLComponents(string: url))
-            components.path = "/\(name)"
-            try await body(try #require(components.string))
-        } catch {
-            try? await admin.client.query(PostgresQuery(unsafeSQL: "DROP DATABASE \(name) WITH (FORCE)"))
-            throw error
-        }
-        try await admin.client.query(PostgresQuery(unsafeSQL: "DROP DATABASE \(name) WITH (FORCE)"))
-    }
-}
-
-/// Runs `client` for as long as `body` takes.
-func withClient<T: Sendable>(_ client: PostgresClient, _ body: () async throws -> T) async throws -> T {
-    let running = Task { await client.run() }
-    defer { running.cancel() }
-    return try await body()
-}
-
-func count(_ table: String, in database: Database) async throws -> Int {
-    for try await value in try await database.client.query(PostgresQuery(unsafeSQL: "SELECT count(*)::int8 FROM \(table)")).decode(Int.self) {
-        return value
-    }
-    return -1
-}
-
 @Suite struct DatabaseURLTests {
     @Test(arguments: [
         ("mysql://u:p@h/db", "scheme"),
@@ -131,30 +98,38 @@ struct StorageTests {
         }
     }
 
-    @Test func theInboxClaimsAMessageOnceAndARollbackReleasesIt() async throws {
+    /// A unit of work writes the messages it sends with its next statement, the rest just before
+    /// the commit, and none when it rolls back.
+    @Test func aUnitOfWorksMessagesAreWrittenWithItsStatementsAndOnlyIfItCommits() async throws {
         try await withFreshDatabase { url in
             let database = try Database(url: url, logger: logger)
             try await withClient(database.client) {
                 try await database.migrate()
+                func message(_ id: String) -> OutgoingMessage {
+                    OutgoingMessage(
+                        routingKey: "test.row", messageID: id, type: "test.row", schemaVersion: 1, timestamp: Date(), body: Array("{}".utf8))
+                }
                 struct Abort: Error {}
                 await #expect(throws: Abort.self) {
-                    try await database.transaction { connection in
-                        #expect(try await Inbox.claim("m1", consumer: "c", on: connection, logger: logger))
+                    try await database.transaction { work in
+                        work.send(message("rolled-back"))
+                        try await work.execute(SQLWrites())
                         throw Abort()
                     }
                 }
-                let first = try await database.transaction {
-                    try await Inbox.claim("m1", consumer: "c", on: $0, logger: logger)
+                #expect(try await count("drover_outbox", in: database) == 0, "a rollback sends nothing")
+                let seenInside = try await database.transaction { work in
+                    work.send(message("with-statement"))
+                    var writes = SQLWrites()
+                    try writes.add("INSERT INTO drover_users (name, spec, modify_index) VALUES (\("ann"), '{}'::jsonb, \(Int64(1)))")
+                    try await work.execute(writes)
+                    var rows = 0
+                    for try await value in try await work.query("SELECT count(*)::int8 FROM drover_outbox").decode(Int.self) { rows = value }
+                    work.send([message("at-commit"), message("with-statement")])
+                    return rows
                 }
-                let again = try await database.transaction {
-                    try await Inbox.claim("m1", consumer: "c", on: $0, logger: logger)
-                }
-                let otherConsumer = try await database.transaction {
-                    try await Inbox.claim("m1", consumer: "d", on: $0, logger: logger)
-                }
-                #expect(first && !again && otherConsumer)
-                #expect(try await Inbox.prune(olderThan: .seconds(3600), database: database) == 0)
-                #expect(try await Inbox.prune(olderThan: .zero, database: database) == 2)
+                #expect(seenInside == 1, "written with the statement that followed it")
+                #expect(try await count("drover_outbox", in: database) == 2, "the rest at commit; a message id is written once")
             }
         }
     }
@@ -187,27 +162,27 @@ struct StorageTests {
                 let relay = OutboxRelay(database: database, bus: bus, logger: logger)
 
                 // Without a relay in this process a row is written unclaimed.
-                try await database.transaction { try await Outbox.enqueue([message("plain")], on: $0, logger: logger) }
+                try await database.transaction { $0.send([message("plain")]) }
                 #expect(try await claimed() == [false])
                 #expect(try await relay.relayOnce() == 1)
 
                 // With one, it is claimed, handed over on commit, and no relay pass takes it.
                 _ = database.outboxHandOff.attach()
-                try await database.transaction { try await Outbox.enqueue([message("direct")], on: $0, logger: logger) }
+                try await database.transaction { $0.send([message("direct")]) }
                 let handedOver = database.outboxHandOff.take()
                 #expect(handedOver.map(\.messageID) == ["direct"])
                 #expect(try await claimed() == [true])
                 #expect(try await relay.relayOnce() == 0)
                 // A rolled-back transaction hands nothing over.
                 await #expect(throws: CancellationError.self) {
-                    try await database.transaction { connection in
-                        try await Outbox.enqueue([message("rolled-back")], on: connection, logger: logger)
+                    try await database.transaction { work in
+                        work.send(message("rolled-back"))
                         throw CancellationError()
                     }
                 }
                 #expect(database.outboxHandOff.take().isEmpty)
                 // A relay whose publish fails gives the claim back at once.
-                try await database.transaction { try await Outbox.enqueue([message("refused")], on: $0, logger: logger) }
+                try await database.transaction { $0.send([message("refused")]) }
                 #expect(try await claimed() == [true, true])
                 await OutboxRelay(database: database, bus: RefusingBus(), logger: logger).publishHandedOff(database.outboxHandOff.take())
                 #expect(try await claimed() == [true, false])
@@ -223,7 +198,7 @@ struct StorageTests {
                 try await withTimeout(.seconds(20), "the relay attaching") {
                     while !database.outboxHandOff.isAttached { try await Task.sleep(for: .milliseconds(10)) }
                 }
-                try await database.transaction { try await Outbox.enqueue([message("running")], on: $0, logger: logger) }
+                try await database.transaction { $0.send([message("running")]) }
                 let received = try await withTimeout(.seconds(20), "four deliveries") {
                     var ids: [String] = []
                     for await delivery in deliveries {
@@ -262,9 +237,7 @@ struct StorageTests {
                         routingKey: "\(word).row", messageID: "row-\($0)", type: "test.row", schemaVersion: 1, timestamp: Date(),
                         body: Array(#"{"n":\#($0)}"#.utf8), headers: ["x-test": "yes"])
                 }
-                try await database.transaction { connection in
-                    try await Outbox.enqueue(messages, on: connection, logger: logger)
-                }
+                try await database.transaction { $0.send(messages) }
                 #expect(try await count("drover_outbox", in: database) == total)
 
                 func makeBus() throws -> AMQPBus {

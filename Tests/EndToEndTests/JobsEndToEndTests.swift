@@ -35,8 +35,8 @@ final class Cluster: Sendable {
             "DROVER_REGISTRATION_INTERVAL": "0.5", "DROVER_SCHEDULER_ALGORITHM": algorithm,
         ].merging(extra) { $1 }
         let (environment, logs) = (self.environment, self.logs)
-        services = try [("api-gateway", 4746), ("scheduler", 4747), ("health-monitor", 4748), ("autoscaler", 4749), ("log-collector", 4750)]
-            .map { try RunningService($0.0, name: $0.0, port: $0.1, arguments: [], environment: environment, logDirectory: logs) }
+        services = try await RunningService.startAll(
+            ["api-gateway", "scheduler", "health-monitor", "autoscaler", "log-collector"], environment: environment, logDirectory: logs)
         do {
             for service in services {
                 try await eventually("\(service.name) ready") { (try? await service.get("/readyz"))?.status == 200 }
@@ -69,9 +69,8 @@ final class Cluster: Sendable {
     func addAgent(
         _ name: String, cpu: Int = 1000, memory: Int = 1000, arguments: [String] = [], environment extra: [String: String] = [:]
     ) async throws -> RunningService {
-        let port = 4760 + agents.value.count
-        let agent = try RunningService(
-            "node-agent", name: "agent-\(name)-\(agents.value.count)", port: port,
+        let agent = try await RunningService.start(
+            "node-agent", name: "agent-\(name)-\(agents.value.count)",
             arguments: [
                 "--node-id", "\(run)-\(name)", "--node-name", name, "--data-dir", logs.appendingPathComponent("agent-\(name)").path,
                 "--cpu-total-compute", String(cpu), "--memory-mb", String(memory),
@@ -269,8 +268,8 @@ struct JobsEndToEndTests {
             #expect(!pid.isEmpty)
             #expect(try await agent.terminate() == 0)
             #expect(try await processes(matching: marker) == pid, "the task outlives its agent")
-            let again = try RunningService(
-                "node-agent", name: "agent-a-again", port: 4769,
+            let again = try await RunningService.start(
+                "node-agent", name: "agent-a-again",
                 arguments: [
                     "--node-id", "\(cluster.run)-a", "--node-name", "a", "--data-dir", cluster.logs.appendingPathComponent("agent-a").path,
                     "--cpu-total-compute", "1000", "--memory-mb", "1000",

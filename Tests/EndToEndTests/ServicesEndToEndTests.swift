@@ -9,21 +9,51 @@ import Testing
 /// One running executable of the build, its output kept in a file.
 final class RunningService: Sendable {
     let name: String
-    let port: Int
     let log: URL
     private let process: Process
     private let exited: AsyncStream<Int32>
     /// The exit status, once it has been awaited.
     private let status = Locked<Int32?>(nil)
+    private let listeningPort = Locked<Int?>(nil)
 
-    init(_ executable: String, name: String, port: Int, arguments: [String], environment: [String: String], logDirectory: URL) throws {
+    /// The port it listens on: an ephemeral one, chosen by the system, read from its log.
+    var port: Int { listeningPort.value ?? 0 }
+
+    /// Starts each of `executables` (named after itself) at once, and returns once all listen.
+    static func startAll(_ executables: [String], environment: [String: String], logDirectory: URL) async throws -> [RunningService] {
+        try await withThrowingTaskGroup(of: (Int, RunningService).self) { group in
+            for (position, executable) in executables.enumerated() {
+                group.addTask {
+                    (position, try await start(executable, name: executable, arguments: [], environment: environment, logDirectory: logDirectory))
+                }
+            }
+            var started: [(Int, RunningService)] = []
+            for try await entry in group { started.append(entry) }
+            return started.sorted { $0.0 < $1.0 }.map(\.1)
+        }
+    }
+
+    /// Starts `executable` on an ephemeral HTTP port and returns once it listens.
+    static func start(_ executable: String, name: String, arguments: [String], environment: [String: String], logDirectory: URL) async throws
+        -> RunningService
+    {
+        let service = try RunningService(executable, name: name, arguments: arguments, environment: environment, logDirectory: logDirectory)
+        do {
+            try await service.waitUntilListening()
+        } catch {
+            _ = try? await service.terminate()
+            throw error
+        }
+        return service
+    }
+
+    private init(_ executable: String, name: String, arguments: [String], environment: [String: String], logDirectory: URL) throws {
         self.name = name
-        self.port = port
         self.log = logDirectory.appendingPathComponent("\(name).log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try #require(TestEnvironment.binDirectory)).appendingPathComponent(executable)
-        process.arguments = ["--http-port", String(port)] + arguments
+        process.arguments = ["--http-port", "0"] + arguments
         process.standardInput = FileHandle.nullDevice
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let output = try FileHandle(forWritingTo: log)
@@ -40,6 +70,20 @@ final class RunningService: Sendable {
     }
 
     var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+
+    /// Waits for the line every executable logs once its HTTP port listens
+    /// (`address=[IPv4]127.0.0.1/127.0.0.1:PORT … HTTP listening`), and takes the port from it.
+    private func waitUntilListening() async throws {
+        try await eventually("\(name) listening", within: .seconds(60)) { [self] in
+            guard let line = output.split(separator: "\n").first(where: { $0.contains("HTTP listening") }),
+                let address = line.split(separator: " ").first(where: { $0.hasPrefix("address=") }),
+                let port = address.split(separator: ":").last.flatMap({ Int($0) })
+            else { return hasExited }
+            listeningPort.withLock { $0 = port }
+            return true
+        }
+        guard listeningPort.value != nil else { throw TestFailure("\(name) exited before it listened: \(output)") }
+    }
 
     func get(_ path: String) async throws -> (status: Int, body: String) {
         try await request("GET", path)
@@ -66,7 +110,7 @@ final class RunningService: Sendable {
     }
 
     /// Whether the process has exited and its status been awaited (after ``kill()``, say).
-    var hasExited: Bool { status.value != nil }
+    var hasExited: Bool { status.value != nil || !process.isRunning }
 
     /// Kills the process outright (SIGKILL), as a crash or a lost machine would, and waits until it is gone.
     func kill() async throws {
@@ -146,11 +190,10 @@ struct ServicesEndToEndTests {
         ]
 
         // Every service migrates the same empty database at the same moment.
-        let services = try [
-            ("api-gateway", 4746), ("scheduler", 4747), ("health-monitor", 4748), ("autoscaler", 4749), ("log-collector", 4750),
-        ].map { try RunningService($0.0, name: $0.0, port: $0.1, arguments: [], environment: environment, logDirectory: logs) }
-        let agent = try RunningService(
-            "node-agent", name: "node-agent", port: 4751, arguments: ["--node-id", nodeID], environment: environment, logDirectory: logs)
+        let services = try await RunningService.startAll(
+            ["api-gateway", "scheduler", "health-monitor", "autoscaler", "log-collector"], environment: environment, logDirectory: logs)
+        let agent = try await RunningService.start(
+            "node-agent", name: "node-agent", arguments: ["--node-id", nodeID], environment: environment, logDirectory: logs)
         let all = services + [agent]
 
         for service in all {
@@ -159,7 +202,7 @@ struct ServicesEndToEndTests {
             #expect(!service.output.contains("Start-up step failed"), "\(service.name): \(service.output)")
         }
         let migrations = try await runShell("psql '\(url)' -Atc 'SELECT count(*) FROM drover_schema_migrations'")
-        #expect(migrations.trimmingCharacters(in: .whitespacesAndNewlines) == "6", "every migration this build knows")
+        #expect(migrations.trimmingCharacters(in: .whitespacesAndNewlines) == "7", "every migration this build knows")
 
         // agent ─heartbeat→ RabbitMQ ─→ health-monitor ─→ PostgreSQL
         try await eventually("the agent's heartbeat in PostgreSQL") {
@@ -190,16 +233,16 @@ struct ServicesEndToEndTests {
             "DROVER_NODE_DATA_DIR": logs.appendingPathComponent("agent").path,
         ]
         // The gateway declares the exchanges the agent needs; nothing reads registrations yet.
-        let gateway = try RunningService("api-gateway", name: "api-gateway", port: 4746, arguments: [], environment: environment, logDirectory: logs)
+        let gateway = try await RunningService.start("api-gateway", name: "api-gateway", arguments: [], environment: environment, logDirectory: logs)
         var all = [gateway]
         do {
             try await eventually("api-gateway ready") { (try? await gateway.get("/readyz"))?.status == 200 }
-            let agent = try RunningService(
-                "node-agent", name: "node-agent", port: 4751, arguments: ["--node-id", nodeID], environment: environment, logDirectory: logs)
+            let agent = try await RunningService.start(
+                "node-agent", name: "node-agent", arguments: ["--node-id", nodeID], environment: environment, logDirectory: logs)
             all.append(agent)
             try await eventually("node-agent ready") { (try? await agent.get("/readyz"))?.status == 200 }
-            let monitor = try RunningService(
-                "health-monitor", name: "health-monitor", port: 4748, arguments: [], environment: environment, logDirectory: logs)
+            let monitor = try await RunningService.start(
+                "health-monitor", name: "health-monitor", arguments: [], environment: environment, logDirectory: logs)
             all.append(monitor)
             try await eventually("node ready, well before the 120 s registration interval", within: .seconds(30)) {
                 guard let node = try? await gateway.get("/v1/node/\(nodeID)"), node.status == 200,

@@ -152,10 +152,9 @@ actor AllocationRunner {
     // MARK: The task loop
 
     private func run(_ task: JobTask, adopted: TaskProcess?, alreadyExited: Int32? = nil) async {
-        let policy = group?.restartPolicy ?? RestartPolicy(attempts: 0, interval: 0, delay: 0, mode: "fail")
-        let type = record.allocation.job?.jobType ?? .service
-        var attempts = 0
-        var windowStart = ContinuousClock.now
+        var restarts = RestartTracker(
+            policy: group?.restartPolicy ?? RestartPolicy(attempts: 0, interval: 0, delay: 0, mode: "fail"),
+            type: record.allocation.job?.jobType ?? .service, now: .now)
         var current = adopted
         var pendingExit = alreadyExited
         while !stopping {
@@ -181,34 +180,21 @@ actor AllocationRunner {
             if stopping { return }
             record.tasks[task.name]?.pid = nil
             append(task.name, event("Terminated", "Exit Code: \(code)", exitCode: Int(code)))
-            if type == .batch && code == 0 {
+            switch restarts.exited(code: code, at: .now) {
+            case .done:
                 taskDead(task.name, failed: false, exitCode: Int(code))
                 return
+            case .fail(let reason):
+                append(task.name, event("Not Restarting", reason))
+                taskDead(task.name, failed: true, exitCode: Int(code))
+                return
+            case .restart(let wait):
+                record.tasks[task.name]?.state.restarts += 1
+                record.tasks[task.name]?.state.state = .pending
+                append(task.name, event("Restarting", "Task restarting in \(wait)"))
+                publish()
+                try? await Task.sleep(for: wait)
             }
-            // Restart within the policy: Attempts per Interval, after Delay; then fail, or (mode
-            // "delay") wait for the next interval.
-            let interval = Duration.nanoseconds(policy.interval ?? 0)
-            if ContinuousClock.now - windowStart > interval {
-                attempts = 0
-                windowStart = .now
-            }
-            var wait = Duration.nanoseconds(policy.delay ?? 0)
-            if attempts >= policy.attempts ?? 0 {
-                guard policy.mode == "delay" else {
-                    append(task.name, event("Not Restarting", "Exceeded allowed attempts \(policy.attempts ?? 0) in interval \(interval)"))
-                    taskDead(task.name, failed: true, exitCode: Int(code))
-                    return
-                }
-                wait = max(wait, windowStart + interval - ContinuousClock.now)
-                attempts = 0
-                windowStart = .now + wait
-            }
-            attempts += 1
-            record.tasks[task.name]?.state.restarts += 1
-            record.tasks[task.name]?.state.state = .pending
-            append(task.name, event("Restarting", "Task restarting in \(wait)"))
-            publish()
-            try? await Task.sleep(for: wait)
         }
     }
 

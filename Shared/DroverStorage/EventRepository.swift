@@ -1,31 +1,26 @@
 public import DroverModel
 public import Foundation
-import Logging
-public import PostgresNIO
+import PostgresNIO
 
-/// The cluster's event log in PostgreSQL.
-public enum Events {
-    /// Records `event` on `connection`, in the caller's transaction; with a `messageID` a
-    /// redelivered message is recorded once.
-    public static func record(_ event: ClusterEvent, messageID: String? = nil, on connection: PostgresConnection, logger: Logger) async throws {
-        try await connection.query(
+/// The cluster's event log (`drover_events`).
+public struct EventRepository: Sendable {
+    let sql: SQLRunner
+
+    init(_ sql: SQLRunner) { self.sql = sql }
+
+    /// Records `event`; with a `messageID` a redelivered message is recorded once.
+    public func record(_ event: ClusterEvent, messageID: String? = nil) async throws {
+        try await sql.query(
             """
             INSERT INTO drover_events (message_id, time, node_id, job_id, alloc_id, type, level, priority, message)
             VALUES (\(messageID), \(event.time), \(event.nodeID), \(event.jobID), \(event.allocID), \(event.type), \(event.level.rawValue),
                 \(event.priority.rawValue), \(event.message))
             ON CONFLICT (message_id) DO NOTHING
-            """, logger: logger)
-    }
-
-    /// Records `events` on `connection` in one statement, in the caller's transaction.
-    public static func record(_ events: [ClusterEvent], on connection: PostgresConnection, logger: Logger) async throws {
-        var writes = SQLWrites()
-        try record(events, into: &writes)
-        try await writes.run(on: connection, logger: logger)
+            """)
     }
 
     /// Adds `events` to `writes`, to be recorded with them.
-    public static func record(_ events: [ClusterEvent], into writes: inout SQLWrites) throws {
+    public func record(_ events: [ClusterEvent], into writes: inout SQLWrites) throws {
         guard !events.isEmpty else { return }
         // Arrays hold no NULLs, so "" stands for none.
         try writes.add(
@@ -37,16 +32,6 @@ public enum Events {
                 \(events.map(\.priority.rawValue))::text[], \(events.map(\.message))::text[])
                 AS e(time, node_id, job_id, alloc_id, type, level, priority, message)
             """)
-    }
-
-    /// Records what the control plane did, now.
-    static func note(
-        _ type: String, _ message: String, level: NodeLogMessage.Level = .info, priority: NodeLogMessage.Priority = .low, nodeID: String? = nil,
-        jobID: String? = nil, allocID: String? = nil, on connection: PostgresConnection, logger: Logger
-    ) async throws {
-        let event = ClusterEvent(
-            time: Date(), nodeID: nodeID, jobID: jobID, allocID: allocID, type: type, level: level, priority: priority, message: message)
-        try await record(event, on: connection, logger: logger)
     }
 
     /// What `GET /v1/events` filters on.
@@ -75,11 +60,11 @@ public enum Events {
     }
 
     /// Events matching `filter`, oldest first (the newest `limit` of them).
-    public static func list(_ filter: Filter, database: Database) async throws -> [ClusterEvent] {
+    public func list(_ filter: Filter) async throws -> [ClusterEvent] {
         let levels = filter.levels.map(\.rawValue).sorted()
         let priorities = filter.priorities.map(\.rawValue).sorted()
         var events: [ClusterEvent] = []
-        for try await (id, time, node, job, alloc, type, level, priority, message) in try await database.client.query(
+        for try await (id, time, node, job, alloc, type, level, priority, message) in try await sql.query(
             """
             SELECT * FROM (
                 SELECT id, time, node_id, job_id, alloc_id, type, level, priority, message FROM drover_events
@@ -88,7 +73,7 @@ public enum Events {
                     AND (\(filter.since)::timestamptz IS NULL OR time >= \(filter.since)) AND (\(filter.until)::timestamptz IS NULL OR time < \(filter.until))
                 ORDER BY id DESC LIMIT \(filter.limit)
             ) newest ORDER BY id
-            """, logger: database.logger
+            """
         ).decode((Int64, Date, String?, String?, String?, String, String, String, String).self) {
             events.append(
                 ClusterEvent(
@@ -100,14 +85,21 @@ public enum Events {
 
     /// Deletes events older than `age`. - Returns: how many.
     @discardableResult
-    public static func prune(olderThan age: Duration, now: Date = Date(), database: Database) async throws -> Int {
+    public func prune(olderThan age: Duration, now: Date = Date()) async throws -> Int {
         var count = 0
-        for try await _ in try await database.client.query(
-            "DELETE FROM drover_events WHERE time < \(now.addingTimeInterval(-Double(age.components.seconds))) RETURNING id",
-            logger: database.logger
+        for try await _ in try await sql.query(
+            "DELETE FROM drover_events WHERE time < \(now.addingTimeInterval(-Double(age.components.seconds))) RETURNING id"
         ).decode(Int64.self) {
             count += 1
         }
         return count
     }
+}
+
+extension Database {
+    public var events: EventRepository { EventRepository(SQLRunner(self)) }
+}
+
+extension UnitOfWork {
+    public var events: EventRepository { EventRepository(SQLRunner(self)) }
 }

@@ -1,7 +1,7 @@
 import Synchronization
 import Testing
 
-@testable import DroverStorage
+@testable import DroverControlPlane
 
 /// Group commit without a database: what batches form, and how a failing batch is split.
 struct GroupCommitTests {

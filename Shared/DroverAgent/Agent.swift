@@ -1,0 +1,264 @@
+public import ArgumentParser
+import DroverMessaging
+import DroverModel
+import DroverRuntime
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// The node agent's settings: every flag with an environment variable behind it.
+public struct AgentOptions: ParsableArguments, Sendable {
+    @OptionGroup var bus: BusOptions
+    @OptionGroup var server: ServerOptions
+
+    public init() {}
+
+    @Option(help: "Directory for the agent's state; the node id is kept there (env DROVER_NODE_DATA_DIR).")
+    var dataDir: String = ProcessInfo.processInfo.environment["DROVER_NODE_DATA_DIR"] ?? ".drover/node-agent"
+
+    @Option(help: "This node's id; by default one is made on first start and kept in the data dir (env DROVER_NODE_ID).")
+    var nodeID: String?
+
+    /// `--node-id`, else `DROVER_NODE_ID`.
+    var configuredNodeID: String? { nodeID ?? ProcessInfo.processInfo.environment["DROVER_NODE_ID"].flatMap { $0.isEmpty ? nil : $0 } }
+
+    @Option(help: "Seconds between heartbeats until the control plane hands out a TTL (env DROVER_HEARTBEAT_INTERVAL).")
+    var heartbeatInterval: Double = ProcessInfo.processInfo.environment["DROVER_HEARTBEAT_INTERVAL"].flatMap(Double.init) ?? 10
+
+    @Option(
+        help: "Seconds between repeated registrations, which the control plane ignores unless something changed (env DROVER_REGISTRATION_INTERVAL).")
+    var registrationInterval: Double = ProcessInfo.processInfo.environment["DROVER_REGISTRATION_INTERVAL"].flatMap(Double.init) ?? 30
+
+    @Option(help: "The node's datacenter (env DROVER_DATACENTER).")
+    var datacenter: String = ProcessInfo.processInfo.environment["DROVER_DATACENTER"] ?? "dc1"
+
+    @Option(help: "The node's class, for constraints on ${node.class}.")
+    var nodeClass: String = ""
+
+    @Option(help: "The node's name; the host name by default.")
+    var nodeName: String?
+
+    @Option(name: .customLong("meta"), help: "Node metadata KEY=VALUE, read as ${meta.KEY}; repeatable.")
+    var meta: [String] = []
+
+    @Option(
+        help: "Directory of HealthCheck executables: exit 254 unhealthy, 0 healthy (env DROVER_HEALTHCHECK_DIR; default <data-dir>/healthcheck.d).")
+    var healthcheckDir: String? = ProcessInfo.processInfo.environment["DROVER_HEALTHCHECK_DIR"]
+
+    @Option(help: "Seconds between HealthCheck runs (env DROVER_HEALTHCHECK_INTERVAL).")
+    var healthcheckInterval: Double = ProcessInfo.processInfo.environment["DROVER_HEALTHCHECK_INTERVAL"].flatMap(Double.init) ?? 600
+
+    @Option(help: "CPU to offer in MHz, instead of cores x clock.")
+    var cpuTotalCompute: Int?
+
+    @Option(help: "Memory to offer in MB, instead of all of it.")
+    var memoryMB: Int?
+
+    @Option(help: "Disk to offer in MB, instead of what is free in the data dir.")
+    var diskMB: Int?
+
+    public func validate() throws {
+        if let nodeID = configuredNodeID, !RoutingKey.isValidWord(nodeID) {
+            throw ValidationError("--node-id: '\(nodeID)' must be one routing-key word: no dots, '*', '#' or spaces")
+        }
+        guard heartbeatInterval > 0 else { throw ValidationError("--heartbeat-interval: must be more than 0 seconds") }
+        guard registrationInterval > 0 else { throw ValidationError("--registration-interval: must be more than 0 seconds") }
+        guard healthcheckInterval > 0 else { throw ValidationError("--healthcheck-interval: must be more than 0 seconds") }
+        for pair in meta where !pair.contains("=") || pair.hasPrefix("=") {
+            throw ValidationError("--meta: '\(pair)' is not KEY=VALUE")
+        }
+        for (name, value) in [("--cpu-total-compute", cpuTotalCompute), ("--memory-mb", memoryMB), ("--disk-mb", diskMB)] {
+            if let value, value < 0 { throw ValidationError("\(name): must be 0 or more") }
+        }
+    }
+}
+
+/// The node agent: registers the node, heartbeats, runs the allocations placed on it, ships their
+/// output, runs its HealthCheck scripts, and serves the node's `drover` commands on its port.
+public struct Agent: Sendable {
+    let options: AgentOptions
+
+    public init(options: AgentOptions) { self.options = options }
+
+    /// Runs until SIGTERM or SIGINT.
+    public func run() async throws { try await options.runAgent() }
+}
+
+extension AgentOptions {
+    /// Builds the agent's workers from these settings and runs them.
+    fileprivate func runAgent() async throws {
+        let dataDirectory = URL(fileURLWithPath: dataDir)
+        let logFile = LogFile(url: dataDirectory.appendingPathComponent("logs/agent.log"))
+        let runtime = ServiceRuntime.bootstrap(name: "node-agent", logLevel: server.level, logFile: logFile)
+        let id = try configuredNodeID ?? NodeIdentity.loadOrCreate(in: dataDirectory)
+        var logger = runtime.logger
+        logger[metadataKey: "node_id"] = "\(id)"
+        // A node's broker user may not configure the exchanges; the control plane declares them.
+        var busConfiguration = try bus.configuration()
+        busConfiguration.declaresExchanges = false
+        let amqp = AMQPBus(configuration: busConfiguration, logger: logger)
+        let metadata = Dictionary(
+            meta.map { pair in
+                let parts = pair.split(separator: "=", maxSplits: 1)
+                return (String(parts[0]), parts.count > 1 ? String(parts[1]) : "")
+            }, uniquingKeysWith: { $1 })
+        let node = Fingerprint.node(
+            id: id, dataDirectory: dataDirectory,
+            configuration: Fingerprint.Configuration(
+                datacenter: datacenter, nodeClass: nodeClass, meta: metadata, cpuTotalCompute: cpuTotalCompute, memoryMB: memoryMB,
+                diskMB: diskMB, name: nodeName))
+        let agentLogger = logger
+        let (reports, reporter) = AsyncStream.makeStream(of: AllocationStatusReport.self)
+        let shipper = OutputShipper(bus: amqp, nodeID: id, root: dataDirectory.appendingPathComponent("alloc"), logger: logger)
+        let manager = AllocationManager(nodeID: id, datacenter: datacenter, dataDirectory: dataDirectory, logger: logger) { report in
+            shipper.track(report)
+            reporter.yield(report)
+        }
+        let allocations = MessageConsumer(
+            AllocationUpdate.self, bus: amqp, spec: ConsumerSpec(queue: "node.\(id)", bindings: ["cluster.alloc.\(id).#"]), logger: logger,
+            concurrency: 8
+        ) { envelope, _ in
+            try await manager.apply(envelope.data.allocation)
+        }
+        let heartbeats = Heartbeats(bus: amqp, nodeID: id, interval: .milliseconds(Int(heartbeatInterval * 1000)), logger: logger)
+        let registrations = Registrations(bus: amqp, node: node, interval: .milliseconds(Int(registrationInterval * 1000)), logger: logger)
+        let control = MessageConsumer(
+            NodeHeartbeatTTL.self, bus: amqp,
+            spec: ConsumerSpec(queue: "node.\(id).control", bindings: ["cluster.node.\(id).#"], prefetch: 10), logger: logger
+        ) { envelope, _ in
+            registrations.acknowledge()
+            heartbeats.use(ttl: envelope.data.ttl)
+        }
+        let users = NodeUsers(file: dataDirectory.appendingPathComponent("users.json"), nodeClass: nodeClass)
+        let usersConsumer = MessageConsumer(
+            ClusterUsers.self, bus: amqp,
+            spec: ConsumerSpec(queue: "node.\(id).users", bindings: ["cluster.users.\(id).#", "cluster.users.all.#"], prefetch: 10), logger: logger
+        ) { envelope, _ in
+            try users.update(envelope.data)
+        }
+        let shutdownScripts = ShutdownScripts(file: dataDirectory.appendingPathComponent("run-on-shutdown.json"), logger: logger)
+        let healthChecks = HealthChecks(
+            bus: amqp, nodeID: id, directory: URL(fileURLWithPath: healthcheckDir ?? dataDirectory.appendingPathComponent("healthcheck.d").path),
+            interval: .milliseconds(Int(healthcheckInterval * 1000)), logger: logger)
+        let settings = [
+            "amqp_url": busConfiguration.endpoint.redacted, "exchange": busConfiguration.exchange, "data_dir": dataDirectory.path,
+            "healthcheck_dir": healthChecks.directory.path, "healthcheck_interval": "\(healthcheckInterval)s",
+        ]
+        try await runtime.runService(
+            bus: amqp, host: server.httpHost, port: server.configuredPort ?? 4651,
+            prepare: {
+                // Pick up what a previous agent ran before saying what this node offers.
+                await manager.recover()
+                agentLogger.info(
+                    "Node fingerprinted",
+                    metadata: [
+                        "cpu_mhz": "\(node.resources.cpu)", "memory_mb": "\(node.resources.memoryMB)",
+                        "drivers": "\(node.drivers.filter { $0.value.detected }.keys.sorted())",
+                    ])
+            },
+            workers: [
+                registrations, heartbeats, control, StatusReporter(bus: amqp, nodeID: id, reports: reports, logger: logger), allocations,
+                shipper,
+                healthChecks, shutdownScripts, usersConsumer,
+            ],
+            routes: AgentAPI(
+                bus: amqp, node: node, shutdownScripts: shutdownScripts, users: users, dataDirectory: dataDirectory, settings: settings
+            ).addRoutes)
+    }
+}
+
+/// The node id, kept in the data directory so that a restarted agent is the same node.
+enum NodeIdentity {
+    static func loadOrCreate(in directory: URL) throws -> String {
+        let file = directory.appendingPathComponent("node-id")
+        if let existing = try? String(contentsOf: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), !existing.isEmpty {
+            return existing
+        }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let id = UUID().uuidString.lowercased()
+        try id.write(to: file, atomically: true, encoding: .utf8)
+        return id
+    }
+}
+
+/// Publishes a heartbeat on `node.<id>.heartbeat`, starting at once: every `interval` until the
+/// control plane answers with a TTL, then every TTL (as a Nomad client does).
+final class Heartbeats: Service, Sendable {
+    let bus: any MessageBus
+    let nodeID: String
+    let logger: Logger
+    private let interval: Mutex<Duration>
+
+    init(bus: any MessageBus, nodeID: String, interval: Duration, logger: Logger) {
+        self.bus = bus
+        self.nodeID = nodeID
+        self.interval = Mutex(interval)
+        self.logger = logger
+    }
+
+    /// Heartbeats from now on every `ttl`, as the control plane asked.
+    func use(ttl: Duration) {
+        guard ttl > .zero else { return }
+        let previous = interval.withLock { interval in
+            defer { interval = ttl }
+            return interval
+        }
+        if previous != ttl { logger.debug("Heartbeat TTL changed", metadata: ["ttl": "\(ttl)"]) }
+    }
+
+    func run() async throws {
+        let startedAt = Date()
+        let sequence = Atomic<UInt64>(0)
+        await repeatUntilShutdown(every: { self.interval.withLock { $0 } }, logger: logger, failure: "Heartbeat not sent") {
+            let (_, next) = sequence.add(1, ordering: .relaxed)
+            let beat = NodeHeartbeat(nodeID: self.nodeID, sequence: next, agentStartedAt: startedAt)
+            try await self.bus.publish(beat, routingKey: RoutingKey.nodeHeartbeat(self.nodeID))
+            self.logger.trace("Heartbeat sent", metadata: ["sequence": "\(next)"])
+        }
+    }
+}
+
+/// Publishes the node's registration on `node.<id>.register` at start and then every
+/// `interval`: a control plane that was not listening yet (or lost its state) learns of the node
+/// all the same, and an unchanged registration costs it nothing.
+///
+/// Until the control plane answers (any heartbeat TTL on the node's control queue), it
+/// registers again after 1 s, doubling up to `interval`: on a fresh broker the first
+/// registration may find no queue bound yet, and is dropped.
+final class Registrations: Service, Sendable {
+    let bus: any MessageBus
+    let node: Node
+    let interval: Duration
+    let logger: Logger
+    private let answered = Atomic<Bool>(false)
+    private let retry = Mutex<Duration>(.seconds(1))
+
+    init(bus: any MessageBus, node: Node, interval: Duration, logger: Logger) {
+        self.bus = bus
+        self.node = node
+        self.interval = interval
+        self.logger = logger
+    }
+
+    /// The control plane has heard of the node: from now on, register every `interval`.
+    func acknowledge() {
+        if !answered.exchange(true, ordering: .relaxed) { logger.debug("Registration answered") }
+    }
+
+    /// How long until the next registration.
+    func nextDelay() -> Duration {
+        guard !answered.load(ordering: .relaxed) else { return interval }
+        return retry.withLock { retry in
+            defer { retry = min(retry * 2, interval) }
+            return min(retry, interval)
+        }
+    }
+
+    func run() async throws {
+        await repeatUntilShutdown(every: { self.nextDelay() }, logger: logger, failure: "Registration not sent") {
+            try await self.bus.publish(NodeRegistration(node: self.node), routingKey: RoutingKey.nodeRegister(self.node.id))
+            self.logger.trace("Registration sent")
+        }
+    }
+}

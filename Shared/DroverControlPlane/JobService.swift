@@ -1,0 +1,163 @@
+public import DroverModel
+public import DroverStorage
+public import Foundation
+
+/// Job registration and deregistration, and stopping one allocation: the use cases of a client
+/// that submits work. Each writes the job, the evaluation that acts on it and the message that
+/// hands the evaluation to a scheduler in one unit of work.
+public struct JobService: Sendable {
+    public let database: Database
+    let now: @Sendable () -> Date
+
+    public init(database: Database, now: @escaping @Sendable () -> Date = { Date() }) {
+        self.database = database
+        self.now = now
+    }
+
+    /// Registers a new job or a new version of one, with an evaluation and its message, in one
+    /// transaction. An unchanged job keeps its version but is evaluated again (as in Nomad).
+    /// - Throws: ``ControlPlaneError/invalid(_:)`` when the job does not validate.
+    public func register(_ submitted: Job) async throws -> JobRegistration {
+        try await register([submitted])[0].get()
+    }
+
+    /// Registers jobs as ``register(_:)-(Job)`` does, in one transaction and four round trips
+    /// for them all: one index for the batch, their rows locked in id order. A job id given
+    /// twice is registered twice, one after the other.
+    /// - Returns: one result per job, in order: its registration, or why it was refused
+    ///   (``ControlPlaneError/invalid(_:)``).
+    public func register(_ submitted: [Job]) async throws -> [Result<JobRegistration, ControlPlaneError>] {
+        var results = [Result<JobRegistration, ControlPlaneError>](repeating: .failure(.invalid([])), count: submitted.count)
+        var valid: [(position: Int, job: Job)] = []
+        for (position, job) in submitted.enumerated() {
+            let errors = job.validate()
+            if errors.isEmpty {
+                var job = job.canonicalized()
+                job.stop = false
+                valid.append((position, job))
+            } else {
+                results[position] = .failure(.invalid(errors))
+            }
+        }
+        // Rounds of distinct ids: a row is written once per statement.
+        while !valid.isEmpty {
+            var round: [(position: Int, job: Job)] = []
+            var later: [(position: Int, job: Job)] = []
+            var seen: Set<String> = []
+            for entry in valid { if seen.insert(entry.job.id).inserted { round.append(entry) } else { later.append(entry) } }
+            let registrations = try await registerDistinct(round.map(\.job))
+            for (entry, registration) in zip(round, registrations) { results[entry.position] = .success(registration) }
+            valid = later
+        }
+        return results
+    }
+
+    /// Registers valid, canonical jobs with distinct ids in one transaction.
+    private func registerDistinct(_ submitted: [Job]) async throws -> [JobRegistration] {
+        let time = now()
+        return try await database.transaction { work in
+            let (index, previous) = try await work.jobs.takeIndexLocking(submitted.map(\.id))
+            let nanos = nanoseconds(time)
+            var jobs: [Job] = []
+            var versions: [Job] = []
+            var evals: [Evaluation] = []
+            var events: [ClusterEvent] = []
+            for var job in submitted {
+                let before = previous[job.id]
+                let changed = before.map { $0.spec.userFields != job.userFields } ?? true
+                let version = before.map { changed ? $0.version + 1 : $0.version } ?? 0
+                job.version = version
+                job.submitTime = nanos
+                job.createIndex = before?.createIndex ?? index
+                job.modifyIndex = index
+                job.jobModifyIndex = index
+                job.status = nil
+                jobs.append(job)
+                if changed { versions.append(job) }
+                evals.append(Evaluation(id: newID(), for: job, triggeredBy: Evaluation.Trigger.jobRegister, index: index, now: nanos))
+                events.append(
+                    ClusterEvent(
+                        time: time, nodeID: nil, jobID: job.id, allocID: nil, type: ClusterEvent.Kind.jobRegistered, level: .info,
+                        priority: .low, message: "Job \(job.id) registered (version \(version))"))
+            }
+            var writes = SQLWrites()
+            try work.jobs.upsert(jobs, versions: versions, submitTime: nanos, index: index, into: &writes)
+            try work.evaluations.insert(evals, into: &writes)
+            try work.events.record(events, into: &writes)
+            work.send(try evals.map(Messages.pending))
+            try await work.execute(writes)
+            return evals.map { JobRegistration(evalID: $0.id, jobModifyIndex: index, warnings: "", index: index) }
+        }
+    }
+
+    /// Stops a job (its allocations are stopped by the evaluation this creates); with `purge`
+    /// it is also forgotten. Its blocked evaluations have nothing left to wait for.
+    /// - Throws: ``ControlPlaneError/notFound(kind:id:)``.
+    public func deregister(jobID: String, purge: Bool) async throws -> JobRegistration {
+        let time = now()
+        return try await database.transaction { work in
+            guard var job = try await work.jobs.lock(jobID) else { throw ControlPlaneError.notFound(kind: "job", id: jobID) }
+            let index = try await work.nextIndex()
+            if purge {
+                try await work.jobs.delete(jobID)
+            } else {
+                job.stop = true
+                job.modifyIndex = index
+                job.jobModifyIndex = index
+                try await work.jobs.markStopped(job, index: index)
+            }
+            let eval = Evaluation(id: newID(), for: job, triggeredBy: Evaluation.Trigger.jobDeregister, index: index, now: nanoseconds(time))
+            var writes = SQLWrites()
+            try work.evaluations.cancelBlocked(of: [jobID], index: index, into: &writes)
+            try work.evaluations.insert([eval], into: &writes)
+            try work.events.record(
+                [
+                    ClusterEvent(
+                        time: time, nodeID: nil, jobID: jobID, allocID: nil, type: ClusterEvent.Kind.jobDeregistered, level: .info, priority: .low,
+                        message: "Job \(jobID) stopped\(purge ? " and purged" : "")")
+                ], into: &writes)
+            work.send(try Messages.pending(eval))
+            try await work.execute(writes)
+            return JobRegistration(evalID: eval.id, jobModifyIndex: index, warnings: "", index: index)
+        }
+    }
+
+    /// Stops one allocation and evaluates its job, which places a replacement where the job
+    /// still wants one (Nomad's `alloc stop`).
+    /// - Throws: ``ControlPlaneError/notFound(kind:id:)``.
+    public func stopAllocation(id: String) async throws -> JobRegistration {
+        let time = now()
+        return try await database.transaction { work in
+            guard let allocation = try await work.allocations.lock(id) else { throw ControlPlaneError.notFound(kind: "allocation", id: id) }
+            let index = try await work.nextIndex()
+            if allocation.desiredStatus == .run {
+                try await work.stop(allocation, description: "alloc was stopped by a user", markLost: false, index: index, now: time)
+            }
+            let job = try await work.jobs.spec(allocation.jobID) ?? Job(id: allocation.jobID, taskGroups: [])
+            let evals = try await work.evaluate([job], triggeredBy: Evaluation.Trigger.allocStop, index: index, now: time)
+            return JobRegistration(evalID: evals[0], jobModifyIndex: job.jobModifyIndex ?? index, warnings: "", index: index)
+        }
+    }
+
+    /// Per group, the job's allocations counted by client status; allocations still waiting for
+    /// room (queued in a blocked evaluation) count as queued. Nil for an unknown job.
+    public func summary(jobID: String) async throws -> [String: GroupSummary]? {
+        guard let job = try await database.jobs.read(id: jobID) else { return nil }
+        var summary = Dictionary(job.taskGroups.map { ($0.name, GroupSummary()) }, uniquingKeysWith: { first, _ in first })
+        for allocation in try await database.allocations.list(jobID: jobID) {
+            var group = summary[allocation.taskGroup] ?? GroupSummary()
+            switch allocation.clientStatus {
+            case .pending: group.starting += 1
+            case .running: group.running += 1
+            case .complete: group.complete += 1
+            case .failed: group.failed += 1
+            case .lost: group.lost += 1
+            }
+            summary[allocation.taskGroup] = group
+        }
+        for eval in try await database.evaluations.list(jobID: jobID) where eval.status == .blocked {
+            for (group, count) in eval.queuedAllocations ?? [:] { summary[group, default: GroupSummary()].queued += count }
+        }
+        return summary
+    }
+}

@@ -1,0 +1,126 @@
+public import DroverHealth
+public import DroverModel
+public import DroverStorage
+public import Foundation
+
+/// Records what nodes report of their allocations (``AllocationReports`` decides), and what
+/// follows: finished allocations free room, so blocked evaluations are retried; a job with one
+/// that failed, or with a service allocation that ended, while still wanted, is evaluated again
+/// so that it can be replaced; a replacement for an allocation on a draining node that runs lets
+/// the old one stop.
+public struct ReportService: Sendable {
+    public let database: Database
+    let now: @Sendable () -> Date
+
+    public init(database: Database, now: @escaping @Sendable () -> Date = { Date() }) {
+        self.database = database
+        self.now = now
+    }
+
+    /// Records what a node reports of one of its allocations.
+    /// - Returns: whether the report changed anything.
+    /// - Throws: ``ControlPlaneError/notFound(kind:id:)`` for an unknown allocation, and
+    ///   ``ControlPlaneError/invalid(_:)`` when the allocation belongs to another node.
+    @discardableResult
+    public func record(_ report: AllocationStatusReport) async throws -> Bool {
+        let outcome = try await record([report])
+        if let refused = outcome.refused[0] { throw refused }
+        return outcome.changed > 0
+    }
+
+    /// What recording a batch of reports did.
+    public struct Recorded: Sendable, Equatable {
+        /// Allocations whose record changed.
+        public var changed = 0
+        /// Reports refused, by position: an unknown allocation, or one on another node.
+        public var refused: [Int: ControlPlaneError] = [:]
+    }
+
+    /// Records what nodes report of their allocations, in one transaction; each allocation is
+    /// written once.
+    public func record(_ reports: [AllocationStatusReport]) async throws -> Recorded {
+        guard !reports.isEmpty else { return Recorded() }
+        let time = now()
+        return try await database.transaction { work in
+            let current = try await work.allocations.lockWithReportSequences(reports.map(\.allocID)).mapValues {
+                AllocationReports.Record(allocation: $0.allocation, sequence: $0.sequence)
+            }
+            let outcome = AllocationReports.fold(reports, into: current)
+            let recorded = Recorded(changed: outcome.changed.count, refused: outcome.refused.mapValues(Self.error))
+            guard !outcome.changed.isEmpty else { return recorded }
+
+            let index = try await work.nextIndex()
+            let nanos = nanoseconds(time)
+            var changed: [(allocation: Allocation, sequence: Int64)] = []
+            for id in outcome.changed {
+                guard var record = outcome.records[id] else { continue }
+                record.allocation.modifyIndex = index
+                record.allocation.modifyTime = nanos
+                changed.append((record.allocation, record.sequence))
+            }
+            try await work.allocations.updateReported(changed, index: index)
+
+            var migrated: [String] = []
+            for id in outcome.started {
+                guard let previous = outcome.records[id]?.allocation.previousAllocation, try await work.allocations.isMigrating(previous),
+                    let jobID = outcome.records[id]?.allocation.jobID
+                else { continue }
+                migrated.append(jobID)
+            }
+            if !migrated.isEmpty {
+                try await work.evaluate(try await work.jobs.specs(migrated), triggeredBy: Evaluation.Trigger.nodeDrain, index: index, now: time)
+            }
+            guard !outcome.finished.isEmpty else { return recorded }
+            for allocation in outcome.ended where allocation.clientStatus == .failed {
+                try await work.note(
+                    ClusterEvent.Kind.allocationFailed, "Allocation \(allocation.name) failed: \(allocation.clientDescription)", level: .warn,
+                    priority: .medium, nodeID: allocation.nodeID, jobID: allocation.jobID, allocID: allocation.id, at: time)
+            }
+            try await work.unblockEvaluations(index: index, capacityOnly: true)
+            let wanted = outcome.endedWhileWanted
+            guard !wanted.isEmpty else { return recorded }
+            let jobs = try await work.jobs.specs(Array(Set(wanted.map(\.jobID))))
+            let again = Set(outcome.jobsToEvaluate(jobs.map { AllocationReports.JobKind(id: $0.id, type: $0.jobType, stopped: $0.isStopped) }))
+            try await work.evaluate(jobs.filter { again.contains($0.id) }, triggeredBy: Evaluation.Trigger.allocFailure, index: index, now: time)
+            return recorded
+        }
+    }
+
+    static func error(_ refusal: AllocationReports.Refusal) -> ControlPlaneError {
+        switch refusal {
+        case .unknownAllocation(let id): .notFound(kind: "allocation", id: id)
+        case .otherNode(let allocID, let nodeID): .invalid([FieldError("NodeID", "allocation \(allocID) is not on node \(nodeID)")])
+        }
+    }
+}
+
+/// The users the cluster manages on its nodes. Every change sends the whole list to every node
+/// in the same unit of work.
+public struct UserService: Sendable {
+    public let database: Database
+
+    public init(database: Database) { self.database = database }
+
+    /// Creates or replaces `user`. - Returns: the index of the change.
+    /// - Throws: ``ControlPlaneError/invalid(_:)`` with every bad field.
+    public func put(user: ClusterUser) async throws -> Int64 {
+        let errors = user.validate()
+        guard errors.isEmpty else { throw ControlPlaneError.invalid(errors) }
+        return try await database.transaction { work in
+            let index = try await work.nextIndex()
+            try await work.users.upsert(user, index: index)
+            try await work.sendUsers(to: nil, index: index)
+            return index
+        }
+    }
+
+    /// Removes the user named `name`. - Throws: not found.
+    public func deleteUser(name: String) async throws -> Int64 {
+        try await database.transaction { work in
+            guard try await work.users.delete(name: name) else { throw ControlPlaneError.notFound(kind: "user", id: name) }
+            let index = try await work.nextIndex()
+            try await work.sendUsers(to: nil, index: index)
+            return index
+        }
+    }
+}

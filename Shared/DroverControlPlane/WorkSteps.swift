@@ -1,0 +1,107 @@
+import DroverMessaging
+import DroverModel
+import DroverStorage
+import Foundation
+
+/// The messages the control plane sends, one constructor each.
+enum Messages {
+    /// Hands a pending evaluation to a scheduler.
+    static func pending(_ eval: Evaluation) throws -> OutgoingMessage {
+        try OutgoingMessage(
+            EvaluationPending(evalID: eval.id, jobID: eval.jobID, triggeredBy: eval.triggeredBy),
+            routingKey: RoutingKey.evaluation(eval.id, "pending"))
+    }
+
+    /// Tells an allocation's node what the control plane wants of it.
+    static func update(_ allocation: Allocation) throws -> OutgoingMessage {
+        try OutgoingMessage(AllocationUpdate(allocation: allocation), routingKey: RoutingKey.allocationUpdated(allocation))
+    }
+
+    /// The whole list of users, for one node or (nil) all of them.
+    static func users(_ users: [ClusterUser], index: Int64, to nodeID: String?) throws -> OutgoingMessage {
+        try OutgoingMessage(ClusterUsers(users: users, index: index), routingKey: RoutingKey.clusterUsers(nodeID))
+    }
+}
+
+/// A new id for an evaluation or an allocation.
+func newID() -> String { UUID().uuidString.lowercased() }
+
+/// Unix nanoseconds, as the model's times are.
+func nanoseconds(_ date: Date) -> Int64 { Int64(date.timeIntervalSince1970 * 1e9) }
+
+/// Steps that several use cases take inside their unit of work.
+extension UnitOfWork {
+    /// Writes `evals` and sends each pending one to the schedulers, in one statement.
+    func create(_ evals: [Evaluation]) async throws {
+        guard !evals.isEmpty else { return }
+        var writes = SQLWrites()
+        try evaluations.insert(evals, into: &writes)
+        send(try evals.filter { $0.status == .pending }.map(Messages.pending))
+        try await execute(writes)
+    }
+
+    /// Creates a pending evaluation of each of `jobs`. - Returns: their ids.
+    @discardableResult
+    func evaluate(_ jobs: [Job], triggeredBy: String, index: Int64, now: Date, nodeID: String? = nil) async throws -> [String] {
+        let evals = jobs.map {
+            Evaluation(id: newID(), for: $0, triggeredBy: triggeredBy, index: index, now: nanoseconds(now), nodeID: nodeID)
+        }
+        try await create(evals)
+        return evals.map(\.id)
+    }
+
+    /// Evaluates every job with an allocation still wanted on `nodeID`. - Returns: the evaluations' ids.
+    func evaluateJobs(onNode nodeID: String, triggeredBy: String = Evaluation.Trigger.nodeUpdate, index: Int64, now: Date) async throws
+        -> [String]
+    {
+        try await evaluate(try await jobs.withLiveAllocations(onNode: nodeID), triggeredBy: triggeredBy, index: index, now: now, nodeID: nodeID)
+    }
+
+    /// Stops `allocation` (read again under its lock, since a node's report may have changed it)
+    /// and tells its node.
+    func stop(_ allocation: Allocation, description: String, markLost: Bool, index: Int64, now: Date) async throws {
+        let current = try await allocations.lock(allocation.id) ?? allocation
+        let stopped = current.stopped(description: description, markLost: markLost, index: index, now: nanoseconds(now))
+        try await allocations.updateStatus(stopped, index: index)
+        send(try Messages.update(stopped))
+    }
+
+    /// Hands blocked evaluations back to the schedulers: room may have appeared. With
+    /// `capacityOnly` (an allocation ended; no node changed) only those that lacked resources
+    /// somewhere are retried: one blocked by a constraint no node meets stays blocked.
+    /// - Returns: their ids.
+    @discardableResult
+    func unblockEvaluations(index: Int64, capacityOnly: Bool) async throws -> [String] {
+        let evals = try await evaluations.unblock(index: index, capacityOnly: capacityOnly)
+        send(try evals.map(Messages.pending))
+        return evals.map(\.id)
+    }
+
+    /// A node is ready again (registered, back, or eligible): what waited for room may fit there,
+    /// every system job is evaluated for it, each allocation replaced while it was away is told
+    /// to stop once more, so that nothing it still runs runs twice, and it is sent the cluster's
+    /// users, in case it missed a change while away.
+    /// - Returns: the evaluations created.
+    func nodeBecameReady(_ nodeID: String, index: Int64, now: Date) async throws -> [String] {
+        var created = try await unblockEvaluations(index: index, capacityOnly: false)
+        created += try await evaluate(
+            try await jobs.runningSystemJobs(), triggeredBy: Evaluation.Trigger.nodeUpdate, index: index, now: now, nodeID: nodeID)
+        send(try await allocations.lost(onNode: nodeID).map(Messages.update))
+        try await sendUsers(to: nodeID, index: index)
+        return created
+    }
+
+    /// Sends the whole list of users to one node or (nil) all of them.
+    func sendUsers(to nodeID: String?, index: Int64) async throws {
+        send(try Messages.users(try await users.list(), index: index, to: nodeID))
+    }
+
+    /// Records what the control plane did, at `time`.
+    func note(
+        _ type: String, _ message: String, level: NodeLogMessage.Level = .info, priority: NodeLogMessage.Priority = .low, nodeID: String? = nil,
+        jobID: String? = nil, allocID: String? = nil, at time: Date
+    ) async throws {
+        try await events.record(
+            ClusterEvent(time: time, nodeID: nodeID, jobID: jobID, allocID: allocID, type: type, level: level, priority: priority, message: message))
+    }
+}

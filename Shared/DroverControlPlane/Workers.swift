@@ -1,0 +1,185 @@
+public import DroverHealth
+import DroverMessaging
+import DroverModel
+import DroverRuntime
+public import DroverScheduling
+public import DroverStorage
+import Foundation
+import Logging
+public import ServiceLifecycle
+import Synchronization
+
+/// The workers of each control-plane service: its consumers, each handing what arrives to a use
+/// case, and its periodic loops. A service's `main` builds them and runs them, in this order.
+extension ControlPlane {
+    /// The scheduler's: every replica reads the same queue, RabbitMQ hands each evaluation to one
+    /// of them, and the database keeps two from planning one job at once. The evaluations that
+    /// arrive while a batch is applied make the next batch, planned and written in one transaction.
+    public func schedulerWorkers(configuration: SchedulerConfiguration) -> [any Service] {
+        let service = EvaluationService(database: database, configuration: configuration)
+        let evaluations = MessageConsumer(
+            EvaluationPending.self, bus: bus,
+            spec: ConsumerSpec(queue: "scheduler.evaluations", bindings: ["cluster.eval.*.pending"], prefetch: 500), logger: logger,
+            batchLimit: 500
+        ) { batch in
+            _ = try await service.process(evalIDs: batch.map(\.envelope.data.evalID))
+            return [:]
+        }
+        return [outboxRelay, evaluations]
+    }
+
+    /// Health-monitor's: what nodes report (heartbeats, registrations, allocation states, health,
+    /// keepalives, shutdown requests), and the liveness sweep. A report a use case refuses (an
+    /// unknown node or allocation, another node's allocation) is dead-lettered with the reason
+    /// rather than retried.
+    public func healthMonitorWorkers(policy: HeartbeatPolicy) -> [any Service] {
+        let (bus, logger) = (self.bus, self.logger)
+        let nodes = NodeLifecycle(database: database, heartbeatPolicy: policy)
+        let reports = ReportService(database: database)
+        let sweep = LivenessSweep(nodes: nodes, logger: logger)
+        let heartbeats = MessageConsumer(
+            NodeHeartbeat.self, bus: bus, spec: ConsumerSpec(queue: "health-monitor.heartbeats", bindings: ["node.*.heartbeat"]), logger: logger
+        ) { envelope, delivery in
+            let beat = envelope.data
+            try delivery.checkSentBy(node: beat.nodeID)
+            let ttl = policy.ttl(nodeCount: sweep.liveNodes.load(ordering: .relaxed), stagger: Double.random(in: 0..<1))
+            guard let status = try await nodes.heartbeat(beat, at: Date(), ttl: ttl) else { return }
+            // The answer is advice for the next interval: published directly, not through the outbox.
+            try await bus.publish(
+                NodeHeartbeatTTL(nodeID: beat.nodeID, heartbeatTTL: ttl, status: status),
+                routingKey: RoutingKey.clusterNode(beat.nodeID, "heartbeat-ttl"))
+        }
+        let registrations = MessageConsumer(
+            NodeRegistration.self, bus: bus, spec: ConsumerSpec(queue: "health-monitor.registrations", bindings: ["node.*.register"]), logger: logger
+        ) { envelope, delivery in
+            let nodeID = envelope.data.node.id
+            try delivery.checkSentBy(node: nodeID)
+            let evaluations = try await nodes.register(node: envelope.data.node)
+            logger.debug("Node registration recorded", metadata: ["node_id": "\(nodeID)", "evaluations": "\(evaluations.count)"])
+            // The answer tells the agent it is known (it registers again quickly until one comes),
+            // and when to heartbeat: a registration counts as a heartbeat with the minimum TTL.
+            try await bus.publish(
+                NodeHeartbeatTTL(nodeID: nodeID, heartbeatTTL: policy.minimumTTL, status: .ready),
+                routingKey: RoutingKey.clusterNode(nodeID, "heartbeat-ttl"))
+        }
+        // Reports are recorded in batches, one transaction for all that arrived meanwhile.
+        let allocationStates = MessageConsumer(
+            AllocationStatusReport.self, bus: bus,
+            spec: ConsumerSpec(queue: "health-monitor.alloc-status", bindings: ["node.*.alloc-status"], prefetch: 500), logger: logger,
+            batchLimit: 500
+        ) { batch in
+            var refused: [Int: String] = [:]
+            var accepted: [(position: Int, report: AllocationStatusReport)] = []
+            for (position, item) in batch.enumerated() {
+                do {
+                    try item.delivery.checkSentBy(node: item.envelope.data.nodeID)
+                    accepted.append((position, item.envelope.data))
+                } catch let rejected as MessageRejected {
+                    refused[position] = rejected.reason
+                }
+            }
+            let recorded = try await reports.record(accepted.map(\.report))
+            for (index, error) in recorded.refused { refused[accepted[index].position] = error.description }
+            return refused
+        }
+        // What a node says of its own health, and asks for itself.
+        let health = nodeConsumer(NodeHealthReport.self, queue: "health-monitor.health", binding: "node.*.health", nodeID: \.nodeID) {
+            try await nodes.record($0)
+        }
+        let keepalives = nodeConsumer(NodeKeepalive.self, queue: "health-monitor.keepalive", binding: "node.*.keepalive", nodeID: \.nodeID) {
+            try await nodes.setKeepalive(nodeID: $0.nodeID, until: $0.until)
+        }
+        let shutdowns = nodeConsumer(NodeShutdownRequest.self, queue: "health-monitor.shutdown", binding: "node.*.shutdown", nodeID: \.nodeID) {
+            try await nodes.requestTermination(nodeID: $0.nodeID, reason: $0.reason.rawValue)
+        }
+        return [outboxRelay, heartbeats, registrations, allocationStates, health, keepalives, shutdowns, sweep]
+    }
+
+    /// A consumer of what a node says of itself: checked to come from that node, and
+    /// dead-lettered with the reason when the use case refuses it.
+    private func nodeConsumer<Message: DroverMessage>(
+        _ type: Message.Type, queue: String, binding: String, nodeID: KeyPath<Message, String> & Sendable,
+        _ handle: @escaping @Sendable (Message) async throws -> Void
+    ) -> MessageConsumer<Message> {
+        MessageConsumer(type, bus: bus, spec: ConsumerSpec(queue: queue, bindings: [binding]), logger: logger) { envelope, delivery in
+            try delivery.checkSentBy(node: envelope.data[keyPath: nodeID])
+            do {
+                try await handle(envelope.data)
+            } catch let error as ControlPlaneError {
+                throw MessageRejected(error.description)
+            }
+        }
+    }
+
+    /// Log-collector's: node log messages as events (a redelivered one is recorded once, by its
+    /// message id), task output (a chunk stored before is ignored, by its offset), and retention.
+    public func logCollectorWorkers(outputCap: Int64, outputRetention: Duration, eventRetention: Duration) -> [any Service] {
+        let database = self.database
+        let logs = MessageConsumer(
+            NodeLogMessage.self, bus: bus, spec: ConsumerSpec(queue: "log-collector.logs", bindings: ["node.*.log.#"]), logger: logger
+        ) { envelope, delivery in
+            let message = envelope.data
+            try delivery.checkSentBy(node: message.nodeID)
+            let event = ClusterEvent(
+                time: envelope.time, nodeID: message.nodeID, type: ClusterEvent.Kind.nodeLog, level: message.level, priority: message.priority,
+                message: message.message)
+            try await database.events.record(event, messageID: envelope.id)
+        }
+        let output = MessageConsumer(
+            TaskOutputChunk.self, bus: bus, spec: ConsumerSpec(queue: "log-collector.output", bindings: ["node.*.output.#"], prefetch: 64),
+            logger: logger, concurrency: 8
+        ) { envelope, delivery in
+            try delivery.checkSentBy(node: envelope.data.nodeID)
+            try await database.transaction { work in try await work.output.append(envelope.data, cap: outputCap) }
+        }
+        return [logs, output, Retention(database: database, output: outputRetention, events: eventRetention, logger: logger)]
+    }
+
+    /// This process's outbox relay: what its transactions commit is published at once.
+    public var outboxRelay: OutboxRelay { OutboxRelay(database: database, bus: bus, logger: logger) }
+}
+
+/// Marks down the nodes whose heartbeat deadline has passed and moves drains on (deadlines,
+/// system allocations, completion), every half second (or a quarter of the grace period, if
+/// shorter), and keeps the count of live nodes that TTLs scale with.
+///
+/// It starts one grace period after the service: heartbeats that queued up while no health
+/// monitor ran are recorded first, so that a restart does not mark the whole fleet down.
+final class LivenessSweep: Service, Sendable {
+    let nodes: NodeLifecycle
+    let logger: Logger
+    let liveNodes = Atomic<Int>(0)
+
+    init(nodes: NodeLifecycle, logger: Logger) {
+        self.nodes = nodes
+        self.logger = logger
+    }
+
+    func run() async throws {
+        let grace = nodes.heartbeatPolicy.grace
+        liveNodes.store((try? await nodes.liveNodeCount()) ?? 0, ordering: .relaxed)
+        await repeatUntilShutdown(
+            every: max(min(.milliseconds(500), grace / 4), .milliseconds(50)), after: grace, logger: logger, failure: "Liveness sweep failed"
+        ) {
+            try await self.nodes.expireNodes(at: self.nodes.now())
+            try await self.nodes.advanceDrains(at: self.nodes.now())
+            self.liveNodes.store(try await self.nodes.liveNodeCount(), ordering: .relaxed)
+        }
+    }
+}
+
+/// Drops task output and events past their retention, once a minute.
+struct Retention: Service {
+    let database: Database
+    let output: Duration
+    let events: Duration
+    let logger: Logger
+
+    func run() async throws {
+        await repeatUntilShutdown(every: .seconds(60), logger: logger, failure: "Retention failed") {
+            let chunks = try await database.output.prune(olderThan: output)
+            let pruned = try await database.events.prune(olderThan: events)
+            if chunks + pruned > 0 { logger.info("Retention applied", metadata: ["output_chunks": "\(chunks)", "events": "\(pruned)"]) }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+public import DroverControlPlane
+public import DroverMessaging
+import DroverModel
+public import DroverScheduling
+public import DroverStorage
+import Foundation
+public import Hummingbird
+public import Logging
+
+/// Nomad's HTTP API (`/v1/...`): paths, field names and blocking queries as Nomad has them, so
+/// that Nomad clients work. Routes are grouped by resource, a file each; handlers are thin: they
+/// check the request, call a use case of the application layer (or read through a repository),
+/// and shape the answer.
+public struct Gateway: Sendable {
+    let database: Database
+    let jobs: JobService
+    let evaluations: EvaluationService
+    let nodes: NodeLifecycle
+    let users: UserService
+    /// Registrations that arrive together are written in one transaction.
+    let registrations: GroupCommit<Job, JobRegistration>
+    let watcher: IndexWatcher
+    /// The address this gateway answers on, for `/v1/status/leader` and `/v1/agent/self`.
+    let address: String
+    let logger: Logger
+    /// Node users on the broker, for enrolment and removal.
+    let brokerUsers: BrokerUsers
+    /// Where the broker is, for the credentials enrolment hands out.
+    let brokerEndpoint: AMQPEndpoint
+
+    /// - Parameters:
+    ///   - watcher: follows the cluster's index for blocking queries; run it beside the gateway.
+    ///   - scheduling: how `job plan` places, as the scheduler does.
+    public init(
+        database: Database, watcher: IndexWatcher, scheduling: SchedulerConfiguration, address: String, brokerUsers: BrokerUsers,
+        brokerEndpoint: AMQPEndpoint, logger: Logger
+    ) {
+        let jobs = JobService(database: database)
+        self.database = database
+        self.jobs = jobs
+        self.evaluations = EvaluationService(database: database, configuration: scheduling)
+        self.nodes = NodeLifecycle(database: database)
+        self.users = UserService(database: database)
+        self.registrations = GroupCommit(limit: 200) { batch in try await jobs.register(batch).map { $0.mapError { $0 } } }
+        self.watcher = watcher
+        self.address = address
+        self.brokerUsers = brokerUsers
+        self.brokerEndpoint = brokerEndpoint
+        self.logger = logger
+    }
+
+    /// Adds every route of the API to `router`.
+    public func addRoutes(to router: Router<BasicRequestContext>) {
+        addJobRoutes(to: router)
+        addNodeRoutes(to: router)
+        addAllocationRoutes(to: router)
+        addEvaluationRoutes(to: router)
+        addLogRoutes(to: router)
+        addEventRoutes(to: router)
+        addUserRoutes(to: router)
+        addOpsRoutes(to: router)
+    }
+
+    // MARK: What every handler shares
+
+    /// Decodes a JSON body, refusing one that does not decode with the field named.
+    static func decodeBody<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
+        let body = try await request.body.collect(upTo: 1 << 20)
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(buffer: body))
+        } catch let error as DecodingError {
+            var field = FieldError(error, root: "")
+            if field.field.isEmpty { field.field = "body" }
+            throw ControlPlaneError.invalid([field])
+        }
+    }
+
+    /// Runs a read, as a blocking query when `?index=` is given: waits (up to `?wait=`, default
+    /// 5 minutes, at most 10) until the cluster's index passes it. The answer carries
+    /// `X-Nomad-Index`.
+    func read(_ request: Request, _ body: @Sendable () async throws -> some Encodable) async throws -> Response {
+        try await handle {
+            if let text = request.uri.queryParameters.get("index") {
+                guard let index = Int64(text), index >= 0 else {
+                    throw ControlPlaneError.invalid([FieldError("index", "'\(text)' is not a whole number")])
+                }
+                var wait = Duration.seconds(300)
+                if let waitText = request.uri.queryParameters.get("wait") {
+                    guard let parsed = GoDuration.parse(waitText) else {
+                        throw ControlPlaneError.invalid([FieldError("wait", "'\(waitText)' is not a duration such as 10s, 500ms or 1m")])
+                    }
+                    wait = min(parsed, .seconds(600))
+                }
+                if watcher.latest <= index { await watcher.wait(after: index, timeout: wait) }
+            }
+            // The index before the read: a change committed meanwhile shows in the body and
+            // wakes the next blocking query at once.
+            let index = watcher.latest
+            return Self.json(try await body(), index: index)
+        }
+    }
+
+    /// Turns the application layer's errors into Nomad-style answers: 400 with the fields, 404.
+    func handle(_ body: () async throws -> Response) async throws -> Response {
+        do {
+            return try await body()
+        } catch ControlPlaneError.notFound(let kind, let id) {
+            return Self.error(.notFound, "\(kind) '\(id)' not found")
+        } catch ControlPlaneError.invalid(let fields) {
+            return Self.error(.badRequest, fields.count == 1 ? fields[0].description : "\(fields.count) fields are invalid", fields: fields)
+        } catch let error as HTTPError {
+            return Self.error(error.status, error.body ?? "\(error.status.reasonPhrase)")
+        }
+    }
+
+    static func json(_ value: some Encodable, index: Int64?) -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = (try? encoder.encode(value)) ?? Data("null".utf8)
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if let index { headers[.init("X-Nomad-Index")!] = String(index) }
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func error(_ status: HTTPResponse.Status, _ message: String, fields: [FieldError] = []) -> Response {
+        let body = APIError(error: message, fields: fields.isEmpty ? nil : fields)
+        var response = json(body, index: nil)
+        response.status = status
+        return response
+    }
+}
+
+/// The gateway's routes as an application of their own, on `host:port`: what the tests drive in
+/// process. The `api-gateway` executable serves the same routes beside its ops routes.
+public func buildApplication(
+    gateway: Gateway, host: String = "127.0.0.1", port: Int = 0, logger: Logger
+) -> some ApplicationProtocol {
+    let router = Router()
+    gateway.addRoutes(to: router)
+    return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "api-gateway"), logger: logger)
+}

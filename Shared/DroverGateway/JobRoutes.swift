@@ -1,0 +1,169 @@
+import DroverControlPlane
+import DroverModel
+import DroverScheduling
+import Foundation
+import Hummingbird
+
+/// `/v1/jobs`, `/v1/job/:id` and what hangs off a job.
+extension Gateway {
+    func addJobRoutes(to router: Router<BasicRequestContext>) {
+        router.get("/v1/jobs") { request, _ in
+            try await read(request) { try await database.jobs.list(prefix: request.uri.queryParameters.get("prefix") ?? "").map(JobListStub.init) }
+        }
+        router.post("/v1/jobs") { request, _ in try await register(request, pathID: nil) }
+        router.put("/v1/jobs") { request, _ in try await register(request, pathID: nil) }
+        router.post("/v1/job/:id") { request, context in try await register(request, pathID: context.parameters.get("id")) }
+        router.put("/v1/job/:id") { request, context in try await register(request, pathID: context.parameters.get("id")) }
+        router.get("/v1/job/:id") { request, context in
+            let id = context.parameters.get("id") ?? ""
+            return try await read(request) { try await database.jobs.read(id: id) ?? { throw ControlPlaneError.notFound(kind: "job", id: id) }() }
+        }
+        router.get("/v1/job/:id/allocations") { request, context in
+            let id = context.parameters.get("id") ?? ""
+            return try await read(request) {
+                guard try await database.jobs.read(id: id) != nil else { throw ControlPlaneError.notFound(kind: "job", id: id) }
+                return try await database.allocations.list(jobID: id)
+            }
+        }
+        router.get("/v1/job/:id/evaluations") { request, context in
+            let id = context.parameters.get("id") ?? ""
+            return try await read(request) {
+                guard try await database.jobs.read(id: id) != nil else { throw ControlPlaneError.notFound(kind: "job", id: id) }
+                return try await database.evaluations.list(jobID: id)
+            }
+        }
+        router.get("/v1/job/:id/summary") { request, context in
+            let id = context.parameters.get("id") ?? ""
+            return try await read(request) {
+                guard let summary = try await jobs.summary(jobID: id) else { throw ControlPlaneError.notFound(kind: "job", id: id) }
+                return JobSummary(jobID: id, summary: summary)
+            }
+        }
+        router.post("/v1/job/:id/plan") { request, context in
+            try await handle {
+                let job = try await decodeJob(request, pathID: context.parameters.get("id"))
+                let plan = try await evaluations.dryRun(job)
+                return Self.json(PlanResponse(plan), index: watcher.latest)
+            }
+        }
+        router.delete("/v1/job/:id") { request, context in
+            try await handle {
+                let purge = ["true", "1"].contains(request.uri.queryParameters.get("purge") ?? "false")
+                let result = try await jobs.deregister(jobID: context.parameters.get("id") ?? "", purge: purge)
+                return Self.json(result, index: result.index)
+            }
+        }
+    }
+
+    private func register(_ request: Request, pathID: String?) async throws -> Response {
+        try await handle {
+            let job = try await decodeJob(request, pathID: pathID)
+            let result = try await registrations.call(job)
+            logger.info("Job registered", metadata: ["job_id": "\(job.id)", "eval_id": "\(result.evalID)"])
+            return Self.json(result, index: result.index)
+        }
+    }
+
+    /// Reads `{"Job": …}` (or a bare job, as some clients send), refusing a body that is not a
+    /// job with every bad field named.
+    private func decodeJob(_ request: Request, pathID: String?) async throws -> Job {
+        let body = try await request.body.collect(upTo: 8 << 20)
+        let job: Job
+        do {
+            job = try JSONDecoder().decode(JobRequest.self, from: Data(buffer: body)).job
+        } catch let error as DecodingError {
+            // A wrapped job's paths start at its "Job" key; a bare job's are rooted there too.
+            var field = FieldError(error, root: "")
+            if field.field.isEmpty {
+                field.field = "body"
+            } else if !field.field.hasPrefix("Job") {
+                field.field = "Job." + field.field
+            }
+            throw ControlPlaneError.invalid([field])
+        }
+        if let pathID, pathID != job.id {
+            throw ControlPlaneError.invalid([FieldError("Job.ID", "'\(job.id)' does not match the job id '\(pathID)' in the path")])
+        }
+        return job
+    }
+}
+
+/// `{"Job": {...}}`, as Nomad's clients send it, or the job object itself.
+struct JobRequest: Decodable {
+    var job: Job
+    enum CodingKeys: String, CodingKey { case job = "Job" }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        job = container.contains(.job) ? try container.decode(Job.self, forKey: .job) : try Job(from: decoder)
+    }
+}
+
+struct JobListStub: Encodable {
+    var job: Job
+    init(_ job: Job) { self.job = job }
+
+    enum CodingKeys: String, CodingKey {
+        case id = "ID", name = "Name", type = "Type", priority = "Priority", status = "Status", stop = "Stop"
+        case datacenters = "Datacenters", version = "Version", submitTime = "SubmitTime"
+        case createIndex = "CreateIndex", modifyIndex = "ModifyIndex", jobModifyIndex = "JobModifyIndex"
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(job.id, forKey: .id)
+        try container.encode(job.jobName, forKey: .name)
+        try container.encode(job.jobType, forKey: .type)
+        try container.encode(job.jobPriority, forKey: .priority)
+        try container.encode(job.status ?? "pending", forKey: .status)
+        try container.encode(job.isStopped, forKey: .stop)
+        try container.encode(job.jobDatacenters, forKey: .datacenters)
+        try container.encode(job.version ?? 0, forKey: .version)
+        try container.encode(job.submitTime ?? 0, forKey: .submitTime)
+        try container.encode(job.createIndex ?? 0, forKey: .createIndex)
+        try container.encode(job.modifyIndex ?? 0, forKey: .modifyIndex)
+        try container.encode(job.jobModifyIndex ?? 0, forKey: .jobModifyIndex)
+    }
+}
+
+struct JobSummary: Encodable {
+    var jobID: String
+    var summary: [String: GroupSummary]
+    enum CodingKeys: String, CodingKey {
+        case jobID = "JobID"
+        case summary = "Summary"
+    }
+}
+
+/// Nomad's `JobPlanResponse`, plus the placements the plan would make.
+struct PlanResponse: Encodable {
+    struct Annotations: Encodable {
+        var desiredTGUpdates: [String: DesiredUpdates]
+        enum CodingKeys: String, CodingKey { case desiredTGUpdates = "DesiredTGUpdates" }
+    }
+
+    struct Placement: Encodable {
+        var taskGroup: String
+        var name: String
+        var nodeID: String
+        var nodeName: String
+        enum CodingKeys: String, CodingKey {
+            case taskGroup = "TaskGroup", name = "Name", nodeID = "NodeID", nodeName = "NodeName"
+        }
+    }
+
+    var annotations: Annotations
+    var failedTGAllocs: [String: AllocMetric]?
+    var placements: [Placement]
+    var warnings = ""
+
+    init(_ plan: Plan) {
+        annotations = Annotations(desiredTGUpdates: plan.desiredUpdates)
+        failedTGAllocs = plan.failedGroups.isEmpty ? nil : plan.failedGroups
+        placements = plan.placements.map { Placement(taskGroup: $0.taskGroup, name: $0.name, nodeID: $0.nodeID, nodeName: $0.nodeName) }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case annotations = "Annotations", failedTGAllocs = "FailedTGAllocs", placements = "Placements", warnings = "Warnings"
+    }
+}

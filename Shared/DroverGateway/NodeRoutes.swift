@@ -1,0 +1,107 @@
+import DroverControlPlane
+import DroverMessaging
+import DroverModel
+import Hummingbird
+
+/// `/v1/nodes`, `/v1/node/:id`: reads, drain, eligibility, enrolment and removal.
+extension Gateway {
+    func addNodeRoutes(to router: Router<BasicRequestContext>) {
+        router.get("/v1/nodes") { request, _ in
+            try await read(request) { try await database.nodes.list(prefix: request.uri.queryParameters.get("prefix") ?? "") }
+        }
+        router.get("/v1/node/:id") { request, context in
+            let id = context.parameters.get("id") ?? ""
+            return try await read(request) { try await database.nodes.read(id: id) ?? { throw ControlPlaneError.notFound(kind: "node", id: id) }() }
+        }
+        router.get("/v1/node/:id/allocations") { request, context in
+            let id = context.parameters.get("id") ?? ""
+            return try await read(request) {
+                guard try await database.nodes.read(id: id) != nil else { throw ControlPlaneError.notFound(kind: "node", id: id) }
+                return try await database.allocations.list(nodeID: id)
+            }
+        }
+        router.post("/v1/node/:id/drain") { request, context in
+            try await handle {
+                let body = try await Self.decodeBody(NodeDrainRequest.self, request)
+                let result = try await nodes.drain(nodeID: context.parameters.get("id") ?? "", spec: body.drainSpec, markEligible: body.markEligible)
+                return Self.json(result, index: result.index)
+            }
+        }
+        router.post("/v1/node/:id/eligibility") { request, context in
+            try await handle {
+                let body = try await Self.decodeBody(NodeEligibilityRequest.self, request)
+                let result = try await nodes.setEligibility(nodeID: context.parameters.get("id") ?? "", eligible: body.eligibility == .eligible)
+                return Self.json(result, index: result.index)
+            }
+        }
+        // Enrolment: the node's own broker user, whose credentials the agent runs with.
+        router.post("/v1/node/:id/enroll") { _, context in
+            try await handle {
+                let id = context.parameters.get("id") ?? ""
+                guard RoutingKey.isValidWord(id) else {
+                    throw ControlPlaneError.invalid([FieldError("id", "'\(id)' must be one routing-key word: no dots, '*', '#' or spaces")])
+                }
+                let (user, password) = try await broker { try await brokerUsers.enroll(nodeID: id) }
+                var endpoint = brokerEndpoint
+                endpoint.user = user
+                endpoint.password = password
+                return Self.json(NodeCredentials(nodeID: id, user: user, password: password, amqpURL: endpoint.url), index: nil)
+            }
+        }
+        // Removal: the node's broker user goes (its connections are closed) and the cluster forgets it.
+        router.post("/v1/node/:id/purge") { _, context in
+            try await handle {
+                let id = context.parameters.get("id") ?? ""
+                let hadUser = try await broker { try await brokerUsers.remove(nodeID: id) }
+                let known = try await nodes.purge(nodeID: id)
+                guard hadUser || known else { throw ControlPlaneError.notFound(kind: "node", id: id) }
+                return Self.json(["NodeID": id], index: try await database.currentIndex())
+            }
+        }
+    }
+
+    /// Runs a call to the broker's management API; its failure is a 503 that says so.
+    private func broker<T>(_ call: () async throws -> T) async throws -> T {
+        do {
+            return try await call()
+        } catch let error as BrokerUsers.Failure {
+            throw HTTPError(.serviceUnavailable, message: "the broker's users cannot be managed: \(error.description)")
+        }
+    }
+}
+
+/// What enrolment answers: the credentials the node's agent connects with.
+struct NodeCredentials: Encodable {
+    var nodeID: String
+    var user: String
+    var password: String
+    var amqpURL: String
+    enum CodingKeys: String, CodingKey {
+        case nodeID = "NodeID"
+        case user = "User"
+        case password = "Password"
+        case amqpURL = "AMQPURL"
+    }
+}
+
+/// `{"DrainSpec": {"Deadline", "IgnoreSystemJobs"} | null, "MarkEligible"}`, as Nomad's clients send it.
+struct NodeDrainRequest: Decodable {
+    var drainSpec: DrainSpec?
+    var markEligible: Bool
+    enum CodingKeys: String, CodingKey {
+        case drainSpec = "DrainSpec"
+        case markEligible = "MarkEligible"
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        drainSpec = try container.decodeIfPresent(DrainSpec.self, forKey: .drainSpec)
+        markEligible = try container.decodeIfPresent(Bool.self, forKey: .markEligible) ?? false
+    }
+}
+
+/// `{"Eligibility": "eligible" | "ineligible"}`.
+struct NodeEligibilityRequest: Decodable {
+    var eligibility: Node.Eligibility
+    enum CodingKeys: String, CodingKey { case eligibility = "Eligibility" }
+}

@@ -1,0 +1,110 @@
+public import DroverModel
+import PostgresNIO
+
+/// Evaluations (`drover_evaluations`).
+public struct EvaluationRepository: Sendable {
+    let sql: SQLRunner
+
+    init(_ sql: SQLRunner) { self.sql = sql }
+
+    /// Adds to `writes` the insertion of `evals`.
+    public func insert(_ evals: [Evaluation], into writes: inout SQLWrites) throws {
+        guard !evals.isEmpty else { return }
+        let specs = try evals.map { try JSONColumn.encode($0) }
+        try writes.add(
+            """
+            INSERT INTO drover_evaluations (id, job_id, status, spec, create_index, modify_index)
+            SELECT id, job_id, status, spec::jsonb, create_index, modify_index
+            FROM unnest(\(evals.map(\.id))::text[], \(evals.map(\.jobID))::text[], \(evals.map(\.status.rawValue))::text[], \(specs)::text[],
+                \(evals.map(\.createIndex))::bigint[], \(evals.map(\.modifyIndex))::bigint[])
+                AS e(id, job_id, status, spec, create_index, modify_index)
+            """)
+    }
+
+    /// Adds to `writes` the new state of `evals`, each as it is, at `index`.
+    public func update(_ evals: [Evaluation], index: Int64, into writes: inout SQLWrites) throws {
+        guard !evals.isEmpty else { return }
+        let specs = try evals.map { try JSONColumn.encode($0) }
+        try writes.add(
+            """
+            UPDATE drover_evaluations e SET status = u.status, spec = u.spec::jsonb, modify_index = \(index)
+            FROM unnest(\(evals.map(\.id))::text[], \(evals.map(\.status.rawValue))::text[], \(specs)::text[]) AS u(id, status, spec)
+            WHERE e.id = u.id
+            """)
+    }
+
+    /// Adds to `writes` cancelling the blocked evaluations of `jobIDs`, but for `kept`.
+    public func cancelBlocked(of jobIDs: [String], except kept: [String] = [], index: Int64, into writes: inout SQLWrites) throws {
+        guard !jobIDs.isEmpty else { return }
+        try writes.add(
+            """
+            UPDATE drover_evaluations SET status = 'canceled', modify_index = \(index),
+                spec = jsonb_set(jsonb_set(spec, '{Status}', '"canceled"'), '{ModifyIndex}', to_jsonb(\(index)))
+            WHERE job_id = ANY(\(jobIDs)) AND status = 'blocked' AND NOT (id = ANY(\(kept)))
+            """)
+    }
+
+    /// Makes blocked evaluations pending again, at `index`: all of them, or with `capacityOnly`
+    /// those that lacked resources somewhere (``AllocMetric/nodesExhausted`` above 0).
+    /// - Returns: the evaluations now pending.
+    public func unblock(index: Int64, capacityOnly: Bool) async throws -> [Evaluation] {
+        var unblocked: [String] = []
+        for try await spec in try await sql.query(
+            """
+            UPDATE drover_evaluations SET status = 'pending', modify_index = \(index),
+                spec = jsonb_set(jsonb_set(spec, '{Status}', '"pending"'), '{ModifyIndex}', to_jsonb(\(index)))
+            WHERE status = 'blocked' AND (NOT \(capacityOnly) OR EXISTS (
+                SELECT 1 FROM jsonb_each(spec->'FailedTGAllocs') AS failed(grp, metric) WHERE (metric->>'NodesExhausted')::int > 0))
+            RETURNING spec::text
+            """
+        ).decode(String.self) {
+            unblocked.append(spec)
+        }
+        return try unblocked.map { try JSONColumn.decode(Evaluation.self, $0) }
+    }
+
+    /// Locks the evaluations `ids` and then, in key order, an advisory lock on the job of each
+    /// pending one, in one statement: so two transactions never work on one job at once.
+    /// - Returns: the evaluations still pending.
+    public func lockPendingWithJobs(_ ids: [String]) async throws -> [Evaluation] {
+        var pending: [Evaluation] = []
+        for try await spec in try await sql.query(
+            """
+            WITH evals AS MATERIALIZED (
+                    SELECT spec::text AS spec, job_id, status FROM drover_evaluations WHERE id = ANY(\(Array(Set(ids)).sorted()))
+                    ORDER BY id FOR UPDATE),
+                locks AS MATERIALIZED (
+                    SELECT pg_advisory_xact_lock(key) FROM (
+                        SELECT DISTINCT hashtextextended('job:' || job_id, 0) AS key FROM evals WHERE status = 'pending' ORDER BY key) AS keys)
+            SELECT evals.spec FROM evals CROSS JOIN (SELECT count(*) FROM locks) AS taken
+            """
+        ).decode(String.self) {
+            let eval = try JSONColumn.decode(Evaluation.self, spec)
+            if eval.status == .pending { pending.append(eval) }
+        }
+        return pending
+    }
+
+    /// Evaluations of `jobID`, or (nil) those whose id starts with `prefix`, oldest first.
+    public func list(jobID: String? = nil, prefix: String = "") async throws -> [Evaluation] {
+        let query: PostgresQuery =
+            if let jobID {
+                "SELECT spec::text FROM drover_evaluations WHERE job_id = \(jobID) ORDER BY create_index, id"
+            } else {
+                "SELECT spec::text FROM drover_evaluations WHERE id LIKE \(JSONColumn.likePrefix(prefix)) ORDER BY create_index, id"
+            }
+        var evaluations: [Evaluation] = []
+        for try await spec in try await sql.query(query).decode(String.self) {
+            evaluations.append(try JSONColumn.decode(Evaluation.self, spec))
+        }
+        return evaluations
+    }
+
+    public func read(id: String) async throws -> Evaluation? {
+        var found: Evaluation?
+        for try await spec in try await sql.query("SELECT spec::text FROM drover_evaluations WHERE id = \(id)").decode(String.self) {
+            found = try JSONColumn.decode(Evaluation.self, spec)
+        }
+        return found
+    }
+}

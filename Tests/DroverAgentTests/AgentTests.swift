@@ -1,0 +1,143 @@
+import DroverMessaging
+import DroverModel
+import DroverTestSupport
+import Foundation
+import Logging
+import Synchronization
+import Testing
+
+@testable import DroverAgent
+
+/// The restart policy as a pure machine: time is passed in, nothing sleeps.
+struct RestartTrackerTests {
+    let start = ContinuousClock.now
+    func at(_ seconds: Double) -> ContinuousClock.Instant { start + .milliseconds(Int(seconds * 1000)) }
+
+    @Test func aBatchTaskThatExitsZeroIsDoneAndAServiceTaskIsRestarted() {
+        let policy = RestartPolicy(attempts: 2, interval: 60_000_000_000, delay: 1_000_000_000, mode: "fail")
+        var batch = RestartTracker(policy: policy, type: .batch, now: start)
+        #expect(batch.exited(code: 0, at: at(1)) == .done)
+        var service = RestartTracker(policy: policy, type: .service, now: start)
+        #expect(service.exited(code: 0, at: at(1)) == .restart(after: .seconds(1)), "a service's task should not end")
+    }
+
+    @Test(arguments: [
+        // (mode, exits at seconds, expected decisions)
+        ("fail", [1.0, 3.0, 5.0], ["restart 1s", "restart 1s", "fail"]),
+        // Past the interval the count starts again.
+        ("fail", [1.0, 3.0, 70.0], ["restart 1s", "restart 1s", "restart 1s"]),
+        // Mode delay: past the attempts, wait for the interval to end (60 s from the start, at 5 s: 55 s).
+        ("delay", [1.0, 3.0, 5.0], ["restart 1s", "restart 1s", "restart 55s"]),
+    ])
+    func attemptsPerIntervalThenFailOrWait(mode: String, exits: [Double], expected: [String]) {
+        let policy = RestartPolicy(attempts: 2, interval: 60_000_000_000, delay: 1_000_000_000, mode: mode)
+        var tracker = RestartTracker(policy: policy, type: .batch, now: start)
+        let decisions = exits.map { seconds -> String in
+            switch tracker.exited(code: 1, at: at(seconds)) {
+            case .done: "done"
+            case .restart(let wait): "restart \(wait.components.seconds)s"
+            case .fail: "fail"
+            }
+        }
+        #expect(decisions == expected)
+    }
+
+    @Test func noPolicyFailsAtOnceAndNegativeValuesFromAJobCannotTrap() {
+        var none = RestartTracker(policy: RestartPolicy(attempts: 0, interval: 0, delay: 0, mode: "fail"), type: .service, now: start)
+        guard case .fail(let reason) = none.exited(code: 2, at: at(1)) else {
+            Issue.record("a task with no attempts left was restarted")
+            return
+        }
+        #expect(reason.contains("Exceeded allowed attempts 0"))
+        var odd = RestartTracker(policy: RestartPolicy(attempts: 1, interval: -5, delay: -1, mode: "delay"), type: .service, now: start)
+        #expect(odd.exited(code: 1, at: at(1)) == .restart(after: .zero))
+    }
+}
+
+/// The registration back-off: 1 s doubling up to the interval until the control plane answers.
+struct RegistrationTests {
+    @Test func registrationsRetryQuicklyUntilAnsweredThenKeepTheirInterval() {
+        let registrations = Registrations(
+            bus: InMemoryBus(), node: Node(id: "n1", name: "n1", drivers: [:], attributes: [:], resources: Resources(cpu: 1, memoryMB: 1)),
+            interval: .seconds(30), logger: Logger(label: "test"))
+        #expect((0..<7).map { _ in registrations.nextDelay().components.seconds } == [1, 2, 4, 8, 16, 30, 30])
+        registrations.acknowledge()
+        #expect(registrations.nextDelay() == .seconds(30))
+    }
+}
+
+/// An allocation run for real: processes started, their exits reported in order.
+struct AllocationRunnerTests {
+    final class Reports: Sendable {
+        let all = Mutex<[AllocationStatusReport]>([])
+        let (stream, continuation) = AsyncStream.makeStream(of: AllocationStatusReport.self)
+        func add(_ report: AllocationStatusReport) {
+            all.withLock { $0.append(report) }
+            continuation.yield(report)
+        }
+        /// Waits until a report with a finished client status arrives.
+        func finished() async -> AllocationStatusReport? {
+            for await report in stream where report.clientStatus.isTerminal { return report }
+            return nil
+        }
+    }
+
+    func allocation(_ command: String, type: JobType = .batch, restart: RestartPolicy? = nil) -> Allocation {
+        var group = TaskGroup(name: "g", tasks: [JobTask(name: "t", command: "/bin/sh", args: ["-c", command])])
+        group.restartPolicy = restart ?? RestartPolicy(attempts: 0, interval: 0, delay: 0, mode: "fail")
+        var allocation = Allocation(
+            id: UUID().uuidString.lowercased(), evalID: "e", name: "job.g[0]", nodeID: "n1", nodeName: "n1", jobID: "job", jobVersion: 0,
+            taskGroup: "g", resources: Resources(cpu: 100, memoryMB: 64), createIndex: 1, modifyIndex: 1, createTime: 0, modifyTime: 0)
+        allocation.job = Job(id: "job", type: type, taskGroups: [group])
+        return allocation
+    }
+
+    /// Runs `allocation` in a fresh directory (or `inside` a given path) until it finishes.
+    func run(_ allocation: Allocation, inside parent: URL? = nil) async throws -> (final: AllocationStatusReport?, all: [AllocationStatusReport]) {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("drover-agent-test-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let reports = Reports()
+        let runner = AllocationRunner(
+            record: AllocationRecord(allocation: allocation, clientStatus: .pending, clientDescription: "", tasks: [:]),
+            directory: (parent ?? scratch).appendingPathComponent(allocation.id), nodeID: "n1", datacenter: "dc1", logger: Logger(label: "test")
+        ) { reports.add($0) }
+        await runner.start()
+        let final = try await withTimeout(.seconds(30), "the allocation finishing") { await reports.finished() }
+        return (final, reports.all.withLock { $0 })
+    }
+
+    @Test func aBatchTaskRunsToCompletionWithItsReportsInSequence() async throws {
+        let (final, all) = try await run(allocation("exit 0"))
+        #expect(final?.clientStatus == .complete)
+        #expect(final?.taskStates["t"]?.exitCode == 0)
+        let sequences = all.map(\.sequence)
+        #expect(sequences == Array(1...Int64(sequences.count)), "numbered one by one")
+        #expect(all.contains { $0.clientStatus == .running } || all.contains { $0.taskStates["t"]?.state == .running })
+    }
+
+    @Test func aFailingTaskIsRestartedPerItsPolicyAndThenFailsTheAllocation() async throws {
+        let restart = RestartPolicy(attempts: 2, interval: 600_000_000_000, delay: 10_000_000, mode: "fail")
+        let (final, _) = try await run(allocation("exit 3", restart: restart))
+        #expect(final?.clientStatus == .failed)
+        #expect(final?.taskStates["t"]?.restarts == 2)
+        #expect(final?.taskStates["t"]?.exitCode == 3)
+        #expect(final?.taskStates["t"]?.events.contains { $0.type == "Not Restarting" } == true)
+    }
+
+    @Test func aMissingCommandFailsTheAllocationWithTheShellsExitCode() async throws {
+        var allocation = allocation("exit 0")
+        allocation.job?.taskGroups[0].tasks[0] = JobTask(name: "t", command: "/nonexistent/program")
+        let (final, _) = try await run(allocation)
+        #expect(final?.clientStatus == .failed)
+        #expect(final?.taskStates["t"]?.exitCode == 127)
+    }
+
+    @Test func aTaskWhoseDirectoryCannotBeMadeFailsWithTheDriversReason() async throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("drover-agent-test-file-\(UUID().uuidString)")
+        _ = FileManager.default.createFile(atPath: file.path, contents: Data())
+        defer { try? FileManager.default.removeItem(at: file) }
+        let (final, _) = try await run(allocation("exit 0"), inside: file)
+        #expect(final?.clientStatus == .failed)
+        #expect(final?.taskStates["t"]?.events.contains { $0.type == "Driver Failure" } == true)
+    }
+}

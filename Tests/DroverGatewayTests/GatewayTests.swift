@@ -1,0 +1,152 @@
+import DroverControlPlane
+import DroverMessaging
+import DroverModel
+import DroverStorage
+import DroverTestSupport
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Testing
+
+@testable import DroverGateway
+
+/// The gateway's routes driven in process (`buildApplication`) against a real PostgreSQL: what a
+/// Nomad client sends, what it gets back, and the 4xx that bad input gets.
+@Suite(.serialized, .enabled(if: TestEnvironment.runsStorageIntegration))
+struct GatewayTests {
+    let logger = Logger(label: "test")
+
+    /// Runs `body` with a client of a gateway over a fresh database.
+    func withGateway(_ body: @escaping @Sendable (any TestClientProtocol, Database) async throws -> Void) async throws {
+        try await withFreshDatabase { url in
+            let database = try Database(url: url, logger: logger)
+            try await withClient(database.client) {
+                try await database.migrate()
+                let watcher = IndexWatcher(database: database)
+                let watching = Task { try await watcher.run() }
+                defer { watching.cancel() }
+                let gateway = Gateway(
+                    database: database, watcher: watcher, scheduling: .init(), address: "127.0.0.1:4646",
+                    brokerUsers: try BrokerUsers(
+                        managementURL: "http://guest:guest@127.0.0.1:1", vhost: "/", exchange: "drover", deadLetterExchange: "drover.dead-letter"),
+                    brokerEndpoint: try AMQPEndpoint(url: "amqp://guest:guest@127.0.0.1:5672"), logger: logger)
+                try await buildApplication(gateway: gateway, logger: logger).test(.router) { client in try await body(client, database) }
+            }
+        }
+    }
+
+    static func json(_ buffer: ByteBuffer) throws -> Any {
+        try JSONSerialization.jsonObject(with: Data(buffer: buffer), options: [.fragmentsAllowed])
+    }
+
+    static let job =
+        #"{"Job": {"ID": "web", "Type": "batch", "TaskGroups": [{"Name": "g", "Count": 2, "Tasks": [{"Name": "t", "Driver": "raw_exec", "Config": {"command": "/bin/true"}, "Resources": {"CPU": 100, "MemoryMB": 64}}]}]}}"#
+
+    @Test func aJobIsRegisteredReadListedSummarisedPlannedAndStopped() async throws {
+        try await withGateway { client, database in
+            let registered = try await client.execute(uri: "/v1/jobs", method: .post, body: ByteBuffer(string: Self.job))
+            #expect(registered.status == .ok)
+            let answer = try #require(try Self.json(registered.body) as? [String: Any])
+            let evalID = try #require(answer["EvalID"] as? String)
+            #expect(registered.headers[.init("X-Nomad-Index")!] == String(answer["Index"] as? Int ?? -1))
+
+            let job = try await client.execute(uri: "/v1/job/web", method: .get)
+            #expect(job.status == .ok)
+            #expect((try Self.json(job.body) as? [String: Any])?["Status"] as? String == "pending", "no node: its evaluation waits")
+            let list = try #require(try Self.json(try await client.execute(uri: "/v1/jobs?prefix=w", method: .get).body) as? [[String: Any]])
+            #expect(list.map { $0["ID"] as? String } == ["web"])
+            #expect(try Self.json(try await client.execute(uri: "/v1/jobs?prefix=x", method: .get).body) as? [Any] != nil)
+            let evaluation = try await client.execute(uri: "/v1/evaluation/\(evalID)", method: .get)
+            #expect((try Self.json(evaluation.body) as? [String: Any])?["Status"] as? String == "pending")
+            let summary = try #require(try Self.json(try await client.execute(uri: "/v1/job/web/summary", method: .get).body) as? [String: Any])
+            #expect((summary["Summary"] as? [String: Any])?["g"] != nil)
+
+            // No node yet: the plan says why nothing would be placed.
+            let plan = try await client.execute(uri: "/v1/job/web/plan", method: .post, body: ByteBuffer(string: Self.job))
+            #expect(plan.status == .ok)
+            #expect(((try Self.json(plan.body) as? [String: Any])?["FailedTGAllocs"] as? [String: Any])?["g"] != nil)
+
+            let stopped = try await client.execute(uri: "/v1/job/web?purge=true", method: .delete)
+            #expect(stopped.status == .ok)
+            #expect(try await client.execute(uri: "/v1/job/web", method: .get).status == .notFound)
+            #expect(try await count("drover_outbox", in: database) == 2, "each change's message, in its transaction")
+        }
+    }
+
+    @Test func badInputIsA4xxThatNamesTheField() async throws {
+        try await withGateway { client, _ in
+            func error(_ response: TestResponse) throws -> (message: String, fields: [String]) {
+                let body = try #require(try Self.json(response.body) as? [String: Any])
+                let fields = (body["Fields"] as? [[String: Any]] ?? []).compactMap { $0["Field"] as? String }
+                return (body["Error"] as? String ?? "", fields)
+            }
+            let notJSON = try await client.execute(uri: "/v1/jobs", method: .post, body: ByteBuffer(string: "{"))
+            #expect(notJSON.status == .badRequest)
+            let badCount = try await client.execute(
+                uri: "/v1/jobs", method: .post, body: ByteBuffer(string: Self.job.replacingOccurrences(of: #""Count": 2"#, with: #""Count": -1"#)))
+            #expect(badCount.status == .badRequest)
+            #expect(try error(badCount).fields == ["Job.TaskGroups[0].Count"])
+            let otherID = try await client.execute(uri: "/v1/job/other", method: .post, body: ByteBuffer(string: Self.job))
+            #expect(try error(otherID).fields == ["Job.ID"])
+            #expect(try error(try await client.execute(uri: "/v1/jobs?index=soon", method: .get)).fields == ["index"])
+            #expect(try error(try await client.execute(uri: "/v1/jobs?index=1&wait=forever", method: .get)).fields == ["wait"])
+            #expect(try await client.execute(uri: "/v1/allocation/none", method: .get).status == .notFound)
+            #expect(try await client.execute(uri: "/v1/allocation/none/stop", method: .post).status == .notFound)
+            #expect(try await client.execute(uri: "/v1/node/none/drain", method: .post, body: ByteBuffer(string: "{}")).status == .notFound)
+            let eligibility = try await client.execute(
+                uri: "/v1/node/none/eligibility", method: .post, body: ByteBuffer(string: #"{"Eligibility": "maybe"}"#))
+            #expect(eligibility.status == .badRequest)
+            #expect(try error(eligibility).fields == ["Eligibility"])
+            let logs = try await client.execute(uri: "/v1/client/fs/logs/none?type=stdin&offset=-1", method: .get)
+            #expect(logs.status == .badRequest)
+            #expect(Set(try error(logs).fields) == ["type", "offset"])
+            let events = try await client.execute(uri: "/v1/events?limit=0&level=loud", method: .get)
+            #expect(events.status == .badRequest)
+            #expect(Set(try error(events).fields) == ["limit", "level"])
+            let user = try await client.execute(uri: "/v1/user/ann", method: .put, body: ByteBuffer(string: #"{"Name": "bob"}"#))
+            #expect(user.status == .badRequest)
+        }
+    }
+
+    @Test func aBlockingQueryReturnsOnceTheIndexPassesTheOneItHolds() async throws {
+        try await withGateway { client, _ in
+            let first = try await client.execute(uri: "/v1/jobs", method: .post, body: ByteBuffer(string: Self.job))
+            let index = try #require((try Self.json(first.body) as? [String: Any])?["Index"] as? Int)
+            // The watcher has seen the registration (a blocking query may return early, as Nomad's
+            // may, when a notification of an older change arrives while it waits).
+            try await withTimeout(.seconds(20), "the watcher seeing the registration") {
+                while Int(try await client.execute(uri: "/v1/jobs", method: .get).headers[.init("X-Nomad-Index")!] ?? "") ?? 0 < index {
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+            }
+            // Held at the current index, the query waits for the next change: a second registration.
+            async let waited = client.execute(uri: "/v1/jobs?index=\(index)&wait=30s", method: .get)
+            _ = try await client.execute(uri: "/v1/job/web", method: .put, body: ByteBuffer(string: Self.job))
+            let answer = try await waited
+            let seen = Int(answer.headers[.init("X-Nomad-Index")!] ?? "") ?? 0
+            #expect(answer.status == .ok && seen > index)
+        }
+    }
+
+    @Test func usersArePutReadAndDeletedAndEachChangeIsSentToTheNodes() async throws {
+        try await withGateway { client, database in
+            let put = try await client.execute(
+                uri: "/v1/user/ann", method: .put, body: ByteBuffer(string: #"{"Name": "ann", "UID": 1500, "Groups": ["users"]}"#))
+            #expect(put.status == .ok)
+            let users = try #require(try Self.json(try await client.execute(uri: "/v1/users", method: .get).body) as? [[String: Any]])
+            #expect(users.map { $0["Name"] as? String } == ["ann"])
+            #expect(try await client.execute(uri: "/v1/user/ann", method: .delete).status == .ok)
+            #expect(try await client.execute(uri: "/v1/user/ann", method: .delete).status == .notFound)
+            #expect(try await count("drover_outbox", in: database) == 2)
+        }
+    }
+
+    @Test func theAPIServesItsOwnDescription() async throws {
+        try await withGateway { client, _ in
+            let document = try await client.execute(uri: "/v1/openapi.yaml", method: .get)
+            #expect(document.status == .ok && String(buffer: document.body).hasPrefix("openapi:"))
+            #expect(try await client.execute(uri: "/v1/status/leader", method: .get).status == .ok)
+        }
+    }
+}
