@@ -7,8 +7,9 @@ import PostgresNIO
 /// Times transactions of a few round trips each, one after another, two ways against the same
 /// server in one run: PostgresNIO's own `PostgresClient.withTransaction`, whose task resumes on
 /// the concurrency pool after every query, and ``Database/transaction(_:)``, which keeps the
-/// task on the connection's event loop. Prints the median time per transaction of each and
-/// their ratio.
+/// task on the connection's event loop; and, as a third, Database.transaction with a hop to the
+/// concurrency pool and back in the middle (`UnitOfWork.compute`, as the scheduler plans). Prints
+/// the median time per transaction of each, the first two's ratio and what the hop adds.
 @main
 struct TransactionBenchmark: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -39,6 +40,7 @@ struct TransactionBenchmark: AsyncParsableCommand {
             _ = try await measure(10) { try await database.transaction { try await work($0.connection, logger: logger) } }
             var library: [Double] = []
             var drover: [Double] = []
+            var hopping: [Double] = []
             for round in 1...rounds {
                 let plain = {
                     try await measure(transactions) {
@@ -46,24 +48,39 @@ struct TransactionBenchmark: AsyncParsableCommand {
                     }
                 }
                 let onLoop = { try await measure(transactions) { try await database.transaction { try await work($0.connection, logger: logger) } } }
-                if round % 2 == 1 {
-                    library.append(try await plain())
-                    drover.append(try await onLoop())
-                } else {
-                    drover.append(try await onLoop())
-                    library.append(try await plain())
+                // As the scheduler plans: a hop to the concurrency pool and back between two queries.
+                let hop = {
+                    try await measure(transactions) {
+                        try await database.transaction { unit in
+                            try await work(unit.connection, logger: logger, statements: statements / 2)
+                            _ = await unit.compute { round }
+                            try await work(unit.connection, logger: logger, statements: statements - statements / 2)
+                        }
+                    }
                 }
-                print(String(format: "round %d: withTransaction %.0f µs, Database.transaction %.0f µs", round, library.last!, drover.last!))
+                // Which goes first turns by round.
+                for variant in 0..<3 {
+                    switch (variant + round) % 3 {
+                    case 0: library.append(try await plain())
+                    case 1: drover.append(try await onLoop())
+                    default: hopping.append(try await hop())
+                    }
+                }
+                print(
+                    String(
+                        format: "round %d: withTransaction %.0f µs, Database.transaction %.0f µs, with a compute hop %.0f µs", round, library.last!,
+                        drover.last!, hopping.last!))
             }
-            let (a, b) = (median(library), median(drover))
+            let (a, b, c) = (median(library), median(drover), median(hopping))
             print("transaction-bench: \(transactions) transactions of \(statements + 2) round trips, \(pause) ms apart, median of \(rounds) rounds")
             print(String(format: "per transaction: PostgresNIO withTransaction %.0f µs, Database.transaction %.0f µs, ratio %.2f", a, b, a / b))
+            print(String(format: "one hop off the event loop and back (UnitOfWork.compute): %+.0f µs a transaction", c - b))
         }
     }
 
     /// One trivial statement per round trip, its row read.
-    func work(_ connection: PostgresConnection, logger: Logger) async throws {
-        for value in 0..<statements {
+    func work(_ connection: PostgresConnection, logger: Logger, statements count: Int? = nil) async throws {
+        for value in 0..<(count ?? statements) {
             for try await _ in try await connection.query("SELECT \(value)::int", logger: logger).decode(Int.self) {}
         }
     }

@@ -71,18 +71,20 @@ public struct EvaluationService: Sendable {
 
     /// Reads what `round` needs, plans it off the event loop, and applies the plans.
     private func apply(_ round: [Evaluation], in work: UnitOfWork) async throws -> [String: Outcome] {
+        let time = now()
         // Read.
         let (jobs, allocations) = try await work.jobs.withAllocations(round.map(\.jobID))
-        let snapshot = Self.snapshot(try await work.nodes.withUsage())
-        // Plan: pure, and as long as the cluster is large, so not on the connection's event loop.
-        let time = now()
+        let nodes = try await work.nodes.withUsage()
+        // Plan: pure, and as long as the cluster is large.
         let nanos = nanoseconds(time)
         let configuration = self.configuration
-        let planned = await work.compute {
+        let plan: @Sendable () -> EvaluationRound = {
             var random = SystemRandomNumberGenerator()
             return EvaluationRound.plan(
-                round, jobs: jobs, allocations: allocations, snapshot: snapshot, configuration: configuration, now: nanos, random: &random)
+                round, jobs: jobs, allocations: allocations, snapshot: Self.snapshot(nodes), configuration: configuration, now: nanos,
+                random: &random)
         }
+        let planned = Self.plansOffTheLoop(nodes: nodes.count, evaluations: round.count) ? await work.compute(plan) : plan()
         // Apply.
         let placing = planned.entries.compactMap { entry in entry.job.map { ($0, entry.plan) } }.filter { !$0.1.placements.isEmpty }
         let placements = placing.flatMap(\.1.placements)
@@ -120,6 +122,16 @@ public struct EvaluationService: Sendable {
         try work.evaluations.update(finished, index: index, into: &writes)
         try await writeChecked(writes, placements: placements, snapshot: planned.snapshot, in: work)
         return outcomes
+    }
+
+    /// Whether a round plans off the connection's event loop (``UnitOfWork/compute(_:)``), which
+    /// the transaction's queries and other connections share. Planning costs about 1.5 µs a node
+    /// (the snapshot) and 15 µs an evaluation (`placement-bench --round-cost`); a hop to the
+    /// concurrency pool and back costs 0.3 to 0.9 ms on a 2-core machine (`transaction-bench`).
+    /// So a round of a few evaluations on a few hundred nodes plans on the loop, which it holds for
+    /// less than the hop would cost; a larger one moves off it.
+    static func plansOffTheLoop(nodes: Int, evaluations: Int) -> Bool {
+        nodes + 10 * evaluations > 250
     }
 
     /// The snapshot the placement core plans against.

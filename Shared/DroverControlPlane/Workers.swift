@@ -98,11 +98,11 @@ extension ControlPlane {
     /// A consumer of what a node says of itself: checked to come from that node, and
     /// dead-lettered with the reason when the use case refuses it.
     private func nodeConsumer<Message: DroverMessage>(
-        _ type: Message.Type, queue: String, binding: String, nodeID: KeyPath<Message, String> & Sendable,
+        _ type: Message.Type, queue: String, binding: String, nodeID: @escaping @Sendable (Message) -> String,
         _ handle: @escaping @Sendable (Message) async throws -> Void
     ) -> MessageConsumer<Message> {
         MessageConsumer(type, bus: bus, spec: ConsumerSpec(queue: queue, bindings: [binding]), logger: logger) { envelope, delivery in
-            try delivery.checkSentBy(node: envelope.data[keyPath: nodeID])
+            try delivery.checkSentBy(node: nodeID(envelope.data))
             do {
                 try await handle(envelope.data)
             } catch let error as ControlPlaneError {
@@ -130,7 +130,7 @@ extension ControlPlane {
             logger: logger, concurrency: 8
         ) { envelope, delivery in
             try delivery.checkSentBy(node: envelope.data.nodeID)
-            try await database.transaction { work in try await work.output.append(envelope.data, cap: outputCap) }
+            _ = try await database.transaction { work in try await work.output.append(envelope.data, cap: outputCap) }
         }
         return [logs, output, Retention(database: database, output: outputRetention, events: eventRetention, logger: logger)]
     }

@@ -82,3 +82,11 @@ struct GroupCommitTests {
         #expect(batches.suffix(3).map(\.count) == [1, 1, 1])
     }
 }
+
+/// When a scheduler round leaves the connection's event loop to plan.
+struct PlanningPlaceTests {
+    @Test(arguments: [(10, 1, false), (200, 1, false), (240, 1, false), (241, 1, true), (5000, 1, true), (10, 30, true), (100, 15, false)])
+    func aRoundPlansOffTheLoopOnlyWhenItWouldHoldItLongerThanTheHopCosts(nodes: Int, evaluations: Int, offTheLoop: Bool) {
+        #expect(EvaluationService.plansOffTheLoop(nodes: nodes, evaluations: evaluations) == offTheLoop)
+    }
+}

@@ -64,7 +64,7 @@ struct RepositoryTests {
 
     /// A transaction's body runs on its connection's event loop, before and after its queries,
     /// and the connections carry the name they were given.
-    @Test func aTransactionRunsOnItsConnectionsEventLoopAndConnectionsCarryTheirName() async throws {
+    @Test func aTransactionRunsOnItsConnectionsEventLoopComputesOffItAndConnectionsCarryTheirName() async throws {
         try await withFreshDatabase { url in
             let database = try Database(url: url, applicationName: "storage-tests", logger: Logger(label: "test"))
             try await withClient(database.client) {
@@ -81,6 +81,14 @@ struct RepositoryTests {
                 }
                 #expect(before && after)
                 #expect(name == "storage-tests")
+                // What takes long between two queries runs off the loop, and the body comes back to it.
+                let (during, back) = try await database.transaction { work in
+                    let loop = work.connection.eventLoop
+                    let during = await work.compute { loop.inEventLoop }
+                    try await work.query("SELECT 1")
+                    return (during, loop.inEventLoop)
+                }
+                #expect(!during && back)
                 // A body that throws still comes out as its own error.
                 await #expect(throws: BodyFailed.self) {
                     try await database.transaction { _ in throw BodyFailed() }

@@ -22,6 +22,17 @@ public func withFreshDatabase(_ body: (String) async throws -> Void) async throw
     }
 }
 
+/// Runs `body` with a database of its own, migrated, its client running.
+public func withMigratedDatabase(_ body: (Database) async throws -> Void) async throws {
+    try await withFreshDatabase { url in
+        let database = try Database(url: url, logger: Logger(label: "test"))
+        try await withClient(database.client) {
+            try await database.migrate()
+            try await body(database)
+        }
+    }
+}
+
 /// Runs `client` for as long as `body` takes.
 public func withClient<T: Sendable>(_ client: PostgresClient, _ body: () async throws -> T) async throws -> T {
     let running = Task { await client.run() }
