@@ -7,9 +7,10 @@ import PostgresNIO
 /// Times transactions of a few round trips each, one after another, two ways against the same
 /// server in one run: PostgresNIO's own `PostgresClient.withTransaction`, whose task resumes on
 /// the concurrency pool after every query, and ``Database/transaction(_:)``, which keeps the
-/// task on the connection's event loop; and, as a third, Database.transaction with a hop to the
-/// concurrency pool and back in the middle (`UnitOfWork.compute`, as the scheduler plans). Prints
-/// the median time per transaction of each, the first two's ratio and what the hop adds.
+/// task on the connection's event loop; with `--hop`, also Database.transaction with a hop to the
+/// concurrency pool and back in the middle (`UnitOfWork.compute`, as a scheduler round of a large
+/// cluster plans). Prints the median time per transaction of each, the first two's ratio and what
+/// the hop adds.
 @main
 struct TransactionBenchmark: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -19,6 +20,8 @@ struct TransactionBenchmark: AsyncParsableCommand {
         ProcessInfo.processInfo.environment["DROVER_POSTGRES_URL"]
         ?? "postgres://drover:drover@127.0.0.1:5440/drover"
     @Option(help: "Transactions per measurement.") var transactions = 1000
+    @Flag(help: "Also time Database.transaction with a hop off the event loop and back in the middle (UnitOfWork.compute).")
+    var hop = false
     @Option(help: "Statements per transaction, besides BEGIN and COMMIT.") var statements = 5
     @Option(help: "Measurements of each kind; they alternate, and the median is reported.") var rounds = 5
     @Option(help: "Milliseconds to wait between transactions, not counted (0: none); an idle machine wakes its threads more slowly.")
@@ -49,7 +52,7 @@ struct TransactionBenchmark: AsyncParsableCommand {
                 }
                 let onLoop = { try await measure(transactions) { try await database.transaction { try await work($0.connection, logger: logger) } } }
                 // As the scheduler plans: a hop to the concurrency pool and back between two queries.
-                let hop = {
+                let withHop = {
                     try await measure(transactions) {
                         try await database.transaction { unit in
                             try await work(unit.connection, logger: logger, statements: statements / 2)
@@ -59,22 +62,24 @@ struct TransactionBenchmark: AsyncParsableCommand {
                     }
                 }
                 // Which goes first turns by round.
-                for variant in 0..<3 {
-                    switch (variant + round) % 3 {
+                let variants = hop ? 3 : 2
+                for variant in 0..<variants {
+                    switch (variant + round) % variants {
                     case 0: library.append(try await plain())
                     case 1: drover.append(try await onLoop())
-                    default: hopping.append(try await hop())
+                    default: hopping.append(try await withHop())
                     }
                 }
                 print(
-                    String(
-                        format: "round %d: withTransaction %.0f µs, Database.transaction %.0f µs, with a compute hop %.0f µs", round, library.last!,
-                        drover.last!, hopping.last!))
+                    String(format: "round %d: withTransaction %.0f µs, Database.transaction %.0f µs", round, library.last!, drover.last!)
+                        + (hop ? String(format: ", with a compute hop %.0f µs", hopping.last!) : ""))
             }
-            let (a, b, c) = (median(library), median(drover), median(hopping))
+            let (a, b) = (median(library), median(drover))
             print("transaction-bench: \(transactions) transactions of \(statements + 2) round trips, \(pause) ms apart, median of \(rounds) rounds")
             print(String(format: "per transaction: PostgresNIO withTransaction %.0f µs, Database.transaction %.0f µs, ratio %.2f", a, b, a / b))
-            print(String(format: "one hop off the event loop and back (UnitOfWork.compute): %+.0f µs a transaction", c - b))
+            if hop {
+                print(String(format: "one hop off the event loop and back (UnitOfWork.compute): %+.0f µs a transaction", median(hopping) - b))
+            }
         }
     }
 

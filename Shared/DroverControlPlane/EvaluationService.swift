@@ -125,11 +125,12 @@ public struct EvaluationService: Sendable {
     }
 
     /// Whether a round plans off the connection's event loop (``UnitOfWork/compute(_:)``), which
-    /// the transaction's queries and other connections share. Planning costs about 1.5 µs a node
-    /// (the snapshot) and 15 µs an evaluation (`placement-bench --round-cost`); a hop to the
-    /// concurrency pool and back costs 0.3 to 0.9 ms on a 2-core machine (`transaction-bench`).
-    /// So a round of a few evaluations on a few hundred nodes plans on the loop, which it holds for
-    /// less than the hop would cost; a larger one moves off it.
+    /// the transaction's queries and other connections share. A round of one evaluation plans in
+    /// 24 µs on 10 nodes, 161 µs on 100 and 1.5 ms on 1,000 (`placement-bench --round-cost`:
+    /// about 1.5 µs a node, for the snapshot, and some 10 µs an evaluation); a hop to the
+    /// concurrency pool and back costs 0.05 to 0.9 ms on a 2-core machine (`transaction-bench
+    /// --hop`). So a round of a few evaluations on a few hundred nodes plans on the loop, which it
+    /// holds for less than the hop would cost; a larger one moves off it.
     static func plansOffTheLoop(nodes: Int, evaluations: Int) -> Bool {
         nodes + 10 * evaluations > 250
     }
