@@ -2,7 +2,7 @@ public import DroverModel
 public import DroverScheduling
 public import DroverStorage
 public import Foundation
-public import Logging
+import Logging
 import Metrics
 
 /// Processes evaluations: reads, plans off the event loop, applies with an optimistic check.

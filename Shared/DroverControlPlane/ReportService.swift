@@ -1,4 +1,4 @@
-public import DroverHealth
+import DroverHealth
 public import DroverModel
 public import DroverStorage
 public import Foundation

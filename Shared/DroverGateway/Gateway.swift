@@ -1,4 +1,4 @@
-public import DroverControlPlane
+import DroverControlPlane
 public import DroverMessaging
 import DroverModel
 public import DroverScheduling

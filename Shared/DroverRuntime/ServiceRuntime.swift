@@ -171,15 +171,10 @@ public struct AfterGate: Service {
     }
 
     public func run() async throws {
-        await cancelWhenGracefulShutdownReturning { await gate.wait() }
+        await cancelWhenGracefulShutdown { await gate.wait() }
         guard gate.isOpen, !Task.isCancelled, !Task.isShuttingDownGracefully else { return }
         try await service.run()
     }
-}
-
-/// Runs `body` until it returns, or cancels it at graceful shutdown.
-private func cancelWhenGracefulShutdownReturning(_ body: @escaping @Sendable () async -> Void) async {
-    try? await cancelWhenGracefulShutdown { await body() }
 }
 
 extension Response {

@@ -3,7 +3,7 @@ import DroverModel
 import Foundation
 public import Logging
 import Metrics
-public import PostgresNIO
+import PostgresNIO
 public import ServiceLifecycle
 import Synchronization
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import ServiceLifecycle
 import Synchronization
 import Testing
 
@@ -41,6 +42,46 @@ import Testing
         gate.open()
         #expect(gate.isOpen)
     }
+
+    /// A worker waits for start-up (which retries until its step succeeds), runs once the gate is
+    /// open, and a waiter that is cancelled first never runs it.
+    @Test func workersRunOnlyOnceStartUpHasSucceeded() async throws {
+        struct Worker: Service {
+            let ran: AsyncStream<Void>.Continuation
+            func run() async throws {
+                ran.yield()
+                try? await gracefulShutdown()
+            }
+        }
+        let gate = Gate()
+        let attempts = Mutex(0)
+        let (ran, signal) = AsyncStream.makeStream(of: Void.self)
+        let startup = Startup(gate: gate, logger: Logger(label: "test")) {
+            let attempt = attempts.withLock { value -> Int in
+                value += 1
+                return value
+            }
+            if attempt < 3 { throw StartupFailed() }
+        }
+        let worker = Task { try await AfterGate(gate, Worker(ran: signal)).run() }
+        let starting = Task { try await startup.run() }
+        var deliveries = ran.makeAsyncIterator()
+        await deliveries.next()
+        #expect(gate.isOpen && attempts.withLock { $0 } == 3, "the worker ran only after the third attempt succeeded")
+        worker.cancel()
+        starting.cancel()
+
+        let closed = Gate()
+        let (never, neverSignal) = AsyncStream.makeStream(of: Void.self)
+        let waiting = Task { try await AfterGate(closed, Worker(ran: neverSignal)).run() }
+        waiting.cancel()
+        try await waiting.value
+        neverSignal.finish()
+        var nothing = never.makeAsyncIterator()
+        #expect(await nothing.next() == nil, "a cancelled waiter does not run its worker")
+    }
+
+    struct StartupFailed: Error {}
 }
 
 @Suite struct OptionsTests {
