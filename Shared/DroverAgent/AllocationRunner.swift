@@ -86,9 +86,8 @@ actor AllocationRunner {
     /// ended meanwhile continues as if the agent had seen it end (its exit code is on disk); one
     /// that left no trace makes the allocation lost.
     func recover() {
-        // Say where it stands first: a report lost while the agent was down is sent again.
-        defer { publish() }
-        guard !record.clientStatus.isTerminal, let group else { return }
+        // Say where it stands (once): a report lost while the agent was down is sent again.
+        guard !record.clientStatus.isTerminal, let group else { return publish() }
         for task in group.tasks {
             guard let taskRecord = record.tasks[task.name], taskRecord.state.state != .dead else { continue }
             let exitFile = paths(task.name).exit
@@ -103,10 +102,10 @@ actor AllocationRunner {
             } else {
                 stopping = true
                 for process in processes.values { process.signal(SIGKILL) }
-                finish(.lost, "task \(task.name) was not running when the agent restarted")
-                return
+                return finish(.lost, "task \(task.name) was not running when the agent restarted")
             }
         }
+        publish()
     }
 
     // MARK: Stopping

@@ -141,3 +141,74 @@ struct AllocationRunnerTests {
         #expect(final?.taskStates["t"]?.events.contains { $0.type == "Driver Failure" } == true)
     }
 }
+
+/// The agent's state on disk: a restarted agent adopts the tasks still running, and reports lost
+/// an allocation whose task vanished while it was away.
+struct RecoveryTests {
+    func directory() -> URL { FileManager.default.temporaryDirectory.appendingPathComponent("drover-agent-recovery-\(UUID().uuidString)") }
+
+    func allocation(_ command: String) -> Allocation {
+        var allocation = Allocation(
+            id: UUID().uuidString.lowercased(), evalID: "e", name: "job.g[0]", nodeID: "n1", nodeName: "n1", jobID: "job", jobVersion: 0,
+            taskGroup: "g", resources: Resources(cpu: 100, memoryMB: 64), createIndex: 1, modifyIndex: 1, createTime: 0, modifyTime: 0)
+        allocation.job = Job(
+            id: "job", type: .batch, taskGroups: [TaskGroup(name: "g", tasks: [JobTask(name: "t", command: "/bin/sh", args: ["-c", command])])])
+        return allocation
+    }
+
+    @Test func aRestartedAgentAdoptsARunningTaskAndCanStillStopIt() async throws {
+        let root = directory()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let first = AllocationRunnerTests.Reports()
+        let before = AllocationManager(nodeID: "n1", datacenter: "dc1", dataDirectory: root, logger: Logger(label: "test")) { first.add($0) }
+        var running = allocation("sleep 60")
+        try await before.apply(running)
+        let started: AllocationStatusReport? = try await withTimeout(.seconds(30), "the task running") {
+            for await report in first.stream where report.taskStates["t"]?.state == .running { return report }
+            return nil
+        }
+        #expect(started?.clientStatus == .running)
+
+        // A new agent on the same data directory: the task is still there, and adopted.
+        let second = AllocationRunnerTests.Reports()
+        let after = AllocationManager(nodeID: "n1", datacenter: "dc1", dataDirectory: root, logger: Logger(label: "test")) { second.add($0) }
+        await after.recover()
+        let recovered = second.all.withLock { $0 }
+        #expect(recovered.count == 1 && recovered.first?.clientStatus == .running, "it says where it stands at once")
+        #expect((recovered.first?.sequence ?? 0) > (started?.sequence ?? 0), "numbered on from the last report on disk")
+
+        running.desiredStatus = .stop
+        running.desiredDescription = "stopped by the test"
+        try await after.apply(running)
+        let stopped = try await withTimeout(.seconds(30), "the adopted task stopping") { await second.finished() }
+        #expect(stopped?.clientStatus == .complete && stopped?.clientDescription == "stopped by the test")
+    }
+
+    @Test func anAllocationWhoseTaskVanishedWhileTheAgentWasAwayIsLost() async throws {
+        let root = directory()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let allocation = allocation("sleep 60")
+        let folder = root.appendingPathComponent("alloc").appendingPathComponent(allocation.id)
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        // What an agent wrote while the task ran, under a pid no process has.
+        let record = AllocationRecord(
+            allocation: allocation, clientStatus: .running, clientDescription: "Tasks are running",
+            tasks: ["t": .init(pid: Int32.max, startTicks: 1, state: TaskState(state: .running, events: []))], reports: 3)
+        try JSONEncoder().encode(record).write(to: folder.appendingPathComponent("state.json"))
+        let reports = AllocationRunnerTests.Reports()
+        let manager = AllocationManager(nodeID: "n1", datacenter: "dc1", dataDirectory: root, logger: Logger(label: "test")) { reports.add($0) }
+        await manager.recover()
+        let last = reports.all.withLock { $0 }.last
+        #expect(last?.clientStatus == .lost)
+        #expect(last?.clientDescription == "task t was not running when the agent restarted")
+        #expect(last?.sequence == 4)
+    }
+
+    @Test func anAllocationForAnotherNodeIsRefusedWithTheReason() async throws {
+        let manager = AllocationManager(nodeID: "n1", datacenter: "dc1", dataDirectory: directory(), logger: Logger(label: "test")) { _ in }
+        var foreign = allocation("true")
+        foreign.nodeID = "n2"
+        let refused = await #expect(throws: MessageRejected.self) { try await manager.apply(foreign) }
+        #expect(refused?.reason.contains("is for node n2") == true)
+    }
+}
