@@ -36,20 +36,8 @@ public struct NodeLifecycle: Sendable {
         let time = time ?? now()
         return try await database.transaction { work in
             let previous = try await work.nodes.lockReported(reported.id)
-            var node = reported
-            node.status = .ready
-            node.statusDescription = nil
-            node.createIndex = nil
-            node.modifyIndex = nil
-            if let previous, previous.status == .ready {
-                var before = previous.spec
-                before.status = .ready
-                before.schedulingEligibility = node.schedulingEligibility
-                before.drain = node.drain
-                before.createIndex = nil
-                before.modifyIndex = nil
-                if before == node { return [] }  // A repeated registration changes nothing.
-            }
+            if Registration.isRepeat(reported, previous: previous?.spec, status: previous?.status) { return [] }
+            let node = Registration.recorded(reported)
             var liveness = NodeLiveness(status: .initializing, expiresAt: nil)
             _ = liveness.heartbeat(at: time, ttl: heartbeatPolicy.minimumTTL, grace: heartbeatPolicy.grace)
             try await work.nodes.recordRegistration(reported.id, at: time, ttl: heartbeatPolicy.minimumTTL, expiresAt: liveness.expiresAt)
