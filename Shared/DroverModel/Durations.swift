@@ -1,9 +1,16 @@
 /// Durations written as Go and Nomad write them: `300ms`, `10s`, `1h30m`, `1.5h`; a bare number
 /// is seconds.
 public enum GoDuration {
-    /// The duration `text` says, or nil when it is not one (or is negative).
+    /// The longest duration accepted: about 292 years, what Go's `time.Duration` (nanoseconds in
+    /// an Int64) holds; past it a conversion would trap.
+    public static let maximumSeconds = Double(Int64.max) / 1e9
+
+    /// The duration `text` says, or nil when it is not one (or is negative, or longer than
+    /// ``maximumSeconds``).
     public static func parse(_ text: String) -> Duration? {
-        if let seconds = Double(text) { return seconds >= 0 ? .milliseconds(Int64((seconds * 1000).rounded())) : nil }
+        if let seconds = Double(text) {
+            return seconds >= 0 && seconds < maximumSeconds ? .milliseconds(Int64((seconds * 1000).rounded())) : nil
+        }
         let units: [(String, Double)] = [("ns", 1e-9), ("us", 1e-6), ("µs", 1e-6), ("ms", 1e-3), ("s", 1), ("m", 60), ("h", 3600)]
         var total = 0.0
         var rest = Substring(text)
@@ -17,6 +24,7 @@ public enum GoDuration {
             rest = rest.dropFirst(unit.count)
             total += value * scale
         }
+        guard total < maximumSeconds else { return nil }
         return .nanoseconds(Int64((total * 1e9).rounded()))
     }
 

@@ -87,6 +87,8 @@ struct GatewayTests {
             #expect(try error(otherID).fields == ["Job.ID"])
             #expect(try error(try await client.execute(uri: "/v1/jobs?index=soon", method: .get)).fields == ["index"])
             #expect(try error(try await client.execute(uri: "/v1/jobs?index=1&wait=forever", method: .get)).fields == ["wait"])
+            // Once a trap that ended the gateway: a wait too long for a duration.
+            #expect(try error(try await client.execute(uri: "/v1/jobs?index=1&wait=1e300", method: .get)).fields == ["wait"])
             #expect(try await client.execute(uri: "/v1/allocation/none", method: .get).status == .notFound)
             #expect(try await client.execute(uri: "/v1/allocation/none/stop", method: .post).status == .notFound)
             #expect(try await client.execute(uri: "/v1/node/none/drain", method: .post, body: ByteBuffer(string: "{}")).status == .notFound)
