@@ -299,6 +299,10 @@ public struct Resources: Codable, Sendable, Equatable, Hashable {
         Resources(cpu: cpu == -1 ? 100 : cpu, memoryMB: memoryMB == -1 ? 300 : memoryMB, diskMB: diskMB == -1 ? 0 : diskMB)
     }
 
+    /// The most a group's tasks may ask for together, of each resource: what the allocations'
+    /// columns hold (32 bits), so that no sum of a group's resources overflows.
+    public static let maximumTotal = Int(Int32.max)
+
     public static func + (lhs: Resources, rhs: Resources) -> Resources {
         Resources(cpu: lhs.cpu + rhs.cpu, memoryMB: lhs.memoryMB + rhs.memoryMB, diskMB: lhs.diskMB + rhs.diskMB)
     }

@@ -116,8 +116,25 @@ extension Job {
             }
             check(!group.tasks.isEmpty, "\(path).Tasks", "a task group needs at least one task")
             var taskNames = Set<String>()
+            // What an allocation of the group holds is its tasks' resources together, stored in a
+            // column of 32 bits: a total past it is refused where it is crossed, never summed into
+            // an overflow.
+            var totals = Resources(cpu: 0, memoryMB: 0, diskMB: 0)
             for (taskIndex, task) in group.tasks.enumerated() {
                 let taskPath = "\(path).Tasks[\(taskIndex)]"
+                let resources = task.taskResources
+                for (field, amount) in [("CPU", \Resources.cpu), ("MemoryMB", \Resources.memoryMB), ("DiskMB", \Resources.diskMB)] {
+                    let (sum, overflow) = totals[keyPath: amount].addingReportingOverflow(max(0, resources[keyPath: amount]))
+                    guard overflow || sum > Resources.maximumTotal else {
+                        totals[keyPath: amount] = sum
+                        continue
+                    }
+                    errors.append(
+                        FieldError(
+                            "\(taskPath).Resources.\(field)",
+                            "the group's tasks together may ask for at most \(Resources.maximumTotal), got \(resources[keyPath: amount]) here"))
+                    totals[keyPath: amount] = Resources.maximumTotal
+                }
                 check(!task.name.isEmpty, "\(taskPath).Name", "is required")
                 check(taskNames.insert(task.name).inserted || task.name.isEmpty, "\(taskPath).Name", "'\(task.name)' is used by another task")
                 check(

@@ -89,6 +89,14 @@ struct GatewayTests {
             #expect(try error(try await client.execute(uri: "/v1/jobs?index=1&wait=forever", method: .get)).fields == ["wait"])
             // Once a trap that ended the gateway: a wait too long for a duration.
             #expect(try error(try await client.execute(uri: "/v1/jobs?index=1&wait=1e300", method: .get)).fields == ["wait"])
+            // Once a trap that ended the gateway: two tasks whose CPU together overflowed.
+            let huge = Self.job.replacingOccurrences(of: #""CPU": 100"#, with: #""CPU": 4611686018427387904"#)
+                .replacingOccurrences(
+                    of: #""Tasks": [{"Name": "t""#,
+                    with: #""Tasks": [{"Name": "u", "Config": {"command": "/bin/true"}, "Resources": {"CPU": 4611686018427387904}}, {"Name": "t""#)
+            let plan = try await client.execute(uri: "/v1/job/web/plan", method: .post, body: ByteBuffer(string: huge))
+            #expect(plan.status == .badRequest)
+            #expect(try error(plan).fields.contains("Job.TaskGroups[0].Tasks[1].Resources.CPU"))
             #expect(try await client.execute(uri: "/v1/allocation/none", method: .get).status == .notFound)
             #expect(try await client.execute(uri: "/v1/allocation/none/stop", method: .post).status == .notFound)
             #expect(try await client.execute(uri: "/v1/node/none/drain", method: .post, body: ByteBuffer(string: "{}")).status == .notFound)

@@ -64,6 +64,28 @@ import Testing
         #expect(errors.first { $0.field == "Job.Priority" }?.reason == "must be between 1 and 100, got 500")
     }
 
+    /// Two tasks of 2^62 MHz once overflowed the group's sum and ended the gateway.
+    @Test func aGroupsResourcesTogetherMustFitWhatAnAllocationHolds() {
+        func group(_ cpus: [Int], memory: Int = 64) -> Job {
+            Job(
+                id: "big",
+                taskGroups: [
+                    TaskGroup(
+                        name: "g",
+                        tasks: cpus.enumerated().map {
+                            JobTask(name: "t\($0.offset)", command: "/bin/true", resources: Resources(cpu: $0.element, memoryMB: memory))
+                        })
+                ])
+        }
+        let huge = group([1 << 62, 1 << 62]).validate()
+        #expect(huge.map(\.field) == ["Job.TaskGroups[0].Tasks[0].Resources.CPU", "Job.TaskGroups[0].Tasks[1].Resources.CPU"])
+        #expect(huge.first?.reason == "the group's tasks together may ask for at most 2147483647, got 4611686018427387904 here")
+        let crossing = group([Int(Int32.max) - 10, 10, 1]).validate()
+        #expect(crossing.map(\.field) == ["Job.TaskGroups[0].Tasks[2].Resources.CPU"], "refused where the total is crossed")
+        #expect(group([Int(Int32.max) - 10, 10]).validate().isEmpty)
+        #expect(group([100], memory: Int.max).validate().map(\.field) == ["Job.TaskGroups[0].Tasks[0].Resources.MemoryMB"])
+    }
+
     @Test func aWrongTypeNamesItsFieldPath() {
         let json = #"{"ID": "x", "TaskGroups": [{"Name": "g", "Count": "three", "Tasks": []}]}"#
         do {
