@@ -100,6 +100,18 @@ public struct Gateway: Sendable {
         }
     }
 
+    /// The boolean query parameter `name` of `request` (`false` when it is not given), read as
+    /// Nomad reads it (``GoBool``). - Throws: ``ControlPlaneError/invalid(_:)`` naming it.
+    static func flag(_ name: String, of request: Request) throws -> Bool {
+        guard let text = request.uri.queryParameters.get(name) else { return false }
+        guard let value = GoBool.parse(text) else { throw ControlPlaneError.invalid([flagError(name, text)]) }
+        return value
+    }
+
+    static func flagError(_ name: String, _ text: String) -> FieldError {
+        FieldError(name, "must be true or false (1, t, TRUE, 0, f, FALSE, …), got '\(text)'")
+    }
+
     /// Turns the application layer's errors into Nomad-style answers: 400 with the fields, 404.
     func handle(_ body: () async throws -> Response) async throws -> Response {
         do {

@@ -48,7 +48,7 @@ extension Gateway {
         }
         router.delete("/v1/job/:id") { request, context in
             try await handle {
-                let purge = ["true", "1"].contains(request.uri.queryParameters.get("purge") ?? "false")
+                let purge = try Self.flag("purge", of: request)
                 let result = try await jobs.deregister(jobID: context.parameters.get("id") ?? "", purge: purge)
                 return Self.json(result, index: result.index)
             }

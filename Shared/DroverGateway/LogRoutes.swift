@@ -41,8 +41,11 @@ extension Gateway {
             if origin != "start" && origin != "end" { errors.append(FieldError("origin", "must be start or end, got '\(origin)'")) }
             func flag(_ name: String) -> Bool {
                 let text = parameters.get(name) ?? "false"
-                if !["true", "false", "1", "0"].contains(text) { errors.append(FieldError(name, "must be true or false, got '\(text)'")) }
-                return text == "true" || text == "1"
+                guard let value = GoBool.parse(text) else {
+                    errors.append(Gateway.flagError(name, text))
+                    return false
+                }
+                return value
             }
             plain = flag("plain")
             follow = flag("follow")

@@ -42,3 +42,16 @@ extension Duration {
         return Double(seconds) + Double(attoseconds) / 1e18
     }
 }
+
+/// Booleans written as Go's `strconv.ParseBool` reads them, as Nomad's query parameters are.
+public enum GoBool {
+    /// `1`, `t`, `T`, `TRUE`, `true`, `True` are true; `0`, `f`, `F`, `FALSE`, `false`, `False`
+    /// are false; anything else is nil.
+    public static func parse(_ text: String) -> Bool? {
+        switch text {
+        case "1", "t", "T", "TRUE", "true", "True": true
+        case "0", "f", "F", "FALSE", "false", "False": false
+        default: nil
+        }
+    }
+}

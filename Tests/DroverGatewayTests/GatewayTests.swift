@@ -97,6 +97,8 @@ struct GatewayTests {
             let plan = try await client.execute(uri: "/v1/job/web/plan", method: .post, body: ByteBuffer(string: huge))
             #expect(plan.status == .badRequest)
             #expect(try error(plan).fields.contains("Job.TaskGroups[0].Tasks[1].Resources.CPU"))
+            #expect(try error(try await client.execute(uri: "/v1/job/web?purge=yes", method: .delete)).fields == ["purge"])
+            #expect(try await client.execute(uri: "/v1/job/none?purge=T", method: .delete).status == .notFound, "T is true, as in Go")
             #expect(try await client.execute(uri: "/v1/allocation/none", method: .get).status == .notFound)
             #expect(try await client.execute(uri: "/v1/allocation/none/stop", method: .post).status == .notFound)
             #expect(try await client.execute(uri: "/v1/node/none/drain", method: .post, body: ByteBuffer(string: "{}")).status == .notFound)

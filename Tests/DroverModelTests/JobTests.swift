@@ -124,3 +124,11 @@ import Testing
         #expect(GoDuration.parse(text) == nil)
     }
 }
+
+@Suite struct GoBoolTests {
+    @Test func readsWhatGosParseBoolReads() {
+        #expect(["1", "t", "T", "TRUE", "true", "True"].map(GoBool.parse) == Array(repeating: true, count: 6))
+        #expect(["0", "f", "F", "FALSE", "false", "False"].map(GoBool.parse) == Array(repeating: false, count: 6))
+        #expect(["", "yes", "tRUE", "2", " true"].map(GoBool.parse) == Array(repeating: nil, count: 5))
+    }
+}
