@@ -112,9 +112,11 @@ extension ControlPlane {
     }
 
     /// Log-collector's: node log messages as events (a redelivered one is recorded once, by its
-    /// message id), task output (a chunk stored before is ignored, by its offset), and retention.
+    /// message id), task output (``OutputService``: a chunk stored before is ignored, by its
+    /// offset), and retention.
     public func logCollectorWorkers(outputCap: Int64, outputRetention: Duration, eventRetention: Duration) -> [any Service] {
         let database = self.database
+        let output = OutputService(database: database, cap: outputCap)
         let logs = MessageConsumer(
             NodeLogMessage.self, bus: bus, spec: ConsumerSpec(queue: "log-collector.logs", bindings: ["node.*.log.#"]), logger: logger
         ) { envelope, delivery in
@@ -125,14 +127,19 @@ extension ControlPlane {
                 message: message.message)
             try await database.events.record(event, messageID: envelope.id)
         }
-        let output = MessageConsumer(
+        // A chunk that is malformed, or for an allocation that is not the sender's, is dead-lettered.
+        let chunks = MessageConsumer(
             TaskOutputChunk.self, bus: bus, spec: ConsumerSpec(queue: "log-collector.output", bindings: ["node.*.output.#"], prefetch: 64),
             logger: logger, concurrency: 8
         ) { envelope, delivery in
             try delivery.checkSentBy(node: envelope.data.nodeID)
-            _ = try await database.transaction { work in try await work.output.append(envelope.data, cap: outputCap) }
+            do {
+                try await output.append(envelope.data)
+            } catch let error as ControlPlaneError {
+                throw MessageRejected(error.description)
+            }
         }
-        return [logs, output, Retention(database: database, output: outputRetention, events: eventRetention, logger: logger)]
+        return [logs, chunks, Retention(database: database, output: outputRetention, events: eventRetention, logger: logger)]
     }
 
     /// This process's outbox relay: what its transactions commit is published at once.

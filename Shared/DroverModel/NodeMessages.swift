@@ -152,6 +152,25 @@ public struct TaskOutputChunk: DroverMessage, Equatable {
         self.data = data
     }
 
+    /// The most bytes one chunk carries (an agent sends 128 KiB at most).
+    public static let maximumSize = 1 << 20
+    /// The furthest a stream's offset goes (1 PiB): an offset and a chunk's size added never overflow.
+    public static let maximumOffset: Int64 = 1 << 50
+
+    /// What is wrong with the chunk as a node sent it: each field with its reason.
+    public func validate() -> [FieldError] {
+        var errors: [FieldError] = []
+        if allocID.isEmpty { errors.append(FieldError("AllocID", "is required")) }
+        if task.isEmpty { errors.append(FieldError("Task", "is required")) }
+        if offset < 0 || offset > Self.maximumOffset {
+            errors.append(FieldError("Offset", "must be between 0 and \(Self.maximumOffset), got \(offset)"))
+        }
+        if data.count > Self.maximumSize {
+            errors.append(FieldError("Data", "must be at most \(Self.maximumSize) bytes, got \(data.count)"))
+        }
+        return errors
+    }
+
     enum CodingKeys: String, CodingKey {
         case nodeID = "NodeID"
         case allocID = "AllocID"

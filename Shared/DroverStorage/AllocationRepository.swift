@@ -39,6 +39,13 @@ public struct AllocationRepository: Sendable {
         return found
     }
 
+    /// The node allocation `id` is on; nil when there is no such allocation.
+    public func nodeID(of id: String) async throws -> String? {
+        var node: String?
+        for try await value in try await sql.query("SELECT node_id FROM drover_allocations WHERE id = \(id)").decode(String.self) { node = value }
+        return node
+    }
+
     /// The allocations `ids` that exist.
     public func read(ids: [String]) async throws -> [Allocation] {
         try await specs("SELECT spec::text FROM drover_allocations WHERE id = ANY(\(ids)) ORDER BY id")

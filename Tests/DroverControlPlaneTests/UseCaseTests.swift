@@ -270,4 +270,30 @@ struct UseCaseTests {
             #expect(try await nodes.advanceDrains(at: Date()).isEmpty)
         }
     }
+
+    /// A node ships output only for its own allocations, in chunks of sane offsets and sizes.
+    @Test func taskOutputIsCheckedAgainstItsAllocationsNodeAndStoredOnce() async throws {
+        try await withMigratedDatabase { database in
+            let (jobs, nodes) = (JobService(database: database), NodeLifecycle(database: database))
+            try await nodes.register(node: testNode("n1"))
+            _ = try await EvaluationService(database: database).process(evalID: try await jobs.register(smallJob("web")).evalID)
+            let allocation = try #require(try await database.allocations.list(jobID: "web").first)
+            let output = OutputService(database: database, cap: 1 << 20)
+            func chunk(node: String = "n1", alloc: String? = nil, offset: Int64 = 0, size: Int = 5) -> TaskOutputChunk {
+                TaskOutputChunk(
+                    nodeID: node, allocID: alloc ?? allocation.id, task: "t", stream: .stdout, offset: offset, data: Data(repeating: 65, count: size))
+            }
+            #expect(try await output.append(chunk()))
+            #expect(!(try await output.append(chunk())), "a redelivered chunk is stored once")
+            await #expect(throws: ControlPlaneError.notFound(kind: "allocation", id: "ghost")) { try await output.append(chunk(alloc: "ghost")) }
+            let foreign = await #expect(throws: ControlPlaneError.self) { try await output.append(chunk(node: "n2")) }
+            #expect(foreign == .invalid([FieldError("NodeID", "allocation \(allocation.id) is not on node n2")]))
+            let bad = await #expect(throws: ControlPlaneError.self) {
+                try await output.append(chunk(offset: -1, size: TaskOutputChunk.maximumSize + 1))
+            }
+            guard case .invalid(let fields) = bad else { return }
+            #expect(fields.map(\.field) == ["Offset", "Data"])
+            #expect(try await database.output.read(allocID: allocation.id, task: "t", stream: .stdout, from: 0).data.count == 5)
+        }
+    }
 }
