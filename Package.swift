@@ -256,6 +256,7 @@ let package = Package(
             name: "DroverControlPlaneTests",
             dependencies: [
                 "DroverControlPlane", "DroverStorage", "DroverModel", "DroverScheduling", "DroverHealth", "DroverTestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/DroverControlPlaneTests"
@@ -272,7 +273,10 @@ let package = Package(
         ),
         .testTarget(
             name: "DroverAgentTests",
-            dependencies: ["DroverAgent", "DroverModel", "DroverMessaging", "DroverTestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "DroverAgent", "DroverModel", "DroverMessaging", "DroverTestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Tests/DroverAgentTests"
         ),
         .testTarget(name: "DroverAutoscalingTests", dependencies: ["DroverAutoscaling"], path: "Tests/DroverAutoscalingTests"),

@@ -62,9 +62,12 @@ public struct AgentOptions: ParsableArguments, Sendable {
         if let nodeID = configuredNodeID, !RoutingKey.isValidWord(nodeID) {
             throw ValidationError("--node-id: '\(nodeID)' must be one routing-key word: no dots, '*', '#' or spaces")
         }
-        guard heartbeatInterval > 0 else { throw ValidationError("--heartbeat-interval: must be more than 0 seconds") }
-        guard registrationInterval > 0 else { throw ValidationError("--registration-interval: must be more than 0 seconds") }
-        guard healthcheckInterval > 0 else { throw ValidationError("--healthcheck-interval: must be more than 0 seconds") }
+        for (name, seconds) in [
+            ("--heartbeat-interval", heartbeatInterval), ("--registration-interval", registrationInterval),
+            ("--healthcheck-interval", healthcheckInterval),
+        ] where !(seconds > 0 && seconds <= ServerOptions.maximumSeconds) {
+            throw ValidationError("\(name): must be more than 0 and at most \(Int(ServerOptions.maximumSeconds)) seconds")
+        }
         for pair in meta where !pair.contains("=") || pair.hasPrefix("=") {
             throw ValidationError("--meta: '\(pair)' is not KEY=VALUE")
         }

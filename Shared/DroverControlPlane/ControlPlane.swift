@@ -83,9 +83,16 @@ public struct HeartbeatOptions: ParsableArguments, Sendable {
     public init() {}
 
     public func validate() throws {
-        guard heartbeatMinTTL > 0 else { throw ValidationError("--heartbeat-min-ttl: must be more than 0 seconds") }
-        guard heartbeatGrace >= 0 else { throw ValidationError("--heartbeat-grace: must be 0 seconds or more") }
-        guard maxHeartbeatsPerSecond > 0 else { throw ValidationError("--max-heartbeats-per-second: must be more than 0") }
+        let most = ServerOptions.maximumSeconds
+        guard heartbeatMinTTL > 0 && heartbeatMinTTL <= most else {
+            throw ValidationError("--heartbeat-min-ttl: must be more than 0 and at most \(Int(most)) seconds")
+        }
+        guard heartbeatGrace >= 0 && heartbeatGrace <= most else {
+            throw ValidationError("--heartbeat-grace: must be 0 seconds or more, at most \(Int(most))")
+        }
+        guard maxHeartbeatsPerSecond > 0 && maxHeartbeatsPerSecond.isFinite else {
+            throw ValidationError("--max-heartbeats-per-second: must be more than 0")
+        }
     }
 
     public var policy: HeartbeatPolicy {

@@ -46,6 +46,10 @@ public struct DatabaseOptions: ParsableArguments, Sendable {
 
 /// Where the service's HTTP port listens, and how it logs.
 public struct ServerOptions: ParsableArguments, Sendable {
+    /// The longest interval, in seconds, a flag of seconds takes (a year): longer ones are refused,
+    /// so that no conversion of it can overflow.
+    public static let maximumSeconds: Double = 365 * 24 * 3600
+
     @Option(help: "Address the HTTP port binds to (env DROVER_HTTP_HOST).")
     public var httpHost: String = environment("DROVER_HTTP_HOST") ?? "127.0.0.1"
 

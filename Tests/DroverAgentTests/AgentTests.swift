@@ -1,3 +1,4 @@
+import ArgumentParser
 import DroverMessaging
 import DroverModel
 import DroverTestSupport
@@ -210,5 +211,20 @@ struct RecoveryTests {
         foreign.nodeID = "n2"
         let refused = await #expect(throws: MessageRejected.self) { try await manager.apply(foreign) }
         #expect(refused?.reason.contains("is for node n2") == true)
+    }
+}
+
+/// The agent's flags of seconds: out of range is refused by name, never converted into a trap.
+struct AgentOptionsTests {
+    @Test(arguments: ["--heartbeat-interval", "--registration-interval", "--healthcheck-interval"])
+    func anIntervalOutOfRangeIsRefusedByName(flag: String) {
+        for value in ["0", "-1", "inf", "1e300", "nan"] {
+            do {
+                _ = try AgentOptions.parse(["\(flag)=\(value)"])
+                Issue.record("\(flag) \(value) was accepted")
+            } catch {
+                #expect(AgentOptions.message(for: error).hasPrefix(flag), "\(flag) \(value)")
+            }
+        }
     }
 }
