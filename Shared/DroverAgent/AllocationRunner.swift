@@ -287,7 +287,7 @@ actor AllocationRunner {
     }
 
     private func event(_ type: String, _ message: String, exitCode: Int? = nil) -> TaskEvent {
-        TaskEvent(type: type, time: Int64(Date().timeIntervalSince1970 * 1e9), displayMessage: message, exitCode: exitCode)
+        TaskEvent(type: type, time: Date().unixNanoseconds, displayMessage: message, exitCode: exitCode)
     }
 
     /// Saves the record and reports the allocation's state.

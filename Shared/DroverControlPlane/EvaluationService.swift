@@ -76,7 +76,7 @@ public struct EvaluationService: Sendable {
         let (jobs, allocations) = try await work.jobs.withAllocations(round.map(\.jobID))
         let nodes = try await work.nodes.withUsage()
         // Plan: pure, and as long as the cluster is large.
-        let nanos = nanoseconds(time)
+        let nanos = time.unixNanoseconds
         let configuration = self.configuration
         let plan: @Sendable () -> EvaluationRound = {
             var random = SystemRandomNumberGenerator()
@@ -138,9 +138,7 @@ public struct EvaluationService: Sendable {
     /// The snapshot the placement core plans against.
     static func snapshot(_ nodes: [NodeRepository.WithUsage]) -> ClusterSnapshot {
         ClusterSnapshot(
-            nodes: nodes.map(\.node),
-            usage: Dictionary(nodes.compactMap { entry in entry.used.map { (entry.node.id, $0) } }, uniquingKeysWith: { a, _ in a }),
-            jobAllocations: [])
+            nodes: nodes.map(\.node), used: nodes.map { $0.used ?? Resources(cpu: 0, memoryMB: 0, diskMB: 0) }, jobAllocations: [])
     }
 
     /// Runs `writes` with, in the same statement, a check that every placement still fits its
@@ -168,7 +166,7 @@ public struct EvaluationService: Sendable {
     /// Adds to `writes` the placed allocations and an event per job, and sends the messages
     /// that hand the allocations to their nodes.
     private func insert(_ plans: [(job: Job, plan: Plan)], index: Int64, time: Date, into writes: inout SQLWrites, work: UnitOfWork) throws {
-        let nanos = nanoseconds(time)
+        let nanos = time.unixNanoseconds
         var rows: [Allocation] = []
         var events: [ClusterEvent] = []
         for (job, plan) in plans {
@@ -213,6 +211,6 @@ public struct EvaluationService: Sendable {
         snapshot.jobAllocations = allocations[job.id] ?? []
         var random = SystemRandomNumberGenerator()
         return JobScheduler.plan(
-            evalID: "", jobID: job.id, job: job, snapshot: snapshot, configuration: configuration, now: nanoseconds(now()), random: &random)
+            evalID: "", jobID: job.id, job: job, snapshot: snapshot, configuration: configuration, now: now().unixNanoseconds, random: &random)
     }
 }

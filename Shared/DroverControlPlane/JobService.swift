@@ -57,7 +57,7 @@ public struct JobService: Sendable {
         let time = now()
         return try await database.transaction { work in
             let (index, previous) = try await work.jobs.takeIndexLocking(submitted.map(\.id))
-            let nanos = nanoseconds(time)
+            let nanos = time.unixNanoseconds
             var jobs: [Job] = []
             var versions: [Job] = []
             var evals: [Evaluation] = []
@@ -106,7 +106,7 @@ public struct JobService: Sendable {
                 job.jobModifyIndex = index
                 try await work.jobs.markStopped(job, index: index)
             }
-            let eval = Evaluation(id: newID(), for: job, triggeredBy: Evaluation.Trigger.jobDeregister, index: index, now: nanoseconds(time))
+            let eval = Evaluation(id: newID(), for: job, triggeredBy: Evaluation.Trigger.jobDeregister, index: index, now: time.unixNanoseconds)
             var writes = SQLWrites()
             try work.evaluations.cancelBlocked(of: [jobID], index: index, into: &writes)
             try work.evaluations.insert([eval], into: &writes)

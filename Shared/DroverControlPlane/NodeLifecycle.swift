@@ -135,7 +135,7 @@ public struct NodeLifecycle: Sendable {
         return try await database.transaction { work in
             guard let current = try await work.nodes.lockDrain(nodeID) else { throw ControlPlaneError.notFound(kind: "node", id: nodeID) }
             let index = try await work.nextIndex()
-            let nanos = nanoseconds(time)
+            let nanos = time.unixNanoseconds
             var evaluations: [String] = []
             if let spec {
                 let startedAt = current.strategy?.startedAt ?? nanos
@@ -183,7 +183,7 @@ public struct NodeLifecycle: Sendable {
     @discardableResult
     public func advanceDrains(at time: Date) async throws -> [String] {
         try await database.transaction { work in
-            let nanos = nanoseconds(time)
+            let nanos = time.unixNanoseconds
             var completed: [String] = []
             for node in try await work.nodes.lockDraining() {
                 let allocations = try await work.allocations.onNode(node.id).map {
@@ -225,8 +225,8 @@ public struct NodeLifecycle: Sendable {
         let time = time ?? now()
         return try await database.transaction { work in
             let keepalive = try await lockKeepalive(report.nodeID, in: work)
-            let decision = HealthDecision.decide(healthy: report.healthy, keepaliveUntil: keepalive.map(Self.date), now: time)
-            let nanos = nanoseconds(time)
+            let decision = HealthDecision.decide(healthy: report.healthy, keepaliveUntil: keepalive.map(Date.init(unixNanoseconds:)), now: time)
+            let nanos = time.unixNanoseconds
             let index = try await work.nextIndex()
             try await work.nodes.recordHealth(
                 report.nodeID, health: NodeHealth(healthy: report.healthy, checkedAt: nanos, checks: report.checks), ineligible: decision != .none,
@@ -258,7 +258,7 @@ public struct NodeLifecycle: Sendable {
         try await database.transaction { work in
             _ = try await lockKeepalive(nodeID, in: work)
             let index = try await work.nextIndex()
-            try await work.nodes.setKeepalive(nodeID, until: until.map { nanoseconds($0) } ?? Int64.max, lifting: Self.unhealthy, index: index)
+            try await work.nodes.setKeepalive(nodeID, until: until?.unixNanoseconds ?? Int64.max, lifting: Self.unhealthy, index: index)
             try await work.note(
                 ClusterEvent.Kind.keepalive, "Node \(nodeID) kept alive until \(until.map(Self.describe) ?? "forever")", priority: .medium,
                 nodeID: nodeID, at: time)
@@ -272,7 +272,7 @@ public struct NodeLifecycle: Sendable {
         try await database.transaction { work in
             _ = try await lockKeepalive(nodeID, in: work)
             let index = try await work.nextIndex()
-            try await work.nodes.requestTermination(nodeID, TerminationRequest(reason: reason, requestedAt: nanoseconds(time)), index: index)
+            try await work.nodes.requestTermination(nodeID, TerminationRequest(reason: reason, requestedAt: time.unixNanoseconds), index: index)
             try await work.note(
                 ClusterEvent.Kind.shutdownRequested, "Node \(nodeID) asked to be shut down (\(reason))", level: .warn, priority: .medium,
                 nodeID: nodeID, at: time)
@@ -286,10 +286,6 @@ public struct NodeLifecycle: Sendable {
     private func lockKeepalive(_ nodeID: String, in work: UnitOfWork) async throws -> Int64? {
         guard let keepalive = try await work.nodes.lockKeepalive(nodeID) else { throw ControlPlaneError.notFound(kind: "node", id: nodeID) }
         return keepalive
-    }
-
-    static func date(_ nanoseconds: Int64) -> Date {
-        nanoseconds == Int64.max ? .distantFuture : Date(timeIntervalSince1970: Double(nanoseconds) / 1e9)
     }
 
     static func describe(_ date: Date) -> String {

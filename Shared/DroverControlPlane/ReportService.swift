@@ -50,7 +50,7 @@ public struct ReportService: Sendable {
             guard !outcome.changed.isEmpty else { return recorded }
 
             let index = try await work.nextIndex()
-            let nanos = nanoseconds(time)
+            let nanos = time.unixNanoseconds
             var changed: [(allocation: Allocation, sequence: Int64)] = []
             for id in outcome.changed {
                 guard var record = outcome.records[id] else { continue }
@@ -58,24 +58,26 @@ public struct ReportService: Sendable {
                 record.allocation.modifyTime = nanos
                 changed.append((record.allocation, record.sequence))
             }
-            try await work.allocations.updateReported(changed, index: index)
+            // The records, and an event for each allocation that failed, in one statement.
+            var writes = SQLWrites()
+            try work.allocations.updateReported(changed, index: index, into: &writes)
+            try work.events.record(
+                outcome.ended.filter { $0.clientStatus == .failed }.map { allocation in
+                    ClusterEvent(
+                        time: time, nodeID: allocation.nodeID, jobID: allocation.jobID, allocID: allocation.id,
+                        type: ClusterEvent.Kind.allocationFailed, level: .warn, priority: .medium,
+                        message: "Allocation \(allocation.name) failed: \(allocation.clientDescription)")
+                }, into: &writes)
+            try await work.execute(writes)
 
-            var migrated: [String] = []
-            for id in outcome.started {
-                guard let previous = outcome.records[id]?.allocation.previousAllocation, try await work.allocations.isMigrating(previous),
-                    let jobID = outcome.records[id]?.allocation.jobID
-                else { continue }
-                migrated.append(jobID)
-            }
+            // A replacement for an allocation on a draining node runs: the old one may stop now.
+            let started = outcome.started.compactMap { outcome.records[$0]?.allocation }
+            let migrating = try await work.allocations.migrating(started.compactMap(\.previousAllocation))
+            let migrated = started.filter { $0.previousAllocation.map(migrating.contains) ?? false }.map(\.jobID)
             if !migrated.isEmpty {
                 try await work.evaluate(try await work.jobs.specs(migrated), triggeredBy: Evaluation.Trigger.nodeDrain, index: index, now: time)
             }
             guard !outcome.finished.isEmpty else { return recorded }
-            for allocation in outcome.ended where allocation.clientStatus == .failed {
-                try await work.note(
-                    ClusterEvent.Kind.allocationFailed, "Allocation \(allocation.name) failed: \(allocation.clientDescription)", level: .warn,
-                    priority: .medium, nodeID: allocation.nodeID, jobID: allocation.jobID, allocID: allocation.id, at: time)
-            }
             try await work.unblockEvaluations(index: index, capacityOnly: true)
             let wanted = outcome.endedWhileWanted
             guard !wanted.isEmpty else { return recorded }

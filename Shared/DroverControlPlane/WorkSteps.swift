@@ -26,9 +26,6 @@ enum Messages {
 /// A new id for an evaluation or an allocation.
 func newID() -> String { UUID().uuidString.lowercased() }
 
-/// Unix nanoseconds, as the model's times are.
-func nanoseconds(_ date: Date) -> Int64 { Int64(date.timeIntervalSince1970 * 1e9) }
-
 /// Steps that several use cases take inside their unit of work.
 extension UnitOfWork {
     /// Writes `evals` and sends each pending one to the schedulers, in one statement.
@@ -44,7 +41,7 @@ extension UnitOfWork {
     @discardableResult
     func evaluate(_ jobs: [Job], triggeredBy: String, index: Int64, now: Date, nodeID: String? = nil) async throws -> [String] {
         let evals = jobs.map {
-            Evaluation(id: newID(), for: $0, triggeredBy: triggeredBy, index: index, now: nanoseconds(now), nodeID: nodeID)
+            Evaluation(id: newID(), for: $0, triggeredBy: triggeredBy, index: index, now: now.unixNanoseconds, nodeID: nodeID)
         }
         try await create(evals)
         return evals.map(\.id)
@@ -61,7 +58,7 @@ extension UnitOfWork {
     /// and tells its node.
     func stop(_ allocation: Allocation, description: String, markLost: Bool, index: Int64, now: Date) async throws {
         let current = try await allocations.lock(allocation.id) ?? allocation
-        let stopped = current.stopped(description: description, markLost: markLost, index: index, now: nanoseconds(now))
+        let stopped = current.stopped(description: description, markLost: markLost, index: index, now: now.unixNanoseconds)
         try await allocations.updateStatus(stopped, index: index)
         send(try Messages.update(stopped))
     }

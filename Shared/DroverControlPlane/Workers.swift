@@ -43,7 +43,7 @@ extension ControlPlane {
             let beat = envelope.data
             try delivery.checkSentBy(node: beat.nodeID)
             let ttl = policy.ttl(nodeCount: sweep.liveNodes.load(ordering: .relaxed), stagger: Double.random(in: 0..<1))
-            guard let status = try await nodes.heartbeat(beat, at: Date(), ttl: ttl) else { return }
+            guard let status = try await nodes.heartbeat(beat, at: nodes.now(), ttl: ttl) else { return }
             // The answer is advice for the next interval: published directly, not through the outbox.
             try await bus.publish(
                 NodeHeartbeatTTL(nodeID: beat.nodeID, heartbeatTTL: ttl, status: status),
@@ -103,11 +103,17 @@ extension ControlPlane {
     ) -> MessageConsumer<Message> {
         MessageConsumer(type, bus: bus, spec: ConsumerSpec(queue: queue, bindings: [binding]), logger: logger) { envelope, delivery in
             try delivery.checkSentBy(node: nodeID(envelope.data))
-            do {
-                try await handle(envelope.data)
-            } catch let error as ControlPlaneError {
-                throw MessageRejected(error.description)
-            }
+            try await Self.refusing { try await handle(envelope.data) }
+        }
+    }
+
+    /// Runs `work`; what the use case refuses (``ControlPlaneError``) is refused for good, so the
+    /// message is dead-lettered with the reason instead of retried.
+    static func refusing(_ work: () async throws -> Void) async throws {
+        do {
+            try await work()
+        } catch let error as ControlPlaneError {
+            throw MessageRejected(error.description)
         }
     }
 
@@ -133,11 +139,7 @@ extension ControlPlane {
             logger: logger, concurrency: 8
         ) { envelope, delivery in
             try delivery.checkSentBy(node: envelope.data.nodeID)
-            do {
-                try await output.append(envelope.data)
-            } catch let error as ControlPlaneError {
-                throw MessageRejected(error.description)
-            }
+            try await Self.refusing { try await output.append(envelope.data) }
         }
         return [logs, chunks, Retention(database: database, output: outputRetention, events: eventRetention, logger: logger)]
     }

@@ -1,3 +1,5 @@
+public import Foundation
+
 /// Durations written as Go and Nomad write them: `300ms`, `10s`, `1h30m`, `1.5h`; a bare number
 /// is seconds.
 public enum GoDuration {
@@ -53,5 +55,22 @@ public enum GoBool {
         case "0", "f", "F", "FALSE", "false", "False": false
         default: nil
         }
+    }
+}
+
+extension Date {
+    /// The date as the model's times are kept: Unix nanoseconds. Saturating, since a date may
+    /// come from outside (a node's keepalive a thousand years away): after 2262 it is `Int64.max`,
+    /// which reads as "for ever", before 1677 `Int64.min`; it never traps.
+    public var unixNanoseconds: Int64 {
+        let value = timeIntervalSince1970 * 1e9
+        if value.isNaN || value <= -9.223_372_036_854_775e18 { return .min }
+        if value >= 9.223_372_036_854_775e18 { return .max }
+        return Int64(value)
+    }
+
+    /// The date `nanoseconds` after 1970; `Int64.max` ("for ever") is `distantFuture`.
+    public init(unixNanoseconds nanoseconds: Int64) {
+        self = nanoseconds == .max ? .distantFuture : Date(timeIntervalSince1970: Double(nanoseconds) / 1e9)
     }
 }

@@ -57,16 +57,17 @@ public struct AllocationRepository: Sendable {
             "SELECT spec::text FROM drover_allocations WHERE node_id = \(nodeID) AND desired_status = 'stop' AND client_status = 'lost' ORDER BY id")
     }
 
-    /// Whether allocation `id` still runs on a draining node, waiting for its replacement.
-    public func isMigrating(_ id: String) async throws -> Bool {
-        var migrating = false
-        for try await _ in try await sql.query(
+    /// Those of allocations `ids` that still run on a draining node, waiting for their replacement.
+    public func migrating(_ ids: [String]) async throws -> Set<String> {
+        guard !ids.isEmpty else { return [] }
+        var migrating: Set<String> = []
+        for try await id in try await sql.query(
             """
-            SELECT 1 FROM drover_allocations a JOIN drover_nodes n ON n.id = a.node_id
-            WHERE a.id = \(id) AND n.drain AND a.desired_status = 'run' AND a.client_status IN ('pending', 'running')
+            SELECT a.id FROM drover_allocations a JOIN drover_nodes n ON n.id = a.node_id
+            WHERE a.id = ANY(\(ids)) AND n.drain AND a.desired_status = 'run' AND a.client_status IN ('pending', 'running')
             """
-        ).decode(Int.self) {
-            migrating = true
+        ).decode(String.self) {
+            migrating.insert(id)
         }
         return migrating
     }
@@ -122,10 +123,11 @@ public struct AllocationRepository: Sendable {
         return current
     }
 
-    /// Stores what nodes reported of `allocations`, with the sequence of the last report of each, at `index`.
-    public func updateReported(_ allocations: [(allocation: Allocation, sequence: Int64)], index: Int64) async throws {
+    /// Adds to `writes` what nodes reported of `allocations`, with the sequence of the last report
+    /// of each, at `index`.
+    public func updateReported(_ allocations: [(allocation: Allocation, sequence: Int64)], index: Int64, into writes: inout SQLWrites) throws {
         guard !allocations.isEmpty else { return }
-        try await sql.query(
+        try writes.add(
             """
             UPDATE drover_allocations a SET client_status = u.status, spec = u.spec::jsonb, modify_index = \(index), report_sequence = u.sequence
             FROM unnest(\(allocations.map(\.allocation.id))::text[], \(allocations.map(\.allocation.clientStatus.rawValue))::text[],

@@ -296,4 +296,27 @@ struct UseCaseTests {
             #expect(try await database.output.read(allocID: allocation.id, task: "t", stream: .stdout, from: 0).data.count == 5)
         }
     }
+
+    /// A failed allocation is an event (written with its record), and a keepalive from a node,
+    /// however far away, is kept rather than overflowing.
+    @Test func aFailureIsAnEventAndAFarKeepaliveIsForEver() async throws {
+        try await withMigratedDatabase { database in
+            let (jobs, nodes, reports) = (JobService(database: database), NodeLifecycle(database: database), ReportService(database: database))
+            try await nodes.register(node: testNode("n1"))
+            _ = try await EvaluationService(database: database).process(evalID: try await jobs.register(smallJob("web")).evalID)
+            let allocation = try #require(try await database.allocations.list(jobID: "web").first)
+            #expect(
+                try await reports.record(
+                    AllocationStatusReport(nodeID: "n1", allocID: allocation.id, clientStatus: .failed, clientDescription: "exit 3", taskStates: [:]))
+            )
+            let failed = try await database.events.list(EventRepository.Filter(jobID: "web")).filter { $0.type == ClusterEvent.Kind.allocationFailed }
+            #expect(failed.map(\.message) == ["Allocation web.g[0] failed: exit 3"] && failed.first?.allocID == allocation.id)
+
+            let farAway = Date(timeIntervalSince1970: 32_503_680_000)  // the year 3000
+            try await nodes.setKeepalive(nodeID: "n1", until: farAway)
+            #expect(try await database.nodes.read(id: "n1")?.keepaliveUntil == Int64.max)
+            let unhealthy = NodeHealthReport(nodeID: "n1", healthy: false, checks: [])
+            #expect(try await nodes.record(unhealthy) == .makeIneligibleAndKeep(until: .distantFuture))
+        }
+    }
 }

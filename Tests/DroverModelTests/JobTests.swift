@@ -132,3 +132,13 @@ import Testing
         #expect(["", "yes", "tRUE", "2", " true"].map(GoBool.parse) == Array(repeating: nil, count: 5))
     }
 }
+
+@Suite struct UnixNanosecondsTests {
+    @Test func datesOutsideWhatNanosecondsHoldSaturateAndForEverComesBack() {
+        #expect(Date(timeIntervalSince1970: 1.5).unixNanoseconds == 1_500_000_000)
+        #expect(Date(timeIntervalSince1970: 32_503_680_000).unixNanoseconds == .max, "the year 3000")
+        #expect(Date.distantFuture.unixNanoseconds == .max && Date.distantPast.unixNanoseconds == .min)
+        #expect(Date(unixNanoseconds: .max) == .distantFuture)
+        #expect(Date(unixNanoseconds: 1_500_000_000) == Date(timeIntervalSince1970: 1.5))
+    }
+}
