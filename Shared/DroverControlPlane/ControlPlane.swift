@@ -37,6 +37,11 @@ public struct ControlPlane: Sendable {
         self.options = options
     }
 
+    /// How its consumers retry: a database or broker outage is waited out, uncounted.
+    public var retryPolicy: RetryPolicy {
+        RetryPolicy(isOutage: { Database.isOutage($0) || RetryPolicy.isBusOutage($0) })
+    }
+
     /// The HTTP address this service listens on, `host:port`.
     public func address(defaultPort: Int) -> String { "\(options.server.httpHost):\(options.server.configuredPort ?? defaultPort)" }
 

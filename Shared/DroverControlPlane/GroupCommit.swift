@@ -5,19 +5,22 @@ import Synchronization
 ///
 /// A lone call is written at once, alone, in its caller's task; under load each batch is what
 /// arrived during the one before, up to `limit`. When a whole batch throws, its calls are tried again one by one, so
-/// that a call that cannot be written fails alone.
+/// that a call that cannot be written fails alone. At most `maximumWaiting` calls wait; past
+/// that a call fails at once with ``ControlPlaneError/overloaded(_:)``.
 public final class GroupCommit<Input: Sendable, Output: Sendable>: Sendable {
     public typealias Write = @Sendable ([Input]) async throws -> [Result<Output, any Error>]
     private typealias Waiter = (input: Input, continuation: CheckedContinuation<Output, any Error>)
 
     private let limit: Int
+    private let maximumWaiting: Int
     private let write: Write
     private let state = Mutex<(waiting: [Waiter], writing: Bool)>(([], false))
 
     /// - Parameter write: writes a batch; returns one result per input, in order.
-    public init(limit: Int, write: @escaping Write) {
+    public init(limit: Int, maximumWaiting: Int = 10_000, write: @escaping Write) {
         precondition(limit > 0, "a batch holds one call at least")
         self.limit = limit
+        self.maximumWaiting = max(maximumWaiting, 1)
         self.write = write
     }
 
@@ -33,10 +36,14 @@ public final class GroupCommit<Input: Sendable, Output: Sendable>: Sendable {
             return try await write([input]).first?.get() ?? { throw GroupCommitError.resultCount(expected: 1, got: 0) }()
         }
         return try await withCheckedThrowingContinuation { continuation in
-            let lead = state.withLock { state in
+            let lead = state.withLock { state -> Bool? in
+                guard state.waiting.count < maximumWaiting else { return nil }
                 state.waiting.append((input, continuation))
                 defer { state.writing = true }
                 return !state.writing
+            }
+            guard let lead else {
+                return continuation.resume(throwing: ControlPlaneError.overloaded("\(maximumWaiting) writes wait already"))
             }
             // The writing ended meanwhile: start a writer, which runs until nothing waits.
             if lead { Task { await writeAll() } }
@@ -77,6 +84,9 @@ public final class GroupCommit<Input: Sendable, Output: Sendable>: Sendable {
 
     /// How many calls wait for a batch (for tests).
     var waitingCount: Int { state.withLock { $0.waiting.count } }
+
+    /// Whether a batch is being written (for tests).
+    var isWriting: Bool { state.withLock { $0.writing } }
 
     /// The calls waiting, up to `limit`; nil (and no writer) when none wait.
     private func next() -> [Waiter]? {

@@ -1,15 +1,18 @@
 public import DroverModel
 
-/// Errors of the application layer that a caller can act on: the gateway answers them with 404
-/// and 400, a consumer dead-letters the message that caused them.
+/// Errors of the application layer that a caller can act on: the gateway answers them with 404,
+/// 400 and 503, a consumer dead-letters the message that caused the first two.
 public enum ControlPlaneError: Error, Equatable, CustomStringConvertible {
     case notFound(kind: String, id: String)
     case invalid([FieldError])
+    /// Too much waits already (say, while the database is slow); the caller should retry later.
+    case overloaded(String)
 
     public var description: String {
         switch self {
         case .notFound(let kind, let id): "\(kind) '\(id)' not found"
         case .invalid(let errors): errors.map(\.description).joined(separator: "; ")
+        case .overloaded(let what): "\(what); try again later"
         }
     }
 }

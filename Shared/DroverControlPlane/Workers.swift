@@ -15,17 +15,19 @@ extension ControlPlane {
     /// The scheduler's: every replica reads the same queue, RabbitMQ hands each evaluation to one
     /// of them, and the database keeps two from planning one job at once. The evaluations that
     /// arrive while a batch is applied make the next batch, planned and written in one transaction.
+    /// The reconciliation sends again what went unanswered (``Reconciliation``).
     public func schedulerWorkers(configuration: SchedulerConfiguration) -> [any Service] {
         let service = EvaluationService(database: database, configuration: configuration)
         let evaluations = MessageConsumer(
             EvaluationPending.self, bus: bus,
             spec: ConsumerSpec(queue: "scheduler.evaluations", bindings: ["cluster.eval.*.pending"], prefetch: 500), logger: logger,
-            batchLimit: 500
+            retry: retryPolicy, batchLimit: 500
         ) { batch in
             _ = try await service.process(evalIDs: batch.map(\.envelope.data.evalID))
             return [:]
         }
-        return [outboxRelay, evaluations]
+        let reconciliation = ReconciliationLoop(reconciliation: Reconciliation(database: database), logger: logger)
+        return [outboxRelay, evaluations, reconciliation]
     }
 
     /// Health-monitor's: what nodes report (heartbeats, registrations, allocation states, health,
@@ -36,21 +38,24 @@ extension ControlPlane {
         let (bus, logger) = (self.bus, self.logger)
         let nodes = NodeLifecycle(database: database, heartbeatPolicy: policy)
         let reports = ReportService(database: database)
-        let sweep = LivenessSweep(nodes: nodes, logger: logger)
+        let sweep = LivenessSweep(nodes: nodes, logger: logger) { [bus] in bus.isConnected }
         let heartbeats = MessageConsumer(
-            NodeHeartbeat.self, bus: bus, spec: ConsumerSpec(queue: "health-monitor.heartbeats", bindings: ["node.*.heartbeat"]), logger: logger
+            NodeHeartbeat.self, bus: bus, spec: ConsumerSpec(queue: "health-monitor.heartbeats", bindings: ["node.*.heartbeat"]), logger: logger,
+            retry: retryPolicy
         ) { envelope, delivery in
             let beat = envelope.data
             try delivery.checkSentBy(node: beat.nodeID)
             let ttl = policy.ttl(nodeCount: sweep.liveNodes.load(ordering: .relaxed), stagger: Double.random(in: 0..<1))
             guard let status = try await nodes.heartbeat(beat, at: nodes.now(), ttl: ttl) else { return }
-            // The answer is advice for the next interval: published directly, not through the outbox.
+            // The answer is advice for the next interval: published directly, not through the
+            // outbox, and not mandatory (a node that has gone has no queue to take it).
             try await bus.publish(
                 NodeHeartbeatTTL(nodeID: beat.nodeID, heartbeatTTL: ttl, status: status),
-                routingKey: RoutingKey.clusterNode(beat.nodeID, "heartbeat-ttl"))
+                routingKey: RoutingKey.clusterNode(beat.nodeID, "heartbeat-ttl"), mandatory: false)
         }
         let registrations = MessageConsumer(
-            NodeRegistration.self, bus: bus, spec: ConsumerSpec(queue: "health-monitor.registrations", bindings: ["node.*.register"]), logger: logger
+            NodeRegistration.self, bus: bus, spec: ConsumerSpec(queue: "health-monitor.registrations", bindings: ["node.*.register"]), logger: logger,
+            retry: retryPolicy
         ) { envelope, delivery in
             let nodeID = envelope.data.node.id
             try delivery.checkSentBy(node: nodeID)
@@ -60,13 +65,13 @@ extension ControlPlane {
             // and when to heartbeat: a registration counts as a heartbeat with the minimum TTL.
             try await bus.publish(
                 NodeHeartbeatTTL(nodeID: nodeID, heartbeatTTL: policy.minimumTTL, status: .ready),
-                routingKey: RoutingKey.clusterNode(nodeID, "heartbeat-ttl"))
+                routingKey: RoutingKey.clusterNode(nodeID, "heartbeat-ttl"), mandatory: false)
         }
         // Reports are recorded in batches, one transaction for all that arrived meanwhile.
         let allocationStates = MessageConsumer(
             AllocationStatusReport.self, bus: bus,
             spec: ConsumerSpec(queue: "health-monitor.alloc-status", bindings: ["node.*.alloc-status"], prefetch: 500), logger: logger,
-            batchLimit: 500
+            retry: retryPolicy, batchLimit: 500
         ) { batch in
             var refused: [Int: String] = [:]
             var accepted: [(position: Int, report: AllocationStatusReport)] = []
@@ -101,7 +106,8 @@ extension ControlPlane {
         _ type: Message.Type, queue: String, binding: String, nodeID: @escaping @Sendable (Message) -> String,
         _ handle: @escaping @Sendable (Message) async throws -> Void
     ) -> MessageConsumer<Message> {
-        MessageConsumer(type, bus: bus, spec: ConsumerSpec(queue: queue, bindings: [binding]), logger: logger) { envelope, delivery in
+        MessageConsumer(type, bus: bus, spec: ConsumerSpec(queue: queue, bindings: [binding]), logger: logger, retry: retryPolicy) {
+            envelope, delivery in
             try delivery.checkSentBy(node: nodeID(envelope.data))
             try await Self.refusing { try await handle(envelope.data) }
         }
@@ -124,7 +130,8 @@ extension ControlPlane {
         let database = self.database
         let output = OutputService(database: database, cap: outputCap)
         let logs = MessageConsumer(
-            NodeLogMessage.self, bus: bus, spec: ConsumerSpec(queue: "log-collector.logs", bindings: ["node.*.log.#"]), logger: logger
+            NodeLogMessage.self, bus: bus, spec: ConsumerSpec(queue: "log-collector.logs", bindings: ["node.*.log.#"]), logger: logger,
+            retry: retryPolicy
         ) { envelope, delivery in
             let message = envelope.data
             try delivery.checkSentBy(node: message.nodeID)
@@ -136,7 +143,7 @@ extension ControlPlane {
         // A chunk that is malformed, or for an allocation that is not the sender's, is dead-lettered.
         let chunks = MessageConsumer(
             TaskOutputChunk.self, bus: bus, spec: ConsumerSpec(queue: "log-collector.output", bindings: ["node.*.output.#"], prefetch: 64),
-            logger: logger, concurrency: 8
+            logger: logger, retry: retryPolicy, concurrency: 8
         ) { envelope, delivery in
             try delivery.checkSentBy(node: envelope.data.nodeID)
             try await Self.refusing { try await output.append(envelope.data) }
@@ -153,15 +160,21 @@ extension ControlPlane {
 /// shorter), and keeps the count of live nodes that TTLs scale with.
 ///
 /// It starts one grace period after the service: heartbeats that queued up while no health
-/// monitor ran are recorded first, so that a restart does not mark the whole fleet down.
+/// monitor ran are recorded first, so that a restart does not mark the whole fleet down. After
+/// an outage of the broker (the bus is not connected) or of the database (a sweep fails for
+/// it), nodes get a fresh grace period the same way (``OutageGrace``).
 final class LivenessSweep: Service, Sendable {
     let nodes: NodeLifecycle
     let logger: Logger
     let liveNodes = Atomic<Int>(0)
+    private let busConnected: @Sendable () -> Bool
+    private let grace: Mutex<OutageGrace>
 
-    init(nodes: NodeLifecycle, logger: Logger) {
+    init(nodes: NodeLifecycle, logger: Logger, busConnected: @escaping @Sendable () -> Bool) {
         self.nodes = nodes
         self.logger = logger
+        self.busConnected = busConnected
+        self.grace = Mutex(OutageGrace(grace: nodes.heartbeatPolicy.grace))
     }
 
     func run() async throws {
@@ -170,10 +183,34 @@ final class LivenessSweep: Service, Sendable {
         await repeatUntilShutdown(
             every: max(min(.milliseconds(500), grace / 4), .milliseconds(50)), after: grace, logger: logger, failure: "Liveness sweep failed"
         ) {
-            try await self.nodes.expireNodes(at: self.nodes.now())
-            try await self.nodes.advanceDrains(at: self.nodes.now())
-            self.liveNodes.store(try await self.nodes.liveNodeCount(), ordering: .relaxed)
+            try await self.sweep(at: self.nodes.now())
         }
+    }
+
+    /// One sweep at `now`. - Returns: the nodes it marked down.
+    @discardableResult
+    func sweep(at now: Date) async throws -> [String] {
+        if !busConnected() { noteOutage(at: now) }
+        do {
+            var down: [String] = []
+            if grace.withLock({ $0.mayMarkNodesDown(at: now) }) {
+                down = try await nodes.expireNodes(at: now)
+            }
+            try await nodes.advanceDrains(at: now)
+            liveNodes.store(try await nodes.liveNodeCount(), ordering: .relaxed)
+            return down
+        } catch  where Database.isOutage(error) {
+            noteOutage(at: now)
+            throw error
+        }
+    }
+
+    private func noteOutage(at time: Date) {
+        let first = grace.withLock { grace in
+            defer { grace.outage(at: time) }
+            return grace.mayMarkNodesDown(at: time)
+        }
+        if first { logger.warning("Heartbeats cannot arrive or be recorded; no node is marked down until they flow again for the grace period") }
     }
 }
 

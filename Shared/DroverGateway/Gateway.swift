@@ -120,9 +120,22 @@ public struct Gateway: Sendable {
             return Self.error(.notFound, "\(kind) '\(id)' not found")
         } catch ControlPlaneError.invalid(let fields) {
             return Self.error(.badRequest, fields.count == 1 ? fields[0].description : "\(fields.count) fields are invalid", fields: fields)
+        } catch ControlPlaneError.overloaded(let what) {
+            return Self.unavailable("\(what); try again later")
         } catch let error as HTTPError {
             return Self.error(error.status, error.body ?? "\(error.status.reasonPhrase)")
+        } catch  where Database.isOutage(error) {
+            return Self.unavailable("the database cannot be reached; try again later")
+        } catch  where RetryPolicy.isBusOutage(error) || error is MessagingError {
+            return Self.unavailable("the message broker cannot be reached; try again later")
         }
+    }
+
+    /// 503 with `Retry-After`: a dependency is away or the gateway is overloaded, not the request at fault.
+    static func unavailable(_ message: String) -> Response {
+        var response = error(.serviceUnavailable, message)
+        response.headers[.retryAfter] = "1"
+        return response
     }
 
     static func json(_ value: some Encodable, index: Int64?) -> Response {

@@ -66,3 +66,31 @@ public struct NodeLiveness: Sendable, Equatable {
         return .wentDown(deadline: expiresAt)
     }
 }
+
+/// A fresh grace period for the whole fleet after an outage of what carries heartbeats.
+///
+/// While the broker or the database is away, heartbeats cannot arrive or be recorded, and once
+/// it is back they arrive late, in a backlog. So no node is marked down until heartbeats have
+/// flowed for `grace` again after the last outage seen: a node that is alive heartbeats in that
+/// time; one that is not is marked down when it ends. It reads no clock: every call carries its time.
+public struct OutageGrace: Sendable, Equatable {
+    public let grace: Duration
+    /// Before this time no node is marked down; nil when no outage has been seen.
+    public private(set) var holdsUntil: Date?
+
+    public init(grace: Duration) {
+        self.grace = grace
+    }
+
+    /// Heartbeats could not be received or recorded at `time`.
+    public mutating func outage(at time: Date) {
+        let end = time.addingTimeInterval(grace.timeInterval)
+        holdsUntil = max(holdsUntil ?? end, end)
+    }
+
+    /// Whether nodes whose deadline has passed may be marked down at `time`.
+    public func mayMarkNodesDown(at time: Date) -> Bool {
+        guard let holdsUntil else { return true }
+        return time >= holdsUntil
+    }
+}

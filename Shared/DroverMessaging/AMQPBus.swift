@@ -51,6 +51,11 @@ public final class AMQPBus: MessageBus, Service {
         delivery.ack()
     }
 
+    public func retry(_ delivery: Delivery, failures: Int, error: String) async throws {
+        try await publisher.publish([.retry(of: delivery, failures: failures, error: error)])
+        delivery.ack()
+    }
+
     public func run() async throws {
         try? await gracefulShutdown()
         await shutdown()

@@ -56,6 +56,12 @@ extension AMQPBus {
         public var maximumBackoff: Duration = .seconds(5)
         /// How many publishes may wait for their confirm at once.
         public var maximumUnconfirmed: Int = 2000
+        /// How many messages may wait to be sent (while the broker is away, say); past it a
+        /// publish fails with ``MessagingError/overloaded(limit:)`` rather than taking memory.
+        public var maximumQueued: Int = 100_000
+        /// The largest message body the broker takes (RabbitMQ's `max_message_size`); a larger
+        /// one is refused before it is sent. Lowered by itself if the broker says it is lower.
+        public var maximumMessageBytes: Int = 16 << 20
         /// On shutdown, how long publishes already accepted may take to be confirmed.
         public var shutdownGracePeriod: Duration = .seconds(5)
         /// The kind of queue consumers declare unless their spec says otherwise.
@@ -66,6 +72,19 @@ extension AMQPBus {
 
         public init(url: String) throws {
             self.endpoint = try AMQPEndpoint(url: url)
+        }
+
+        /// The most messages a dead-letter queue keeps; past it the oldest are dropped. 0: no bound.
+        public var deadLetterQueueLength: Int = 100_000
+        /// How long a dead-lettered message is kept. `nil`: until the length bound drops it.
+        public var deadLetterTTL: Duration? = .seconds(14 * 86_400)
+
+        /// The arguments that bound a dead-letter queue.
+        var deadLetterQueueBounds: [(String, QueueArgument)] {
+            var bounds: [(String, QueueArgument)] = []
+            if deadLetterQueueLength > 0 { bounds.append(("x-max-length", .integer(Int64(deadLetterQueueLength)))) }
+            if let deadLetterTTL { bounds.append(("x-message-ttl", .integer(deadLetterTTL.components.seconds * 1000))) }
+            return bounds
         }
 
         /// The exchange dead-lettered copies go to; each queue's dead-letter queue is bound to it

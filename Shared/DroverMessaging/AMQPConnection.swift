@@ -23,10 +23,13 @@ struct ReceivedMessage {
     var userID: String?
 }
 
-/// A publisher confirm from the broker: `multiple` covers every tag up to and including `tag`.
+/// A publisher confirm from the broker: `multiple` covers every tag up to and including `tag`;
+/// or a mandatory message the broker returned because no queue was bound to take it (its
+/// confirm follows).
 enum ConfirmEvent: Equatable {
     case ack(tag: UInt64, multiple: Bool)
     case nack(tag: UInt64, multiple: Bool)
+    case returned(messageID: String, routingKey: String)
 }
 
 /// What waiting on a connection's socket and its wake-up descriptor found.
@@ -44,6 +47,7 @@ private enum Wire {
     static let channelClose: amqp_method_number_t = 0x0014_0028
     static let channelCloseOk: amqp_method_number_t = 0x0014_0029
     static let basicCancel: amqp_method_number_t = 0x003C_001E
+    static let basicReturn: amqp_method_number_t = 0x003C_0032
     static let basicAck: amqp_method_number_t = 0x003C_0050
     static let basicNack: amqp_method_number_t = 0x003C_0078
     static let replySuccess: Int32 = 200
@@ -86,6 +90,12 @@ final class WakeSignal: @unchecked Sendable {
     }
 }
 
+/// A value of a queue's declared arguments.
+enum QueueArgument: Equatable {
+    case string(String)
+    case integer(Int64)
+}
+
 /// Owns the C strings and tables handed to one librabbitmq call, and frees them afterwards.
 private final class CArena {
     private var blocks: [UnsafeMutableRawPointer] = []
@@ -102,14 +112,24 @@ private final class CArena {
     }
 
     func table(_ entries: [(String, String)]) -> amqp_table_t {
+        table(entries.map { ($0.0, QueueArgument.string($0.1)) })
+    }
+
+    func table(_ entries: [(String, QueueArgument)]) -> amqp_table_t {
         guard !entries.isEmpty else { return amqp_empty_table }
         let block = malloc(MemoryLayout<amqp_table_entry_t>.stride * entries.count)!
         blocks.append(block)
         let table = block.bindMemory(to: amqp_table_entry_t.self, capacity: entries.count)
         for (index, (key, value)) in entries.enumerated() {
             var field = amqp_field_value_t()
-            field.kind = UInt8(ascii: "S")
-            field.value.bytes = bytes(value)
+            switch value {
+            case .string(let text):
+                field.kind = UInt8(ascii: "S")
+                field.value.bytes = bytes(text)
+            case .integer(let number):
+                field.kind = UInt8(ascii: "l")
+                field.value.i64 = number
+            }
             table[index] = amqp_table_entry_t(key: bytes(key), value: field)
         }
         return amqp_table_t(num_entries: Int32(entries.count), entries: table)
@@ -176,10 +196,19 @@ final class AMQPConnection {
         try check(amqp_get_rpc_reply(state), "exchange.declare \(name)")
     }
 
-    func declareQueue(_ name: String, arguments: [(String, String)]) throws(AMQPError) {
+    func declareQueue(_ name: String, arguments: [(String, QueueArgument)]) throws(AMQPError) {
         let arena = CArena()
         amqp_queue_declare(state, channel, arena.bytes(name), 0, 1, 0, 0, arena.table(arguments))
         try check(amqp_get_rpc_reply(state), "queue.declare \(name)")
+    }
+
+    /// How many messages queue `name` holds, asked with a passive declare (which needs no
+    /// permission to configure it, and fails if it does not exist).
+    func messageCount(of name: String) throws(AMQPError) -> UInt32 {
+        let arena = CArena()
+        let ok = amqp_queue_declare(state, channel, arena.bytes(name), 1, 0, 0, 0, amqp_empty_table)
+        try check(amqp_get_rpc_reply(state), "queue.declare passive \(name)")
+        return ok?.pointee.message_count ?? 0
     }
 
     func bindQueue(_ queue: String, exchange: String, pattern: String) throws(AMQPError) {
@@ -203,8 +232,9 @@ final class AMQPConnection {
 
     // MARK: Publishing
 
-    /// Sends one persistent message; with confirms on, its confirm tag is the count of publishes so far.
-    func publish(_ message: OutgoingMessage, defaultExchange: String) throws(AMQPError) {
+    /// Sends one persistent message; with confirms on, its confirm tag is the count of publishes
+    /// so far. A `mandatory` one that no queue takes comes back as ``ConfirmEvent/returned(messageID:routingKey:)``.
+    func publish(_ message: OutgoingMessage, defaultExchange: String, mandatory: Bool) throws(AMQPError) {
         let arena = CArena()
         var properties = amqp_basic_properties_t()
         properties._flags =
@@ -224,7 +254,7 @@ final class AMQPConnection {
         let routingKey = arena.bytes(message.routingKey)
         let status = message.body.withUnsafeBytes { body in
             amqp_basic_publish(
-                state, channel, exchange, routingKey, 0, 0, &properties,
+                state, channel, exchange, routingKey, mandatory ? 1 : 0, 0, &properties,
                 amqp_bytes_t(len: body.count, bytes: UnsafeMutableRawPointer(mutating: body.baseAddress)))
         }
         try check(status, "basic.publish to \(message.routingKey)")
@@ -242,6 +272,16 @@ final class AMQPConnection {
             case Wire.basicNack:
                 let nack = frame.payload.method.decoded.assumingMemoryBound(to: amqp_basic_nack_t.self).pointee
                 return .nack(tag: nack.delivery_tag, multiple: nack.multiple != 0)
+            case Wire.basicReturn:
+                let returned = frame.payload.method.decoded.assumingMemoryBound(to: amqp_basic_return_t.self).pointee
+                let routingKey = string(returned.routing_key)
+                // The returned message's header and body frames follow at once; read them.
+                var message = amqp_message_t()
+                try check(amqp_read_message(state, channel, &message, 0), "reading a returned message")
+                defer { amqp_destroy_message(&message) }
+                let properties = message.properties
+                let id = properties._flags & Wire.messageIDFlag != 0 ? string(properties.message_id) : ""
+                return .returned(messageID: id, routingKey: routingKey)
             default:
                 try handleUnexpected(frame)
             }

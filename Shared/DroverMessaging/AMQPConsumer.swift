@@ -32,6 +32,8 @@ final class AMQPConsumer: DeliveryAcknowledger, @unchecked Sendable {
     private let ready: AsyncStream<Never>
     private let readyContinuation: AsyncStream<Never>.Continuation
     private let delivered: Counter
+    /// How many messages this queue's dead-letter queue holds, read every 15 seconds.
+    private let deadLetterDepth: Gauge
     private let link: ReconnectingConnection
 
     init(spec: ConsumerSpec, configuration: AMQPBus.Configuration, logger: Logger, continuation: AsyncStream<Delivery>.Continuation) {
@@ -44,6 +46,7 @@ final class AMQPConsumer: DeliveryAcknowledger, @unchecked Sendable {
         (exited, exitContinuation) = AsyncStream.makeStream(of: Never.self)
         (ready, readyContinuation) = AsyncStream.makeStream(of: Never.self)
         delivered = Counter(label: "drover_amqp_delivered_total", dimensions: [("queue", spec.queue)])
+        deadLetterDepth = Gauge(label: "drover_dead_letter_queue_messages", dimensions: [("queue", spec.queue)])
         link = ReconnectingConnection(
             role: "consumer", configuration: configuration, logger: self.logger, wake: wake, dimensions: [("queue", spec.queue)]
         ) { connection throws(AMQPError) in
@@ -85,6 +88,7 @@ final class AMQPConsumer: DeliveryAcknowledger, @unchecked Sendable {
     private func run() {
         var generation: UInt64 = 0
         var coalescer = AckCoalescer()
+        var nextDepthCheck = ContinuousClock.now
 
         while true {
             let (settlements, stopping) = shared.withLock { shared in
@@ -108,6 +112,10 @@ final class AMQPConsumer: DeliveryAcknowledger, @unchecked Sendable {
                     }
                 }
                 if stopping { break }
+                if spec.deadLettering, ContinuousClock.now >= nextDepthCheck {
+                    deadLetterDepth.record(Int64(try open.messageCount(of: spec.deadLetterQueue)))
+                    nextDepthCheck = .now + .seconds(15)
+                }
                 _ = open.waitReadable(wake: wake, timeout: .milliseconds(500))
                 var received = 0
                 while received < 64, let message = try open.nextDelivery() {
@@ -117,7 +125,8 @@ final class AMQPConsumer: DeliveryAcknowledger, @unchecked Sendable {
                         Delivery(
                             queue: spec.queue, exchange: message.exchange, routingKey: message.routingKey, messageID: message.messageID,
                             type: message.type, headers: message.headers, body: message.body, redelivered: message.redelivered,
-                            deliveryTag: message.deliveryTag, connectionGeneration: generation, acknowledger: self, userID: message.userID))
+                            deliveryTag: message.deliveryTag, connectionGeneration: generation, acknowledger: self, userID: message.userID
+                        ).restoringRetried())
                 }
             } catch {
                 link.drop(after: error)
@@ -133,18 +142,20 @@ final class AMQPConsumer: DeliveryAcknowledger, @unchecked Sendable {
     /// own rejects also go to that dead-letter queue) and its bindings. Declaring is idempotent.
     private static func declareTopology(of spec: ConsumerSpec, configuration: AMQPBus.Configuration, on connection: AMQPConnection) throws(AMQPError)
     {
-        let kind = spec.kind.argument.map { [("x-queue-type", $0)] } ?? []
+        let kind = spec.kind.argument.map { [("x-queue-type", QueueArgument.string($0))] } ?? []
         let passive = !configuration.declaresExchanges
         try connection.declareExchange(configuration.exchange, type: "topic", passive: passive)
         if spec.deadLettering {
             try connection.declareExchange(configuration.deadLetterExchange, type: "topic", passive: passive)
-            try connection.declareQueue(spec.deadLetterQueue, arguments: kind)
+            try connection.declareQueue(spec.deadLetterQueue, arguments: kind + configuration.deadLetterQueueBounds)
             try connection.bindQueue(spec.deadLetterQueue, exchange: configuration.deadLetterExchange, pattern: spec.queue)
             try connection.declareQueue(
                 spec.queue,
-                arguments: kind + [("x-dead-letter-exchange", configuration.deadLetterExchange), ("x-dead-letter-routing-key", spec.queue)])
+                arguments: kind + [
+                    ("x-dead-letter-exchange", .string(configuration.deadLetterExchange)), ("x-dead-letter-routing-key", .string(spec.queue)),
+                ])
         } else {
-            try connection.declareQueue(spec.queue, arguments: kind)
+            try connection.declareQueue(spec.queue, arguments: kind + (spec.isDeadLetterQueue ? configuration.deadLetterQueueBounds : []))
         }
         for pattern in spec.bindings {
             try connection.bindQueue(spec.queue, exchange: configuration.exchange, pattern: pattern)

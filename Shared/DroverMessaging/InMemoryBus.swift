@@ -63,6 +63,15 @@ public final class InMemoryBus: MessageBus {
         delivery.ack()
     }
 
+    public func retry(_ delivery: Delivery, failures: Int, error: String) async throws {
+        state.withLock { state in
+            state.published.append(.retry(of: delivery, failures: failures, error: error))
+            Self.deliver(
+                .retry(of: delivery, failures: failures, error: error), to: delivery.queue, redelivered: false, in: &state, acknowledger: self)
+        }
+        delivery.ack()
+    }
+
     private static func deliver(
         _ message: OutgoingMessage, to queue: String, redelivered: Bool, in state: inout State, acknowledger: InMemoryBus
     ) {
@@ -73,7 +82,7 @@ public final class InMemoryBus: MessageBus {
             queue: queue, exchange: message.exchange ?? acknowledger.exchange, routingKey: message.routingKey, messageID: message.messageID,
             type: message.type, headers: headers, body: message.body, redelivered: redelivered, deliveryTag: q.nextTag,
             connectionGeneration: 0, acknowledger: acknowledger
-        )
+        ).restoringRetried()
         q.unacked[q.nextTag] = delivery
         q.nextTag += 1
         q.continuation.yield(delivery)

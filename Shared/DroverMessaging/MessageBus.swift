@@ -15,11 +15,15 @@ public struct OutgoingMessage: Sendable, Equatable {
     public var body: [UInt8]
     /// Further AMQP headers, e.g. the reason a message was dead-lettered.
     public var headers: [String: String]
+    /// Whether the broker must route it to a queue: a mandatory message that no queue takes is
+    /// refused (``PublishRefused``) rather than dropped. Off only for advice that may be lost.
+    public var mandatory: Bool
 
     public init(
         exchange: String? = nil, routingKey: String, messageID: String, type: String, schemaVersion: Int, timestamp: Date,
-        traceparent: String? = nil, body: [UInt8], headers: [String: String] = [:]
+        traceparent: String? = nil, body: [UInt8], headers: [String: String] = [:], mandatory: Bool = true
     ) {
+        self.mandatory = mandatory
         self.exchange = exchange
         self.routingKey = routingKey
         self.messageID = messageID
@@ -78,9 +82,14 @@ public struct ConsumerSpec: Sendable, Equatable {
         self.deadLettering = deadLettering
     }
 
+    /// Whether the queue is a dead-letter queue, declared with the bus's bounds on its length and age.
+    public var isDeadLetterQueue = false
+
     /// A spec that reads the dead-letter queue of `queue`, for operators and tests.
     public static func deadLetters(of queue: String, kind: QueueKind = .classic) -> ConsumerSpec {
-        ConsumerSpec(queue: "\(queue).dead-letter", bindings: [], kind: kind, deadLettering: false)
+        var spec = ConsumerSpec(queue: "\(queue).dead-letter", bindings: [], kind: kind, deadLettering: false)
+        spec.isDeadLetterQueue = true
+        return spec
     }
 
     /// The queue where this queue's rejected messages go.
@@ -160,7 +169,10 @@ public protocol MessageBus: Sendable {
     ///
     /// A publish that is not confirmed (the broker refused it or the connection dropped) is sent
     /// again until it is, so a message may arrive twice but is never lost once this returns.
-    /// - Throws: ``MessagingError/shutdown`` when the bus stops before all are confirmed.
+    /// - Throws: ``PublishRefused`` naming the messages that no queue took (mandatory ones) or
+    ///   that are too large, once every other one is confirmed; ``MessagingError/shutdown`` when
+    ///   the bus stops before all are confirmed; ``MessagingError/overloaded(limit:)`` when too
+    ///   many messages wait already.
     func publish(_ messages: [OutgoingMessage]) async throws
 
     /// Declares `spec`'s queue and bindings and streams its deliveries until the bus shuts down
@@ -171,6 +183,11 @@ public protocol MessageBus: Sendable {
     /// Moves `delivery` to its queue's dead-letter queue with `reason` in the
     /// ``DeadLetterHeader/reason`` header, then acknowledges it.
     func deadLetter(_ delivery: Delivery, reason: String) async throws
+
+    /// Publishes a copy of `delivery` to its own queue only, with `failures` in the
+    /// ``RetryHeader/failures`` header and `error` as the last error, then acknowledges it. The
+    /// copy is delivered with the original's routing key, exchange and publisher.
+    func retry(_ delivery: Delivery, failures: Int, error: String) async throws
 }
 
 extension MessageBus {
@@ -178,8 +195,11 @@ extension MessageBus {
         try await publish([message])
     }
 
-    public func publish<M: DroverMessage>(_ message: M, routingKey: String) async throws {
-        try await publish([OutgoingMessage(message, routingKey: routingKey)])
+    /// Publishes `message` under `routingKey`; see ``OutgoingMessage/mandatory``.
+    public func publish<M: DroverMessage>(_ message: M, routingKey: String, mandatory: Bool = true) async throws {
+        var outgoing = try OutgoingMessage(message, routingKey: routingKey)
+        outgoing.mandatory = mandatory
+        try await publish([outgoing])
     }
 }
 
@@ -198,12 +218,39 @@ extension OutgoingMessage {
     }
 }
 
+/// Messages of one ``MessageBus/publish(_:)`` call that the broker did not take; every other
+/// message of the call was confirmed.
+public struct PublishRefused: Error, CustomStringConvertible, Equatable {
+    /// The ids of mandatory messages no queue was bound to take.
+    public var unroutable: [String]
+    /// The ids of messages larger than the broker accepts; none of them was sent.
+    public var tooLarge: [String]
+
+    public init(unroutable: [String] = [], tooLarge: [String] = []) {
+        self.unroutable = unroutable
+        self.tooLarge = tooLarge
+    }
+
+    public var description: String {
+        var parts: [String] = []
+        if !unroutable.isEmpty {
+            parts.append("\(unroutable.count) message(s) no queue is bound to take (\(unroutable.prefix(5).joined(separator: ", ")))")
+        }
+        if !tooLarge.isEmpty {
+            parts.append("\(tooLarge.count) message(s) larger than the broker accepts (\(tooLarge.prefix(5).joined(separator: ", ")))")
+        }
+        return "not published: " + parts.joined(separator: "; ")
+    }
+}
+
 /// Errors of the bus, each with what happened and what to do.
 public enum MessagingError: Error, CustomStringConvertible, Equatable {
     case invalidURL(String, reason: String)
     case invalidBinding(String)
     case connectionFailed(String)
     case shutdown
+    /// More messages wait to be published than the bus holds; the caller should retry later.
+    case overloaded(limit: Int)
 
     public var description: String {
         switch self {
@@ -213,6 +260,7 @@ public enum MessagingError: Error, CustomStringConvertible, Equatable {
             "invalid binding pattern '\(pattern)': use dot-separated words, '*' for one word and '#' for any number"
         case .connectionFailed(let reason): "AMQP connection failed: \(reason)"
         case .shutdown: "the message bus is shut down; the message was not confirmed"
+        case .overloaded(let limit): "\(limit) messages already wait to be published (is the broker reachable?); try again later"
         }
     }
 }

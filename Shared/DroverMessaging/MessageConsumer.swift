@@ -18,11 +18,15 @@ public struct MessageRejected: Error, CustomStringConvertible {
 /// - A body that does not decode, or names another type or a newer schema version, is
 ///   dead-lettered with the reason and counted in `drover_messages_dead_lettered_total`.
 /// - A handler that throws ``MessageRejected`` dead-letters the message with its reason.
-/// - Any other error is logged and the message requeued after `retryDelay`: it is retried.
+/// - Any other error is retried as its ``RetryPolicy`` says: during an outage the message is
+///   held and tried again with backoff, uncounted; any other failure counts an attempt, and the
+///   message is dead-lettered once it has failed `maximumAttempts` times. Retries are counted in
+///   `drover_messages_retried_total`, outage waits in `drover_consumer_outage_waits_total`.
 ///
 /// A consumer made with a batch handler is handed every message that has arrived (up to a
 /// limit) at once, so that it can do their work in one transaction. It names, by position,
-/// the messages it refuses; the rest are acknowledged when it returns. When it throws, each
+/// the messages it refuses; the rest are acknowledged when it returns. When it throws for an
+/// outage, the whole batch is tried again once the backoff has passed; for any other error, each
 /// message of the batch is tried again on its own, so that one bad message holds up no other.
 public struct MessageConsumer<Message: DroverMessage>: Service {
     public typealias Handler = @Sendable (MessageEnvelope<Message>, Delivery) async throws -> Void
@@ -45,7 +49,7 @@ public struct MessageConsumer<Message: DroverMessage>: Service {
     private let bus: any MessageBus
     private let spec: ConsumerSpec
     private let logger: Logger
-    private let retryDelay: Duration
+    private let retry: RetryPolicy
     private let work: Work
     private let metrics: any MetricsFactory
     private let concurrency: Int
@@ -54,27 +58,27 @@ public struct MessageConsumer<Message: DroverMessage>: Service {
     ///   prefetch). Above 1, handlers run side by side and messages are settled in the order
     ///   their handlers finish; use it only where handlers are safe to run concurrently.
     public init(
-        _ type: Message.Type = Message.self, bus: any MessageBus, spec: ConsumerSpec, logger: Logger, retryDelay: Duration = .seconds(1),
+        _ type: Message.Type = Message.self, bus: any MessageBus, spec: ConsumerSpec, logger: Logger, retry: RetryPolicy = RetryPolicy(),
         concurrency: Int = 1, metrics: any MetricsFactory = MetricsSystem.factory, handler: @escaping Handler
     ) {
         self.init(
-            bus: bus, spec: spec, logger: logger, retryDelay: retryDelay, concurrency: max(1, min(concurrency, Int(spec.prefetch))),
+            bus: bus, spec: spec, logger: logger, retry: retry, concurrency: max(1, min(concurrency, Int(spec.prefetch))),
             metrics: metrics, work: .each(handler))
     }
 
     /// A consumer that hands `handler` up to `batchLimit` messages at a time (at most the
     /// queue's prefetch): every message that has arrived while the previous batch was handled.
     public init(
-        _ type: Message.Type = Message.self, bus: any MessageBus, spec: ConsumerSpec, logger: Logger, retryDelay: Duration = .seconds(1),
+        _ type: Message.Type = Message.self, bus: any MessageBus, spec: ConsumerSpec, logger: Logger, retry: RetryPolicy = RetryPolicy(),
         batchLimit: Int, metrics: any MetricsFactory = MetricsSystem.factory, batchHandler: @escaping BatchHandler
     ) {
         self.init(
-            bus: bus, spec: spec, logger: logger, retryDelay: retryDelay, concurrency: 1, metrics: metrics,
+            bus: bus, spec: spec, logger: logger, retry: retry, concurrency: 1, metrics: metrics,
             work: .batch(limit: max(1, min(batchLimit, Int(spec.prefetch))), batchHandler))
     }
 
     private init(
-        bus: any MessageBus, spec: ConsumerSpec, logger: Logger, retryDelay: Duration, concurrency: Int, metrics: any MetricsFactory, work: Work
+        bus: any MessageBus, spec: ConsumerSpec, logger: Logger, retry: RetryPolicy, concurrency: Int, metrics: any MetricsFactory, work: Work
     ) {
         self.metrics = metrics
         self.concurrency = concurrency
@@ -83,7 +87,7 @@ public struct MessageConsumer<Message: DroverMessage>: Service {
         var logger = logger
         logger[metadataKey: "queue"] = "\(spec.queue)"
         self.logger = logger
-        self.retryDelay = retryDelay
+        self.retry = retry
         self.work = work
     }
 
@@ -158,29 +162,42 @@ public struct MessageConsumer<Message: DroverMessage>: Service {
             if let envelope = try await decode(delivery, decoder: decoder) { received.append(Received(envelope: envelope, delivery: delivery)) }
         }
         guard !received.isEmpty else { return }
-        do {
-            let refused = try await handler(received)
-            for (index, item) in received.enumerated() {
-                if let reason = refused[index] {
-                    try await deadLetter(item.delivery, kind: "rejected", reason: reason)
-                } else {
-                    item.delivery.ack()
+        var outages = 0
+        while true {
+            do {
+                let refused = try await handler(received)
+                for (index, item) in received.enumerated() {
+                    if let reason = refused[index] {
+                        try await deadLetter(item.delivery, kind: "rejected", reason: reason)
+                    } else {
+                        item.delivery.ack()
+                    }
                 }
-            }
-        } catch is CancellationError {
-            // Stopping: the broker delivers them again, to this consumer's successor.
-            for item in received { item.delivery.requeue() }
-        } catch  where received.count > 1 {
-            logger.warning(
-                "Batch handler failed; trying its messages one at a time",
-                metadata: ["count": "\(received.count)", "error": "\(String(reflecting: error))"])
-            for item in received {
-                try await settle(item.delivery, id: item.envelope.id) {
-                    if let reason = try await handler([item])[0] { throw MessageRejected(reason) }
+                return
+            } catch is CancellationError {
+                // Stopping: the broker delivers them again, to this consumer's successor.
+                for item in received { item.delivery.requeue() }
+                return
+            } catch  where retry.isOutage(error) {
+                outages += 1
+                guard await waitOutOutage(error, failures: outages, id: received[0].envelope.id) else {
+                    for item in received { item.delivery.requeue() }
+                    return
                 }
+            } catch  where received.count > 1 {
+                logger.warning(
+                    "Batch handler failed; trying its messages one at a time",
+                    metadata: ["count": "\(received.count)", "error": "\(String(reflecting: error))"])
+                for item in received {
+                    try await settle(item.delivery, id: item.envelope.id) {
+                        if let reason = try await handler([item])[0] { throw MessageRejected(reason) }
+                    }
+                }
+                return
+            } catch {
+                try await settle(received[0].delivery, id: received[0].envelope.id) { throw error }
+                return
             }
-        } catch {
-            try await settle(received[0].delivery, id: received[0].envelope.id) { throw error }
         }
     }
 
@@ -223,17 +240,59 @@ public struct MessageConsumer<Message: DroverMessage>: Service {
     }
 
     /// Runs `work` for one delivery: acknowledged when it returns, dead-lettered when it throws
-    /// ``MessageRejected``, requeued after `retryDelay` on any other error.
+    /// ``MessageRejected``, and otherwise retried as ``RetryPolicy`` says.
     private func settle(_ delivery: Delivery, id: String, _ work: () async throws -> Void) async throws {
+        var outages = 0
+        while true {
+            do {
+                try await work()
+                delivery.ack()
+            } catch let rejected as MessageRejected {
+                try await deadLetter(delivery, kind: "rejected", reason: rejected.reason)
+            } catch is CancellationError {
+                delivery.requeue()
+            } catch  where retry.isOutage(error) {
+                outages += 1
+                if await waitOutOutage(error, failures: outages, id: id) { continue }
+                delivery.requeue()
+            } catch {
+                try await fail(delivery, id: id, error: error)
+            }
+            return
+        }
+    }
+
+    /// Counts a failure of `delivery`: dead-letters it once it has failed as often as the policy
+    /// allows, and otherwise sends it round again after a backoff.
+    private func fail(_ delivery: Delivery, id: String, error: any Error) async throws {
+        let failures = delivery.failures == Int.max ? Int.max : delivery.failures + 1
+        let description = String(describing: error)
+        guard failures < retry.maximumAttempts else {
+            return try await deadLetter(delivery, kind: "failed", reason: "failed \(failures) times; the last error: \(description)")
+        }
+        logger.error(
+            "Handler failed; message will be retried",
+            metadata: ["message_id": "\(id)", "failures": "\(failures)", "error": "\(String(reflecting: error))"])
+        Counter(label: "drover_messages_retried_total", dimensions: [("queue", spec.queue)], factory: metrics).increment()
+        // On shutdown the copy goes at once: the count must not be lost with the wait.
+        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: retry.delay(afterFailures: failures)) }
+        try await bus.retry(delivery, failures: failures, error: description)
+    }
+
+    /// Waits out the backoff after `failures` outages in a row. - Returns: false when the
+    /// service is stopping instead, so that the message goes back to the queue.
+    private func waitOutOutage(_ error: any Error, failures: Int, id: String) async -> Bool {
+        Counter(label: "drover_consumer_outage_waits_total", dimensions: [("queue", spec.queue)], factory: metrics).increment()
+        if failures == 1 || failures.isMultiple(of: 10) {
+            logger.warning(
+                "A dependency is away; holding the message and trying again",
+                metadata: ["message_id": "\(id)", "tries": "\(failures)", "error": "\(String(reflecting: error))"])
+        }
         do {
-            try await work()
-            delivery.ack()
-        } catch let rejected as MessageRejected {
-            try await deadLetter(delivery, kind: "rejected", reason: rejected.reason)
+            try await cancelWhenGracefulShutdown { try await Task.sleep(for: retry.delay(afterFailures: failures)) }
+            return !Task.isCancelled && !Task.isShuttingDownGracefully
         } catch {
-            logger.error("Handler failed; message will be retried", metadata: ["message_id": "\(id)", "error": "\(String(reflecting: error))"])
-            try? await Task.sleep(for: retryDelay)
-            delivery.requeue()
+            return false
         }
     }
 

@@ -105,6 +105,34 @@ public struct AllocationRepository: Sendable {
 
     // MARK: Writes
 
+    /// Up to `limit` allocations on nodes that are not down whose node has not acknowledged what
+    /// is wanted of it for more than `age`: never reported although it should run, or still
+    /// pending or running although it should stop. Each comes with its job and is marked told
+    /// now, so that it is sent again once per `age` at most, by one caller.
+    public func claimUnacknowledged(olderThan age: Duration, limit: Int) async throws -> [Allocation] {
+        var allocations: [Allocation] = []
+        let rows = try await sql.query(
+            """
+            WITH stale AS (
+                UPDATE drover_allocations SET notified_at = now() WHERE id IN (
+                    SELECT a.id FROM drover_allocations a JOIN drover_nodes n ON n.id = a.node_id
+                    WHERE n.status <> 'down' AND a.notified_at < now() - make_interval(secs => \(age.timeInterval))
+                        AND ((a.desired_status = 'run' AND a.client_status = 'pending' AND a.report_sequence = 0)
+                            OR (a.desired_status <> 'run' AND a.client_status IN ('pending', 'running')))
+                    ORDER BY a.notified_at LIMIT \(limit) FOR UPDATE OF a SKIP LOCKED)
+                RETURNING id, job_id, job_version, spec)
+            SELECT s.spec::text, v.spec::text FROM stale s
+            LEFT JOIN drover_job_versions v ON v.job_id = s.job_id AND v.version = s.job_version
+            ORDER BY s.id
+            """)
+        for try await (spec, job) in rows.decode((String, String?).self) {
+            var allocation = try JSONColumn.decode(Allocation.self, spec)
+            allocation.job = try job.map { try JSONColumn.decode(Job.self, $0) }
+            allocations.append(allocation)
+        }
+        return allocations
+    }
+
     /// Allocation `id`, its row locked; nil when there is none.
     public func lock(_ id: String) async throws -> Allocation? {
         try await specs("SELECT spec::text FROM drover_allocations WHERE id = \(id) FOR UPDATE").first

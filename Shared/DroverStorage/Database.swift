@@ -141,3 +141,33 @@ final class EventLoopTaskExecutor: TaskExecutor {
         eventLoop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 }
+
+extension Database {
+    /// Whether `error` means the database is away (unreachable, restarting, shutting down, out
+    /// of connections) rather than that the work itself failed: what consumers wait out
+    /// without counting it against a message (``RetryPolicy/isOutage``).
+    public static func isOutage(_ error: any Error) -> Bool {
+        switch error {
+        case let error as PSQLError:
+            switch error.code {
+            case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed:
+                return true
+            case .server:
+                // Class 08: connection exception; 53: insufficient resources; 57P01–57P03:
+                // the server is shutting down or starting up.
+                let state = error.serverInfo?[.sqlState] ?? ""
+                return state.hasPrefix("08") || state.hasPrefix("53") || ["57P01", "57P02", "57P03"].contains(state)
+            default:
+                return false
+            }
+        case let error as PostgresTransactionError:
+            return [error.beginError, error.commitError, error.rollbackError, error.closureError].contains { $0.map(isOutage) ?? false }
+        case is ChannelError, is IOError, is NIOConnectionError:
+            return true
+        default:
+            // The pool's own errors (no connection could be made for a while) come from a module
+            // PostgresNIO does not export.
+            return String(describing: type(of: error)) == "ConnectionPoolError"
+        }
+    }
+}

@@ -21,6 +21,22 @@ public struct EvaluationRepository: Sendable {
             """)
     }
 
+    /// Up to `limit` evaluations still pending whose scheduler was last told of them more than
+    /// `age` ago: their notice is taken as lost. Each is marked told now, so that it is sent again
+    /// once per `age` at most, by one caller (rows another transaction holds are skipped).
+    public func claimStalePending(olderThan age: Duration, limit: Int) async throws -> [Evaluation] {
+        var evals: [Evaluation] = []
+        let rows = try await sql.query(
+            """
+            UPDATE drover_evaluations SET notified_at = now() WHERE id IN (
+                SELECT id FROM drover_evaluations WHERE status = 'pending' AND notified_at < now() - make_interval(secs => \(age.timeInterval))
+                ORDER BY notified_at LIMIT \(limit) FOR UPDATE SKIP LOCKED)
+            RETURNING spec::text
+            """)
+        for try await spec in rows.decode(String.self) { evals.append(try JSONColumn.decode(Evaluation.self, spec)) }
+        return evals
+    }
+
     /// Adds to `writes` the new state of `evals`, each as it is, at `index`.
     public func update(_ evals: [Evaluation], index: Int64, into writes: inout SQLWrites) throws {
         guard !evals.isEmpty else { return }

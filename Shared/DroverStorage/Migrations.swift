@@ -335,5 +335,53 @@ public enum DroverSchema {
                 // nothing recorded processed message ids here.
                 "DROP TABLE drover_inbox"
             ]),
+        Migration(
+            version: 8, name: "outbox refusals",
+            statements: [
+                // A message no queue took is kept and tried again later (attempts counts the
+                // refusals); one the broker can never take (too large) is set aside, dead, with
+                // the reason, and no relay claims it again.
+                """
+                ALTER TABLE drover_outbox ADD COLUMN attempts integer NOT NULL DEFAULT 0, ADD COLUMN last_error text,
+                    ADD COLUMN dead_at timestamptz
+                """,
+                "CREATE INDEX drover_outbox_dead ON drover_outbox (dead_at) WHERE dead_at IS NOT NULL",
+            ]),
+        Migration(
+            version: 9, name: "reconciliation",
+            statements: [
+                // When a scheduler was last told of a pending evaluation, and a node of what is
+                // wanted of its allocation: what the reconciliation finds stale and sends again.
+                "ALTER TABLE drover_evaluations ADD COLUMN notified_at timestamptz NOT NULL DEFAULT now()",
+                "ALTER TABLE drover_allocations ADD COLUMN notified_at timestamptz NOT NULL DEFAULT now()",
+                """
+                CREATE FUNCTION drover_evaluation_notified() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF NEW.status IS DISTINCT FROM OLD.status THEN NEW.notified_at = now(); END IF;
+                    RETURN NEW;
+                END $$
+                """,
+                """
+                CREATE TRIGGER drover_evaluation_status BEFORE UPDATE ON drover_evaluations
+                FOR EACH ROW EXECUTE FUNCTION drover_evaluation_notified()
+                """,
+                """
+                CREATE FUNCTION drover_allocation_notified() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF NEW.desired_status IS DISTINCT FROM OLD.desired_status THEN NEW.notified_at = now(); END IF;
+                    RETURN NEW;
+                END $$
+                """,
+                """
+                CREATE TRIGGER drover_allocation_desired_status BEFORE UPDATE ON drover_allocations
+                FOR EACH ROW EXECUTE FUNCTION drover_allocation_notified()
+                """,
+                "CREATE INDEX drover_evaluations_pending ON drover_evaluations (notified_at) WHERE status = 'pending'",
+                """
+                CREATE INDEX drover_allocations_unsettled ON drover_allocations (notified_at)
+                WHERE (desired_status = 'run' AND client_status = 'pending' AND report_sequence = 0)
+                    OR (desired_status <> 'run' AND client_status IN ('pending', 'running'))
+                """,
+            ]),
     ]
 }

@@ -111,6 +111,8 @@ public struct OutboxRelay: Service {
         public var pollInterval: Duration = .seconds(1)
         /// How long a pass owns the rows it claimed: longer than a publish can take.
         public var claimDuration: Duration = .seconds(10)
+        /// The longest wait before a message that no queue took is tried again.
+        public var maximumRetryDelay: Duration = .seconds(300)
         public init() {}
     }
 
@@ -119,6 +121,8 @@ public struct OutboxRelay: Service {
     private let configuration: Configuration
     private let logger: Logger
     private let published = Counter(label: "drover_outbox_published_total")
+    private let unroutable = Counter(label: "drover_outbox_unroutable_total")
+    private let deadLettered = Counter(label: "drover_outbox_dead_lettered_total")
 
     public init(database: Database, bus: any MessageBus, configuration: Configuration = .init(), logger: Logger) {
         self.database = database
@@ -155,17 +159,58 @@ public struct OutboxRelay: Service {
     /// Publishes messages handed over by this process's transactions, and deletes their rows.
     func publishHandedOff(_ messages: [OutgoingMessage]) async {
         guard !messages.isEmpty else { return }
-        let ids = messages.map(\.messageID)
         do {
-            try await bus.publish(messages)
+            try await publishAndDelete(messages)
         } catch {
             logger.warning("Publishing committed messages failed; any relay will", metadata: ["error": "\(String(reflecting: error))"])
-            try? await Outbox.release(ids, database: database)
-            return
+            try? await Outbox.release(messages.map(\.messageID), database: database)
         }
+    }
+
+    /// Publishes `messages` and deletes their rows. What the broker refuses does not hold up the
+    /// rest: a message no queue takes keeps its row, tried again after a backoff that grows with
+    /// its attempts (up to ``Configuration/maximumRetryDelay``); one too large for the broker is
+    /// set aside as dead, with the reason. Both are logged and counted.
+    /// - Throws: when publishing fails otherwise (the broker is away); no row has been deleted.
+    private func publishAndDelete(_ messages: [OutgoingMessage]) async throws {
+        var refused = PublishRefused()
         do {
-            try await database.client.query("DELETE FROM drover_outbox WHERE message_id = ANY(\(ids))", logger: logger)
-            published.increment(by: ids.count)
+            try await bus.publish(messages)
+        } catch let error as PublishRefused {
+            refused = error
+        }
+        if !refused.tooLarge.isEmpty {
+            // None of them was sent: set them aside, then publish the others of the batch.
+            try await database.client.query(
+                """
+                UPDATE drover_outbox SET dead_at = now(), last_error = 'larger than the broker takes', claimed_until = NULL
+                WHERE message_id = ANY(\(refused.tooLarge))
+                """, logger: logger)
+            deadLettered.increment(by: refused.tooLarge.count)
+            logger.error("Outbox messages too large for the broker set aside", metadata: ["message_ids": "\(refused.tooLarge)"])
+        }
+        if !refused.unroutable.isEmpty {
+            let most = configuration.maximumRetryDelay.timeInterval
+            try await database.client.query(
+                """
+                UPDATE drover_outbox SET attempts = least(attempts, 1000000) + 1, last_error = 'no queue is bound to take it',
+                    claimed_until = now() + make_interval(secs => least(\(most), power(2, least(attempts, 30))) * (0.5 + random() / 2))
+                WHERE message_id = ANY(\(refused.unroutable))
+                """, logger: logger)
+            unroutable.increment(by: refused.unroutable.count)
+            logger.warning(
+                "Outbox messages that no queue takes kept for later",
+                metadata: [
+                    "message_ids": "\(refused.unroutable)",
+                    "routing_keys": "\(Set(messages.filter { refused.unroutable.contains($0.messageID) }.map(\.routingKey)))",
+                ])
+        }
+        let kept = Set(refused.unroutable + refused.tooLarge)
+        let sent = messages.map(\.messageID).filter { !kept.contains($0) }
+        guard !sent.isEmpty else { return }
+        do {
+            try await database.client.query("DELETE FROM drover_outbox WHERE message_id = ANY(\(sent))", logger: logger)
+            published.increment(by: sent.count)
         } catch {
             // Published but still there: published again once the claim runs out.
             logger.warning("Deleting published outbox rows failed", metadata: ["error": "\(String(reflecting: error))"])
@@ -190,7 +235,7 @@ public struct OutboxRelay: Service {
             """
             UPDATE drover_outbox SET claimed_until = now() + make_interval(secs => \(claim))
             WHERE id IN (
-                SELECT id FROM drover_outbox WHERE claimed_until IS NULL OR claimed_until < now()
+                SELECT id FROM drover_outbox WHERE (claimed_until IS NULL OR claimed_until < now()) AND dead_at IS NULL
                 ORDER BY id LIMIT \(configuration.batchSize) FOR UPDATE SKIP LOCKED)
             RETURNING id, message_id, exchange, routing_key, type, schema_version, created_at, traceparent, headers::text, body
             """, logger: logger)
@@ -206,17 +251,15 @@ public struct OutboxRelay: Service {
         }
         guard !claimed.isEmpty else { return 0 }
         claimed.sort { $0.id < $1.id }  // RETURNING has no order; publish in the order of the outbox.
-        let ids = claimed.map(\.id)
         do {
-            try await bus.publish(claimed.map(\.message))
+            try await publishAndDelete(claimed.map(\.message))
         } catch {
             // Give the rows back now rather than when the claim runs out.
+            let ids = claimed.map(\.id)
             _ = try? await database.client.query("UPDATE drover_outbox SET claimed_until = NULL WHERE id = ANY(\(ids))", logger: logger)
             throw error
         }
-        try await database.client.query("DELETE FROM drover_outbox WHERE id = ANY(\(ids))", logger: logger)
-        published.increment(by: ids.count)
-        return ids.count
+        return claimed.count
     }
 
     private func listen(_ wake: AsyncStream<Void>.Continuation) async {

@@ -114,3 +114,21 @@ import Testing
         #expect(NodeHealthReport.verdict(exitCode: code) == verdict)
     }
 }
+
+@Suite struct OutageGraceTests {
+    let t0 = Date(timeIntervalSince1970: 1_900_000_000)
+
+    @Test func withoutAnOutageNodesMayGoDownAtAnyTime() {
+        #expect(OutageGrace(grace: .seconds(10)).mayMarkNodesDown(at: t0))
+    }
+
+    @Test func theGraceRunsFromTheLastOutageSeenAndAnEarlierOneDoesNotShortenIt() {
+        var grace = OutageGrace(grace: .seconds(10))
+        grace.outage(at: t0)
+        grace.outage(at: t0.addingTimeInterval(30))
+        grace.outage(at: t0.addingTimeInterval(5))
+        #expect(!grace.mayMarkNodesDown(at: t0.addingTimeInterval(39.9)))
+        #expect(grace.mayMarkNodesDown(at: t0.addingTimeInterval(40)))
+        #expect(grace.holdsUntil == t0.addingTimeInterval(40))
+    }
+}

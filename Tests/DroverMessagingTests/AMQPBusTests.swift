@@ -105,7 +105,13 @@ struct AMQPBusTests {
                 let spec = ConsumerSpec(queue: "test.\(word).\(name)", bindings: patterns + ["\(word).sentinel"])
                 iterators[name] = try await bus.subscribe(spec).makeAsyncIterator()
             }
-            try await bus.publish(keys.map { message($0, id: $0) } + [message("\(word).sentinel", id: "sentinel")])
+            // Not mandatory: some keys are meant to reach no queue.
+            let messages = (keys.map { message($0, id: $0) } + [message("\(word).sentinel", id: "sentinel")]).map { message in
+                var message = message
+                message.mandatory = false
+                return message
+            }
+            try await bus.publish(messages)
             var routed: [String: [String]] = [:]
             for name in bindings.keys {
                 var iterator = iterators[name]!
@@ -127,6 +133,28 @@ struct AMQPBusTests {
         #expect(amqp["node-all"] == ["node.n1.heartbeat", "node.n1.log.info.low", "node.n2.log", "node.n2.heartbeat.extra", "node"])
         #expect(amqp["logs"] == ["node.n1.log.info.low", "node.n2.log"])
         #expect(amqp["evals"] == ["cluster.eval.e1.pending", "cluster.eval.e2.blocked"])
+    }
+
+    /// A mandatory message that no queue takes is refused by name, once the rest are confirmed.
+    @Test func aMandatoryMessageNoQueueTakesIsRefusedByNameAndTheRestArePublished() async throws {
+        let word = TestEnvironment.uniqueName("mandatory")
+        let bus = try makeBus()
+        var deliveries = try await bus.subscribe(ConsumerSpec(queue: "test.\(word)", bindings: ["\(word).bound"])).makeAsyncIterator()
+        var advice = message("\(word).unbound", id: "advice")
+        advice.mandatory = false
+        try await bus.publish([advice])
+        let error = await #expect(throws: PublishRefused.self) {
+            try await bus.publish([message("\(word).bound", id: "a"), message("\(word).unbound", id: "lost"), message("\(word).bound", id: "b")])
+        }
+        #expect(error == PublishRefused(unroutable: ["lost"]))
+        var received: [String] = []
+        for _ in 0..<2 {
+            let delivery = try #require(await deliveries.next())
+            received.append(delivery.messageID ?? "")
+            delivery.ack()
+        }
+        #expect(received == ["a", "b"])
+        await bus.shutdown()
     }
 
     @Test func aMalformedBodyIsDeadLetteredAndTheNextMessageStillProcessed() async throws {
@@ -158,6 +186,49 @@ struct AMQPBusTests {
         dead.ack()
         let counter = try metrics.expectCounter("drover_messages_dead_lettered_total", [("queue", spec.queue), ("reason", "undecodable")])
         #expect(counter.totalValue == 1)
+        await bus.shutdown()
+    }
+
+    /// A handler that keeps failing: the message goes round its own queue (and no other that
+    /// its routing key reaches) with its failures counted, then to the dead-letter queue.
+    @Test func aMessageThatKeepsFailingGoesRoundItsOwnQueueThenToTheDeadLetterQueue() async throws {
+        let word = TestEnvironment.uniqueName("attempts")
+        let spec = ConsumerSpec(queue: "test.\(word)", bindings: ["\(word).node.*.heartbeat"])
+        let bystander = ConsumerSpec(queue: "test.\(word).bystander", bindings: ["\(word).#"])
+        let bus = try makeBus()
+        let metrics = TestMetrics()
+        let seen = Mutex<[(failures: Int, routingKey: String, exchange: String, userID: String?)]>([])
+        let consumer = MessageConsumer(
+            NodeHeartbeat.self, bus: bus, spec: spec, logger: Logger(label: "test"),
+            retry: RetryPolicy(maximumAttempts: 4, initialDelay: .milliseconds(10), maximumDelay: .milliseconds(50)), metrics: metrics
+        ) { _, delivery in
+            seen.withLock { $0.append((delivery.failures, delivery.routingKey, delivery.exchange, delivery.userID)) }
+            throw CocoaError(.fileWriteOutOfSpace)
+        }
+        var bystanderDeliveries = try await bus.subscribe(bystander).makeAsyncIterator()
+        var direct = try await bus.subscribe(spec).makeAsyncIterator()
+        let beat = NodeHeartbeat(nodeID: "n1", sequence: 1, agentStartedAt: Date())
+        try await bus.publish(OutgoingMessage(beat, routingKey: "\(word).node.n1.heartbeat", id: "failing"))
+        try await bus.publish(message("\(word).sentinel", id: "sentinel"))
+
+        var deadLetters = try await bus.subscribe(.deadLetters(of: spec.queue)).makeAsyncIterator()
+        for _ in 0..<4 { try await consumer.handle(try #require(await direct.next())) }
+        let dead = try #require(await deadLetters.next())
+        dead.ack()
+        #expect(dead.messageID == "failing")
+        #expect(dead.headers[DeadLetterHeader.reason]?.hasPrefix("failed 4 times; the last error:") == true, "headers: \(dead.headers)")
+        #expect(dead.headers[DeadLetterHeader.originalRoutingKey] == "\(word).node.n1.heartbeat")
+        let tries = seen.withLock { $0 }
+        #expect(tries.map(\.failures) == [0, 1, 2, 3])
+        #expect(Set(tries.map(\.routingKey)) == ["\(word).node.n1.heartbeat"] && Set(tries.map(\.exchange)) == ["drover"])
+        #expect(Set(tries.map(\.userID)).count == 1, "every try carries the first publisher's user")
+        #expect(try metrics.expectCounter("drover_messages_retried_total", [("queue", spec.queue)]).totalValue == 3)
+        // The queue bound with '#' saw the message once, then the sentinel: no retry reached it.
+        let once = try #require(await bystanderDeliveries.next())
+        let next = try #require(await bystanderDeliveries.next())
+        #expect([once.messageID, next.messageID] == ["failing", "sentinel"])
+        once.ack()
+        next.ack()
         await bus.shutdown()
     }
 

@@ -13,10 +13,15 @@ import Testing
     let metrics = TestMetrics()
     let seen = Locked<[NodeHeartbeat]>([])
 
+    /// No waiting between tries; three attempts; `Outage` is an outage.
+    static let quickRetry = RetryPolicy(maximumAttempts: 3, initialDelay: .zero, maximumDelay: .zero) { $0 is Outage }
+
+    struct Outage: Error {}
+
     private func consumer(
-        retryDelay: Duration = .zero, _ handler: @escaping MessageConsumer<NodeHeartbeat>.Handler = { _, _ in }
+        retry: RetryPolicy = quickRetry, _ handler: @escaping MessageConsumer<NodeHeartbeat>.Handler = { _, _ in }
     ) -> MessageConsumer<NodeHeartbeat> {
-        MessageConsumer(bus: bus, spec: spec, logger: Logger(label: "test"), retryDelay: retryDelay, metrics: metrics, handler: handler)
+        MessageConsumer(bus: bus, spec: spec, logger: Logger(label: "test"), retry: retry, metrics: metrics, handler: handler)
     }
 
     private func raw(_ body: String, type: String = NodeHeartbeat.messageType) -> OutgoingMessage {
@@ -64,7 +69,7 @@ import Testing
 
     private func batchConsumer(_ handler: @escaping MessageConsumer<NodeHeartbeat>.BatchHandler) -> MessageConsumer<NodeHeartbeat> {
         MessageConsumer(
-            bus: bus, spec: spec, logger: Logger(label: "test"), retryDelay: .zero, batchLimit: 10, metrics: metrics, batchHandler: handler)
+            bus: bus, spec: spec, logger: Logger(label: "test"), retry: Self.quickRetry, batchLimit: 10, metrics: metrics, batchHandler: handler)
     }
 
     /// Publishes heartbeats with `sequences`, then `extra` raw messages, and returns their deliveries.
@@ -106,7 +111,7 @@ import Testing
             return [:]
         }.handleBatch(deliveries)
         #expect(calls.value == [[1, 2, 3], [1], [2], [3]])
-        // 1 and 3 were acknowledged; 2 was requeued, and so is delivered again.
+        // 1 and 3 were acknowledged; 2 was sent round again, and so is delivered again.
         #expect(bus.unackedCount(of: spec.queue) == 1)
         #expect(bus.deadLetters(of: spec.queue).isEmpty)
     }
@@ -158,7 +163,7 @@ import Testing
         #expect(try deadLetterCount("rejected") == 1)
     }
 
-    @Test func anyOtherFailureRequeuesAndTheRetrySucceeds() async throws {
+    @Test func aFailureSendsTheMessageRoundAgainCountedAndTheRetrySucceeds() async throws {
         struct Transient: Error {}
         var deliveries = try await bus.subscribe(spec).makeAsyncIterator()
         try await bus.publish(NodeHeartbeat(nodeID: "n1", sequence: 1, agentStartedAt: Date()), routingKey: "node.n1.heartbeat")
@@ -173,11 +178,93 @@ import Testing
         let first = try #require(await deliveries.next())
         try await flaky.handle(first)
         let second = try #require(await deliveries.next())
-        #expect(!first.redelivered && second.redelivered)
+        #expect(first.failures == 0 && second.failures == 1)
+        // The copy went to this queue alone, and is delivered as the original was.
+        #expect(second.routingKey == "node.n1.heartbeat" && second.exchange == bus.exchange && second.messageID == first.messageID)
+        #expect(second.headers[RetryHeader.lastError]?.contains("Transient") == true)
         try await flaky.handle(second)
         #expect(attempts.value == 2)
         #expect(bus.unackedCount(of: spec.queue) == 0)
         #expect(bus.deadLetters(of: spec.queue).isEmpty)
+        #expect(try metrics.expectCounter("drover_messages_retried_total", [("queue", spec.queue)]).totalValue == 1)
+    }
+
+    @Test func aMessageThatKeepsFailingIsDeadLetteredAfterTheLastAttempt() async throws {
+        struct Broken: Error, CustomStringConvertible { var description: String { "value out of range for column" } }
+        var deliveries = try await bus.subscribe(spec).makeAsyncIterator()
+        try await bus.publish(NodeHeartbeat(nodeID: "n1", sequence: 1, agentStartedAt: Date()), routingKey: "node.n1.heartbeat")
+        let attempts = Locked(0)
+        let broken = consumer { _, _ in
+            attempts.withLock { $0 += 1 }
+            throw Broken()
+        }
+        while bus.deadLetters(of: spec.queue).isEmpty {
+            try await broken.handle(try #require(await deliveries.next()))
+        }
+        #expect(attempts.value == 3)
+        let dead = try #require(bus.deadLetters(of: spec.queue).first)
+        #expect(dead.headers[DeadLetterHeader.reason] == "failed 3 times; the last error: value out of range for column")
+        #expect(dead.headers[DeadLetterHeader.originalRoutingKey] == "node.n1.heartbeat")
+        #expect(try deadLetterCount("failed") == 1)
+        #expect(bus.unackedCount(of: spec.queue) == 0)
+    }
+
+    @Test func anOutageHoldsTheMessageAndTriesAgainWithoutCountingIt() async throws {
+        var deliveries = try await bus.subscribe(spec).makeAsyncIterator()
+        try await bus.publish(NodeHeartbeat(nodeID: "n1", sequence: 1, agentStartedAt: Date()), routingKey: "node.n1.heartbeat")
+        let attempts = Locked(0)
+        // Ten outages in a row: more than the three attempts a failing message gets.
+        let patient = consumer { envelope, _ in
+            let attempt = attempts.withLock {
+                $0 += 1
+                return $0
+            }
+            if attempt <= 10 { throw Outage() }
+            seen.withLock { $0.append(envelope.data) }
+        }
+        try await patient.handle(try #require(await deliveries.next()))
+        #expect(attempts.value == 11 && seen.value.count == 1)
+        #expect(bus.unackedCount(of: spec.queue) == 0 && bus.deadLetters(of: spec.queue).isEmpty)
+        #expect(bus.published.count == 1, "nothing was sent round again")
+        #expect(try metrics.expectCounter("drover_consumer_outage_waits_total", [("queue", spec.queue)]).totalValue == 10)
+    }
+
+    @Test func aBatchThatMeetsAnOutageIsTriedAgainWhole() async throws {
+        let deliveries = try await publishHeartbeats(1...3)
+        let calls = Locked<[[UInt64]]>([])
+        try await batchConsumer { batch in
+            let first = calls.withLock {
+                $0.append(batch.map(\.envelope.data.sequence))
+                return $0.count == 1
+            }
+            if first { throw Outage() }
+            return [:]
+        }.handleBatch(deliveries)
+        #expect(calls.value == [[1, 2, 3], [1, 2, 3]])
+        #expect(bus.unackedCount(of: spec.queue) == 0 && bus.published.count == 3)
+    }
+
+    @Test func backoffDoublesIsCappedAndDrawsFromItsUpperHalf() {
+        let policy = RetryPolicy(initialDelay: .milliseconds(200), maximumDelay: .seconds(5))
+        #expect(policy.delay(afterFailures: 1, random: 1) == .milliseconds(200))
+        #expect(policy.delay(afterFailures: 1, random: 0) == .milliseconds(100))
+        #expect(policy.delay(afterFailures: 3, random: 1) == .milliseconds(800))
+        #expect(policy.delay(afterFailures: 10, random: 1) == .seconds(5))
+        #expect(policy.delay(afterFailures: Int.max, random: 0.5) == .milliseconds(3750))
+        #expect(policy.delay(afterFailures: -4, random: 1) == .milliseconds(200))
+        #expect(RetryPolicy(maximumAttempts: 0).maximumAttempts == 1)
+    }
+
+    @Test func aHostileFailureCountIsReadAsACountOrAsNone() {
+        func delivery(_ count: String) -> Delivery {
+            Delivery(
+                queue: "q", exchange: "drover", routingKey: "k", messageID: nil, type: nil, headers: [RetryHeader.failures: count], body: [],
+                redelivered: false, deliveryTag: 1, connectionGeneration: 0, acknowledger: bus)
+        }
+        #expect(delivery("2").failures == 2)
+        #expect(delivery("-7").failures == 0)
+        #expect(delivery("99999999999999999999999").failures == 0)
+        #expect(delivery("\(Int.max)").failures == Int.max)
     }
 
     @Test func inMemoryRoutingFollowsTopicBindings() async throws {

@@ -220,6 +220,90 @@ struct StorageTests {
         }
     }
 
+    /// What the broker does not take holds up nothing: a message no queue is bound to take keeps
+    /// its row and goes once a queue is bound; one larger than the broker takes is set aside as
+    /// dead, with the reason (learnt from the broker itself when it is lower than configured).
+    @Test(.enabled(if: TestEnvironment.runsMessagingIntegration))
+    func aMessageNoQueueTakesIsKeptAndOneTooLargeIsSetAsideWhileTheRestMoveOn() async throws {
+        let amqpURL = try #require(TestEnvironment.amqpURL)
+        try await withFreshDatabase { url in
+            let database = try Database(url: url, logger: logger)
+            try await withClient(database.client) {
+                try await database.migrate()
+                let word = TestEnvironment.uniqueName("refused")
+                func message(_ id: String, _ key: String, bytes: Int = 2) -> OutgoingMessage {
+                    OutgoingMessage(
+                        routingKey: "\(word).\(key)", messageID: id, type: "test.row", schemaVersion: 1, timestamp: Date(),
+                        body: Array("{}".utf8) + Array(repeating: 32, count: max(bytes - 2, 0)))
+                }
+                // Configured above the test broker's max_message_size (16 MiB): the broker's refusal teaches the bus.
+                var configuration = try AMQPBus.Configuration(url: amqpURL)
+                configuration.maximumMessageBytes = 64 << 20
+                configuration.initialBackoff = .milliseconds(20)
+                let bus = AMQPBus(configuration: configuration, logger: logger)
+                var routed = try await bus.subscribe(ConsumerSpec(queue: "test.\(word)", bindings: ["\(word).routed"])).makeAsyncIterator()
+                try await database.transaction { work in
+                    work.send([
+                        message("a", "routed"), message("nowhere", "unbound"), message("huge", "routed", bytes: 17 << 20), message("d", "routed"),
+                    ])
+                }
+                let relay = OutboxRelay(database: database, bus: bus, logger: logger)
+                #expect(try await relay.relayOnce() == 4)
+                // The channel the broker closed over the large one held "a" unconfirmed: it may come twice.
+                var ids: [String] = []
+                while ids.last != "d" {
+                    let delivery = try #require(await routed.next())
+                    if !ids.contains(delivery.messageID ?? "") { ids.append(delivery.messageID ?? "") }
+                    delivery.ack()
+                }
+                #expect(ids == ["a", "d"])
+                var rows: [String: (attempts: Int, error: String?, dead: Bool, later: Bool)] = [:]
+                for try await (id, attempts, error, dead, later) in try await database.client.query(
+                    "SELECT message_id, attempts, last_error, dead_at IS NOT NULL, coalesce(claimed_until > now(), false) FROM drover_outbox",
+                    logger: logger
+                ).decode((String, Int, String?, Bool, Bool).self) {
+                    rows[id] = (attempts, error, dead, later)
+                }
+                #expect(Set(rows.keys) == ["nowhere", "huge"])
+                #expect(rows["nowhere"]?.attempts == 1 && rows["nowhere"]?.dead == false && rows["nowhere"]?.later == true)
+                #expect(rows["nowhere"]?.error == "no queue is bound to take it")
+                #expect(rows["huge"]?.dead == true && rows["huge"]?.error == "larger than the broker takes")
+                #expect(try await relay.relayOnce() == 0, "the kept row waits its backoff; the dead one is never claimed")
+
+                // Once a queue is bound and the backoff has passed, the kept message goes.
+                var late = try await bus.subscribe(ConsumerSpec(queue: "test.\(word).late", bindings: ["\(word).unbound"])).makeAsyncIterator()
+                try await database.client.query("UPDATE drover_outbox SET claimed_until = now() WHERE message_id = 'nowhere'", logger: logger)
+                #expect(try await relay.relayOnce() == 1)
+                let delivery = try #require(await late.next())
+                #expect(delivery.messageID == "nowhere")
+                delivery.ack()
+                #expect(try await count("drover_outbox", in: database) == 1)
+                await bus.shutdown()
+            }
+        }
+    }
+
+    @Test func theDatabaseBeingAwayIsAnOutageAndABadStatementIsNot() async throws {
+        #expect(Database.isOutage(ChannelError.ioOnClosedChannel) && Database.isOutage(ChannelError.connectTimeout(.seconds(1))))
+        try await withMigratedDatabase { database in
+            // The server ending the session (as a restart does) is an outage.
+            let connection = try await PostgresConnection.connect(
+                configuration: .init(
+                    host: "127.0.0.1", port: TestEnvironment.postgresPort, username: "drover", password: "drover", database: nil, tls: .disable),
+                id: 1, logger: logger)
+            let pid = try await connection.query("SELECT pg_backend_pid()", logger: logger).collect().first!.decode(Int32.self)
+            try await database.client.query("SELECT pg_terminate_backend(\(pid))", logger: logger)
+            let ended = await #expect(throws: (any Error).self) {
+                try await withTimeout(.seconds(10), "the ended session answering") { try await connection.query("SELECT 1", logger: logger) }
+            }
+            #expect(Database.isOutage(try #require(ended)), "\(String(reflecting: ended))")
+            try? await connection.close()
+            let error = await #expect(throws: (any Error).self) { try await database.client.query("SELECT 1/0", logger: logger) }
+            #expect(!Database.isOutage(try #require(error)))
+            #expect(!Database.isOutage(CancellationError()))
+        }
+    }
+
     /// 10,000 outbox rows; the first relay is stopped abruptly half-way (its task cancelled and
     /// its bus shut down under it), a second one finishes: every row is published, the rows the
     /// first one had claimed once their claim ran out.
@@ -308,4 +392,5 @@ struct RefusingBus: MessageBus {
     func publish(_ messages: [OutgoingMessage]) async throws { throw Refused() }
     func subscribe(_ spec: ConsumerSpec) async throws -> AsyncStream<Delivery> { AsyncStream { $0.finish() } }
     func deadLetter(_ delivery: Delivery, reason: String) async throws {}
+    func retry(_ delivery: Delivery, failures: Int, error: String) async throws {}
 }

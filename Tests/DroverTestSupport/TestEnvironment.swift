@@ -15,6 +15,8 @@ public enum TestEnvironment {
 
     public static var amqpURL: String? { environment["DROVER_TEST_AMQP_URL"] }
     public static var postgresURL: String? { environment["DROVER_TEST_POSTGRES_URL"] }
+    /// The test server's port, from ``postgresURL``.
+    public static var postgresPort: Int { postgresURL.flatMap { URLComponents(string: $0)?.port } ?? 5432 }
     /// Stops the test broker; waits until it has stopped.
     public static var brokerStopCommand: String? { environment["DROVER_TEST_BROKER_STOP"] }
     /// Starts the test broker again; waits until it accepts connections.

@@ -32,6 +32,8 @@ management.tcp.port = $MGMT
 management.tcp.ip = 127.0.0.1
 disk_free_limit.absolute = 50MB
 loopback_users.guest = true
+# The bus refuses larger messages itself (AMQPBus.Configuration.maximumMessageBytes); the two agree.
+max_message_size = 16777216
 CONF
     echo '[rabbitmq_management].' > "$DIR/enabled_plugins"
     if [ ! -f "$DIR/home/.erlang.cookie" ]; then
