@@ -284,22 +284,21 @@ struct StorageTests {
     }
 
     @Test func theDatabaseBeingAwayIsAnOutageAndABadStatementIsNot() async throws {
+        // A connection that cannot be made or was lost is an outage.
         #expect(Database.isOutage(ChannelError.ioOnClosedChannel) && Database.isOutage(ChannelError.connectTimeout(.seconds(1))))
         try await withMigratedDatabase { database in
-            // The server ending the session (as a restart does) is an outage.
-            let connection = try await PostgresConnection.connect(
-                configuration: .init(
-                    host: "127.0.0.1", port: TestEnvironment.postgresPort, username: "drover", password: "drover", database: nil, tls: .disable),
-                id: 1, logger: logger)
-            let pid = try await connection.query("SELECT pg_backend_pid()", logger: logger).collect().first!.decode(Int32.self)
-            try await database.client.query("SELECT pg_terminate_backend(\(pid))", logger: logger)
-            let ended = await #expect(throws: (any Error).self) {
-                try await withTimeout(.seconds(10), "the ended session answering") { try await connection.query("SELECT 1", logger: logger) }
+            // What the server says when it is shutting down, starting up or out of connections is an outage.
+            for state in ["admin_shutdown", "cannot_connect_now", "too_many_connections", "connection_failure"] {
+                let error = await #expect(throws: (any Error).self) {
+                    try await database.client.query(
+                        PostgresQuery(unsafeSQL: "DO $$ BEGIN RAISE EXCEPTION 'away' USING ERRCODE = '\(state)'; END $$"), logger: logger)
+                }
+                let thrown = try #require(error)
+                #expect(Database.isOutage(thrown), "\(state): \(String(reflecting: thrown))")
             }
-            #expect(Database.isOutage(try #require(ended)), "\(String(reflecting: ended))")
-            try? await connection.close()
             let error = await #expect(throws: (any Error).self) { try await database.client.query("SELECT 1/0", logger: logger) }
-            #expect(!Database.isOutage(try #require(error)))
+            let thrown = try #require(error)
+            #expect(!Database.isOutage(thrown))
             #expect(!Database.isOutage(CancellationError()))
         }
     }
