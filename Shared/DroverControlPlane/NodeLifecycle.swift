@@ -33,6 +33,8 @@ public struct NodeLifecycle: Sendable {
     /// - Returns: the evaluations this created.
     @discardableResult
     public func register(node reported: Node, at time: Date? = nil) async throws -> [String] {
+        let problems = reported.validate()
+        guard problems.isEmpty else { throw ControlPlaneError.invalid(problems) }
         let time = time ?? now()
         return try await database.transaction { work in
             let previous = try await work.nodes.lockReported(reported.id)

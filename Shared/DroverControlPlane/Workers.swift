@@ -59,7 +59,8 @@ extension ControlPlane {
         ) { envelope, delivery in
             let nodeID = envelope.data.node.id
             try delivery.checkSentBy(node: nodeID)
-            let evaluations = try await nodes.register(node: envelope.data.node)
+            var evaluations: [String] = []
+            try await Self.refusing { evaluations = try await nodes.register(node: envelope.data.node) }
             logger.debug("Node registration recorded", metadata: ["node_id": "\(nodeID)", "evaluations": "\(evaluations.count)"])
             // The answer tells the agent it is known (it registers again quickly until one comes),
             // and when to heartbeat: a registration counts as a heartbeat with the minimum TTL.

@@ -60,6 +60,31 @@ public struct ValidationFailure: Error, Sendable, CustomStringConvertible {
     public var description: String { errors.map(\.description).joined(separator: "; ") }
 }
 
+/// The most a job may hold, so that no sum overflows, every value fits its column and no job
+/// costs the control plane more than a bounded amount of work. The OpenAPI document lists them.
+public enum JobLimits {
+    public static let taskGroups = 100
+    public static let tasksPerGroup = 100
+    /// A group's `Count`.
+    public static let count = 10_000
+    /// Constraints, affinities or spreads at one level (job, group, task).
+    public static let rules = 100
+    /// `Env` and `Meta` entries at one level.
+    public static let entries = 1_000
+    /// `Datacenters` and `Config.args` entries.
+    public static let listEntries = 1_000
+    /// Ids, names, variable and meta keys, constraint targets and the like, in UTF-8 bytes.
+    public static let shortString = 1_024
+    /// Values of `Env`, `Meta` and `Config.args`, and `Config.command`, in UTF-8 bytes.
+    public static let longString = 65_536
+    /// `KillTimeout`, in nanoseconds: one hour.
+    public static let killTimeout: Int64 = 3_600_000_000_000
+    /// `RestartPolicy` and `ReschedulePolicy` `Interval` and `Delay`, in nanoseconds: one year.
+    public static let policyDuration: Int64 = 31_536_000_000_000_000
+    /// `RestartPolicy` and `ReschedulePolicy` `Attempts`.
+    public static let attempts = 10_000
+}
+
 extension Job {
     /// The drivers whose `Config` Drover understands; a job may name others (they then place
     /// only on nodes that report them).
@@ -71,17 +96,66 @@ extension Job {
         func check(_ condition: Bool, _ field: String, _ reason: @autoclosure () -> String) {
             if !condition { errors.append(FieldError(field, reason())) }
         }
+        func checkLength(_ text: String?, _ field: String, most: Int = JobLimits.shortString) {
+            guard let text else { return }
+            check(text.utf8.count <= most, field, "must be at most \(most) bytes, got \(text.utf8.count)")
+        }
+        func checkCount(_ count: Int, _ field: String, most: Int) {
+            check(count <= most, field, "may hold at most \(most) entries, got \(count)")
+        }
+        func checkEntries(_ entries: [String: String]?, _ field: String) {
+            guard let entries else { return }
+            checkCount(entries.count, field, most: JobLimits.entries)
+            for (key, value) in entries.sorted(by: { $0.key < $1.key }) {
+                checkLength(key, "\(field).\(key.prefix(64))", most: JobLimits.shortString)
+                checkLength(value, "\(field).\(key.prefix(64))", most: JobLimits.longString)
+            }
+        }
+        func checkRules(_ constraints: [Constraint]?, _ affinities: [Affinity]?, _ spreads: [Spread]?, at path: String) {
+            checkCount(constraints?.count ?? 0, "\(path).Constraints", most: JobLimits.rules)
+            checkCount(affinities?.count ?? 0, "\(path).Affinities", most: JobLimits.rules)
+            checkCount(spreads?.count ?? 0, "\(path).Spreads", most: JobLimits.rules)
+            for (index, rule) in (constraints ?? []).enumerated() {
+                checkLength(rule.lTarget, "\(path).Constraints[\(index)].LTarget")
+                checkLength(rule.rTarget, "\(path).Constraints[\(index)].RTarget")
+            }
+            for (index, rule) in (affinities ?? []).enumerated() {
+                checkLength(rule.lTarget, "\(path).Affinities[\(index)].LTarget")
+                checkLength(rule.rTarget, "\(path).Affinities[\(index)].RTarget")
+            }
+            for (index, spread) in (spreads ?? []).enumerated() {
+                checkLength(spread.attribute, "\(path).Spreads[\(index)].Attribute")
+                checkCount(spread.spreadTarget?.count ?? 0, "\(path).Spreads[\(index)].SpreadTarget", most: JobLimits.rules)
+            }
+        }
+        func checkPolicy(attempts: Int?, interval: Int64?, delay: Int64?, at path: String) {
+            if let attempts { check((0...JobLimits.attempts).contains(attempts), "\(path).Attempts", "must be between 0 and \(JobLimits.attempts)") }
+            for (name, value) in [("Interval", interval), ("Delay", delay)] {
+                guard let value else { continue }
+                check(
+                    (0...JobLimits.policyDuration).contains(value), "\(path).\(name)",
+                    "must be between 0 and \(JobLimits.policyDuration) nanoseconds (a year), got \(value)")
+            }
+        }
         check(!id.isEmpty, "Job.ID", "is required")
         check(id.utf8.count <= 128, "Job.ID", "must be at most 128 bytes")
         check(
             !id.contains { $0.isWhitespace || $0.isNewline || $0 == "/" || $0 == "?" || $0 == "#" }, "Job.ID",
             "must not contain whitespace, '/', '?' or '#'")
         if let name { check(!name.isEmpty, "Job.Name", "must not be empty when given") }
+        checkLength(name, "Job.Name")
+        checkLength(region, "Job.Region")
+        checkLength(namespace, "Job.Namespace")
+        checkEntries(meta, "Job.Meta")
+        checkRules(constraints, affinities, spreads, at: "Job")
+        checkCount(taskGroups.count, "Job.TaskGroups", most: JobLimits.taskGroups)
         if let priority { check((1...100).contains(priority), "Job.Priority", "must be between 1 and 100, got \(priority)") }
         if let datacenters {
             check(!datacenters.isEmpty, "Job.Datacenters", "must name at least one datacenter (or \"*\")")
-            for (index, datacenter) in datacenters.enumerated() {
+            checkCount(datacenters.count, "Job.Datacenters", most: JobLimits.listEntries)
+            for (index, datacenter) in datacenters.prefix(JobLimits.listEntries).enumerated() {
                 check(!datacenter.isEmpty, "Job.Datacenters[\(index)]", "must not be empty")
+                checkLength(datacenter, "Job.Datacenters[\(index)]")
             }
         }
         errors += Self.validate(constraints ?? [], at: "Job.Constraints")
@@ -89,30 +163,30 @@ extension Job {
         errors += Self.validate(spreads ?? [], at: "Job.Spreads")
         check(!taskGroups.isEmpty, "Job.TaskGroups", "a job needs at least one task group")
         var groupNames = Set<String>()
-        for (index, group) in taskGroups.enumerated() {
+        for (index, group) in taskGroups.prefix(JobLimits.taskGroups).enumerated() {
             let path = "Job.TaskGroups[\(index)]"
             check(!group.name.isEmpty, "\(path).Name", "is required")
+            checkLength(group.name, "\(path).Name")
+            checkEntries(group.meta, "\(path).Meta")
+            checkRules(group.constraints, group.affinities, group.spreads, at: path)
+            checkCount(group.tasks.count, "\(path).Tasks", most: JobLimits.tasksPerGroup)
             check(groupNames.insert(group.name).inserted || group.name.isEmpty, "\(path).Name", "'\(group.name)' is used by another group")
             check(!group.name.contains("."), "\(path).Name", "must not contain '.'")
             if let count = group.count {
-                check(count >= 0, "\(path).Count", "must be 0 or more, got \(count)")
+                check((0...JobLimits.count).contains(count), "\(path).Count", "must be between 0 and \(JobLimits.count), got \(count)")
                 if jobType == .system { check(count <= 1, "\(path).Count", "a system job runs one allocation per node; leave Count out or set 1") }
             }
             errors += Self.validate(group.constraints ?? [], at: "\(path).Constraints")
             errors += Self.validate(group.affinities ?? [], at: "\(path).Affinities")
             errors += Self.validate(group.spreads ?? [], at: "\(path).Spreads")
             if let policy = group.restartPolicy {
-                if let attempts = policy.attempts { check(attempts >= 0, "\(path).RestartPolicy.Attempts", "must be 0 or more") }
-                if let interval = policy.interval { check(interval >= 0, "\(path).RestartPolicy.Interval", "must be 0 or more nanoseconds") }
-                if let delay = policy.delay { check(delay >= 0, "\(path).RestartPolicy.Delay", "must be 0 or more nanoseconds") }
+                checkPolicy(attempts: policy.attempts, interval: policy.interval, delay: policy.delay, at: "\(path).RestartPolicy")
                 if let mode = policy.mode {
-                    check(mode == "fail" || mode == "delay", "\(path).RestartPolicy.Mode", "must be \"fail\" or \"delay\", got \"\(mode)\"")
+                    check(mode == "fail" || mode == "delay", "\(path).RestartPolicy.Mode", "must be \"fail\" or \"delay\", got \"\(mode.prefix(64))\"")
                 }
             }
             if let policy = group.reschedulePolicy {
-                if let attempts = policy.attempts { check(attempts >= 0, "\(path).ReschedulePolicy.Attempts", "must be 0 or more") }
-                if let interval = policy.interval { check(interval >= 0, "\(path).ReschedulePolicy.Interval", "must be 0 or more nanoseconds") }
-                if let delay = policy.delay { check(delay >= 0, "\(path).ReschedulePolicy.Delay", "must be 0 or more nanoseconds") }
+                checkPolicy(attempts: policy.attempts, interval: policy.interval, delay: policy.delay, at: "\(path).ReschedulePolicy")
             }
             check(!group.tasks.isEmpty, "\(path).Tasks", "a task group needs at least one task")
             var taskNames = Set<String>()
@@ -120,8 +194,21 @@ extension Job {
             // column of 32 bits: a total past it is refused where it is crossed, never summed into
             // an overflow.
             var totals = Resources(cpu: 0, memoryMB: 0, diskMB: 0)
-            for (taskIndex, task) in group.tasks.enumerated() {
+            for (taskIndex, task) in group.tasks.prefix(JobLimits.tasksPerGroup).enumerated() {
                 let taskPath = "\(path).Tasks[\(taskIndex)]"
+                checkLength(task.name, "\(taskPath).Name")
+                checkLength(task.driver, "\(taskPath).Driver")
+                checkLength(task.user, "\(taskPath).User")
+                checkLength(task.config?.command, "\(taskPath).Config.command", most: JobLimits.longString)
+                if let args = task.config?.args {
+                    checkCount(args.count, "\(taskPath).Config.args", most: JobLimits.listEntries)
+                    for (argIndex, arg) in args.prefix(JobLimits.listEntries).enumerated() {
+                        checkLength(arg, "\(taskPath).Config.args[\(argIndex)]", most: JobLimits.longString)
+                    }
+                }
+                checkEntries(task.env, "\(taskPath).Env")
+                checkEntries(task.meta, "\(taskPath).Meta")
+                checkRules(task.constraints, nil, nil, at: taskPath)
                 let resources = task.taskResources
                 for (field, amount) in [("CPU", \Resources.cpu), ("MemoryMB", \Resources.memoryMB), ("DiskMB", \Resources.diskMB)] {
                     let (sum, overflow) = totals[keyPath: amount].addingReportingOverflow(max(0, resources[keyPath: amount]))
@@ -152,7 +239,11 @@ extension Job {
                         check(resources.diskMB >= 0, "\(taskPath).Resources.DiskMB", "must be 0 or more, got \(resources.diskMB)")
                     }
                 }
-                if let timeout = task.killTimeout { check(timeout >= 0, "\(taskPath).KillTimeout", "must be 0 or more nanoseconds") }
+                if let timeout = task.killTimeout {
+                    check(
+                        (0...JobLimits.killTimeout).contains(timeout), "\(taskPath).KillTimeout",
+                        "must be between 0 and \(JobLimits.killTimeout) nanoseconds (an hour), got \(timeout)")
+                }
                 for key in (task.env ?? [:]).keys where key.isEmpty || key.contains("=") {
                     errors.append(FieldError("\(taskPath).Env", "'\(key)' is not a valid variable name"))
                 }
@@ -290,5 +381,32 @@ public struct APIError: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case error = "Error"
         case fields = "Fields"
+    }
+}
+
+extension Node {
+    /// Every problem with this node as its agent registered it, each naming its field; empty
+    /// when valid. Resources must fit their 32-bit columns, so that no fleet total overflows.
+    public func validate() -> [FieldError] {
+        var errors: [FieldError] = []
+        func check(_ condition: Bool, _ field: String, _ reason: @autoclosure () -> String) {
+            if !condition { errors.append(FieldError(field, reason())) }
+        }
+        check(!id.isEmpty, "Node.ID", "is required")
+        for (field, text) in [("Node.ID", id), ("Node.Name", name), ("Node.Datacenter", datacenter), ("Node.NodeClass", nodeClass)] {
+            check(text.utf8.count <= JobLimits.shortString, field, "must be at most \(JobLimits.shortString) bytes, got \(text.utf8.count)")
+        }
+        for (field, amount) in [("CPU", resources.cpu), ("MemoryMB", resources.memoryMB), ("DiskMB", resources.diskMB)] {
+            check(
+                (0...Resources.maximumTotal).contains(amount), "Node.NodeResources.\(field)",
+                "must be between 0 and \(Resources.maximumTotal), got \(amount)")
+        }
+        check(drivers.count <= JobLimits.rules, "Node.Drivers", "may name at most \(JobLimits.rules) drivers, got \(drivers.count)")
+        for (field, entries) in [("Node.Attributes", attributes), ("Node.Meta", meta)] {
+            check(entries.count <= JobLimits.entries, field, "may hold at most \(JobLimits.entries) entries, got \(entries.count)")
+            let longest = entries.lazy.map { max($0.key.utf8.count, $0.value.utf8.count) }.max() ?? 0
+            check(longest <= JobLimits.shortString, field, "keys and values must be at most \(JobLimits.shortString) bytes")
+        }
+        return errors
     }
 }

@@ -42,7 +42,7 @@ struct UseCaseTests {
             let current = try await database.currentIndex()
             #expect(again.index > first.index && current >= again.index)
             let invalid = await #expect(throws: ControlPlaneError.self) { try await jobs.register(smallJob("bad", count: -1)) }
-            #expect(invalid == .invalid([FieldError("Job.TaskGroups[0].Count", "must be 0 or more, got -1")]))
+            #expect(invalid == .invalid([FieldError("Job.TaskGroups[0].Count", "must be between 0 and 10000, got -1")]))
             #expect(try await count("drover_evaluations", in: database) == 3, "a refused job writes nothing")
         }
     }
@@ -63,7 +63,7 @@ struct UseCaseTests {
                 Issue.record("the invalid job was not refused: \(results[1])")
                 return
             }
-            #expect(errors == [FieldError("Job.TaskGroups[0].Count", "must be 0 or more, got -1")])
+            #expect(errors == [FieldError("Job.TaskGroups[0].Count", "must be between 0 and 10000, got -1")])
             // a, old (unchanged) and b in the first round; old again (changed) in a second.
             let first = try results[0].get().index
             #expect(try results[2].get().index == first && results[3].get().index == first)

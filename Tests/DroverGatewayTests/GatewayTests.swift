@@ -83,6 +83,14 @@ struct GatewayTests {
                 uri: "/v1/jobs", method: .post, body: ByteBuffer(string: Self.job.replacingOccurrences(of: #""Count": 2"#, with: #""Count": -1"#)))
             #expect(badCount.status == .badRequest)
             #expect(try error(badCount).fields == ["Job.TaskGroups[0].Count"])
+            // Past a limit of the OpenAPI document: Count, KillTimeout.
+            let limits = try await client.execute(
+                uri: "/v1/jobs", method: .post,
+                body: ByteBuffer(
+                    string: Self.job.replacingOccurrences(of: #""Count": 2"#, with: #""Count": 4611686018427387904"#)
+                        .replacingOccurrences(of: #""Tasks": [{"Name": "t""#, with: #""Tasks": [{"KillTimeout": 9223372036854775807, "Name": "t""#)))
+            #expect(limits.status == .badRequest)
+            #expect(try error(limits).fields == ["Job.TaskGroups[0].Count", "Job.TaskGroups[0].Tasks[0].KillTimeout"])
             let otherID = try await client.execute(uri: "/v1/job/other", method: .post, body: ByteBuffer(string: Self.job))
             #expect(try error(otherID).fields == ["Job.ID"])
             #expect(try error(try await client.execute(uri: "/v1/jobs?index=soon", method: .get)).fields == ["index"])

@@ -86,6 +86,53 @@ import Testing
         #expect(group([100], memory: Int.max).validate().map(\.field) == ["Job.TaskGroups[0].Tasks[0].Resources.MemoryMB"])
     }
 
+    /// Each limit, crossed by one: refused by name; at the limit: accepted.
+    @Test func everyLimitIsEnforcedByNameAndItsBoundIsAccepted() {
+        func job(_ change: (inout Job) -> Void) -> [String] {
+            var job = Job(
+                id: "limits", taskGroups: [TaskGroup(name: "g", tasks: [JobTask(name: "t", command: "/bin/true", resources: Resources(cpu: 1, memoryMB: 10))])])
+            change(&job)
+            return job.validate().map(\.field)
+        }
+        let task = JobTask(name: "t", command: "/bin/true", resources: Resources(cpu: 1, memoryMB: 10))
+        #expect(job { $0.taskGroups[0].count = JobLimits.count }.isEmpty)
+        #expect(job { $0.taskGroups[0].count = JobLimits.count + 1 } == ["Job.TaskGroups[0].Count"])
+        #expect(job { $0.taskGroups[0].count = Int.max } == ["Job.TaskGroups[0].Count"])
+        #expect(
+            job { job in job.taskGroups = (0...JobLimits.taskGroups).map { TaskGroup(name: "g\($0)", tasks: [task]) } } == ["Job.TaskGroups"])
+        #expect(
+            job { $0.taskGroups[0].tasks = (0...JobLimits.tasksPerGroup).map { JobTask(name: "t\($0)", command: "/bin/true") } } == [
+                "Job.TaskGroups[0].Tasks"
+            ])
+        #expect(job { $0.taskGroups[0].tasks[0].killTimeout = JobLimits.killTimeout }.isEmpty)
+        #expect(job { $0.taskGroups[0].tasks[0].killTimeout = JobLimits.killTimeout + 1 } == ["Job.TaskGroups[0].Tasks[0].KillTimeout"])
+        #expect(
+            job { $0.taskGroups[0].tasks[0].env = Dictionary(uniqueKeysWithValues: (0...JobLimits.entries).map { ("V\($0)", "x") }) } == [
+                "Job.TaskGroups[0].Tasks[0].Env"
+            ])
+        #expect(job { $0.meta = ["k": String(repeating: "x", count: JobLimits.longString + 1)] } == ["Job.Meta.k"])
+        #expect(job { $0.name = String(repeating: "n", count: JobLimits.shortString + 1) } == ["Job.Name"])
+        #expect(
+            job { $0.constraints = (0...JobLimits.rules).map { _ in Constraint("${attr.kernel.name}", "=", "linux") } } == [
+                "Job.Constraints"
+            ])
+        #expect(job { $0.taskGroups[0].restartPolicy = RestartPolicy(attempts: 2, interval: Int64.max, delay: -1, mode: "fail") } == [
+            "Job.TaskGroups[0].RestartPolicy.Interval", "Job.TaskGroups[0].RestartPolicy.Delay",
+        ])
+        #expect(job { $0.taskGroups[0].tasks[0].config?.args = Array(repeating: "a", count: JobLimits.listEntries + 1) } == [
+            "Job.TaskGroups[0].Tasks[0].Config.args"
+        ])
+    }
+
+    @Test func aNodeMustReportResourcesThatFitTheirColumns() {
+        var node = Node(id: "n1", name: "n1", resources: Resources(cpu: 4000, memoryMB: 8192, diskMB: 1000))
+        #expect(node.validate().isEmpty)
+        node.resources.cpu = Int.max
+        node.resources.memoryMB = -1
+        node.meta = ["k": String(repeating: "v", count: JobLimits.shortString + 1)]
+        #expect(node.validate().map(\.field) == ["Node.NodeResources.CPU", "Node.NodeResources.MemoryMB", "Node.Meta"])
+    }
+
     @Test func aWrongTypeNamesItsFieldPath() {
         let json = #"{"ID": "x", "TaskGroups": [{"Name": "g", "Count": "three", "Tasks": []}]}"#
         do {
