@@ -142,7 +142,7 @@ let package = Package(
         // MARK: Executables
         .executableTarget(
             name: "APIGateway",
-            dependencies: serviceDependencies + ["DroverGateway", "DroverMessaging", "DroverStorage"],
+            dependencies: serviceDependencies + ["DroverGateway", "DroverMessaging", "DroverModel", "DroverStorage"],
             path: "Services/api-gateway",
             swiftSettings: swiftSettings
         ),

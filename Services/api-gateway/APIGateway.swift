@@ -2,6 +2,7 @@ import ArgumentParser
 import DroverControlPlane
 import DroverGateway
 import DroverMessaging
+import DroverModel
 import DroverStorage
 import Foundation
 
@@ -16,6 +17,15 @@ struct APIGateway: AsyncParsableCommand {
     @Option(help: "RabbitMQ's management API, with a user that may manage users, for node enrolment (env DROVER_AMQP_MANAGEMENT_URL).")
     var amqpManagementURL: String = ProcessInfo.processInfo.environment["DROVER_AMQP_MANAGEMENT_URL"] ?? "http://guest:guest@127.0.0.1:15680"
 
+    @Option(help: "The longest a blocking query (?index=) waits, and its default wait, as 5m (env DROVER_MAX_QUERY_WAIT).")
+    var maxQueryWait: String = ProcessInfo.processInfo.environment["DROVER_MAX_QUERY_WAIT"] ?? "5m"
+
+    func validate() throws {
+        guard let wait = GoDuration.parse(maxQueryWait), wait > .zero, wait <= .seconds(3600) else {
+            throw ValidationError("--max-query-wait: '\(maxQueryWait)' is not a duration between 1ms and 1h, such as 5m")
+        }
+    }
+
     func run() async throws {
         let plane = try ControlPlane(name: "api-gateway", options: options)
         let amqp = try options.bus.configuration()
@@ -24,7 +34,7 @@ struct APIGateway: AsyncParsableCommand {
             database: plane.database, watcher: watcher, scheduling: scheduling.configuration, address: plane.address(defaultPort: 4646),
             brokerUsers: try BrokerUsers(
                 managementURL: amqpManagementURL, vhost: amqp.endpoint.vhost, exchange: amqp.exchange, deadLetterExchange: amqp.deadLetterExchange),
-            brokerEndpoint: amqp.endpoint, logger: plane.logger)
+            brokerEndpoint: amqp.endpoint, maximumWait: GoDuration.parse(maxQueryWait) ?? .seconds(300), logger: plane.logger)
         try await plane.run(defaultPort: 4646, workers: [plane.outboxRelay, watcher], routes: gateway.addRoutes)
     }
 }

@@ -27,14 +27,18 @@ public struct Gateway: Sendable {
     let brokerUsers: BrokerUsers
     /// Where the broker is, for the credentials enrolment hands out.
     let brokerEndpoint: AMQPEndpoint
+    /// The longest a blocking query waits, whatever its `?wait=` asks.
+    let maximumWait: Duration
 
     /// - Parameters:
     ///   - watcher: follows the cluster's index for blocking queries; run it beside the gateway.
     ///   - scheduling: how `job plan` places, as the scheduler does.
+    ///   - maximumWait: the longest a blocking query waits (and its default).
     public init(
         database: Database, watcher: IndexWatcher, scheduling: SchedulerConfiguration, address: String, brokerUsers: BrokerUsers,
-        brokerEndpoint: AMQPEndpoint, logger: Logger
+        brokerEndpoint: AMQPEndpoint, maximumWait: Duration = .seconds(300), logger: Logger
     ) {
+        self.maximumWait = maximumWait
         let jobs = JobService(database: database)
         self.database = database
         self.jobs = jobs
@@ -75,23 +79,23 @@ public struct Gateway: Sendable {
         }
     }
 
-    /// Runs a read, as a blocking query when `?index=` is given: waits (up to `?wait=`, default
-    /// 5 minutes, at most 10) until the cluster's index passes it. The answer carries
-    /// `X-Nomad-Index`.
+    /// Runs a read, as a blocking query when `?index=` is more than 0 (as Nomad's): waits (up to
+    /// `?wait=`, at most and by default ``maximumWait``) until the cluster's index passes it. The
+    /// answer carries `X-Nomad-Index`.
     func read(_ request: Request, _ body: @Sendable () async throws -> some Encodable) async throws -> Response {
         try await handle {
             if let text = request.uri.queryParameters.get("index") {
                 guard let index = Int64(text), index >= 0 else {
                     throw ControlPlaneError.invalid([FieldError("index", "'\(text)' is not a whole number")])
                 }
-                var wait = Duration.seconds(300)
+                var wait = maximumWait
                 if let waitText = request.uri.queryParameters.get("wait") {
                     guard let parsed = GoDuration.parse(waitText) else {
                         throw ControlPlaneError.invalid([FieldError("wait", "'\(waitText)' is not a duration such as 10s, 500ms or 1m")])
                     }
-                    wait = min(parsed, .seconds(600))
+                    wait = min(parsed, maximumWait)
                 }
-                if watcher.latest <= index { await watcher.wait(after: index, timeout: wait) }
+                if index > 0, watcher.latest <= index { await watcher.wait(after: index, timeout: wait) }
             }
             // The index before the read: a change committed meanwhile shows in the body and
             // wakes the next blocking query at once.

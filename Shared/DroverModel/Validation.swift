@@ -182,7 +182,8 @@ extension Job {
             if let policy = group.restartPolicy {
                 checkPolicy(attempts: policy.attempts, interval: policy.interval, delay: policy.delay, at: "\(path).RestartPolicy")
                 if let mode = policy.mode {
-                    check(mode == "fail" || mode == "delay", "\(path).RestartPolicy.Mode", "must be \"fail\" or \"delay\", got \"\(mode.prefix(64))\"")
+                    check(
+                        mode == "fail" || mode == "delay", "\(path).RestartPolicy.Mode", "must be \"fail\" or \"delay\", got \"\(mode.prefix(64))\"")
                 }
             }
             if let policy = group.reschedulePolicy {

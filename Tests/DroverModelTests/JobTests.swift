@@ -90,7 +90,8 @@ import Testing
     @Test func everyLimitIsEnforcedByNameAndItsBoundIsAccepted() {
         func job(_ change: (inout Job) -> Void) -> [String] {
             var job = Job(
-                id: "limits", taskGroups: [TaskGroup(name: "g", tasks: [JobTask(name: "t", command: "/bin/true", resources: Resources(cpu: 1, memoryMB: 10))])])
+                id: "limits",
+                taskGroups: [TaskGroup(name: "g", tasks: [JobTask(name: "t", command: "/bin/true", resources: Resources(cpu: 1, memoryMB: 10))])])
             change(&job)
             return job.validate().map(\.field)
         }
@@ -116,12 +117,14 @@ import Testing
             job { $0.constraints = (0...JobLimits.rules).map { _ in Constraint("${attr.kernel.name}", "=", "linux") } } == [
                 "Job.Constraints"
             ])
-        #expect(job { $0.taskGroups[0].restartPolicy = RestartPolicy(attempts: 2, interval: Int64.max, delay: -1, mode: "fail") } == [
-            "Job.TaskGroups[0].RestartPolicy.Interval", "Job.TaskGroups[0].RestartPolicy.Delay",
-        ])
-        #expect(job { $0.taskGroups[0].tasks[0].config?.args = Array(repeating: "a", count: JobLimits.listEntries + 1) } == [
-            "Job.TaskGroups[0].Tasks[0].Config.args"
-        ])
+        #expect(
+            job { $0.taskGroups[0].restartPolicy = RestartPolicy(attempts: 2, interval: Int64.max, delay: -1, mode: "fail") } == [
+                "Job.TaskGroups[0].RestartPolicy.Interval", "Job.TaskGroups[0].RestartPolicy.Delay",
+            ])
+        #expect(
+            job { $0.taskGroups[0].tasks[0].config?.args = Array(repeating: "a", count: JobLimits.listEntries + 1) } == [
+                "Job.TaskGroups[0].Tasks[0].Config.args"
+            ])
     }
 
     @Test func aNodeMustReportResourcesThatFitTheirColumns() {
