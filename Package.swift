@@ -293,7 +293,7 @@ let package = Package(
             ],
             path: "Tests/DroverRuntimeTests"
         ),
-        .testTarget(name: "EndToEndTests", dependencies: ["DroverModel", "DroverTestSupport"], path: "Tests/EndToEndTests"),
+        .testTarget(name: "EndToEndTests", dependencies: ["DroverMessaging", "DroverModel", "DroverTestSupport"], path: "Tests/EndToEndTests"),
     ]
 )
 

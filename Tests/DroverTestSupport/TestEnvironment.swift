@@ -181,6 +181,14 @@ public struct TestVirtualHost: Sendable {
         return messages.map { (($0["routing_key"] as? String) ?? "", ($0["payload"] as? String) ?? "") }
     }
 
+    /// How many messages each queue of the virtual host holds, by name (the management API's
+    /// figures, refreshed every few seconds).
+    public func messageCounts() async throws -> [String: Int] {
+        let data = try await manage("GET", "/api/queues/\(self.name)?columns=name,messages")
+        let queues = try JSONSerialization.jsonObject(with: data) as? [[String: Any]] ?? []
+        return Dictionary(queues.map { (($0["name"] as? String) ?? "", ($0["messages"] as? Int) ?? 0) }) { $1 }
+    }
+
     @discardableResult
     private func manage(_ method: String, _ path: String, body: String? = nil) async throws -> Data {
         guard let base = TestEnvironment.amqpManagementURL, let components = URLComponents(string: base),
