@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "node-agent", targets: ["NodeAgent"]),
         .executable(name: "drover", targets: ["DroverCLI"]),
         .executable(name: "messaging-bench", targets: ["MessagingBenchmark"]),
+        .executable(name: "consumer-bench", targets: ["ConsumerBenchmark"]),
         .executable(name: "placement-bench", targets: ["PlacementBenchmark"]),
         .executable(name: "job-bench", targets: ["JobBenchmark"]),
         .executable(name: "transaction-bench", targets: ["TransactionBenchmark"]),
@@ -194,6 +195,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/messaging-bench",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "ConsumerBenchmark",
+            dependencies: [
+                "DroverMessaging",
+                "DroverModel",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/consumer-bench",
             swiftSettings: swiftSettings
         ),
 

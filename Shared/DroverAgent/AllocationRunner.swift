@@ -110,7 +110,9 @@ actor AllocationRunner {
 
     // MARK: Stopping
 
-    /// Stops every task: SIGTERM to its process group, SIGKILL after the task's KillTimeout.
+    /// Stops every task: SIGTERM to its processes (its group and all that carry its mark),
+    /// SIGKILL to those left after the task's KillTimeout, including children that ignore
+    /// SIGTERM or left the group, so that nothing of it outlives the allocation.
     func stop(description: String) async {
         guard !stopping, !record.clientStatus.isTerminal else { return }
         stopping = true
@@ -123,12 +125,19 @@ actor AllocationRunner {
             for (name, process) in processes {
                 let timeout = taskSpec(name)?.killTimeoutNanoseconds ?? 5_000_000_000
                 group.addTask {
+                    let deadline = ContinuousClock.now + .nanoseconds(min(max(timeout, 0), JobLimits.killTimeout))
                     let killer = Task {
-                        try await Task.sleep(for: .nanoseconds(timeout))
+                        try await Task.sleep(until: deadline)
                         process.signal(SIGKILL)
                     }
                     _ = await process.exitCode()
                     killer.cancel()
+                    // The task's main process has gone; what it left behind gets the rest of
+                    // the timeout, then SIGKILL.
+                    while process.anyLeft, ContinuousClock.now < deadline {
+                        try? await Task.sleep(for: .milliseconds(50))
+                    }
+                    if process.anyLeft { process.signal(SIGKILL) }
                 }
             }
         }

@@ -8,7 +8,9 @@ import Synchronization
 
 /// One run of a task as an operating-system process, in a process group of its own (Foundation's
 /// `Process` starts every child as a group leader), so that stopping it reaches everything it
-/// started.
+/// started. What leaves the group (a child that starts its own session, a daemon) is still found:
+/// every process of the task carries `DROVER_TASK=<its exit file>` in its environment, inherited
+/// by all it starts, and a signal goes to each process that carries it too.
 ///
 /// The task runs under a small `sh` wrapper that records its exit code in a file: a restarted
 /// agent, which is no longer the task's parent, still learns how it ended.
@@ -57,6 +59,7 @@ final class TaskProcess: Sendable {
         process.arguments = arguments + launch.args
         var environment = launch.environment
         environment["DROVER_EXIT_FILE"] = launch.exitFile.path
+        environment[Self.marker] = launch.exitFile.path
         if let cgroup = launch.cgroup {
             environment["DROVER_CGROUP"] = cgroup
             environment["DROVER_USER"] = launch.user ?? "nobody"
@@ -109,9 +112,37 @@ final class TaskProcess: Sendable {
         return await exit.wait()
     }
 
-    /// Sends `signal` to the task's whole process group.
+    /// The environment variable that marks every process of a task.
+    static let marker = "DROVER_TASK"
+
+    /// Sends `signal` to the task's whole process group, and to every process that carries its
+    /// mark (those that left the group).
     func signal(_ signal: Int32) {
         _ = kill(-pid, signal)
+        for straggler in Self.marked(exitFile.path) { _ = kill(straggler, signal) }
+    }
+
+    /// Whether any process of the task is left, in its group or out of it.
+    var anyLeft: Bool {
+        kill(-pid, 0) == 0 || !Self.marked(exitFile.path).isEmpty
+    }
+
+    /// The processes whose environment carries `DROVER_TASK=<mark>`, this agent's own excepted.
+    static func marked(_ mark: String) -> [Int32] {
+        let wanted = Array("\(marker)=\(mark)".utf8) + [0]
+        let own = getpid()
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+        return entries.compactMap { Int32($0) }.filter { pid in
+            guard pid != own, let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return false }
+            // Each entry ends with a NUL; the mark is an entry of its own.
+            var start = environ.startIndex
+            while start < environ.endIndex {
+                let end = environ[start...].firstIndex(of: 0) ?? environ.endIndex
+                if environ[start..<min(end + 1, environ.endIndex)].elementsEqual(wanted) { return true }
+                start = end + 1
+            }
+            return false
+        }
     }
 
     static func recordedExitCode(_ file: URL) -> Int32? {

@@ -133,6 +133,42 @@ struct AllocationRunnerTests {
         #expect(final?.taskStates["t"]?.exitCode == 127)
     }
 
+    /// A task whose children ignore SIGTERM, one of them in a session of its own (out of the
+    /// task's process group): stopping the allocation leaves none of them running.
+    @Test func stoppingATaskKillsItsWholeTreeEvenWhatLeftItsGroupOrIgnoresSIGTERM() async throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("drover-agent-tree-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let mark = scratch.appendingPathComponent("mark").path
+        var allocation = allocation(
+            """
+            echo "$DROVER_TASK" > \(mark)
+            setsid sh -c 'trap "" TERM; while :; do sleep 0.2; done' &
+            sh -c 'trap "" TERM; while :; do sleep 0.2; done' &
+            trap "" TERM
+            while :; do sleep 0.2; done
+            """)
+        allocation.job?.taskGroups[0].tasks[0].killTimeout = 500_000_000
+        let reports = Reports()
+        let runner = AllocationRunner(
+            record: AllocationRecord(allocation: allocation, clientStatus: .pending, clientDescription: "", tasks: [:]),
+            directory: scratch.appendingPathComponent(allocation.id), nodeID: "n1", datacenter: "dc1", logger: Logger(label: "test")
+        ) { reports.add($0) }
+        await runner.start()
+        let task = try await withTimeout(.seconds(30), "the task and its children starting") {
+            while true {
+                if let text = try? String(contentsOfFile: mark, encoding: .utf8), !text.isEmpty {
+                    let task = text.trimmingCharacters(in: .whitespacesAndNewlines)
+                    if TaskProcess.marked(task).count >= 3 { return task }
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        await runner.stop(description: "stopped by the test")
+        #expect(TaskProcess.marked(task).isEmpty, "left running: \(TaskProcess.marked(task))")
+        #expect(reports.all.withLock { $0.last?.clientStatus } == .complete)
+    }
+
     @Test func aTaskWhoseDirectoryCannotBeMadeFailsWithTheDriversReason() async throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("drover-agent-test-file-\(UUID().uuidString)")
         _ = FileManager.default.createFile(atPath: file.path, contents: Data())
