@@ -125,6 +125,9 @@ extension AgentOptions {
             try await manager.apply(envelope.data.allocation)
         }
         let heartbeats = Heartbeats(bus: amqp, nodeID: id, interval: .milliseconds(Int(heartbeatInterval * 1000)), logger: logger)
+        // Until the control plane says, the node is taken as declared down after two intervals
+        // and the default grace of 10 s.
+        let contact = ControlPlaneContact(downAfter: .milliseconds(Int(heartbeatInterval * 2000)) + .seconds(10))
         let registrations = Registrations(bus: amqp, node: node, interval: .milliseconds(Int(registrationInterval * 1000)), logger: logger)
         let control = MessageConsumer(
             NodeHeartbeatTTL.self, bus: amqp,
@@ -132,6 +135,7 @@ extension AgentOptions {
         ) { envelope, _ in
             registrations.acknowledge()
             heartbeats.use(ttl: envelope.data.ttl)
+            contact.answered(downAfter: envelope.data.downAfter)
         }
         let users = NodeUsers(file: dataDirectory.appendingPathComponent("users.json"), nodeClass: nodeClass)
         let usersConsumer = MessageConsumer(
@@ -163,7 +167,7 @@ extension AgentOptions {
             workers: [
                 registrations, heartbeats, control, StatusReporter(bus: amqp, nodeID: id, reports: reports, logger: logger), allocations,
                 shipper,
-                healthChecks, shutdownScripts, usersConsumer,
+                healthChecks, shutdownScripts, usersConsumer, DisconnectWatch(contact: contact, manager: manager, logger: logger),
             ],
             routes: AgentAPI(
                 bus: amqp, node: node, shutdownScripts: shutdownScripts, users: users, dataDirectory: dataDirectory, settings: settings

@@ -65,6 +65,24 @@ actor AllocationManager {
         runners[allocation.id] = runner
         await runner.start()
     }
+
+    /// The allocations still running here, with what decides whether a lost contact stops them.
+    func running() async -> [ClientDisconnect.Running] {
+        var running: [ClientDisconnect.Running] = []
+        for (id, runner) in runners.sorted(by: { $0.key < $1.key }) {
+            guard let allocation = await runner.runningAllocation() else { continue }
+            running.append(
+                ClientDisconnect.Running(
+                    id: id, type: allocation.job?.jobType ?? .service,
+                    stopAfter: allocation.job?.group(named: allocation.taskGroup)?.stopAfterClientDisconnect))
+        }
+        return running
+    }
+
+    /// Stops allocation `id` on the agent's own account, reporting it failed with `description`.
+    func stopLocally(_ id: String, description: String) async {
+        await runners[id]?.stop(description: description, status: .failed)
+    }
 }
 
 /// Publishes allocation reports in the order they were made: all those made while the

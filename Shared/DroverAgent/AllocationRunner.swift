@@ -113,7 +113,7 @@ actor AllocationRunner {
     /// Stops every task: SIGTERM to its processes (its group and all that carry its mark),
     /// SIGKILL to those left after the task's KillTimeout, including children that ignore
     /// SIGTERM or left the group, so that nothing of it outlives the allocation.
-    func stop(description: String) async {
+    func stop(description: String, status: Allocation.ClientStatus = .complete) async {
         guard !stopping, !record.clientStatus.isTerminal else { return }
         stopping = true
         for (name, process) in processes {
@@ -148,7 +148,12 @@ actor AllocationRunner {
             record.tasks[name]?.state.finishedAt = finishedAt
             append(name, event("Killed", "Task successfully killed"))
         }
-        finish(.complete, description)
+        finish(status, description)
+    }
+
+    /// The allocation, while it has not finished and is not being stopped.
+    func runningAllocation() -> Allocation? {
+        stopping || record.clientStatus.isTerminal ? nil : record.allocation
     }
 
     private func taskSpec(_ task: String) -> JobTask? { group?.tasks.first { $0.name == task } }

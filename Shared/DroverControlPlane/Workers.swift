@@ -50,7 +50,7 @@ extension ControlPlane {
             // The answer is advice for the next interval: published directly, not through the
             // outbox, and not mandatory (a node that has gone has no queue to take it).
             try await bus.publish(
-                NodeHeartbeatTTL(nodeID: beat.nodeID, heartbeatTTL: ttl, status: status),
+                NodeHeartbeatTTL(nodeID: beat.nodeID, heartbeatTTL: ttl, status: status, grace: policy.grace),
                 routingKey: RoutingKey.clusterNode(beat.nodeID, "heartbeat-ttl"), mandatory: false)
         }
         let registrations = MessageConsumer(
@@ -65,7 +65,7 @@ extension ControlPlane {
             // The answer tells the agent it is known (it registers again quickly until one comes),
             // and when to heartbeat: a registration counts as a heartbeat with the minimum TTL.
             try await bus.publish(
-                NodeHeartbeatTTL(nodeID: nodeID, heartbeatTTL: policy.minimumTTL, status: .ready),
+                NodeHeartbeatTTL(nodeID: nodeID, heartbeatTTL: policy.minimumTTL, status: .ready, grace: policy.grace),
                 routingKey: RoutingKey.clusterNode(nodeID, "heartbeat-ttl"), mandatory: false)
         }
         // Reports are recorded in batches, one transaction for all that arrived meanwhile.

@@ -57,20 +57,31 @@ public struct NodeHeartbeatTTL: DroverMessage, Equatable {
     public var heartbeatTTL: Int64
     /// The node's status once the heartbeat was recorded.
     public var status: Node.Status
+    /// Nanoseconds the node may stay silent past its TTL before it is declared down; absent
+    /// from senders that predate it.
+    public var heartbeatGrace: Int64?
 
-    public init(nodeID: String, heartbeatTTL: Duration, status: Node.Status) {
+    public init(nodeID: String, heartbeatTTL: Duration, status: Node.Status, grace: Duration? = nil) {
         self.nodeID = nodeID
         self.heartbeatTTL = GoDuration.nanoseconds(heartbeatTTL)
         self.status = status
+        self.heartbeatGrace = grace.map(GoDuration.nanoseconds)
     }
 
     /// The TTL as a duration.
     public var ttl: Duration { .nanoseconds(heartbeatTTL) }
 
+    /// How long after this answer the node is declared down without another heartbeat: its TTL
+    /// and the grace (the TTL again when the grace is not given). Negative values count as 0.
+    public var downAfter: Duration {
+        .nanoseconds(max(heartbeatTTL, 0)) + .nanoseconds(max(heartbeatGrace ?? heartbeatTTL, 0))
+    }
+
     enum CodingKeys: String, CodingKey {
         case nodeID = "NodeID"
         case heartbeatTTL = "HeartbeatTTL"
         case status = "Status"
+        case heartbeatGrace = "HeartbeatGrace"
     }
 }
 

@@ -147,6 +147,10 @@ public struct TaskGroup: Codable, Sendable, Equatable {
     public var reschedulePolicy: ReschedulePolicy?
     public var tasks: [JobTask]
     public var meta: [String: String]?
+    /// Nanoseconds an agent that has lost contact with the control plane lets the group's
+    /// allocations run before it stops them itself (Nomad's `stop_after_client_disconnect`).
+    /// Unset: a batch group stops when its node would be declared down, a service group runs on.
+    public var stopAfterClientDisconnect: Int64?
 
     public init(name: String, count: Int = 1, tasks: [JobTask]) {
         self.name = name
@@ -164,10 +168,12 @@ public struct TaskGroup: Codable, Sendable, Equatable {
         case reschedulePolicy = "ReschedulePolicy"
         case tasks = "Tasks"
         case meta = "Meta"
+        case stopAfterClientDisconnect = "StopAfterClientDisconnect"
     }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
+        stopAfterClientDisconnect = try container.decodeIfPresent(Int64.self, forKey: .stopAfterClientDisconnect)
         name = try container.decodeIfPresent(String.self, forKey: .name) ?? ""
         count = try container.decodeIfPresent(Int.self, forKey: .count)
         constraints = try container.decodeIfPresent([Constraint].self, forKey: .constraints)

@@ -186,6 +186,11 @@ extension Job {
                         mode == "fail" || mode == "delay", "\(path).RestartPolicy.Mode", "must be \"fail\" or \"delay\", got \"\(mode.prefix(64))\"")
                 }
             }
+            if let stopAfter = group.stopAfterClientDisconnect {
+                check(
+                    (0...JobLimits.policyDuration).contains(stopAfter), "\(path).StopAfterClientDisconnect",
+                    "must be between 0 and \(JobLimits.policyDuration) nanoseconds (a year), got \(stopAfter)")
+            }
             if let policy = group.reschedulePolicy {
                 checkPolicy(attempts: policy.attempts, interval: policy.interval, delay: policy.delay, at: "\(path).ReschedulePolicy")
             }

@@ -264,3 +264,43 @@ struct AgentOptionsTests {
         }
     }
 }
+
+/// Nomad's `stop_after_client_disconnect`, made the default for batch work.
+struct ClientDisconnectTests {
+    @Test func aGroupsOwnLimitDecidesElseBatchStopsWhenTheNodeWouldBeDownAndServiceRunsOn() {
+        let running = [
+            ClientDisconnect.Running(id: "batch", type: .batch, stopAfter: nil),
+            ClientDisconnect.Running(id: "service", type: .service, stopAfter: nil),
+            ClientDisconnect.Running(id: "service-5s", type: .service, stopAfter: 5_000_000_000),
+            ClientDisconnect.Running(id: "batch-1h", type: .batch, stopAfter: 3_600_000_000_000),
+            ClientDisconnect.Running(id: "hostile", type: .batch, stopAfter: Int64.min),
+        ]
+        #expect(ClientDisconnect.toStop(running, silence: .seconds(4), downAfter: .seconds(20)) == ["hostile"])
+        #expect(ClientDisconnect.toStop(running, silence: .seconds(6), downAfter: .seconds(20)) == ["service-5s", "hostile"])
+        #expect(ClientDisconnect.toStop(running, silence: .seconds(21), downAfter: .seconds(20)) == ["batch", "service-5s", "hostile"])
+        #expect(ClientDisconnect.toStop(running, silence: .seconds(3601), downAfter: .seconds(20)).count == 4, "a service with no limit runs on")
+    }
+
+    @Test func anAgentWithoutAnswersStopsItsBatchAllocationAndReportsWhy() async throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("drover-agent-disconnect-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let reports = AllocationRunnerTests.Reports()
+        let manager = AllocationManager(nodeID: "n1", datacenter: "dc1", dataDirectory: root, logger: Logger(label: "test")) { reports.add($0) }
+        let batch = RecoveryTests().allocation("sleep 300")
+        var service = RecoveryTests().allocation("sleep 300")
+        service.job?.type = .service
+        try await manager.apply(batch)
+        try await manager.apply(service)
+        try await withTimeout(.seconds(30), "both running") {
+            while await manager.running().count < 2 { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        // The control plane said the node is declared down after no silence at all: it is past.
+        let contact = ControlPlaneContact(downAfter: .zero)
+        try await DisconnectWatch(contact: contact, manager: manager, logger: Logger(label: "test")).check()
+        let stopped = try #require(reports.all.withLock { $0 }.last { $0.allocID == batch.id })
+        #expect(stopped.clientStatus == .failed)
+        #expect(stopped.clientDescription.hasPrefix("stopped by its node: no answer from the control plane"))
+        #expect(await manager.running().map(\.id) == [service.id], "the service allocation runs on")
+        await manager.stopLocally(service.id, description: "test over")
+    }
+}
