@@ -142,6 +142,11 @@ struct GatewayTests {
             let answer = try await waited
             let seen = Int(answer.headers[.init("X-Nomad-Index")!] ?? "") ?? 0
             #expect(answer.status == .ok && seen > index)
+            // Index 0 is no blocking query at all, as in Nomad (found by fuzzing: it waited five minutes).
+            let unblocked = try await withTimeout(.seconds(20), "index=0 answering without a change") {
+                try await client.execute(uri: "/v1/jobs?index=0&wait=10m", method: .get)
+            }
+            #expect(unblocked.status == .ok)
         }
     }
 
