@@ -15,7 +15,8 @@ extension ControlPlane {
     /// The scheduler's: every replica reads the same queue, RabbitMQ hands each evaluation to one
     /// of them, and the database keeps two from planning one job at once. The evaluations that
     /// arrive while a batch is applied make the next batch, planned and written in one transaction.
-    /// The reconciliation sends again what went unanswered (``Reconciliation``).
+    /// The reconciliation sends again what went unanswered (``Reconciliation``); the garbage
+    /// collection removes what is over (``GarbageCollector``).
     public func schedulerWorkers(configuration: SchedulerConfiguration) -> [any Service] {
         let service = EvaluationService(database: database, configuration: configuration)
         let evaluations = MessageConsumer(
@@ -27,7 +28,8 @@ extension ControlPlane {
             return [:]
         }
         let reconciliation = ReconciliationLoop(reconciliation: Reconciliation(database: database), logger: logger)
-        return [outboxRelay, evaluations, reconciliation]
+        let collection = GarbageCollection(collector: GarbageCollector(database: database), logger: logger)
+        return [outboxRelay, evaluations, reconciliation, collection]
     }
 
     /// Health-monitor's: what nodes report (heartbeats, registrations, allocation states, health,

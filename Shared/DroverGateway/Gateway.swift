@@ -29,6 +29,8 @@ public struct Gateway: Sendable {
     let brokerEndpoint: AMQPEndpoint
     /// The longest a blocking query waits, whatever its `?wait=` asks.
     let maximumWait: Duration
+    /// What `/v1/system/gc` runs.
+    let collector: GarbageCollector
 
     /// - Parameters:
     ///   - watcher: follows the cluster's index for blocking queries; run it beside the gateway.
@@ -45,6 +47,7 @@ public struct Gateway: Sendable {
         self.evaluations = EvaluationService(database: database, configuration: scheduling)
         self.nodes = NodeLifecycle(database: database)
         self.users = UserService(database: database)
+        self.collector = GarbageCollector(database: database)
         self.registrations = GroupCommit(limit: 200) { batch in try await jobs.register(batch).map { $0.mapError { $0 } } }
         self.watcher = watcher
         self.address = address

@@ -14,6 +14,16 @@ extension Gateway {
         router.get("/v1/status/leader") { _, _ in Self.json(address, index: nil) }
         router.get("/v1/status/peers") { _, _ in Self.json([address], index: nil) }
         router.get("/v1/agent/self") { _, _ in Self.json(AgentSelf(address: address), index: nil) }
+        // Nomad's forced garbage collection: whatever is over goes now, whatever its age.
+        for method in [HTTPRequest.Method.put, .post] {
+            router.on("/v1/system/gc", method: method) { _, _ in
+                try await handle {
+                    let collected = try await collector.collect(forced: true)
+                    logger.info("Garbage collection forced", metadata: ["removed": "\(collected.total)"])
+                    return Response(status: .ok)
+                }
+            }
+        }
     }
 }
 

@@ -117,3 +117,54 @@ struct ReliabilityTests {
         #expect(written == [1, 2, 3])
     }
 }
+
+/// Nomad's garbage collection, against a real PostgreSQL.
+@Suite(.serialized, .enabled(if: TestEnvironment.runsStorageIntegration))
+struct GarbageCollectionTests {
+    @Test func whatIsOverGoesOnceOldEnoughAndWhatRunsOrIsWantedStays() async throws {
+        try await withMigratedDatabase { database in
+            let jobs = JobService(database: database)
+            let nodes = NodeLifecycle(database: database)
+            let processor = EvaluationService(database: database)
+            let reports = ReportService(database: database)
+            try await nodes.register(node: testNode("n1", cpu: 4000))
+            // A batch job that ran and finished.
+            var done = smallJob("done", cpu: 100)
+            done.type = .batch
+            _ = try await processor.process(evalID: try await jobs.register(done).evalID)
+            let finished = try #require(try await database.allocations.list(jobID: "done").first)
+            #expect(
+                try await reports.record(
+                    AllocationStatusReport(nodeID: "n1", allocID: finished.id, clientStatus: .complete, clientDescription: "", taskStates: [:])))
+            // A service that runs, registered in eight versions.
+            for version in 0..<8 {
+                var web = smallJob("web", cpu: 100)
+                web.meta = ["version": "\(version)"]
+                _ = try await processor.process(evalID: try await jobs.register(web).evalID)
+            }
+            let running = try await database.allocations.list(jobID: "web").filter { $0.desiredStatus == .run }
+            #expect(running.count == 1)
+
+            let collector = GarbageCollector(database: database)
+            let young = try await collector.collect()
+            #expect(young.jobs == 0 && young.evaluations == 0 && young.allocations == 0, "nothing is old enough yet: \(young)")
+            #expect(young.jobVersions >= 1, "versions past the newest six go whatever their age")
+            let collected = try await collector.collect(forced: true)
+            #expect(collected.jobs == 1)
+            #expect(try await database.jobs.read(id: "done") == nil)
+            #expect(try await database.allocations.list(jobID: "done").isEmpty)
+            #expect(try await database.evaluations.list(jobID: "done").isEmpty)
+            // The service stays, with its running allocation and the versions it may need.
+            #expect(try await database.jobs.read(id: "web") != nil)
+            #expect(try await database.allocations.list(jobID: "web").filter { $0.desiredStatus == .run }.map(\.id) == running.map(\.id))
+            var versions = 0
+            for try await count in try await database.client.query(
+                "SELECT count(*)::int8 FROM drover_job_versions WHERE job_id = 'web'", logger: database.logger
+            ).decode(Int.self) {
+                versions = count
+            }
+            #expect((6...7).contains(versions), "the newest six, and the one the allocation runs if older: \(versions)")
+            #expect(try await collector.collect(forced: true).total == 0, "a second collection finds nothing")
+        }
+    }
+}

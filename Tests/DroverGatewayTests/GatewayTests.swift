@@ -67,6 +67,9 @@ struct GatewayTests {
             #expect(stopped.status == .ok)
             #expect(try await client.execute(uri: "/v1/job/web", method: .get).status == .notFound)
             #expect(try await count("drover_outbox", in: database) == 2, "each change's message, in its transaction")
+            // A forced garbage collection, as Nomad's `PUT /v1/system/gc`.
+            #expect(try await client.execute(uri: "/v1/system/gc", method: .put).status == .ok)
+            #expect(try await client.execute(uri: "/v1/system/gc", method: .post).status == .ok)
         }
     }
 
