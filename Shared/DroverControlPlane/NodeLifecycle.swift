@@ -58,7 +58,11 @@ public struct NodeLifecycle: Sendable {
     /// - Returns: the node's status after the heartbeat; nil for a node that has not registered.
     @discardableResult
     public func heartbeat(_ beat: NodeHeartbeat, at time: Date, ttl: Duration) async throws -> Node.Status? {
-        try await database.transaction { work in
+        // The sequence is kept in a bigint: one past it is refused here, not trapped on.
+        guard beat.sequence <= UInt64(Int64.max) else {
+            throw ControlPlaneError.invalid([FieldError("Sequence", "must be at most \(Int64.max), got \(beat.sequence)")])
+        }
+        return try await database.transaction { work in
             var liveness = NodeLiveness(status: .ready, expiresAt: nil)
             _ = liveness.heartbeat(at: time, ttl: ttl, grace: heartbeatPolicy.grace)
             let recorded = try await work.nodes.recordHeartbeat(beat, at: time, ttl: ttl, expiresAt: liveness.expiresAt)

@@ -48,7 +48,9 @@ extension ControlPlane {
             let beat = envelope.data
             try delivery.checkSentBy(node: beat.nodeID)
             let ttl = policy.ttl(nodeCount: sweep.liveNodes.load(ordering: .relaxed), stagger: Double.random(in: 0..<1))
-            guard let status = try await nodes.heartbeat(beat, at: nodes.now(), ttl: ttl) else { return }
+            var answer: Node.Status?
+            try await Self.refusing { answer = try await nodes.heartbeat(beat, at: nodes.now(), ttl: ttl) }
+            guard let status = answer else { return }
             // The answer is advice for the next interval: published directly, not through the
             // outbox, and not mandatory (a node that has gone has no queue to take it).
             try await bus.publish(

@@ -20,8 +20,8 @@ struct ConfirmWindow<Element> {
     /// Removes and returns what a confirm for `tag` covers: that tag alone, or with `multiple`
     /// every unsettled tag up to it, in publish order. Unknown tags settle nothing.
     mutating func settle(tag: UInt64, multiple: Bool) -> [Element] {
-        guard tag >= firstTag else { return [] }
-        let last = Int(tag - firstTag) + head
+        guard tag >= firstTag, let offset = Int(exactly: tag - firstTag), offset < entries.count - head else { return [] }
+        let last = offset + head
         guard last < entries.count else { return [] }
         var settled: [Element] = []
         for index in (multiple ? head : last)...last {

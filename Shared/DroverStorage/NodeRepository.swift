@@ -174,7 +174,7 @@ public struct NodeRepository: Sendable {
         for try await _ in try await sql.query(
             """
             INSERT INTO drover_node_heartbeats (node_id, sequence, agent_started_at, last_seen_at, ttl_ms, expires_at)
-            VALUES (\(beat.nodeID), \(Int64(beat.sequence)), \(beat.agentStartedAt), \(now), \(JSONColumn.milliseconds(ttl)), \(expiresAt))
+            VALUES (\(beat.nodeID), \(Int64(clamping: beat.sequence)), \(beat.agentStartedAt), \(now), \(JSONColumn.milliseconds(ttl)), \(expiresAt))
             ON CONFLICT (node_id) DO UPDATE SET
                 sequence = EXCLUDED.sequence, agent_started_at = EXCLUDED.agent_started_at, last_seen_at = EXCLUDED.last_seen_at,
                 ttl_ms = EXCLUDED.ttl_ms, expires_at = EXCLUDED.expires_at

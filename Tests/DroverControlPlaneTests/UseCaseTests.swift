@@ -234,6 +234,11 @@ struct UseCaseTests {
             #expect(try await nodes.heartbeat(beat, at: t0.addingTimeInterval(20), ttl: .seconds(20)) == .ready)
             #expect(try await nodes.register(node: testNode("n1"), at: t0.addingTimeInterval(30)).isEmpty)
             #expect(try await nodes.expireNodes(at: t0.addingTimeInterval(35)) == ["n1"])
+            // A sequence past what a bigint holds once ended health-monitor on a conversion trap.
+            await #expect(throws: ControlPlaneError.self) {
+                try await nodes.heartbeat(
+                    NodeHeartbeat(nodeID: "n1", sequence: UInt64.max, agentStartedAt: t0), at: t0.addingTimeInterval(36), ttl: .seconds(20))
+            }
             #expect(try await nodes.expireNodes(at: t0.addingTimeInterval(100)).isEmpty, "down once")
             #expect(try await database.nodes.read(id: "n1")?.status == .down)
             let update = try #require(try await database.evaluations.list(jobID: "web").first { $0.triggeredBy == Evaluation.Trigger.nodeUpdate })
