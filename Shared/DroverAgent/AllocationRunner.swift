@@ -99,6 +99,15 @@ actor AllocationRunner {
                 loops[task.name] = Task { await self.run(task, adopted: process) }
             } else if taskRecord.pid != nil, let code = TaskProcess.recordedExitCode(exitFile) {
                 loops[task.name] = Task { await self.run(task, adopted: nil, alreadyExited: code) }
+            } else if let process = TaskProcess(adoptingMarked: exitFile) {
+                // Started, but the agent stopped before it recorded the pid: found by its mark.
+                logger.info(
+                    "Task started before the agent stopped found by its mark; adopted", metadata: ["task": "\(task.name)", "pid": "\(process.pid)"])
+                processes[task.name] = process
+                record.tasks[task.name]?.pid = process.pid
+                record.tasks[task.name]?.startTicks = process.startTicks
+                record.tasks[task.name]?.state.state = .running
+                loops[task.name] = Task { await self.run(task, adopted: process) }
             } else {
                 stopping = true
                 for process in processes.values { process.signal(SIGKILL) }

@@ -100,6 +100,15 @@ final class TaskProcess: Sendable {
         self.process = nil
     }
 
+    /// Takes over a task whose pid was never recorded (the agent stopped between starting it and
+    /// writing its state): the leader of the process group that carries the task's mark.
+    convenience init?(adoptingMarked exitFile: URL) {
+        guard let leader = Self.marked(exitFile.path).first(where: { getpgid($0) == $0 }), let ticks = Self.startTicks(of: leader) else {
+            return nil
+        }
+        self.init(adopting: leader, startTicks: ticks, exitFile: exitFile)
+    }
+
     /// Waits for the process to end. - Returns: its exit code (128 + signal when killed).
     func exitCode() async -> Int32 {
         if process == nil {

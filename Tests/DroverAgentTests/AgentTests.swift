@@ -221,6 +221,39 @@ struct RecoveryTests {
         #expect(stopped?.clientStatus == .complete && stopped?.clientDescription == "stopped by the test")
     }
 
+    /// The agent stopped after it started a task and before it wrote the pid down: the task is
+    /// found by its mark and adopted, not left running unwatched while its allocation is lost.
+    @Test func aTaskStartedJustBeforeTheAgentStoppedIsFoundByItsMarkAndAdopted() async throws {
+        let root = directory()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let allocation = allocation("sleep 60")
+        let folder = root.appendingPathComponent("alloc").appendingPathComponent(allocation.id)
+        try FileManager.default.createDirectory(at: folder.appendingPathComponent("t"), withIntermediateDirectories: true)
+        let record = AllocationRecord(
+            allocation: allocation, clientStatus: .pending, clientDescription: "Tasks are pending",
+            tasks: ["t": .init(pid: nil, startTicks: nil, state: TaskState(state: .pending, events: []))], reports: 1)
+        try JSONEncoder().encode(record).write(to: folder.appendingPathComponent("state.json"))
+        // What the launch had started: a group leader carrying the task's mark.
+        let orphan = Process()
+        orphan.executableURL = URL(fileURLWithPath: "/bin/sh")
+        orphan.arguments = ["-c", "sleep 60"]
+        orphan.environment = [TaskProcess.marker: folder.appendingPathComponent("t").appendingPathComponent(".exit-code").path]
+        try orphan.run()
+        defer { orphan.terminate() }
+        #expect(getpgid(orphan.processIdentifier) == orphan.processIdentifier)
+
+        let reports = AllocationRunnerTests.Reports()
+        let manager = AllocationManager(nodeID: "n1", datacenter: "dc1", dataDirectory: root, logger: Logger(label: "test")) { reports.add($0) }
+        await manager.recover()
+        let recovered = reports.all.withLock { $0 }
+        #expect(recovered.last?.clientStatus == .running, "adopted, not lost: \(recovered.map(\.clientStatus))")
+        #expect(await manager.running().map(\.id) == [allocation.id])
+        var stopping = allocation
+        stopping.desiredStatus = .stop
+        try await manager.apply(stopping)
+        #expect(!orphan.isRunning || TaskProcess.marked(folder.appendingPathComponent("t").appendingPathComponent(".exit-code").path).isEmpty)
+    }
+
     @Test func anAllocationWhoseTaskVanishedWhileTheAgentWasAwayIsLost() async throws {
         let root = directory()
         defer { try? FileManager.default.removeItem(at: root) }
