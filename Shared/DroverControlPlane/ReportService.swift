@@ -45,7 +45,22 @@ public struct ReportService: Sendable {
             let current = try await work.allocations.lockWithReportSequences(reports.map(\.allocID)).mapValues {
                 AllocationReports.Record(allocation: $0.allocation, sequence: $0.sequence)
             }
-            let outcome = AllocationReports.fold(reports, into: current)
+            // A lost allocation reported complete: it counts, if batch and not yet replaced for real.
+            let lateIDs = reports.filter { $0.clientStatus == .complete && current[$0.allocID]?.allocation.clientStatus == .lost }.map(\.allocID)
+            var replacements: [String: Allocation] = [:]
+            var completable: Set<String> = []
+            if !lateIDs.isEmpty {
+                replacements = try await work.allocations.lockReplacements(of: lateIDs)
+                let batch = Set(
+                    try await work.jobs.specs(lateIDs.compactMap { current[$0]?.allocation.jobID }).filter { $0.jobType == .batch }.map(\.id))
+                completable = Set(
+                    lateIDs.filter { id in
+                        guard let lost = current[id]?.allocation, batch.contains(lost.jobID) else { return false }
+                        // No replacement yet, or one that has not started.
+                        return replacements[id].map { $0.clientStatus == .pending && $0.desiredStatus == .run } ?? true
+                    })
+            }
+            let outcome = AllocationReports.fold(reports, into: current, completable: completable)
             let recorded = Recorded(changed: outcome.changed.count, refused: outcome.refused.mapValues(Self.error))
             guard !outcome.changed.isEmpty else { return recorded }
 
@@ -69,6 +84,17 @@ public struct ReportService: Sendable {
                         message: "Allocation \(allocation.name) failed: \(allocation.clientDescription)")
                 }, into: &writes)
             try await work.execute(writes)
+
+            // A lost allocation that completed after all: its replacement stops before it starts.
+            for id in outcome.completedLate {
+                if let allocation = changed.first(where: { $0.allocation.id == id })?.allocation {
+                    try await work.allocations.updateStatus(allocation, index: index)
+                }
+                guard let replacement = replacements[id] else { continue }
+                try await work.stop(
+                    replacement, description: "not needed: allocation \(id) completed after its node was declared lost", markLost: false,
+                    index: index, now: time)
+            }
 
             // A replacement for an allocation on a draining node runs: the old one may stop now.
             let started = outcome.started.compactMap { outcome.records[$0]?.allocation }

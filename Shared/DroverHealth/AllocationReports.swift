@@ -6,7 +6,9 @@ public import DroverModel
 /// Reports of one allocation are applied in the order of their sequence (they may arrive out of
 /// order; an older one than recorded says nothing new). A report never brings a finished
 /// allocation back: once complete, failed or lost, later (or redelivered) reports change only
-/// its task states.
+/// its task states. One exception: a batch allocation marked lost (its node went down) that its
+/// node reports complete, while its replacement has not started, counts as complete; the caller
+/// names those that may (`completable`) and stops their replacements (``completedLate``).
 public struct AllocationReports: Sendable {
     /// An allocation's record and the sequence of the last report it took.
     public struct Record: Sendable, Equatable {
@@ -37,9 +39,16 @@ public struct AllocationReports: Sendable {
     public var finished: [String] = []
     /// Reports refused, by position.
     public var refused: [Int: Refusal] = [:]
+    /// Lost allocations that their node reported complete, now complete: their replacements
+    /// must stop.
+    public var completedLate: [String] = []
 
     /// Applies `reports` to `records`.
-    public static func fold(_ reports: [AllocationStatusReport], into records: [String: Record]) -> AllocationReports {
+    /// - Parameter completable: lost allocations that may still count as complete (batch, with a
+    ///   replacement that has not started).
+    public static func fold(
+        _ reports: [AllocationStatusReport], into records: [String: Record], completable: Set<String> = []
+    ) -> AllocationReports {
         var outcome = AllocationReports(records: records)
         var changedIDs: Set<String> = []
         for position in reports.indices.sorted(by: { (reports[$0].sequence, $0) < (reports[$1].sequence, $1) }) {
@@ -53,6 +62,21 @@ public struct AllocationReports: Sendable {
                 continue
             }
             let before = record.allocation.clientStatus
+            if before == .lost, report.clientStatus == .complete, completable.contains(report.allocID),
+                report.sequence == 0 || report.sequence > record.sequence
+            {
+                // Done as a batch allocation is done: wanted, and complete.
+                record.allocation.desiredStatus = .run
+                record.allocation.desiredDescription = ""
+                record.allocation.clientStatus = .complete
+                record.allocation.clientDescription = "completed after its node was declared lost; its replacement is not needed"
+                record.allocation.taskStates = report.taskStates
+                record.sequence = max(record.sequence, report.sequence)
+                outcome.records[report.allocID] = record
+                if changedIDs.insert(report.allocID).inserted { outcome.changed.append(report.allocID) }
+                outcome.completedLate.append(report.allocID)
+                continue
+            }
             guard apply(report, to: &record) else { continue }
             outcome.records[report.allocID] = record
             if changedIDs.insert(report.allocID).inserted { outcome.changed.append(report.allocID) }

@@ -105,6 +105,18 @@ public struct AllocationRepository: Sendable {
 
     // MARK: Writes
 
+    /// The allocations that replace `ids` (their `PreviousAllocation`), rows locked, by the id
+    /// they replace.
+    public func lockReplacements(of ids: [String]) async throws -> [String: Allocation] {
+        var replacements: [String: Allocation] = [:]
+        for allocation in try await specs(
+            "SELECT spec::text FROM drover_allocations WHERE spec->>'PreviousAllocation' = ANY(\(ids)) ORDER BY id FOR UPDATE")
+        {
+            if let previous = allocation.previousAllocation { replacements[previous] = allocation }
+        }
+        return replacements
+    }
+
     /// Up to `limit` allocations on nodes that are not down whose node has not acknowledged what
     /// is wanted of it for more than `age`: never reported although it should run, or still
     /// pending or running although it should stop. Each comes with its job and is marked told

@@ -168,3 +168,42 @@ struct GarbageCollectionTests {
         }
     }
 }
+
+/// A batch allocation lost with its node that completed all the same.
+@Suite(.serialized, .enabled(if: TestEnvironment.runsStorageIntegration))
+struct LateCompletionTests {
+    @Test func aLostBatchAllocationReportedCompleteBeforeItsReplacementStartsCountsAndTheReplacementStops() async throws {
+        try await withMigratedDatabase { database in
+            let nodes = NodeLifecycle(database: database, heartbeatPolicy: HeartbeatPolicy(minimumTTL: .seconds(10), grace: .seconds(5)))
+            let jobs = JobService(database: database)
+            let processor = EvaluationService(database: database)
+            let reports = ReportService(database: database)
+            let t0 = Date()
+            try await nodes.register(node: testNode("n1"), at: t0)
+            var batch = smallJob("batch", cpu: 100)
+            batch.type = .batch
+            _ = try await processor.process(evalID: try await jobs.register(batch).evalID)
+            let original = try #require(try await database.allocations.list(jobID: "batch").first)
+            #expect(original.nodeID == "n1")
+            try await nodes.register(node: testNode("n2"), at: t0.addingTimeInterval(10))
+            // n1 falls silent: down, its allocation lost and replaced on n2 (not started yet).
+            #expect(try await nodes.expireNodes(at: t0.addingTimeInterval(16)) == ["n1"])
+            let update = try #require(try await database.evaluations.list(jobID: "batch").first { $0.triggeredBy == Evaluation.Trigger.nodeUpdate })
+            _ = try await processor.process(evalID: update.id)
+            let replacement = try #require(try await database.allocations.list(jobID: "batch").first { $0.id != original.id })
+            #expect(replacement.nodeID == "n2" && replacement.previousAllocation == original.id)
+            #expect(try await database.allocations.read(id: original.id)?.clientStatus == .lost)
+
+            // n1's report that it completed arrives before n2 starts the replacement.
+            #expect(
+                try await reports.record(
+                    AllocationStatusReport(nodeID: "n1", allocID: original.id, clientStatus: .complete, clientDescription: "done", taskStates: [:])))
+            let counted = try #require(try await database.allocations.read(id: original.id))
+            #expect(counted.clientStatus == .complete && counted.desiredStatus == .run)
+            #expect(try await database.allocations.read(id: replacement.id)?.desiredStatus == .stop)
+            // The job is done: evaluated again, nothing is placed.
+            let again = try await jobs.register(batch).evalID
+            #expect(try await processor.process(evalID: again) == .applied(placed: 0, stopped: 0, queued: 0))
+        }
+    }
+}

@@ -37,6 +37,20 @@ struct AllocationReportsTests {
         #expect(done.records["a"]?.allocation.clientStatus == .failed)
     }
 
+    @Test func aLostAllocationReportedCompleteCountsOnlyWhenTheCallerSaysItMay() {
+        var lost = allocation("a", job: "batch", status: .lost)
+        lost.desiredStatus = .stop
+        // Its replacement has started (or the job is a service): lost stays lost.
+        let kept = AllocationReports.fold([report("a", .complete, 9)], into: records(lost))
+        #expect(kept.records["a"]?.allocation.clientStatus == .lost && kept.completedLate.isEmpty)
+        // It may: complete and wanted, as a finished batch run is; the caller stops the replacement.
+        let counted = AllocationReports.fold([report("a", .complete, 9)], into: records(lost), completable: ["a"])
+        #expect(counted.records["a"]?.allocation.clientStatus == .complete && counted.records["a"]?.allocation.desiredStatus == .run)
+        #expect(counted.completedLate == ["a"] && counted.finished.isEmpty, "not a newly ended allocation: nothing is evaluated")
+        // A failure report is no completion.
+        #expect(AllocationReports.fold([report("a", .failed, 9)], into: records(lost), completable: ["a"]).completedLate.isEmpty)
+    }
+
     @Test(arguments: [
         // (job type, stopped, the allocation's end, evaluated again)
         (JobType.service, false, Allocation.ClientStatus.complete, true),
