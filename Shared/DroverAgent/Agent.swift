@@ -49,6 +49,9 @@ public struct AgentOptions: ParsableArguments, Sendable {
     @Option(help: "Seconds between HealthCheck runs (env DROVER_HEALTHCHECK_INTERVAL).")
     var healthcheckInterval: Double = ProcessInfo.processInfo.environment["DROVER_HEALTHCHECK_INTERVAL"].flatMap(Double.init) ?? 600
 
+    @Option(help: "How long a finished allocation's directory is kept once its output is shipped, as 24h (env DROVER_ALLOC_RETENTION).")
+    var allocRetention: String = ProcessInfo.processInfo.environment["DROVER_ALLOC_RETENTION"] ?? "24h"
+
     @Option(help: "CPU to offer in MHz, instead of cores x clock.")
     var cpuTotalCompute: Int?
 
@@ -67,6 +70,9 @@ public struct AgentOptions: ParsableArguments, Sendable {
             ("--healthcheck-interval", healthcheckInterval),
         ] where !(seconds > 0 && seconds <= ServerOptions.maximumSeconds) {
             throw ValidationError("\(name): must be more than 0 and at most \(Int(ServerOptions.maximumSeconds)) seconds")
+        }
+        guard let retention = GoDuration.parse(allocRetention), retention >= .zero else {
+            throw ValidationError("--alloc-retention: '\(allocRetention)' is not a duration such as 24h or 30m")
         }
         for pair in meta where !pair.contains("=") || pair.hasPrefix("=") {
             throw ValidationError("--meta: '\(pair)' is not KEY=VALUE")
@@ -168,6 +174,7 @@ extension AgentOptions {
                 registrations, heartbeats, control, StatusReporter(bus: amqp, nodeID: id, reports: reports, logger: logger), allocations,
                 shipper,
                 healthChecks, shutdownScripts, usersConsumer, DisconnectWatch(contact: contact, manager: manager, logger: logger),
+                AllocationRetention(manager: manager, retention: GoDuration.parse(allocRetention) ?? .seconds(86_400), logger: logger),
             ],
             routes: AgentAPI(
                 bus: amqp, node: node, shutdownScripts: shutdownScripts, users: users, dataDirectory: dataDirectory, settings: settings

@@ -7,7 +7,8 @@ import Synchronization
 
 /// The node's allocations: starts the ones the control plane sends, stops the ones it stops,
 /// and on start-up picks up what a previous agent left running. Every allocation lives in
-/// `<data-dir>/alloc/<id>` with its state in `state.json`.
+/// `<data-dir>/alloc/<id>` with its state in `state.json`, until ``collect(retention:now:)``
+/// removes it once it has finished and its output has been shipped.
 actor AllocationManager {
     private let nodeID: String
     private let datacenter: String
@@ -77,6 +78,28 @@ actor AllocationManager {
                     stopAfter: allocation.job?.group(named: allocation.taskGroup)?.stopAfterClientDisconnect))
         }
         return running
+    }
+
+    /// Removes the directories of allocations that finished more than `retention` before `now`
+    /// and whose output has all been shipped (Nomad's client garbage collection).
+    /// - Returns: the ids removed.
+    func collect(retention: Duration, now: Date = Date()) async -> [String] {
+        var removed: [String] = []
+        for (id, runner) in runners.sorted(by: { $0.key < $1.key }) where await runner.isFinished {
+            let directory = root.appendingPathComponent(id)
+            let state = directory.appendingPathComponent("state.json")
+            guard let modified = (try? FileManager.default.attributesOfItem(atPath: state.path))?[.modificationDate] as? Date,
+                now.timeIntervalSince(modified) >= retention.timeInterval, OutputShipper.isFullyShipped(directory)
+            else { continue }
+            do {
+                try FileManager.default.removeItem(at: directory)
+                runners[id] = nil
+                removed.append(id)
+            } catch {
+                logger.warning("Removing a finished allocation's directory failed", metadata: ["alloc_id": "\(id)", "error": "\(error)"])
+            }
+        }
+        return removed
     }
 
     /// Stops allocation `id` on the agent's own account, reporting it failed with `description`.

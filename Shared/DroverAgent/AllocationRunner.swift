@@ -160,6 +160,9 @@ actor AllocationRunner {
         finish(status, description)
     }
 
+    /// Whether the allocation has finished for good (its last report made).
+    var isFinished: Bool { record.clientStatus.isTerminal }
+
     /// The allocation, while it has not finished and is not being stopped.
     func runningAllocation() -> Allocation? {
         stopping || record.clientStatus.isTerminal ? nil : record.allocation

@@ -127,6 +127,18 @@ final class OutputShipper: Service, Sendable {
         }
     }
 
+    /// Whether every log file of the allocation in `directory` has been shipped to its end.
+    static func isFullyShipped(_ directory: URL) -> Bool {
+        let logs = directory.appendingPathComponent("alloc/logs")
+        let shipped = loadOffsets(directory)
+        for file in (try? FileManager.default.contentsOfDirectory(atPath: logs.path)) ?? [] where parse(file) != nil {
+            let size =
+                ((try? FileManager.default.attributesOfItem(atPath: logs.appendingPathComponent(file).path))?[.size] as? NSNumber)?.int64Value ?? 0
+            if size > (shipped[file] ?? 0) { return false }
+        }
+        return true
+    }
+
     /// `web.stdout.0` → (`web`, stdout).
     static func parse(_ file: String) -> (String, TaskOutputChunk.Stream)? {
         for stream in TaskOutputChunk.Stream.allCases where file.hasSuffix(".\(stream.rawValue).0") {

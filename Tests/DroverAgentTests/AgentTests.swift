@@ -337,3 +337,37 @@ struct ClientDisconnectTests {
         await manager.stopLocally(service.id, description: "test over")
     }
 }
+
+/// Nomad's client garbage collection: a finished allocation's directory goes once its output
+/// is shipped and its retention has passed.
+struct AllocationRetentionTests {
+    @Test func aFinishedAllocationsDirectoryGoesOnceShippedAndOldEnoughARunningOneStays() async throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("drover-agent-retention-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let reports = AllocationRunnerTests.Reports()
+        let manager = AllocationManager(nodeID: "n1", datacenter: "dc1", dataDirectory: root, logger: Logger(label: "test")) { reports.add($0) }
+        let finished = RecoveryTests().allocation("echo some output")
+        let running = RecoveryTests().allocation("sleep 300")
+        try await manager.apply(finished)
+        try await manager.apply(running)
+        let ended: AllocationStatusReport? = try await withTimeout(.seconds(30), "the first allocation finishing") {
+            for await report in reports.stream where report.allocID == finished.id && report.clientStatus.isTerminal { return report }
+            return nil
+        }
+        #expect(ended?.clientStatus == .complete)
+        let directory = root.appendingPathComponent("alloc").appendingPathComponent(finished.id)
+        #expect(await manager.collect(retention: .seconds(3600)).isEmpty, "not old enough")
+        #expect(await manager.collect(retention: .zero, now: Date().addingTimeInterval(1)).isEmpty, "its output is not shipped yet")
+        // What a shipper records once the broker has confirmed the output.
+        let logs = directory.appendingPathComponent("alloc/logs")
+        var offsets: [String: Int64] = [:]
+        for file in try FileManager.default.contentsOfDirectory(atPath: logs.path) {
+            offsets[file] = (try FileManager.default.attributesOfItem(atPath: logs.appendingPathComponent(file).path)[.size] as? NSNumber)?.int64Value
+        }
+        try JSONEncoder().encode(offsets).write(to: directory.appendingPathComponent("output-offsets.json"))
+        #expect(await manager.collect(retention: .zero, now: Date().addingTimeInterval(1)) == [finished.id])
+        #expect(!FileManager.default.fileExists(atPath: directory.path))
+        #expect(await manager.running().map(\.id) == [running.id])
+        await manager.stopLocally(running.id, description: "test over")
+    }
+}
