@@ -125,9 +125,11 @@ let package = Package(
             resources: [.copy("openapi.yaml")],
             swiftSettings: swiftSettings
         ),
+        .target(name: "CDroverSystem", path: "Shared/CDroverSystem"),
         .target(
             name: "DroverAgent",
             dependencies: [
+                "CDroverSystem",
                 "DroverMessaging",
                 "DroverModel",
                 "DroverRuntime",

@@ -1,3 +1,4 @@
+import CDroverSystem
 import DroverMessaging
 import DroverModel
 import Foundation
@@ -12,6 +13,11 @@ import Synchronization
 /// A chunk carries its byte offset and the broker confirms it before the shipped offset moves
 /// on; that offset is kept in `<alloc>/output-offsets.json`, so a restarted agent goes on where
 /// the last one was confirmed (resending at most a batch, which the collector stores once).
+///
+/// What has been shipped and lies further back than the task's `LogConfig` keeps (MaxFiles ×
+/// MaxFileSizeMB, 100 MB by default) is released from the disk: a hole is punched where it was,
+/// so the file keeps its size and every offset stays where it was, while it holds at most that
+/// much. The task appends to its files itself, so no rotation can lose a byte it writes.
 final class OutputShipper: Service, Sendable {
     let bus: any MessageBus
     let nodeID: String
@@ -25,6 +31,8 @@ final class OutputShipper: Service, Sendable {
     /// Which allocations a pass reads: every one on disk at the first pass (what a previous
     /// agent left), then those whose tasks may still write, and a finished one once more.
     private let watched = Mutex(Watched())
+    /// Allocation → task → bytes of each stream kept on disk, read from its `state.json` once.
+    private let kept = Mutex<[String: [String: Int64]]>([:])
 
     private struct Watched {
         var everything = true
@@ -79,13 +87,16 @@ final class OutputShipper: Service, Sendable {
         }
     }
 
-    /// One pass over the log files of the allocations watched.
-    private func shipAll() async throws {
+    /// One pass over the log files of the allocations watched (internal for tests).
+    func shipAll() async throws {
         let (everything, live, finished) = watched.withLock { ($0.everything, $0.live, $0.finished) }
         let allocations = everything ? (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? [] : Array(live.union(finished))
         let lettingGo = everything ? Set(allocations).subtracting(live) : finished
         var offsets = shipped.withLock { $0 }.filter { live.contains($0.key) || lettingGo.contains($0.key) }
-        defer { shipped.withLock { [offsets] in $0 = offsets.filter { !lettingGo.contains($0.key) } } }
+        defer {
+            shipped.withLock { [offsets] in $0 = offsets.filter { !lettingGo.contains($0.key) } }
+            kept.withLock { kept in for id in lettingGo { kept[id] = nil } }
+        }
         for allocID in allocations.sorted() {
             let directory = root.appendingPathComponent(allocID)
             let logs = directory.appendingPathComponent("alloc/logs")
@@ -116,6 +127,10 @@ final class OutputShipper: Service, Sendable {
                     changed = true
                     Self.saveOffsets(done, in: directory)
                 }
+                if release(url, shipped: offset, keep: keep(allocID, task: task, in: directory), offsets: &done) {
+                    offsets[allocID] = done
+                    Self.saveOffsets(done, in: directory)
+                }
             }
             offsets[allocID] = done
             if changed { logger.trace("Task output shipped", metadata: ["alloc_id": "\(allocID)"]) }
@@ -125,6 +140,40 @@ final class OutputShipper: Service, Sendable {
             watched.everything = false
             watched.finished.subtract(finished)
         }
+    }
+
+    /// Bytes of each stream of `task` its node keeps, from the allocation's recorded job.
+    private func keep(_ allocID: String, task: String, in directory: URL) -> Int64 {
+        if let known = kept.withLock({ $0[allocID] }) { return known[task] ?? JobTask(name: task, command: "").keptOutputBytes }
+        var byTask: [String: Int64] = [:]
+        if let data = try? Data(contentsOf: directory.appendingPathComponent("state.json")),
+            let record = try? JSONDecoder().decode(AllocationRecord.self, from: data),
+            let group = record.allocation.job?.group(named: record.allocation.taskGroup)
+        {
+            for task in group.tasks { byTask[task.name] = task.keptOutputBytes }
+        }
+        kept.withLock { $0[allocID] = byTask }
+        return byTask[task] ?? JobTask(name: task, command: "").keptOutputBytes
+    }
+
+    /// Releases the disk blocks of what was shipped further back than `keep` bytes from the
+    /// shipped end of `url`, whole 4 KiB blocks at a time. - Returns: whether it released any.
+    private func release(_ url: URL, shipped: Int64, keep: Int64, offsets: inout [String: Int64]) -> Bool {
+        let key = url.lastPathComponent + "#released"
+        let released = offsets[key] ?? 0
+        let upTo = max(shipped - keep, 0) / 4096 * 4096
+        guard upTo > released else { return false }
+        let fd = open(url.path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        guard drover_punch_hole(fd, off_t(released), off_t(upTo - released)) == 0 else {
+            logger.warning(
+                "Task output could not be released from the disk", metadata: ["file": "\(url.path)", "errno": "\(errno)"])
+            offsets[key] = upTo  // Not tried again for what is behind.
+            return true
+        }
+        offsets[key] = upTo
+        return true
     }
 
     /// Whether every log file of the allocation in `directory` has been shipped to its end.

@@ -206,6 +206,22 @@ public struct TaskGroup: Codable, Sendable, Equatable {
     }
 }
 
+/// How much of a task's output its node keeps on disk, as Nomad's `LogConfig` says it.
+public struct LogConfig: Codable, Sendable, Equatable {
+    public var maxFiles: Int?
+    public var maxFileSizeMB: Int?
+
+    public init(maxFiles: Int? = nil, maxFileSizeMB: Int? = nil) {
+        self.maxFiles = maxFiles
+        self.maxFileSizeMB = maxFileSizeMB
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case maxFiles = "MaxFiles"
+        case maxFileSizeMB = "MaxFileSizeMB"
+    }
+}
+
 public struct JobTask: Codable, Sendable, Equatable {
     public var name: String
     public var driver: String
@@ -217,6 +233,8 @@ public struct JobTask: Codable, Sendable, Equatable {
     public var killTimeout: Int64?
     public var constraints: [Constraint]?
     public var meta: [String: String]?
+    /// How much of its output the node keeps on disk (Nomad's `LogConfig`).
+    public var logConfig: LogConfig?
 
     public init(name: String, driver: String = "raw_exec", command: String, args: [String] = [], resources: Resources? = nil) {
         self.name = name
@@ -235,10 +253,12 @@ public struct JobTask: Codable, Sendable, Equatable {
         case killTimeout = "KillTimeout"
         case constraints = "Constraints"
         case meta = "Meta"
+        case logConfig = "LogConfig"
     }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
+        logConfig = try container.decodeIfPresent(LogConfig.self, forKey: .logConfig)
         name = try container.decodeIfPresent(String.self, forKey: .name) ?? ""
         driver = try container.decodeIfPresent(String.self, forKey: .driver) ?? ""
         user = try container.decodeIfPresent(String.self, forKey: .user)
@@ -254,6 +274,13 @@ public struct JobTask: Codable, Sendable, Equatable {
     public var taskResources: Resources { resources?.withDefaults() ?? Resources(cpu: 100, memoryMB: 300, diskMB: 0) }
     /// Nomad's default: 5 s.
     public var killTimeoutNanoseconds: Int64 { killTimeout ?? 5_000_000_000 }
+    /// Bytes of each output stream the node keeps on disk: `MaxFiles` × `MaxFileSizeMB` (Nomad's
+    /// defaults, 10 × 10 MB).
+    public var keptOutputBytes: Int64 {
+        let files = Int64(min(max(logConfig?.maxFiles ?? 10, 1), JobLimits.logFiles))
+        let megabytes = Int64(min(max(logConfig?.maxFileSizeMB ?? 10, 1), JobLimits.logFileSizeMB))
+        return files * megabytes << 20
+    }
 
     func canonicalized() -> JobTask {
         var task = self

@@ -83,6 +83,10 @@ public enum JobLimits {
     public static let policyDuration: Int64 = 31_536_000_000_000_000
     /// `RestartPolicy` and `ReschedulePolicy` `Attempts`.
     public static let attempts = 10_000
+    /// `LogConfig.MaxFiles`.
+    public static let logFiles = 1_000
+    /// `LogConfig.MaxFileSizeMB`.
+    public static let logFileSizeMB = 10_000
 }
 
 extension Job {
@@ -243,6 +247,18 @@ extension Job {
                     }
                     if resources.diskMB != -1 {
                         check(resources.diskMB >= 0, "\(taskPath).Resources.DiskMB", "must be 0 or more, got \(resources.diskMB)")
+                    }
+                }
+                if let logConfig = task.logConfig {
+                    if let files = logConfig.maxFiles {
+                        check(
+                            (1...JobLimits.logFiles).contains(files), "\(taskPath).LogConfig.MaxFiles",
+                            "must be between 1 and \(JobLimits.logFiles), got \(files)")
+                    }
+                    if let size = logConfig.maxFileSizeMB {
+                        check(
+                            (1...JobLimits.logFileSizeMB).contains(size), "\(taskPath).LogConfig.MaxFileSizeMB",
+                            "must be between 1 and \(JobLimits.logFileSizeMB), got \(size)")
                     }
                 }
                 if let timeout = task.killTimeout {

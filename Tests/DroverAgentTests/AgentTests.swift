@@ -371,3 +371,40 @@ struct AllocationRetentionTests {
         await manager.stopLocally(running.id, description: "test over")
     }
 }
+
+/// Nomad's `LogConfig`: a node keeps at most MaxFiles × MaxFileSizeMB of each stream on disk.
+struct OutputReleaseTests {
+    @Test func shippedOutputFurtherBackThanTheLogConfigKeepsLeavesTheDiskAndEveryOffsetStays() async throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("drover-agent-release-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        var allocation = RecoveryTests().allocation("true")
+        allocation.job?.taskGroups[0].tasks[0].logConfig = LogConfig(maxFiles: 1, maxFileSizeMB: 1)
+        let directory = root.appendingPathComponent(allocation.id)
+        let logs = directory.appendingPathComponent("alloc/logs")
+        try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
+        try JSONEncoder().encode(AllocationRecord(allocation: allocation, clientStatus: .running, clientDescription: "", tasks: [:]))
+            .write(to: directory.appendingPathComponent("state.json"))
+        let output = Data((0..<(3 << 20)).map { UInt8(truncatingIfNeeded: $0 % 251) })
+        let file = logs.appendingPathComponent("t.stdout.0")
+        try output.write(to: file)
+
+        let bus = InMemoryBus()
+        var shipped = try await bus.subscribe(ConsumerSpec(queue: "collector", bindings: ["node.*.output.#"])).makeAsyncIterator()
+        let shipper = OutputShipper(bus: bus, nodeID: "n1", root: root, logger: Logger(label: "test"))
+        try await shipper.shipAll()
+        var received = 0
+        while received < output.count, let delivery = await shipped.next() {
+            received += try MessageCoding.decoder().decode(MessageEnvelope<TaskOutputChunk>.self, from: Data(delivery.body)).data.data.count
+            delivery.ack()
+        }
+        #expect(received == output.count, "everything shipped first")
+        var info = stat()
+        #expect(stat(file.path, &info) == 0)
+        #expect(info.st_size == Int64(output.count), "the file keeps its size, so offsets stay")
+        #expect(Int64(info.st_blocks) * 512 <= (1 << 20) + (64 << 10), "at most the 1 MB kept is on disk: \(info.st_blocks * 512) bytes")
+        let tail = try FileHandle(forReadingFrom: file)
+        try tail.seek(toOffset: UInt64(output.count - 4096))
+        #expect(try tail.read(upToCount: 4096) == output.suffix(4096), "what is kept reads back as written")
+        try tail.close()
+    }
+}
