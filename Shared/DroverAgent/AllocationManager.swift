@@ -1,5 +1,6 @@
 import DroverMessaging
 import DroverModel
+import DroverRuntime
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -155,5 +156,20 @@ struct StatusReporter: Service {
     /// Reports made and not yet handed to the bus.
     private final class Made: Sendable {
         let reports = Mutex<[AllocationStatusReport]>([])
+    }
+}
+
+/// Once a minute, removes the directories of allocations that finished more than `retention`
+/// ago and whose output has been shipped.
+struct AllocationRetention: Service {
+    let manager: AllocationManager
+    let retention: Duration
+    let logger: Logger
+
+    func run() async throws {
+        await repeatUntilShutdown(every: .seconds(60), logger: logger, failure: "Removing finished allocations failed") {
+            let removed = await manager.collect(retention: retention)
+            if !removed.isEmpty { logger.info("Finished allocations removed", metadata: ["alloc_ids": "\(removed)"]) }
+        }
     }
 }

@@ -74,18 +74,3 @@ struct DisconnectWatch: Service {
         }
     }
 }
-
-/// Once a minute, removes the directories of allocations that finished more than `retention`
-/// ago and whose output has been shipped.
-struct AllocationRetention: Service {
-    let manager: AllocationManager
-    let retention: Duration
-    let logger: Logger
-
-    func run() async throws {
-        await repeatUntilShutdown(every: .seconds(60), logger: logger, failure: "Removing finished allocations failed") {
-            let removed = await manager.collect(retention: retention)
-            if !removed.isEmpty { logger.info("Finished allocations removed", metadata: ["alloc_ids": "\(removed)"]) }
-        }
-    }
-}

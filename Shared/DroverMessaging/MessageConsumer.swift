@@ -276,7 +276,14 @@ public struct MessageConsumer<Message: DroverMessage>: Service {
         Counter(label: "drover_messages_retried_total", dimensions: [("queue", spec.queue)], factory: metrics).increment()
         // On shutdown the copy goes at once: the count must not be lost with the wait.
         try? await cancelWhenGracefulShutdown { try await Task.sleep(for: retry.delay(afterFailures: failures)) }
-        try await bus.retry(delivery, failures: failures, error: description)
+        do {
+            try await bus.retry(delivery, failures: failures, error: description)
+        } catch {
+            // The copy could not be published (the bus is stopping, or the broker away): the
+            // broker has the message still, and hands it out again.
+            logger.warning("Retry not published; message requeued", metadata: ["message_id": "\(id)", "error": "\(error)"])
+            delivery.requeue()
+        }
     }
 
     /// Waits out the backoff after `failures` outages in a row. - Returns: false when the
@@ -297,12 +304,21 @@ public struct MessageConsumer<Message: DroverMessage>: Service {
     }
 
     private func deadLetter(_ delivery: Delivery, kind: String, reason: String) async throws {
+        do {
+            try await bus.deadLetter(delivery, reason: reason)
+        } catch {
+            // Not dead-lettered (the bus is stopping, or the broker away): the message is
+            // handed out again rather than lost, and the consumer goes on.
+            logger.warning(
+                "Dead-lettering failed; message requeued", metadata: ["message_id": "\(delivery.messageID ?? "-")", "error": "\(error)"])
+            delivery.requeue()
+            return
+        }
         logger.warning(
             "Message dead-lettered",
             metadata: ["message_id": "\(delivery.messageID ?? "-")", "routing_key": "\(delivery.routingKey)", "reason": "\(reason)"])
         Counter(label: "drover_messages_dead_lettered_total", dimensions: [("queue", spec.queue), ("reason", kind)], factory: metrics)
             .increment()
-        try await bus.deadLetter(delivery, reason: reason)
     }
 }
 
