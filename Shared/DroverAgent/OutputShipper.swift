@@ -144,7 +144,7 @@ final class OutputShipper: Service, Sendable {
 
     /// Bytes of each stream of `task` its node keeps, from the allocation's recorded job.
     private func keep(_ allocID: String, task: String, in directory: URL) -> Int64 {
-        if let known = kept.withLock({ $0[allocID] }) { return known[task] ?? JobTask(name: task, command: "").keptOutputBytes }
+        if let known = kept.withLock({ $0[allocID] }) { return known[task] ?? LogConfig.keptBytes(nil) }
         var byTask: [String: Int64] = [:]
         if let data = try? Data(contentsOf: directory.appendingPathComponent("state.json")),
             let record = try? JSONDecoder().decode(AllocationRecord.self, from: data),
@@ -153,7 +153,7 @@ final class OutputShipper: Service, Sendable {
             for task in group.tasks { byTask[task.name] = task.keptOutputBytes }
         }
         kept.withLock { $0[allocID] = byTask }
-        return byTask[task] ?? JobTask(name: task, command: "").keptOutputBytes
+        return byTask[task] ?? LogConfig.keptBytes(nil)
     }
 
     /// Releases the disk blocks of what was shipped further back than `keep` bytes from the

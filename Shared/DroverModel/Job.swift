@@ -216,6 +216,14 @@ public struct LogConfig: Codable, Sendable, Equatable {
         self.maxFileSizeMB = maxFileSizeMB
     }
 
+    /// Bytes of each stream `config` keeps: `MaxFiles` × `MaxFileSizeMB`, Nomad's defaults
+    /// (10 × 10 MB) where it says nothing, within ``JobLimits``.
+    public static func keptBytes(_ config: LogConfig?) -> Int64 {
+        let files = Int64(min(max(config?.maxFiles ?? 10, 1), JobLimits.logFiles))
+        let megabytes = Int64(min(max(config?.maxFileSizeMB ?? 10, 1), JobLimits.logFileSizeMB))
+        return files * megabytes << 20
+    }
+
     enum CodingKeys: String, CodingKey {
         case maxFiles = "MaxFiles"
         case maxFileSizeMB = "MaxFileSizeMB"
@@ -276,11 +284,7 @@ public struct JobTask: Codable, Sendable, Equatable {
     public var killTimeoutNanoseconds: Int64 { killTimeout ?? 5_000_000_000 }
     /// Bytes of each output stream the node keeps on disk: `MaxFiles` × `MaxFileSizeMB` (Nomad's
     /// defaults, 10 × 10 MB).
-    public var keptOutputBytes: Int64 {
-        let files = Int64(min(max(logConfig?.maxFiles ?? 10, 1), JobLimits.logFiles))
-        let megabytes = Int64(min(max(logConfig?.maxFileSizeMB ?? 10, 1), JobLimits.logFileSizeMB))
-        return files * megabytes << 20
-    }
+    public var keptOutputBytes: Int64 { LogConfig.keptBytes(logConfig) }
 
     func canonicalized() -> JobTask {
         var task = self
