@@ -33,6 +33,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // MARK: Shared modules
@@ -53,6 +54,7 @@ let package = Package(
         .target(
             name: "DroverAutoscaling", dependencies: ["DroverModel"], path: "Shared/DroverAutoscaling", swiftSettings: swiftSettings),
         .target(name: "DroverSchedules", path: "Shared/DroverSchedules", swiftSettings: swiftSettings),
+        .target(name: "DroverAccess", dependencies: ["DroverModel"], path: "Shared/DroverAccess", swiftSettings: swiftSettings),
         .target(
             name: "DroverMessaging",
             dependencies: [
@@ -95,6 +97,7 @@ let package = Package(
         .target(
             name: "DroverControlPlane",
             dependencies: [
+                "DroverAccess",
                 "DroverModel",
                 "DroverHealth",
                 "DroverMessaging",
@@ -106,6 +109,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Shared/DroverControlPlane",
             swiftSettings: swiftSettings
@@ -113,6 +117,7 @@ let package = Package(
         .target(
             name: "DroverGateway",
             dependencies: [
+                "DroverAccess",
                 "DroverControlPlane",
                 "DroverMessaging",
                 "DroverModel",
@@ -244,6 +249,7 @@ let package = Package(
             path: "Tests/DroverTestSupport"
         ),
         .testTarget(name: "DroverModelTests", dependencies: ["DroverModel"], path: "Tests/DroverModelTests"),
+        .testTarget(name: "DroverAccessTests", dependencies: ["DroverAccess", "DroverModel"], path: "Tests/DroverAccessTests"),
         .testTarget(name: "DroverHealthTests", dependencies: ["DroverModel", "DroverHealth"], path: "Tests/DroverHealthTests"),
         .testTarget(
             name: "DroverSchedulingTests", dependencies: ["DroverModel", "DroverScheduling"], path: "Tests/DroverSchedulingTests"),
@@ -278,7 +284,7 @@ let package = Package(
         .testTarget(
             name: "DroverGatewayTests",
             dependencies: [
-                "DroverGateway", "DroverControlPlane", "DroverMessaging", "DroverStorage", "DroverModel", "DroverScheduling", "DroverTestSupport",
+                "DroverAccess", "DroverGateway", "DroverControlPlane", "DroverMessaging", "DroverStorage", "DroverModel", "DroverScheduling", "DroverTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -20,7 +20,17 @@ struct APIGateway: AsyncParsableCommand {
     @Option(help: "The longest a blocking query (?index=) waits, and its default wait, as 5m (env DROVER_MAX_QUERY_WAIT).")
     var maxQueryWait: String = ProcessInfo.processInfo.environment["DROVER_MAX_QUERY_WAIT"] ?? "5m"
 
+    @Option(help: "Check ACL tokens on every route: true (the default) or false, for development only (env DROVER_ACL_ENABLED).")
+    var aclEnabled: String = ProcessInfo.processInfo.environment["DROVER_ACL_ENABLED"] ?? "true"
+
+    @Option(help: "How long a token's lookup is reused before it is read again, as 30s (env DROVER_ACL_TOKEN_TTL).")
+    var aclTokenTTL: String = ProcessInfo.processInfo.environment["DROVER_ACL_TOKEN_TTL"] ?? "30s"
+
     func validate() throws {
+        guard GoBool.parse(aclEnabled) != nil else { throw ValidationError("--acl-enabled: '\(aclEnabled)' is not true or false") }
+        guard let ttl = GoDuration.parse(aclTokenTTL), ttl <= .seconds(3600) else {
+            throw ValidationError("--acl-token-ttl: '\(aclTokenTTL)' is not a duration of at most 1h, such as 30s")
+        }
         guard let wait = GoDuration.parse(maxQueryWait), wait > .zero, wait <= .seconds(3600) else {
             throw ValidationError("--max-query-wait: '\(maxQueryWait)' is not a duration between 1ms and 1h, such as 5m")
         }
@@ -34,7 +44,12 @@ struct APIGateway: AsyncParsableCommand {
             database: plane.database, watcher: watcher, scheduling: scheduling.configuration, address: plane.address(defaultPort: 4646),
             brokerUsers: try BrokerUsers(
                 managementURL: amqpManagementURL, vhost: amqp.endpoint.vhost, exchange: amqp.exchange, deadLetterExchange: amqp.deadLetterExchange),
-            brokerEndpoint: amqp.endpoint, maximumWait: GoDuration.parse(maxQueryWait) ?? .seconds(300), logger: plane.logger)
+            brokerEndpoint: amqp.endpoint, maximumWait: GoDuration.parse(maxQueryWait) ?? .seconds(300),
+            access: AccessConfiguration(enabled: GoBool.parse(aclEnabled) ?? true, tokenLifetime: GoDuration.parse(aclTokenTTL) ?? .seconds(30)),
+            logger: plane.logger)
+        if GoBool.parse(aclEnabled) == false {
+            plane.logger.warning("ACLs are off: every route is open to anyone who can reach this port")
+        }
         try await plane.run(defaultPort: 4646, workers: [plane.outboxRelay, watcher], routes: gateway.addRoutes)
     }
 }

@@ -6,14 +6,14 @@ import Hummingbird
 
 /// The event log (`/v1/events`) and the archives of `drover report-issue`.
 extension Gateway {
-    func addEventRoutes(to router: Router<BasicRequestContext>) {
-        router.get("/v1/events") { request, _ in
+    func addEventRoutes(to routes: GuardedRouter) {
+        routes.get("/v1/events", .namespace(.readJob)) { request, _ in
             try await handle {
                 let filter = try Self.eventFilter(request)
                 return Self.json(try await database.events.list(filter), index: nil)
             }
         }
-        router.post("/v1/node/:id/issue-report") { request, context in
+        routes.post("/v1/node/:id/issue-report", .node(.write)) { request, context in
             try await handle {
                 let body = try await request.body.collect(upTo: 64 << 20)
                 guard body.readableBytes > 0 else { throw ControlPlaneError.invalid([FieldError("body", "the zip archive is missing")]) }
@@ -21,10 +21,10 @@ extension Gateway {
                 return Self.json(summary, index: nil)
             }
         }
-        router.get("/v1/issue-reports") { _, _ in
+        routes.get("/v1/issue-reports", .operator(.read)) { _, _ in
             try await handle { Self.json(try await database.issueReports.list(), index: nil) }
         }
-        router.get("/v1/issue-report/:id") { _, context in
+        routes.get("/v1/issue-report/:id", .operator(.read)) { _, context in
             try await handle {
                 let id = context.parameters.get("id") ?? ""
                 guard let data = try await database.issueReports.archive(id: id) else {

@@ -31,16 +31,25 @@ public struct Gateway: Sendable {
     let maximumWait: Duration
     /// What `/v1/system/gc` runs.
     let collector: GarbageCollector
+    /// Whether routes check tokens, and how long a token's lookup is reused.
+    let access: AccessConfiguration
+    let resolver: TokenResolver
+    let acl: ACLService
 
     /// - Parameters:
     ///   - watcher: follows the cluster's index for blocking queries; run it beside the gateway.
     ///   - scheduling: how `job plan` places, as the scheduler does.
     ///   - maximumWait: the longest a blocking query waits (and its default).
+    ///   - access: tokens are checked on every route unless this says otherwise.
     public init(
         database: Database, watcher: IndexWatcher, scheduling: SchedulerConfiguration, address: String, brokerUsers: BrokerUsers,
-        brokerEndpoint: AMQPEndpoint, maximumWait: Duration = .seconds(300), logger: Logger
+        brokerEndpoint: AMQPEndpoint, maximumWait: Duration = .seconds(300), access: AccessConfiguration = .init(), logger: Logger
     ) {
         self.maximumWait = maximumWait
+        self.access = access
+        let resolver = TokenResolver(database: database, lifetime: access.tokenLifetime)
+        self.resolver = resolver
+        self.acl = ACLService(database: database, resolver: resolver)
         let jobs = JobService(database: database)
         self.database = database
         self.jobs = jobs
@@ -56,23 +65,29 @@ public struct Gateway: Sendable {
         self.logger = logger
     }
 
-    /// Adds every route of the API to `router`.
+    /// Adds every route of the API to `router`, each behind its ACL rule (``GuardedRouter``).
     public func addRoutes(to router: Router<BasicRequestContext>) {
-        addJobRoutes(to: router)
-        addNodeRoutes(to: router)
-        addAllocationRoutes(to: router)
-        addEvaluationRoutes(to: router)
-        addLogRoutes(to: router)
-        addEventRoutes(to: router)
-        addUserRoutes(to: router)
-        addOpsRoutes(to: router)
+        let routes = GuardedRouter(router: router, gateway: self)
+        addJobRoutes(to: routes)
+        addNodeRoutes(to: routes)
+        addAllocationRoutes(to: routes)
+        addEvaluationRoutes(to: routes)
+        addLogRoutes(to: routes)
+        addEventRoutes(to: routes)
+        addUserRoutes(to: routes)
+        addACLRoutes(to: routes)
+        addOpsRoutes(to: routes)
     }
 
     // MARK: What every handler shares
 
     /// Decodes a JSON body, refusing one that does not decode with the field named.
     static func decodeBody<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
-        let body = try await request.body.collect(upTo: 1 << 20)
+        try decodeBody(type, try await request.body.collect(upTo: 1 << 20))
+    }
+
+    /// Decodes a JSON body already read, refusing one that does not decode with the field named.
+    static func decodeBody<T: Decodable>(_ type: T.Type, _ body: ByteBuffer) throws -> T {
         do {
             return try JSONDecoder().decode(T.self, from: Data(buffer: body))
         } catch let error as DecodingError {

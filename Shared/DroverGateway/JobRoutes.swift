@@ -6,47 +6,47 @@ import Hummingbird
 
 /// `/v1/jobs`, `/v1/job/:id` and what hangs off a job.
 extension Gateway {
-    func addJobRoutes(to router: Router<BasicRequestContext>) {
-        router.get("/v1/jobs") { request, _ in
+    func addJobRoutes(to routes: GuardedRouter) {
+        routes.get("/v1/jobs", .namespace(.listJobs)) { request, _ in
             try await read(request) { try await database.jobs.list(prefix: request.uri.queryParameters.get("prefix") ?? "").map(JobListStub.init) }
         }
-        router.post("/v1/jobs") { request, _ in try await register(request, pathID: nil) }
-        router.put("/v1/jobs") { request, _ in try await register(request, pathID: nil) }
-        router.post("/v1/job/:id") { request, context in try await register(request, pathID: context.parameters.get("id")) }
-        router.put("/v1/job/:id") { request, context in try await register(request, pathID: context.parameters.get("id")) }
-        router.get("/v1/job/:id") { request, context in
+        routes.post("/v1/jobs", .namespace(.submitJob)) { request, _ in try await register(request, pathID: nil) }
+        routes.put("/v1/jobs", .namespace(.submitJob)) { request, _ in try await register(request, pathID: nil) }
+        routes.post("/v1/job/:id", .namespace(.submitJob)) { request, context in try await register(request, pathID: context.parameters.get("id")) }
+        routes.put("/v1/job/:id", .namespace(.submitJob)) { request, context in try await register(request, pathID: context.parameters.get("id")) }
+        routes.get("/v1/job/:id", .namespace(.readJob)) { request, context in
             let id = context.parameters.get("id") ?? ""
             return try await read(request) { try await database.jobs.read(id: id) ?? { throw ControlPlaneError.notFound(kind: "job", id: id) }() }
         }
-        router.get("/v1/job/:id/allocations") { request, context in
+        routes.get("/v1/job/:id/allocations", .namespace(.readJob)) { request, context in
             let id = context.parameters.get("id") ?? ""
             return try await read(request) {
                 guard try await database.jobs.read(id: id) != nil else { throw ControlPlaneError.notFound(kind: "job", id: id) }
                 return try await database.allocations.list(jobID: id)
             }
         }
-        router.get("/v1/job/:id/evaluations") { request, context in
+        routes.get("/v1/job/:id/evaluations", .namespace(.readJob)) { request, context in
             let id = context.parameters.get("id") ?? ""
             return try await read(request) {
                 guard try await database.jobs.read(id: id) != nil else { throw ControlPlaneError.notFound(kind: "job", id: id) }
                 return try await database.evaluations.list(jobID: id)
             }
         }
-        router.get("/v1/job/:id/summary") { request, context in
+        routes.get("/v1/job/:id/summary", .namespace(.readJob)) { request, context in
             let id = context.parameters.get("id") ?? ""
             return try await read(request) {
                 guard let summary = try await jobs.summary(jobID: id) else { throw ControlPlaneError.notFound(kind: "job", id: id) }
                 return JobSummary(jobID: id, summary: summary)
             }
         }
-        router.post("/v1/job/:id/plan") { request, context in
+        routes.post("/v1/job/:id/plan", .namespace(.submitJob)) { request, context in
             try await handle {
                 let job = try await decodeJob(request, pathID: context.parameters.get("id"))
                 let plan = try await evaluations.dryRun(job)
                 return Self.json(PlanResponse(plan), index: watcher.latest)
             }
         }
-        router.delete("/v1/job/:id") { request, context in
+        routes.delete("/v1/job/:id", .namespace(.submitJob)) { request, context in
             try await handle {
                 let purge = try Self.flag("purge", of: request)
                 let result = try await jobs.deregister(jobID: context.parameters.get("id") ?? "", purge: purge)

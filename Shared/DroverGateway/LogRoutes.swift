@@ -5,8 +5,8 @@ import Hummingbird
 
 /// Task output, as Nomad serves it: `/v1/client/fs/logs/:alloc`.
 extension Gateway {
-    func addLogRoutes(to router: Router<BasicRequestContext>) {
-        router.get("/v1/client/fs/logs/:alloc") { request, context in
+    func addLogRoutes(to routes: GuardedRouter) {
+        routes.get("/v1/client/fs/logs/:alloc", .namespace(.readLogs)) { request, context in
             try await handle {
                 let query = try LogsQuery(request)
                 let allocID = context.parameters.get("alloc") ?? ""

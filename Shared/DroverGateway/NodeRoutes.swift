@@ -5,29 +5,29 @@ import Hummingbird
 
 /// `/v1/nodes`, `/v1/node/:id`: reads, drain, eligibility, enrolment and removal.
 extension Gateway {
-    func addNodeRoutes(to router: Router<BasicRequestContext>) {
-        router.get("/v1/nodes") { request, _ in
+    func addNodeRoutes(to routes: GuardedRouter) {
+        routes.get("/v1/nodes", .node(.read)) { request, _ in
             try await read(request) { try await database.nodes.list(prefix: request.uri.queryParameters.get("prefix") ?? "") }
         }
-        router.get("/v1/node/:id") { request, context in
+        routes.get("/v1/node/:id", .node(.read)) { request, context in
             let id = context.parameters.get("id") ?? ""
             return try await read(request) { try await database.nodes.read(id: id) ?? { throw ControlPlaneError.notFound(kind: "node", id: id) }() }
         }
-        router.get("/v1/node/:id/allocations") { request, context in
+        routes.get("/v1/node/:id/allocations", .node(.read)) { request, context in
             let id = context.parameters.get("id") ?? ""
             return try await read(request) {
                 guard try await database.nodes.read(id: id) != nil else { throw ControlPlaneError.notFound(kind: "node", id: id) }
                 return try await database.allocations.list(nodeID: id)
             }
         }
-        router.post("/v1/node/:id/drain") { request, context in
+        routes.post("/v1/node/:id/drain", .node(.write)) { request, context in
             try await handle {
                 let body = try await Self.decodeBody(NodeDrainRequest.self, request)
                 let result = try await nodes.drain(nodeID: context.parameters.get("id") ?? "", spec: body.drainSpec, markEligible: body.markEligible)
                 return Self.json(result, index: result.index)
             }
         }
-        router.post("/v1/node/:id/eligibility") { request, context in
+        routes.post("/v1/node/:id/eligibility", .node(.write)) { request, context in
             try await handle {
                 let body = try await Self.decodeBody(NodeEligibilityRequest.self, request)
                 let result = try await nodes.setEligibility(nodeID: context.parameters.get("id") ?? "", eligible: body.eligibility == .eligible)
@@ -35,7 +35,7 @@ extension Gateway {
             }
         }
         // Enrolment: the node's own broker user, whose credentials the agent runs with.
-        router.post("/v1/node/:id/enroll") { _, context in
+        routes.post("/v1/node/:id/enroll", .node(.write)) { _, context in
             try await handle {
                 let id = context.parameters.get("id") ?? ""
                 guard RoutingKey.isValidWord(id) else {
@@ -49,7 +49,7 @@ extension Gateway {
             }
         }
         // Removal: the node's broker user goes (its connections are closed) and the cluster forgets it.
-        router.post("/v1/node/:id/purge") { _, context in
+        routes.post("/v1/node/:id/purge", .node(.write)) { _, context in
             try await handle {
                 let id = context.parameters.get("id") ?? ""
                 let hadUser = try await broker { try await brokerUsers.remove(nodeID: id) }

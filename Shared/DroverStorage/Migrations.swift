@@ -383,5 +383,27 @@ public enum DroverSchema {
                     OR (desired_status <> 'run' AND client_status IN ('pending', 'running'))
                 """,
             ]),
+        Migration(
+            version: 10, name: "access control",
+            statements: [
+                // Secrets are stored as their SHA-256 only; the accessor id is public.
+                """
+                CREATE TABLE drover_acl_tokens (
+                    accessor_id text PRIMARY KEY, secret_hash bytea NOT NULL UNIQUE, name text NOT NULL,
+                    type text NOT NULL CHECK (type IN ('client', 'management')), policies text[] NOT NULL,
+                    create_time timestamptz NOT NULL, expiration_time timestamptz,
+                    create_index bigint NOT NULL, modify_index bigint NOT NULL)
+                """,
+                """
+                CREATE TABLE drover_acl_policies (
+                    name text PRIMARY KEY, description text NOT NULL, rules text NOT NULL,
+                    create_index bigint NOT NULL, modify_index bigint NOT NULL)
+                """,
+                // One row at most: bootstrap happens once per cluster.
+                """
+                CREATE TABLE drover_acl_bootstrap (
+                    done boolean PRIMARY KEY DEFAULT true CHECK (done), accessor_id text NOT NULL, index bigint NOT NULL)
+                """,
+            ]),
     ]
 }

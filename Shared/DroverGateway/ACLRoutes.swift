@@ -1,0 +1,93 @@
+import DroverAccess
+import DroverControlPlane
+import DroverModel
+import Foundation
+import Hummingbird
+
+/// Nomad's ACL API: `/v1/acl/bootstrap`, `/v1/acl/policies`, `/v1/acl/policy/:name`,
+/// `/v1/acl/tokens`, `/v1/acl/token[/:accessor]`, `/v1/acl/token/self`.
+extension Gateway {
+    func addACLRoutes(to routes: GuardedRouter) {
+        for method in [HTTPRequest.Method.put, .post] {
+            // Open, as Nomad's: it works once, and then never again.
+            routes.on("/v1/acl/bootstrap", method: method, .open) { request, _ in
+                try await handle {
+                    let body = try await request.body.collect(upTo: 64 << 10)
+                    var secret: String?
+                    if body.readableBytes > 0 {
+                        secret = try Self.decodeBody(BootstrapRequest.self, body).bootstrapSecret
+                    }
+                    let token = try await acl.bootstrap(secret: secret)
+                    logger.notice("ACL bootstrapped", metadata: ["accessor_id": "\(token.accessorID)"])
+                    return Self.json(token, index: token.createIndex)
+                }
+            }
+            routes.on("/v1/acl/policy/:name", method: method, .management) { request, context in
+                try await handle {
+                    let name = context.parameters.get("name") ?? ""
+                    let policy = try await Self.decodeBody(ACLPolicy.self, request)
+                    let index = try await acl.put(policy: policy, name: name)
+                    return Self.json(["Index": index], index: index)
+                }
+            }
+            routes.on("/v1/acl/token", method: method, .management) { request, _ in
+                try await handle {
+                    let token = try await acl.createToken(try await Self.decodeBody(ACLTokenRequest.self, request))
+                    return Self.json(token, index: token.createIndex)
+                }
+            }
+            routes.on("/v1/acl/token/:accessor", method: method, .management) { request, context in
+                try await handle {
+                    let request = try await Self.decodeBody(ACLTokenRequest.self, request)
+                    let token = try await acl.updateToken(accessorID: context.parameters.get("accessor") ?? "", request)
+                    return Self.json(token, index: token.modifyIndex)
+                }
+            }
+        }
+        routes.get("/v1/acl/policies", .management) { request, _ in
+            try await read(request) { try await database.acl.policies().map(ACLPolicyStub.init) }
+        }
+        routes.get("/v1/acl/policy/:name", .management) { request, context in
+            let name = context.parameters.get("name") ?? ""
+            return try await read(request) {
+                try await database.acl.policy(named: name) ?? { throw ControlPlaneError.notFound(kind: "ACL policy", id: name) }()
+            }
+        }
+        routes.delete("/v1/acl/policy/:name", .management) { _, context in
+            try await handle {
+                let index = try await acl.deletePolicy(name: context.parameters.get("name") ?? "")
+                return Self.json(["Index": index], index: index)
+            }
+        }
+        routes.get("/v1/acl/tokens", .management) { request, _ in
+            try await read(request) { try await database.acl.tokens() }
+        }
+        routes.get("/v1/acl/token/self", .anyToken) { request, _ in
+            try await handle {
+                switch try await resolve(request) {
+                case .granted(_, let token): return Self.json(token, index: nil)
+                // With ACLs off every route is open; there is no token to show.
+                default: throw ControlPlaneError.notFound(kind: "ACL token", id: "self")
+                }
+            }
+        }
+        routes.get("/v1/acl/token/:accessor", .management) { request, context in
+            let accessor = context.parameters.get("accessor") ?? ""
+            return try await read(request) {
+                try await database.acl.token(accessorID: accessor) ?? { throw ControlPlaneError.notFound(kind: "ACL token", id: accessor) }()
+            }
+        }
+        routes.delete("/v1/acl/token/:accessor", .management) { _, context in
+            try await handle {
+                let index = try await acl.deleteToken(accessorID: context.parameters.get("accessor") ?? "")
+                return Self.json(["Index": index], index: index)
+            }
+        }
+    }
+}
+
+/// `POST /v1/acl/bootstrap`'s optional body: a secret of the operator's choosing, as Nomad takes.
+struct BootstrapRequest: Decodable {
+    var bootstrapSecret: String?
+    enum CodingKeys: String, CodingKey { case bootstrapSecret = "BootstrapSecret" }
+}
