@@ -28,7 +28,9 @@ struct GatewayTests {
                 brokerUsers: try BrokerUsers(
                     managementURL: "http://guest:guest@127.0.0.1:1", vhost: "/", exchange: "drover", deadLetterExchange: "drover.dead-letter"),
                 brokerEndpoint: try AMQPEndpoint(url: "amqp://guest:guest@127.0.0.1:5672"), logger: logger)
-            try await buildApplication(gateway: gateway, logger: logger).test(.router) { client in try await body(client, database) }
+            try await buildApplication(gateway: gateway, logger: logger).test(.router) { client in
+                try await body(try await TokenClient.bootstrapped(client), database)
+            }
         }
     }
 
@@ -173,4 +175,25 @@ struct GatewayTests {
             #expect(try await client.execute(uri: "/v1/status/leader", method: .get).status == .ok)
         }
     }
+}
+
+/// A test client that sends a token with every request: the management token of a fresh
+/// bootstrap, unless a request sets its own `X-Nomad-Token`.
+struct TokenClient: TestClientProtocol {
+    let client: any TestClientProtocol
+    let secret: String
+
+    static func bootstrapped(_ client: any TestClientProtocol) async throws -> TokenClient {
+        let answer = try await client.execute(uri: "/v1/acl/bootstrap", method: .post)
+        let token = try JSONSerialization.jsonObject(with: Data(buffer: answer.body)) as? [String: Any]
+        return TokenClient(client: client, secret: try #require(token?["SecretID"] as? String, "bootstrap: \(answer.status)"))
+    }
+
+    func executeRequest(uri: String, method: HTTPRequest.Method, headers: HTTPFields, body: ByteBuffer?) async throws -> TestResponse {
+        var headers = headers
+        if headers[.init("X-Nomad-Token")!] == nil { headers[.init("X-Nomad-Token")!] = secret }
+        return try await client.executeRequest(uri: uri, method: method, headers: headers, body: body)
+    }
+
+    var port: Int? { client.port }
 }
