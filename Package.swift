@@ -284,7 +284,8 @@ let package = Package(
         .testTarget(
             name: "DroverGatewayTests",
             dependencies: [
-                "DroverAccess", "DroverGateway", "DroverControlPlane", "DroverMessaging", "DroverStorage", "DroverModel", "DroverScheduling", "DroverTestSupport",
+                "DroverAccess", "DroverGateway", "DroverControlPlane", "DroverMessaging", "DroverStorage", "DroverModel", "DroverScheduling",
+                "DroverTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

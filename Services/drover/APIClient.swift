@@ -10,6 +10,8 @@ import Foundation
 /// went wrong and what to do.
 struct APIClient {
     let address: String
+    /// The ACL token's secret, sent as `X-Nomad-Token`.
+    var token: String? = nil
 
     struct Failure: Error, CustomStringConvertible {
         var description: String
@@ -38,6 +40,7 @@ struct APIClient {
         request.httpBody = body
         request.timeoutInterval = 400
         if body != nil { request.setValue("application/json", forHTTPHeaderField: "Content-Type") }
+        if let token { request.setValue(token, forHTTPHeaderField: "X-Nomad-Token") }
         let data: Data
         let response: URLResponse
         do {
@@ -50,6 +53,13 @@ struct APIClient {
         let http = response as? HTTPURLResponse
         let status = http?.statusCode ?? 0
         guard (200..<300).contains(status) else {
+            if status == 401 || status == 403, let problem = try? JSONDecoder().decode(APIError.self, from: data) {
+                throw Failure(
+                    description: "\(problem.error) (HTTP \(status)).\n"
+                        + (status == 401
+                            ? "Pass a token with --token or DROVER_TOKEN (or NOMAD_TOKEN); deploy/local/up writes the local cluster's management token to .drover/management.token."
+                            : "The token's policies do not allow this; ask an operator for a token that does (drover acl token create)."))
+            }
             if let problem = try? JSONDecoder().decode(APIError.self, from: data) {
                 var text = problem.error
                 for field in problem.fields ?? [] where problem.fields?.count ?? 0 > 1 { text += "\n  \(field.field): \(field.reason)" }

@@ -16,7 +16,7 @@ struct NodeStatus: AsyncParsableCommand {
     @Flag(name: .customLong("json", withSingleDash: true), help: "Print the API's answer as JSON.") var json = false
 
     func run() async throws {
-        let client = APIClient(address: api.address)
+        let client = api.client
         guard let id else {
             if json { return print(try await client.get("/v1/nodes", as: RawJSON.self).0.pretty) }
             let (nodes, _) = try await client.get("/v1/nodes", as: [Node].self)
@@ -83,7 +83,7 @@ struct AllocStatus: AsyncParsableCommand {
     @Flag(name: .customLong("json", withSingleDash: true), help: "Print the API's answer as JSON.") var json = false
 
     func run() async throws {
-        let client = APIClient(address: api.address)
+        let client = api.client
         let id = try await resolve(self.id, kind: "allocation", list: "/v1/allocations", client: client)
         if json { return print(try await client.get("/v1/allocation/\(id)", as: RawJSON.self).0.pretty) }
         let (allocation, _) = try await client.get("/v1/allocation/\(id)", as: Allocation.self)
@@ -127,7 +127,7 @@ struct EvalStatus: AsyncParsableCommand {
     @Flag(name: .customLong("json", withSingleDash: true), help: "Print the API's answer as JSON.") var json = false
 
     func run() async throws {
-        let client = APIClient(address: api.address)
+        let client = api.client
         let id = try await resolve(self.id, kind: "evaluation", list: "/v1/evaluations", client: client)
         if json { return print(try await client.get("/v1/evaluation/\(id)", as: RawJSON.self).0.pretty) }
         let (eval, _) = try await client.get("/v1/evaluation/\(id)", as: Evaluation.self)

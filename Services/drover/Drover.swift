@@ -10,16 +10,34 @@ struct Drover: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "drover", abstract: "Drover's command line: the cluster and this node.", version: "0.1.0",
         subcommands: [
-            Status.self, JobCommand.self, NodeCommand.self, AllocCommand.self, EvalCommand.self, Events.self,
+            Status.self, JobCommand.self, NodeCommand.self, AllocCommand.self, EvalCommand.self, Events.self, ACLCommand.self,
             // On a node, through its agent:
             Log.self, Keepalive.self, Shutdown.self, RunOnShutdown.self, Send.self, Config.self, Users.self, ReportIssue.self,
         ])
 }
 
-/// Where the API is: `--address`, else `DROVER_ADDR`, else the local default.
+/// Where the API is (`--address`, else `DROVER_ADDR`, else the local default) and the ACL token
+/// to send (`--token`, else `DROVER_TOKEN`, else `NOMAD_TOKEN`, else, for a cluster on this
+/// machine, the management token `deploy/local/up` wrote).
 struct AddressOptions: ParsableArguments {
     @Option(name: .customLong("address"), help: "The API's address (env DROVER_ADDR).")
     var address: String = ProcessInfo.processInfo.environment["DROVER_ADDR"] ?? "http://127.0.0.1:4646"
+
+    @Option(
+        name: .customLong("token"),
+        help: "The ACL token's secret (env DROVER_TOKEN or NOMAD_TOKEN; for a local cluster, .drover/management.token).")
+    var token: String?
+
+    /// A client of the API with the token to send.
+    var client: APIClient { APIClient(address: address, token: resolvedToken) }
+
+    var resolvedToken: String? {
+        let environment = ProcessInfo.processInfo.environment
+        if let token, !token.isEmpty { return token }
+        for name in ["DROVER_TOKEN", "NOMAD_TOKEN"] { if let value = environment[name], !value.isEmpty { return value } }
+        guard let host = URL(string: address)?.host, ["127.0.0.1", "localhost", "::1", "[::1]"].contains(host) else { return nil }
+        return LocalCluster.managementToken()
+    }
 
     func validate() throws {
         guard let url = URL(string: address), url.scheme == "http" || url.scheme == "https", url.host != nil else {
@@ -52,5 +70,33 @@ struct Status: AsyncParsableCommand {
             print(status == 200 ? "ready: \(api.address)" : "not ready (HTTP \(status)): \(String(decoding: data, as: UTF8.self))")
         }
         if status != 200 { throw ExitCode(1) }
+    }
+}
+
+/// The cluster `deploy/local/up` runs on this machine, and where it keeps its management token:
+/// `$DROVER_DATA_DIR/management.token`, else `.drover/management.token` in the current directory
+/// or one above it, or above this executable (a build inside the repository).
+enum LocalCluster {
+    static func managementToken() -> String? {
+        var candidates: [URL] = []
+        if let data = ProcessInfo.processInfo.environment["DROVER_DATA_DIR"] {
+            candidates.append(URL(fileURLWithPath: data).appendingPathComponent("management.token"))
+        }
+        for start in [
+            FileManager.default.currentDirectoryPath, CommandLine.arguments.first.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path },
+        ] {
+            guard var directory = start.map({ URL(fileURLWithPath: $0).standardizedFileURL }) else { continue }
+            while directory.path != "/" {
+                candidates.append(directory.appendingPathComponent(".drover/management.token"))
+                directory.deleteLastPathComponent()
+            }
+        }
+        for file in candidates {
+            if let text = try? String(contentsOf: file, encoding: .utf8) {
+                let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+                if !token.isEmpty { return token }
+            }
+        }
+        return nil
     }
 }

@@ -38,7 +38,7 @@ struct JobRun: AsyncParsableCommand {
 
     func run() async throws {
         let (job, body) = try readJobFile(file)
-        let client = APIClient(address: api.address)
+        let client = api.client
         do {
             let (result, _) = try await client.send("POST", "/v1/jobs", body: body, as: RawJSON.self)
             let evalID = (result.value as? [String: Any])?["EvalID"] as? String ?? ""
@@ -139,7 +139,7 @@ struct JobStatus: AsyncParsableCommand {
     @Flag(name: .customLong("json", withSingleDash: true), help: "Print the API's answer as JSON.") var json = false
 
     func run() async throws {
-        let client = APIClient(address: api.address)
+        let client = api.client
         do {
             guard let id else {
                 if json { return print(try await client.get("/v1/jobs", as: RawJSON.self).0.pretty) }
@@ -218,7 +218,7 @@ struct JobStop: AsyncParsableCommand {
     @Flag(name: .customLong("detach", withSingleDash: true), help: "Return without following the evaluation.") var detach = false
 
     func run() async throws {
-        let client = APIClient(address: api.address)
+        let client = api.client
         do {
             let (result, _) = try await client.send("DELETE", "/v1/job/\(id)?purge=\(purge)", body: nil, as: RawJSON.self)
             let evalID = (result.value as? [String: Any])?["EvalID"] as? String ?? ""
@@ -255,7 +255,7 @@ struct JobPlan: AsyncParsableCommand {
 
     func run() async throws {
         let (job, body) = try readJobFile(file)
-        let client = APIClient(address: api.address)
+        let client = api.client
         do {
             if json { return print(try await client.send("POST", "/v1/job/\(job.id)/plan", body: body, as: RawJSON.self).0.pretty) }
             let (plan, _) = try await client.send("POST", "/v1/job/\(job.id)/plan", body: body, as: Answer.self)

@@ -25,7 +25,7 @@ struct AllocLogs: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let client = APIClient(address: api.address)
+        let client = api.client
         let id = try await resolve(alloc, kind: "allocation", list: "/v1/allocations", client: client)
         var query = "type=\(stderr ? "stderr" : "stdout")&plain=true"
         if let task { query += "&task=\(task.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? task)" }
@@ -118,7 +118,7 @@ struct Events: AsyncParsableCommand {
         var components = URLComponents()
         components.queryItems = items.isEmpty ? nil : items
         let path = "/v1/events\(components.string ?? "")"
-        let client = APIClient(address: api.address)
+        let client = api.client
         if json { return print(try await client.get(path, as: RawJSON.self).0.pretty) }
         let (events, _) = try await client.get(path, as: [ClusterEvent].self)
         if events.isEmpty { return print("No events") }

@@ -59,7 +59,7 @@ struct NodeDrain: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let client = APIClient(address: api.address)
+        let client = api.client
         let id = try await node.nodeID(client: client)
         var spec: DrainSpec?
         if enable {
@@ -113,7 +113,7 @@ struct NodeEligibility: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let client = APIClient(address: api.address)
+        let client = api.client
         let id = try await node.nodeID(client: client)
         let body = try JSONEncoder().encode(["Eligibility": enable ? "eligible" : "ineligible"])
         _ = try await client.send("POST", "/v1/node/\(id)/eligibility", body: body, as: RawJSON.self)
@@ -134,7 +134,7 @@ struct NodeEnroll: AsyncParsableCommand {
 
     func run() async throws {
         let id = self.id ?? UUID().uuidString.lowercased()
-        let (credentials, _) = try await APIClient(address: api.address).send(
+        let (credentials, _) = try await api.client.send(
             "POST", "/v1/node/\(id)/enroll", body: Data("{}".utf8), as: [String: String].self)
         let settings = "DROVER_NODE_ID=\(credentials["NodeID"] ?? id)\nDROVER_AMQP_URL=\(credentials["AMQPURL"] ?? "")\n"
         guard let output else { return print(settings, terminator: "") }
@@ -153,7 +153,7 @@ struct NodePurge: AsyncParsableCommand {
     @Argument(help: "The node's id.") var id: String
 
     func run() async throws {
-        _ = try await APIClient(address: api.address).raw("POST", "/v1/node/\(id)/purge", body: Data("{}".utf8))
+        _ = try await api.client.raw("POST", "/v1/node/\(id)/purge", body: Data("{}".utf8))
         print("Node \(id) purged")
     }
 }

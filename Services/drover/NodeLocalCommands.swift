@@ -186,7 +186,7 @@ struct ReportIssue: AsyncParsableCommand {
             throw APIClient.Failure(description: "cannot read \(answer.path) to upload it; run this on the node, or use --no-upload")
         }
         let (node, _) = try await local.get("/v1/agent/self", as: Config.AgentSelf.self)
-        let (uploaded, _) = try await APIClient(address: api.address).send(
+        let (uploaded, _) = try await api.client.send(
             "POST", "/v1/node/\(node.node.id)/issue-report", body: data, as: [String: RawJSON].self)
         let id = (uploaded["ID"]?.value as? String) ?? "?"
         print("Uploaded as \(id); fetch it with: curl -o report.zip \(api.address)/v1/issue-report/\(id)")

@@ -114,7 +114,9 @@ public struct PolicyRules: Sendable, Equatable {
     private static func interpret(_ tree: RuleTree, field: String) throws(PolicyRulesError) -> PolicyRules {
         var rules = PolicyRules()
         var errors: [FieldError] = []
-        guard case .block(let top) = tree else { throw PolicyRulesError([FieldError(field, "must be a set of rules, such as node { policy = \"read\" }")]) }
+        guard case .block(let top) = tree else {
+            throw PolicyRulesError([FieldError(field, "must be a set of rules, such as node { policy = \"read\" }")])
+        }
         for (key, value) in top {
             let path = "\(field).\(key)"
             switch key {

@@ -77,7 +77,8 @@ extension Gateway {
         do {
             resolution = try await resolve(request)
         } catch {
-            return try? await handle { throw error }
+            // Fails closed: an outage answers 503, anything else 500; never the handler.
+            return (try? await handle { throw error }) ?? Self.error(.internalServerError, "the token could not be checked")
         }
         switch resolution {
         case .missing: return Self.unauthorized(request, "ACL token missing: send it in X-Nomad-Token or as Authorization: Bearer <secret>")

@@ -110,7 +110,8 @@ public struct ACLTokenRequest: Decodable, Sendable, Equatable {
         global = try container.decodeIfPresent(Bool.self, forKey: .global) ?? false
         if let text = try? container.decodeIfPresent(String.self, forKey: .expirationTTL) {
             guard let duration = GoDuration.parse(text) else {
-                throw DecodingError.dataCorruptedError(forKey: .expirationTTL, in: container, debugDescription: "'\(text)' is not a duration such as 1h")
+                throw DecodingError.dataCorruptedError(
+                    forKey: .expirationTTL, in: container, debugDescription: "'\(text)' is not a duration such as 1h")
             }
             expirationTTL = duration
         } else if let nanoseconds = try container.decodeIfPresent(Int64.self, forKey: .expirationTTL) {

@@ -58,7 +58,8 @@ struct PolicyRulesTests {
 
     @Test func theClosestGlobDecides() throws {
         let acl = ACL(policies: [
-            try PolicyRules(parsing: #"namespace "*" { policy = "read" } namespace "prod-*" { policy = "deny" } namespace "prod-web" { policy = "write" }"#)
+            try PolicyRules(
+                parsing: #"namespace "*" { policy = "read" } namespace "prod-*" { policy = "deny" } namespace "prod-web" { policy = "write" }"#)
         ])
         #expect(acl.allows(.namespace(.readJob), namespace: "dev"))
         #expect(!acl.allows(.namespace(.readJob), namespace: "prod-db"), "prod-* is closer than *")

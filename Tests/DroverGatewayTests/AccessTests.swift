@@ -36,7 +36,8 @@ struct AccessTests {
         }
     }
 
-    static let readOnlyRules = #"namespace "default" { policy = "read" } node { policy = "read" } agent { policy = "read" } operator { policy = "read" }"#
+    static let readOnlyRules =
+        #"namespace "default" { policy = "read" } node { policy = "read" } agent { policy = "read" } operator { policy = "read" }"#
 
     static func object(_ response: TestResponse) throws -> [String: Any] {
         try #require(try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any], "\(String(buffer: response.body))")
@@ -157,7 +158,8 @@ struct AccessTests {
 
             // Updating a token's policies takes effect at once here; revoking it too.
             let update = try await Self.send(
-                client, .post, "/v1/acl/token/\(accessor)", token: management, body: #"{"Name": "renamed", "Type": "client", "Policies": ["readonly"]}"#)
+                client, .post, "/v1/acl/token/\(accessor)", token: management,
+                body: #"{"Name": "renamed", "Type": "client", "Policies": ["readonly"]}"#)
             #expect(try update.status == .ok && (Self.object(update)["Name"] as? String) == "renamed")
             #expect(try await Self.send(client, .delete, "/v1/acl/token/\(accessor)", token: management).status == .ok)
             #expect(try await Self.send(client, .get, "/v1/jobs", token: readOnly).status == .unauthorized, "a revoked token is refused at once")
@@ -204,9 +206,10 @@ struct AccessTests {
                 #expect(answer.status == .badRequest, "\(uri) \(body): \(answer.status)")
                 return (try Self.object(answer)["Fields"] as? [[String: Any]] ?? []).compactMap { $0["Field"] as? String }
             }
-            #expect(try await fields(.post, "/v1/acl/policy/p", #"{"Rules": "namespace \"default\" { policy = \"root\" }"}"#) == [
-                "Rules.namespace.default.policy"
-            ])
+            #expect(
+                try await fields(.post, "/v1/acl/policy/p", #"{"Rules": "namespace \"default\" { policy = \"root\" }"}"#) == [
+                    "Rules.namespace.default.policy"
+                ])
             #expect(try await fields(.post, "/v1/acl/policy/bad%20name", #"{"Rules": ""}"#).contains("Name"))
             #expect(try await fields(.post, "/v1/acl/policy/p", #"{"Name": "q", "Rules": ""}"#) == ["Name"])
             #expect(try await fields(.post, "/v1/acl/policy/p", #"{"Description": "no rules"}"#) == ["Rules"])

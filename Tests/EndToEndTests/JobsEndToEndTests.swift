@@ -41,6 +41,7 @@ final class Cluster: Sendable {
             for service in services {
                 try await eventually("\(service.name) ready") { (try? await service.get("/readyz"))?.status == 200 }
             }
+            try await services[0].bootstrap()
         } catch {
             await tearDown()
             throw error
@@ -99,7 +100,7 @@ final class Cluster: Sendable {
     /// Runs the `drover` CLI against this cluster. - Returns: its output and exit status.
     func cli(_ arguments: String) async throws -> (output: String, status: Int32) {
         let binary = URL(fileURLWithPath: try #require(TestEnvironment.binDirectory)).appendingPathComponent("drover").path
-        return try await runShellWithStatus("DROVER_ADDR=http://127.0.0.1:\(api.port) \(binary) \(arguments) 2>&1")
+        return try await runShellWithStatus("DROVER_ADDR=http://127.0.0.1:\(api.port) DROVER_TOKEN=\(api.token ?? "") \(binary) \(arguments) 2>&1")
     }
 
     func writeJob(_ name: String, _ json: String) throws -> String {

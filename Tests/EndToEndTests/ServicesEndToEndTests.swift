@@ -85,24 +85,42 @@ final class RunningService: Sendable {
         guard listeningPort.value != nil else { throw TestFailure("\(name) exited before it listened: \(output)") }
     }
 
+    /// The ACL token every request sends, once ``bootstrap()`` has made it.
+    var token: String? { bootstrapToken.value }
+    private let bootstrapToken = Locked<String?>(nil)
+
+    /// Bootstraps the gateway's ACLs; every request afterwards sends the management token.
+    func bootstrap() async throws {
+        let (status, body) = try await request("POST", "/v1/acl/bootstrap")
+        let object = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
+        guard status == 200, let secret = object?["SecretID"] as? String else { throw TestFailure("ACL bootstrap: HTTP \(status) \(body)") }
+        bootstrapToken.withLock { $0 = secret }
+    }
+
     func get(_ path: String) async throws -> (status: Int, body: String) {
         try await request("GET", path)
     }
 
+    private func urlRequest(_ path: String) -> URLRequest {
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+        if let token { request.setValue(token, forHTTPHeaderField: "X-Nomad-Token") }
+        return request
+    }
+
     /// The answer's status and body as bytes.
     func bytes(_ path: String) async throws -> (status: Int, body: Data) {
-        let (data, response) = try await URLSession.shared.data(for: URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!))
+        let (data, response) = try await URLSession.shared.data(for: urlRequest(path))
         return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)
     }
 
     /// One header of the answer.
     func header(_ name: String, of path: String) async throws -> String? {
-        let (_, response) = try await URLSession.shared.data(for: URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!))
+        let (_, response) = try await URLSession.shared.data(for: urlRequest(path))
         return (response as? HTTPURLResponse)?.value(forHTTPHeaderField: name)
     }
 
     func request(_ method: String, _ path: String, body: String? = nil) async throws -> (status: Int, body: String) {
-        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+        var request = urlRequest(path)
         request.httpMethod = method
         request.httpBody = body.map { Data($0.utf8) }
         let (data, response) = try await URLSession.shared.data(for: request)
@@ -202,7 +220,7 @@ struct ServicesEndToEndTests {
             #expect(!service.output.contains("Start-up step failed"), "\(service.name): \(service.output)")
         }
         let migrations = try await runShell("psql '\(url)' -Atc 'SELECT count(*) FROM drover_schema_migrations'")
-        #expect(migrations.trimmingCharacters(in: .whitespacesAndNewlines) == "9", "every migration this build knows")
+        #expect(migrations.trimmingCharacters(in: .whitespacesAndNewlines) == "10", "every migration this build knows")
 
         // agent ─heartbeat→ RabbitMQ ─→ health-monitor ─→ PostgreSQL
         try await eventually("the agent's heartbeat in PostgreSQL") {
@@ -237,6 +255,7 @@ struct ServicesEndToEndTests {
         var all = [gateway]
         do {
             try await eventually("api-gateway ready") { (try? await gateway.get("/readyz"))?.status == 200 }
+            try await gateway.bootstrap()
             let agent = try await RunningService.start(
                 "node-agent", name: "node-agent", arguments: ["--node-id", nodeID], environment: environment, logDirectory: logs)
             all.append(agent)
