@@ -24,6 +24,7 @@ let package = Package(
         .executable(name: "placement-bench", targets: ["PlacementBenchmark"]),
         .executable(name: "job-bench", targets: ["JobBenchmark"]),
         .executable(name: "transaction-bench", targets: ["TransactionBenchmark"]),
+        .executable(name: "acl-bench", targets: ["ACLBenchmark"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -34,6 +35,8 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         // MARK: Shared modules
@@ -239,6 +242,21 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/transaction-bench",
+            swiftSettings: swiftSettings
+        ),
+
+        .executableTarget(
+            name: "ACLBenchmark",
+            dependencies: [
+                "DroverControlPlane", "DroverGateway", "DroverMessaging", "DroverStorage",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Benchmarks/acl-bench",
             swiftSettings: swiftSettings
         ),
 

@@ -12,6 +12,8 @@ struct APIClient {
     let address: String
     /// The ACL token's secret, sent as `X-Nomad-Token`.
     var token: String? = nil
+    /// Headers every request carries (the agent's token, for the node's commands).
+    var headers: [String: String] = [:]
 
     struct Failure: Error, CustomStringConvertible {
         var description: String
@@ -41,6 +43,7 @@ struct APIClient {
         request.timeoutInterval = 400
         if body != nil { request.setValue("application/json", forHTTPHeaderField: "Content-Type") }
         if let token { request.setValue(token, forHTTPHeaderField: "X-Nomad-Token") }
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         let data: Data
         let response: URLResponse
         do {

@@ -94,7 +94,7 @@ struct Log: AsyncParsableCommand {
     func run() async throws {
         var body: [String: String] = ["Message": message, "Level": level]
         body["Priority"] = priority
-        _ = try await APIClient(address: agent.agent).raw("POST", "/v1/agent/log", body: try JSONEncoder().encode(body))
+        _ = try await agent.client.raw("POST", "/v1/agent/log", body: try JSONEncoder().encode(body))
     }
 }
 
@@ -134,8 +134,35 @@ struct Events: AsyncParsableCommand {
     }
 }
 
-/// Where this node's agent answers, for the commands run on a node.
+/// Where this node's agent answers, for the commands run on a node, and the agent's token:
+/// `--agent-token`, else `DROVER_AGENT_TOKEN`, else `agent.token` in the agent's data directory
+/// (readable by the agent's user and root only).
 struct AgentOptions: ParsableArguments {
     @Option(name: .customLong("agent"), help: "The local node agent's address (env DROVER_AGENT_ADDR).")
     var agent: String = ProcessInfo.processInfo.environment["DROVER_AGENT_ADDR"] ?? "http://127.0.0.1:4651"
+
+    @Option(name: .customLong("data-dir"), help: "The local agent's data directory, where its agent.token is (env DROVER_NODE_DATA_DIR).")
+    var dataDir: String = ProcessInfo.processInfo.environment["DROVER_NODE_DATA_DIR"] ?? ".drover/node-agent"
+
+    @Option(name: .customLong("agent-token"), help: "The agent's token, instead of reading it from the data directory (env DROVER_AGENT_TOKEN).")
+    var agentToken: String?
+
+    /// A client of the agent's routes, sending its token.
+    var client: APIClient {
+        get throws {
+            var token = agentToken ?? ProcessInfo.processInfo.environment["DROVER_AGENT_TOKEN"]
+            if token?.isEmpty ?? true {
+                let file = URL(fileURLWithPath: dataDir).appendingPathComponent("agent.token")
+                do {
+                    token = try String(contentsOf: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+                } catch {
+                    throw APIClient.Failure(
+                        description: "cannot read the agent's token from \(file.path) (\(error.localizedDescription)).\n"
+                            + "Run this as the agent's user or root, point --data-dir (DROVER_NODE_DATA_DIR) at the agent's data directory, "
+                            + "or pass --agent-token.")
+                }
+            }
+            return APIClient(address: agent, headers: ["X-Drover-Agent-Token": token ?? ""])
+        }
+    }
 }

@@ -19,7 +19,7 @@ struct Keepalive: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let (answer, _) = try await APIClient(address: agent.agent).send(
+        let (answer, _) = try await agent.client.send(
             "POST", "/v1/agent/keepalive", body: try JSONEncoder().encode(["Duration": duration]), as: [String: String].self)
         print("Keepalive set until \(answer["Until"] ?? duration)")
     }
@@ -39,7 +39,7 @@ struct Shutdown: AsyncParsableCommand {
 
     func run() async throws {
         let reason: NodeShutdownRequest.Reason = unhealthy ? .unhealthy : idle ? .idle : deallocate ? .deallocate : .requested
-        _ = try await APIClient(address: agent.agent).raw("POST", "/v1/agent/shutdown", body: try JSONEncoder().encode(["Reason": reason.rawValue]))
+        _ = try await agent.client.raw("POST", "/v1/agent/shutdown", body: try JSONEncoder().encode(["Reason": reason.rawValue]))
         print("Shutdown requested (\(reason.rawValue))")
     }
 }
@@ -53,7 +53,7 @@ struct RunOnShutdown: AsyncParsableCommand {
 
     func run() async throws {
         let path = URL(fileURLWithPath: script).standardizedFileURL.path
-        let (answer, _) = try await APIClient(address: agent.agent).send(
+        let (answer, _) = try await agent.client.send(
             "POST", "/v1/agent/run-on-shutdown", body: try JSONEncoder().encode(["Script": path]), as: [String: [String]].self)
         print("Registered; on shutdown these run in order:")
         for script in answer["Scripts"] ?? [] { print("  \(script)") }
@@ -83,7 +83,7 @@ struct Send: AsyncParsableCommand {
         } else {
             text = body ?? ""
         }
-        let (answer, _) = try await APIClient(address: agent.agent).send(
+        let (answer, _) = try await agent.client.send(
             "POST", "/v1/agent/send", body: try JSONEncoder().encode(["RoutingKey": routingKey, "Body": text]), as: [String: String].self)
         print("Sent on \(answer["RoutingKey"] ?? routingKey)")
     }
@@ -101,7 +101,7 @@ struct Config: AsyncParsableCommand {
     @Flag(name: .customLong("json"), help: "Print JSON.") var json = false
 
     func run() async throws {
-        let (answer, _) = try await APIClient(address: agent.agent).send("GET", "/v1/agent/self", body: nil, as: AgentSelf.self)
+        let (answer, _) = try await agent.client.send("GET", "/v1/agent/self", body: nil, as: AgentSelf.self)
         let values = Self.flatten(answer)
         if let key {
             guard let value = values[key] else {
@@ -149,7 +149,7 @@ struct Users: AsyncParsableCommand {
     @Flag(name: .customLong("json"), help: "Print JSON.") var json = false
 
     func run() async throws {
-        let client = APIClient(address: agent.agent)
+        let client = try agent.client
         if json { return print(try await client.get("/v1/agent/users", as: RawJSON.self).0.pretty) }
         let (users, _) = try await client.get("/v1/agent/users", as: [ClusterUser].self)
         if users.isEmpty { return print("No users managed on this node") }
@@ -172,13 +172,14 @@ struct ReportIssue: AsyncParsableCommand {
 
     @OptionGroup var agent: AgentOptions
     @OptionGroup var api: AddressOptions
-    @Argument(help: "Where to write the zip (a file, or a directory for it); the agent's data directory when left out.") var path: String?
+    @Argument(help: "Where to write the zip (a file, or a directory for it), under the agent's data directory; its issues/ when left out.") var path:
+        String?
     @Flag(help: "Keep the archive on this node only.") var noUpload = false
 
     func run() async throws {
         var body: [String: String] = [:]
         body["Path"] = path.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
-        let local = APIClient(address: agent.agent)
+        let local = try agent.client
         let (answer, _) = try await local.send("POST", "/v1/agent/report-issue", body: try JSONEncoder().encode(body), as: Answer.self)
         print("Archive of \(answer.files.count) file(s) written to \(answer.path)")
         if noUpload { return }
@@ -189,7 +190,7 @@ struct ReportIssue: AsyncParsableCommand {
         let (uploaded, _) = try await api.client.send(
             "POST", "/v1/node/\(node.node.id)/issue-report", body: data, as: [String: RawJSON].self)
         let id = (uploaded["ID"]?.value as? String) ?? "?"
-        print("Uploaded as \(id); fetch it with: curl -o report.zip \(api.address)/v1/issue-report/\(id)")
+        print("Uploaded as \(id); fetch it with: curl -H \"X-Nomad-Token: $DROVER_TOKEN\" -o report.zip \(api.address)/v1/issue-report/\(id)")
     }
 
     struct Answer: Decodable {

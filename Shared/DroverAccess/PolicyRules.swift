@@ -126,11 +126,11 @@ public struct PolicyRules: Sendable, Equatable {
                     continue
                 }
                 for (name, body) in namespaces {
-                    let where_ = "\(path).\(name)"
+                    let location = "\(path).\(name)"
                     if name.isEmpty || name.utf8.count > JobLimits.shortString {
-                        errors.append(FieldError(where_, "is not a namespace name or glob"))
+                        errors.append(FieldError(location, "is not a namespace name or glob"))
                     }
-                    if let granted = namespaceRule(body, path: where_, errors: &errors) { rules.namespaces[name, default: []].formUnion(granted) }
+                    if let granted = namespaceRule(body, path: location, errors: &errors) { rules.namespaces[name, default: []].formUnion(granted) }
                 }
             case "node", "agent", "operator":
                 let level = levelRule(value, path: path, errors: &errors)

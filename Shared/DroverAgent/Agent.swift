@@ -7,6 +7,10 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The node agent's settings: every flag with an environment variable behind it.
 public struct AgentOptions: ParsableArguments, Sendable {
     @OptionGroup var bus: BusOptions
@@ -60,6 +64,10 @@ public struct AgentOptions: ParsableArguments, Sendable {
 
     @Option(help: "Disk to offer in MB, instead of what is free in the data dir.")
     var diskMB: Int?
+
+    @Option(
+        help: "Users exec tasks may run as, comma-separated; any user but root when empty (env DROVER_EXEC_USERS).")
+    var execUsers: String = ProcessInfo.processInfo.environment["DROVER_EXEC_USERS"] ?? ""
 
     public func validate() throws {
         if let nodeID = configuredNodeID, !RoutingKey.isValidWord(nodeID) {
@@ -120,7 +128,10 @@ extension AgentOptions {
         let agentLogger = logger
         let (reports, reporter) = AsyncStream.makeStream(of: AllocationStatusReport.self)
         let shipper = OutputShipper(bus: amqp, nodeID: id, root: dataDirectory.appendingPathComponent("alloc"), logger: logger)
-        let manager = AllocationManager(nodeID: id, datacenter: datacenter, dataDirectory: dataDirectory, logger: logger) { report in
+        let allowedUsers = Set(execUsers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+        let manager = AllocationManager(
+            nodeID: id, datacenter: datacenter, dataDirectory: dataDirectory, execUsers: ExecUsers(allowedUsers), logger: logger
+        ) { report in
             shipper.track(report)
             reporter.yield(report)
         }
@@ -150,7 +161,10 @@ extension AgentOptions {
         ) { envelope, _ in
             try users.update(envelope.data)
         }
-        let shutdownScripts = ShutdownScripts(file: dataDirectory.appendingPathComponent("run-on-shutdown.json"), logger: logger)
+        let shutdownScripts = ShutdownScripts(
+            file: dataDirectory.appendingPathComponent("run-on-shutdown.json"), termination: NodeTermination(dataDirectory: dataDirectory),
+            logger: logger)
+        let agentToken = try AgentToken.loadOrCreate(in: dataDirectory)
         let healthChecks = HealthChecks(
             bus: amqp, nodeID: id, directory: URL(fileURLWithPath: healthcheckDir ?? dataDirectory.appendingPathComponent("healthcheck.d").path),
             interval: .milliseconds(Int(healthcheckInterval * 1000)), logger: logger)
@@ -177,8 +191,42 @@ extension AgentOptions {
                 AllocationRetention(manager: manager, retention: GoDuration.parse(allocRetention) ?? .seconds(86_400), logger: logger),
             ],
             routes: AgentAPI(
-                bus: amqp, node: node, shutdownScripts: shutdownScripts, users: users, dataDirectory: dataDirectory, settings: settings
+                bus: amqp, node: node, shutdownScripts: shutdownScripts, users: users, dataDirectory: dataDirectory, settings: settings,
+                token: agentToken
             ).addRoutes)
+    }
+}
+
+/// The secret the node's `drover` commands send to the agent's own routes, kept in
+/// `<data-dir>/agent.token` (mode 0600): only the agent's user (and root) can read it, so a task
+/// running as another user, such as an `exec` task as `nobody`, cannot call those routes.
+enum AgentToken {
+    static let header = "X-Drover-Agent-Token"
+
+    static func loadOrCreate(in directory: URL) throws -> String {
+        let file = directory.appendingPathComponent("agent.token")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        if let existing = try? String(contentsOf: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), existing.count >= 32 {
+            guard chmod(file.path, 0o600) == 0 else { throw POSIXError.fromErrno() }
+            return existing
+        }
+        var generator = SystemRandomNumberGenerator()
+        let token = (0..<32).map { _ in String(UInt8.random(in: 0...15, using: &generator), radix: 16) }.joined()
+        let descriptor = open(file.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw POSIXError.fromErrno() }
+        defer { close(descriptor) }
+        guard fchmod(descriptor, 0o600) == 0, write(descriptor, token + "\n", token.utf8.count + 1) == token.utf8.count + 1 else {
+            throw POSIXError.fromErrno()
+        }
+        return token
+    }
+
+    /// Compares in time that does not depend on where the two differ.
+    static func matches(_ given: String, _ expected: String) -> Bool {
+        let a = Array(given.utf8)
+        let b = Array(expected.utf8)
+        guard a.count == b.count else { return false }
+        return zip(a, b).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
     }
 }
 

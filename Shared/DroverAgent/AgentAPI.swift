@@ -5,6 +5,8 @@ import Hummingbird
 
 /// The agent's own HTTP routes, for the `drover` commands run on this node: they reach the bus
 /// through the agent, with the node's identity, instead of holding credentials of their own.
+/// Every one needs the agent's token (``AgentToken``) in `X-Drover-Agent-Token`; a request
+/// without it gets 401.
 struct AgentAPI: Sendable {
     let bus: any MessageBus
     let node: Node
@@ -13,10 +15,13 @@ struct AgentAPI: Sendable {
     let dataDirectory: URL
     /// Settings the node's commands may read (`drover config cluster.<key>`).
     let settings: [String: String]
+    /// What callers must send in `X-Drover-Agent-Token`.
+    let token: String
 
-    func addRoutes(to router: Router<BasicRequestContext>) {
+    func addRoutes(to base: Router<BasicRequestContext>) {
+        let router = base.group("/v1/agent").add(middleware: TokenCheck(token: token))
         // `drover log`: a message from this node, for the cluster's event log.
-        router.post("/v1/agent/log") { request, _ in
+        router.post("log") { request, _ in
             try await Self.answer {
                 let entry = try await Self.decode(LogRequest.self, request)
                 guard !entry.message.isEmpty else { throw Refused("Message", "must not be empty") }
@@ -27,11 +32,11 @@ struct AgentAPI: Sendable {
             }
         }
         // The node as fingerprinted, and the settings it runs with, for `drover config`.
-        router.get("/v1/agent/self") { _, _ in
+        router.get("self") { _, _ in
             Self.json(AgentSelf(node: node, settings: settings))
         }
         // `drover report-issue`: the agent's logs and state in a zip, where asked or in its data dir.
-        router.post("/v1/agent/report-issue") { request, _ in
+        router.post("report-issue") { request, _ in
             try await Self.answer {
                 let body = try await Self.decode(ReportRequest.self, request)
                 let stamp = Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false)).replacingOccurrences(
@@ -43,6 +48,10 @@ struct AgentAPI: Sendable {
                     var directory: ObjCBool = false
                     let isDirectory = FileManager.default.fileExists(atPath: path, isDirectory: &directory) && directory.boolValue
                     destination = isDirectory ? URL(fileURLWithPath: path).appendingPathComponent(name) : URL(fileURLWithPath: path)
+                    // The agent writes only under its own data directory, whatever a caller asks.
+                    guard Self.lies(destination, under: dataDirectory) else {
+                        throw Refused("Path", "must be under the node's data directory \(dataDirectory.path), got '\(path)'")
+                    }
                 }
                 do {
                     let files = try IssueReport.write(to: destination, dataDirectory: dataDirectory, node: node)
@@ -53,9 +62,9 @@ struct AgentAPI: Sendable {
             }
         }
         // `drover users`: the users the cluster manages on this node.
-        router.get("/v1/agent/users") { _, _ in Self.json(users.current()) }
+        router.get("users") { _, _ in Self.json(users.current()) }
         // `drover keepalive`: no termination until then.
-        router.post("/v1/agent/keepalive") { request, _ in
+        router.post("keepalive") { request, _ in
             try await Self.answer {
                 let body = try await Self.decode(KeepaliveRequest.self, request)
                 var until: Date?
@@ -70,7 +79,7 @@ struct AgentAPI: Sendable {
             }
         }
         // `drover shutdown`: ask the control plane to take this node away.
-        router.post("/v1/agent/shutdown") { request, _ in
+        router.post("shutdown") { request, _ in
             try await Self.answer {
                 let body = try await Self.decode(ShutdownRequest.self, request)
                 try await bus.publish(NodeShutdownRequest(nodeID: node.id, reason: body.reason), routingKey: RoutingKey.node(node.id, "shutdown"))
@@ -78,12 +87,13 @@ struct AgentAPI: Sendable {
             }
         }
         // `drover run-on-shutdown`: a script to run, after those registered before, when the agent stops for good.
-        router.post("/v1/agent/run-on-shutdown") { request, _ in
+        router.post("run-on-shutdown") { request, _ in
             try await Self.answer {
                 let body = try await Self.decode(ScriptRequest.self, request)
                 guard body.script.hasPrefix("/"), FileManager.default.isExecutableFile(atPath: body.script) else {
                     throw Refused("Script", "'\(body.script)' is not an executable file given by its full path")
                 }
+                if let problem = ShutdownScripts.untrusted(body.script) { throw Refused("Script", problem) }
                 do {
                     return Self.json(["Scripts": try shutdownScripts.register(body.script)])
                 } catch {
@@ -92,7 +102,7 @@ struct AgentAPI: Sendable {
             }
         }
         // `drover send`: an arbitrary message under this node's prefix, as `jetpack send`.
-        router.post("/v1/agent/send") { request, _ in
+        router.post("send") { request, _ in
             try await Self.answer {
                 let body = try await Self.decode(SendRequest.self, request)
                 let words = body.routingKey.split(separator: ".", omittingEmptySubsequences: false)
@@ -153,6 +163,30 @@ struct AgentAPI: Sendable {
         enum CodingKeys: String, CodingKey {
             case routingKey = "RoutingKey"
             case body = "Body"
+        }
+    }
+
+    /// Whether `file`, with every symbolic link of its directory resolved, lies under `directory`.
+    static func lies(_ file: URL, under directory: URL) -> Bool {
+        let root = directory.resolvingSymlinksInPath().standardizedFileURL.path
+        let parent = file.deletingLastPathComponent().resolvingSymlinksInPath().standardizedFileURL.path
+        return (parent == root || parent.hasPrefix(root + "/")) && file.lastPathComponent != ".." && file.lastPathComponent != "."
+    }
+
+    /// Refuses a request without the agent's token.
+    struct TokenCheck: RouterMiddleware {
+        typealias Context = BasicRequestContext
+        let token: String
+
+        func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+            guard let given = request.headers[.init(AgentToken.header)!], AgentToken.matches(given, token) else {
+                return AgentAPI.error(
+                    .unauthorized,
+                    FieldError(
+                        AgentToken.header,
+                        "missing or wrong: the drover commands read it from the agent's data directory (agent.token), readable by the agent's user"))
+            }
+            return try await next(request, context)
         }
     }
 

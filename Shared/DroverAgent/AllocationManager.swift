@@ -16,10 +16,16 @@ actor AllocationManager {
     private let root: URL
     private let logger: Logger
     private let reports: @Sendable (AllocationStatusReport) -> Void
+    private let execUsers: ExecUsers
     private var runners: [String: AllocationRunner] = [:]
 
     /// - Parameter reports: called with every report an allocation makes, in order.
-    init(nodeID: String, datacenter: String, dataDirectory: URL, logger: Logger, reports: @escaping @Sendable (AllocationStatusReport) -> Void) {
+    /// - Parameter execUsers: the users `exec` tasks may run as.
+    init(
+        nodeID: String, datacenter: String, dataDirectory: URL, execUsers: ExecUsers = ExecUsers(), logger: Logger,
+        reports: @escaping @Sendable (AllocationStatusReport) -> Void
+    ) {
+        self.execUsers = execUsers
         self.nodeID = nodeID
         self.datacenter = datacenter
         self.root = dataDirectory.appendingPathComponent("alloc")
@@ -30,7 +36,7 @@ actor AllocationManager {
     private func runner(for record: AllocationRecord) -> AllocationRunner {
         AllocationRunner(
             record: record, directory: root.appendingPathComponent(record.allocation.id), nodeID: nodeID, datacenter: datacenter,
-            logger: logger, report: reports)
+            execUsers: execUsers, logger: logger, report: reports)
     }
 
     /// Reads every allocation a previous agent recorded; adopts running tasks, reports the rest.
@@ -59,8 +65,13 @@ actor AllocationManager {
             return
         }
         guard allocation.desiredStatus == .run else { return }  // Stopped before it ever ran here.
-        guard allocation.job?.group(named: allocation.taskGroup) != nil else {
+        guard let group = allocation.job?.group(named: allocation.taskGroup) else {
             throw MessageRejected("allocation \(allocation.id) carries no job with task group '\(allocation.taskGroup)'")
+        }
+        // Ids and names become directories: checked here again, whatever the control plane checked.
+        guard PathNames.isSafe(allocation.id) else { throw MessageRejected("allocation id '\(allocation.id.prefix(100))' cannot name a directory") }
+        for task in group.tasks where !PathNames.isSafeTaskName(task.name) {
+            throw MessageRejected("allocation \(allocation.id): task name '\(task.name.prefix(100))' cannot name a directory")
         }
         let runner = runner(
             for: AllocationRecord(allocation: allocation, clientStatus: .pending, clientDescription: "Tasks are pending", tasks: [:]))

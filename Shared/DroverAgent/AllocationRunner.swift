@@ -35,6 +35,8 @@ struct AllocationRecord: Codable {
 /// `<alloc>/<task>/local`.
 actor AllocationRunner {
     let directory: URL
+    /// The users `exec` tasks may run as.
+    let execUsers: ExecUsers
     private var record: AllocationRecord
     private var processes: [String: TaskProcess] = [:]
     private var loops: [String: Task<Void, Never>] = [:]
@@ -50,9 +52,10 @@ actor AllocationRunner {
     var clientStatus: Allocation.ClientStatus { record.clientStatus }
 
     init(
-        record: AllocationRecord, directory: URL, nodeID: String, datacenter: String, logger: Logger,
+        record: AllocationRecord, directory: URL, nodeID: String, datacenter: String, execUsers: ExecUsers = ExecUsers(), logger: Logger,
         report: @escaping @Sendable (AllocationStatusReport) -> Void
     ) {
+        self.execUsers = execUsers
         self.record = record
         self.directory = directory
         self.nodeID = nodeID
@@ -225,10 +228,20 @@ actor AllocationRunner {
 
     private func launch(_ task: JobTask) throws -> TaskProcess {
         let paths = paths(task.name)
+        // An exec task runs as its user: it owns its own directories (and the shared data
+        // directory), never the allocation's, where the agent keeps its state and exit codes.
+        var owner: (uid: uid_t, gid: gid_t)?
+        if task.driver == "exec" { owner = try execUsers.check(task.user ?? "nobody") }
         // Parents first, each one mkdir: FileManager's intermediate directories cost a stat of
-        // every component.
-        for directory in [directory, paths.allocDir, paths.logs, paths.allocDir.appendingPathComponent("data"), paths.taskDir, paths.local] {
-            guard mkdir(directory.path, 0o777) == 0 || errno == EEXIST else { throw POSIXError.fromErrno() }
+        // every component. Modes are set outright, whatever the umask.
+        let data = paths.allocDir.appendingPathComponent("data")
+        for (directory, mode, owned) in [
+            (directory, 0o755, false), (paths.control, 0o700, false), (paths.allocDir, 0o755, false), (paths.logs, 0o755, false),
+            (data, 0o777, false), (paths.taskDir, 0o755, true), (paths.local, 0o755, true),
+        ] as [(URL, mode_t, Bool)] {
+            guard mkdir(directory.path, mode) == 0 || errno == EEXIST else { throw POSIXError.fromErrno() }
+            guard chmod(directory.path, mode) == 0 else { throw POSIXError.fromErrno() }
+            if owned, let owner { guard chown(directory.path, owner.uid, owner.gid) == 0 else { throw POSIXError.fromErrno() } }
         }
         let allocation = record.allocation
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("DROVER_") }
@@ -244,7 +257,10 @@ actor AllocationRunner {
         environment.merge(nomad) { $1 }
         environment.merge(task.env ?? [:]) { $1 }
         var cgroup: String?
-        if task.driver == "exec" { cgroup = try ExecDriver.prepareCgroup(allocation: allocation.id, task: task.name, resources: resources) }
+        if task.driver == "exec" {
+            cgroup = try ExecDriver.prepareCgroup(allocation: allocation.id, task: task.name, resources: resources)
+            environment = LoaderEnvironment.scrubbed(environment)
+        }
         let process = try TaskProcess(
             TaskProcess.Launch(
                 command: task.config?.command ?? "", args: task.config?.args ?? [], environment: environment, workingDirectory: paths.taskDir,
@@ -266,15 +282,19 @@ actor AllocationRunner {
         var logs: URL
         var taskDir: URL
         var local: URL
+        /// The agent's own directory in the allocation (mode 0700): no task can write there.
+        var control: URL
+        /// Where the task's exit code is recorded: in ``control``, so a task cannot forge it.
         var exit: URL
     }
 
     private func paths(_ task: String) -> Paths {
         let allocDir = directory.appendingPathComponent("alloc")
         let taskDir = directory.appendingPathComponent(task)
+        let control = directory.appendingPathComponent(".drover")
         return Paths(
             allocDir: allocDir, logs: allocDir.appendingPathComponent("logs"), taskDir: taskDir, local: taskDir.appendingPathComponent("local"),
-            exit: taskDir.appendingPathComponent(".exit-code"))
+            control: control, exit: control.appendingPathComponent("\(task).exit"))
     }
 
     // MARK: State

@@ -6,6 +6,10 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Runs an executable to completion, or kills it after `limit`; never blocks a thread of the
 /// concurrency pool. - Returns: its exit code (nil when it could not start or was killed) and
 /// the end of what it printed.
@@ -85,9 +89,13 @@ struct HealthChecks: Service {
 }
 
 /// The scripts `drover run-on-shutdown` registered, kept in `<data-dir>/run-on-shutdown.json`
-/// and run in order when the agent stops for good (SIGTERM or SIGINT).
+/// and run in order when the node is terminated, as Jetpack's are: when the agent stops while
+/// the node terminates (``NodeTermination``), not on every restart of the agent. A script is
+/// taken, and later run, only while it is owned by root or the agent's user and nobody else may
+/// write it.
 struct ShutdownScripts: Service {
     let file: URL
+    let termination: NodeTermination
     let logger: Logger
 
     func registered() -> [String] {
@@ -104,13 +112,68 @@ struct ShutdownScripts: Service {
         return scripts
     }
 
+    /// Why `script` may not run as the agent, or nil when it may: it must be owned by root or
+    /// the agent's user, and neither its group nor others may write it.
+    static func untrusted(_ script: String) -> String? {
+        var status = stat()
+        guard stat(script, &status) == 0 else { return "'\(script)' cannot be read: \(String(cString: strerror(errno)))" }
+        guard status.st_uid == 0 || status.st_uid == geteuid() else {
+            return "'\(script)' is owned by uid \(status.st_uid); it must be owned by root or by the agent's user (uid \(geteuid()))"
+        }
+        guard status.st_mode & 0o022 == 0 else {
+            return "'\(script)' may be written by its group or others (mode \(String(status.st_mode & 0o777, radix: 8))); chmod go-w it"
+        }
+        return nil
+    }
+
     func run() async throws {
         try? await gracefulShutdown()
-        for script in registered() {
+        let scripts = registered()
+        guard !scripts.isEmpty else { return }
+        guard termination.isTerminating() else {
+            logger.info(
+                "Agent stopping while the node is not terminating; run-on-shutdown scripts kept for its termination",
+                metadata: ["scripts": "\(scripts.count)"])
+            return
+        }
+        for script in scripts {
+            if let problem = Self.untrusted(script) {
+                logger.error("Run-on-shutdown script skipped", metadata: ["script": "\(script)", "reason": "\(problem)"])
+                continue
+            }
             let (code, output) = await runScript(script, limit: .seconds(60), logger: logger)
             logger.info(
                 "Ran on shutdown", metadata: ["script": "\(script)", "exit_code": "\(code.map(String.init) ?? "killed")", "output": "\(output)"])
         }
+    }
+}
+
+/// Whether the node is being terminated, as opposed to its agent being restarted: the machine is
+/// shutting down (systemd says `stopping`), or whoever terminates the node without shutting the
+/// machine down (a provider that runs agents as processes, say) has created
+/// `<data-dir>/terminating` before stopping the agent.
+struct NodeTermination: Sendable {
+    let dataDirectory: URL
+
+    var marker: URL { dataDirectory.appendingPathComponent("terminating") }
+
+    func isTerminating() -> Bool {
+        FileManager.default.fileExists(atPath: marker.path) || Self.systemStopping()
+    }
+
+    /// `systemctl is-system-running` answers `stopping` while the machine shuts down.
+    static func systemStopping() -> Bool {
+        guard FileManager.default.isExecutableFile(atPath: "/bin/systemctl") else { return false }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/systemctl")
+        process.arguments = ["is-system-running"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return false }
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) == "stopping"
     }
 }
 

@@ -24,6 +24,12 @@ final class TaskProcess: Sendable {
     private let process: Process?
 
     static let wrapper = #"trap : TERM INT; "$0" "$@"; code=$?; echo "$code" > "$DROVER_EXIT_FILE"; exit "$code""#
+    /// The exec driver's wrapper: joins the task's cgroup, runs the task as its user without
+    /// capabilities, and records its exit code as root.
+    static let execWrapper =
+        #"trap : TERM INT; echo $$ > "$DROVER_CGROUP/cgroup.procs" || exit 125; "#
+        + #"setpriv --reuid="$DROVER_USER" --regid="$DROVER_GROUP" --init-groups --inh-caps=-all --bounding-set=-all --no-new-privs -- "$0" "$@"; "#
+        + #"code=$?; echo "$code" > "$DROVER_EXIT_FILE"; exit "$code""#
 
     struct Launch {
         var command: String
@@ -47,12 +53,10 @@ final class TaskProcess: Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
         var arguments = ["-c"]
-        if let cgroup = launch.cgroup {
-            // Join the cgroup as root, then drop to the task's user for the task itself.
-            arguments += [
-                #"echo $$ > "$DROVER_CGROUP/cgroup.procs" && exec setpriv --reuid="$DROVER_USER" --regid="$DROVER_USER" --init-groups /bin/sh -c "$DROVER_WRAPPER" "$@""#,
-                "drover-exec", launch.command,
-            ]
+        if launch.cgroup != nil {
+            // Join the cgroup as root, then drop to the task's user for the task alone: the
+            // wrapper stays root and records the exit code where the task cannot write.
+            arguments += [Self.execWrapper, launch.command]
         } else {
             arguments += [Self.wrapper, launch.command]
         }
@@ -62,8 +66,11 @@ final class TaskProcess: Sendable {
         environment[Self.marker] = launch.exitFile.path
         if let cgroup = launch.cgroup {
             environment["DROVER_CGROUP"] = cgroup
-            environment["DROVER_USER"] = launch.user ?? "nobody"
-            environment["DROVER_WRAPPER"] = Self.wrapper
+            // Numeric ids: a user's group need not share its name (Debian's nobody is in nogroup).
+            let name = launch.user ?? "nobody"
+            guard let entry = getpwnam(name) else { throw DriverError("user '\(name)' does not exist on this node") }
+            environment["DROVER_USER"] = String(entry.pointee.pw_uid)
+            environment["DROVER_GROUP"] = String(entry.pointee.pw_gid)
         }
         process.environment = environment
         process.currentDirectoryURL = launch.workingDirectory

@@ -217,6 +217,15 @@ extension Job {
                     }
                 }
                 checkEntries(task.env, "\(taskPath).Env")
+                if task.driver == "exec" {
+                    for key in (task.env ?? [:]).keys.sorted() where LoaderVariables.isUnsafe(key) {
+                        errors.append(
+                            FieldError(
+                                "\(taskPath).Env.\(key.prefix(100))",
+                                "the exec driver starts tasks as root before it drops to their user, so it runs them without the loader's variables; use raw_exec, or set it in the command"
+                            ))
+                    }
+                }
                 checkEntries(task.meta, "\(taskPath).Meta")
                 checkRules(task.constraints, nil, nil, at: taskPath)
                 let resources = task.taskResources
@@ -431,4 +440,17 @@ extension Node {
         }
         return errors
     }
+}
+
+/// The dynamic loader's variables, and the others glibc drops for set-uid programs: they make a
+/// privileged process load or read what the caller chose. The `exec` driver, which starts as
+/// root, runs its tasks without them.
+public enum LoaderVariables {
+    static let unsafe: Set<String> = [
+        "GCONV_PATH", "GETCONF_DIR", "HOSTALIASES", "LOCALDOMAIN", "LOCPATH", "MALLOC_TRACE", "NIS_PATH", "NLSPATH", "RESOLV_HOST_CONF",
+        "RES_OPTIONS", "TMPDIR", "TZDIR",
+    ]
+
+    /// Whether `key` may not reach a process that starts as root.
+    public static func isUnsafe(_ key: String) -> Bool { key.hasPrefix("LD_") || unsafe.contains(key) }
 }

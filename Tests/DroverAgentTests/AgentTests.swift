@@ -237,7 +237,7 @@ struct RecoveryTests {
         let orphan = Process()
         orphan.executableURL = URL(fileURLWithPath: "/bin/sh")
         orphan.arguments = ["-c", "sleep 60"]
-        orphan.environment = [TaskProcess.marker: folder.appendingPathComponent("t").appendingPathComponent(".exit-code").path]
+        orphan.environment = [TaskProcess.marker: folder.appendingPathComponent(".drover").appendingPathComponent("t.exit").path]
         try orphan.run()
         defer { orphan.terminate() }
         #expect(getpgid(orphan.processIdentifier) == orphan.processIdentifier)
@@ -251,7 +251,7 @@ struct RecoveryTests {
         var stopping = allocation
         stopping.desiredStatus = .stop
         try await manager.apply(stopping)
-        #expect(!orphan.isRunning || TaskProcess.marked(folder.appendingPathComponent("t").appendingPathComponent(".exit-code").path).isEmpty)
+        #expect(!orphan.isRunning || TaskProcess.marked(folder.appendingPathComponent(".drover").appendingPathComponent("t.exit").path).isEmpty)
     }
 
     @Test func anAllocationWhoseTaskVanishedWhileTheAgentWasAwayIsLost() async throws {

@@ -86,6 +86,16 @@ import Testing
         #expect(group([100], memory: Int.max).validate().map(\.field) == ["Job.TaskGroups[0].Tasks[0].Resources.MemoryMB"])
     }
 
+    /// The exec driver starts as root: a job may not hand its wrapper the loader's variables.
+    @Test func anExecTaskMayNotSetTheLoadersVariables() {
+        var task = JobTask(name: "t", driver: "exec", command: "/bin/true")
+        task.env = ["LD_PRELOAD": "/tmp/x.so", "GCONV_PATH": "/tmp", "PATH": "/bin"]
+        let job = Job(id: "j", taskGroups: [TaskGroup(name: "g", tasks: [task])])
+        #expect(job.validate().map(\.field) == ["Job.TaskGroups[0].Tasks[0].Env.GCONV_PATH", "Job.TaskGroups[0].Tasks[0].Env.LD_PRELOAD"])
+        task.driver = "raw_exec"
+        #expect(Job(id: "j", taskGroups: [TaskGroup(name: "g", tasks: [task])]).validate().isEmpty, "raw_exec runs as the agent: its choice")
+    }
+
     /// Each limit, crossed by one: refused by name; at the limit: accepted.
     @Test func everyLimitIsEnforcedByNameAndItsBoundIsAccepted() {
         func job(_ change: (inout Job) -> Void) -> [String] {

@@ -73,12 +73,21 @@ final class Cluster: Sendable {
         let agent = try await RunningService.start(
             "node-agent", name: "agent-\(name)-\(agents.value.count)",
             arguments: [
-                "--node-id", "\(run)-\(name)", "--node-name", name, "--data-dir", logs.appendingPathComponent("agent-\(name)").path,
+                "--node-id", "\(run)-\(name)", "--node-name", name, "--data-dir", agentDirectory(name).path,
                 "--cpu-total-compute", String(cpu), "--memory-mb", String(memory),
             ] + arguments, environment: environment.merging(extra) { $1 }, logDirectory: logs)
         agents.withLock { $0.append(agent) }
         try await eventually("node \(name) ready") { await self.nodeStatus(name) == "ready" }
         return agent
+    }
+
+    /// The data directory of the agent named `name`.
+    func agentDirectory(_ name: String) -> URL { logs.appendingPathComponent("agent-\(name)") }
+
+    /// The CLI's arguments for a node command through the agent named `name`: its address, and
+    /// its data directory, where the command reads the agent's token.
+    func agentArguments(_ name: String, _ agent: RunningService) -> String {
+        "--agent http://127.0.0.1:\(agent.port) --data-dir \(agentDirectory(name).path)"
     }
 
     /// The status of the node an agent named `name` runs.
@@ -321,6 +330,42 @@ struct JobsEndToEndTests {
             #expect(answer.status == 200 && answer.body.contains(#""ID":"second""#), "\(answer.body)")
             let openapi = try await cluster.api.get("/v1/openapi.yaml")
             #expect(openapi.status == 200 && openapi.body.contains("/v1/job/{id}/plan"))
+        }
+    }
+
+    /// The CLI's ACL commands against the real gateway: a policy from an HCL file, a client token
+    /// holding it, and what that token may and may not do, with errors that say what to do.
+    @Test func theCLIManagesPoliciesAndTokensAndTokensLimitWhatItMayDo() async throws {
+        try await Cluster.with { cluster in
+            let rules = cluster.logs.appendingPathComponent("reader.hcl")
+            try #"namespace "default" { policy = "read" }"#.write(to: rules, atomically: true, encoding: .utf8)
+            let applied = try await cluster.cli("acl policy apply -description 'reads jobs' reader \(rules.path)")
+            #expect(applied.status == 0 && applied.output.contains("Successfully wrote"), "\(applied.output)")
+            #expect(try await cluster.cli("acl policy list").output.contains("reads jobs"))
+            #expect(try await cluster.cli("acl policy info reader").output.contains(#"policy = "read""#))
+
+            let created = try await cluster.cli("acl token create -name ci -policy reader -json")
+            #expect(created.status == 0, "\(created.output)")
+            let token = try #require(try JSONSerialization.jsonObject(with: Data(created.output.utf8)) as? [String: Any])
+            let secret = try #require(token["SecretID"] as? String)
+            let accessor = try #require(token["AccessorID"] as? String)
+            #expect(try await cluster.cli("acl token list").output.contains(accessor))
+            let info = try await cluster.cli("acl token info \(accessor)")
+            #expect(info.output.contains("Secret ID    = <hidden>") && info.output.contains("[reader]"), "\(info.output)")
+
+            // The reader's token: it lists jobs, it may not submit one, and `self` shows it.
+            let mine = try await cluster.cli("acl token self --token \(secret)")
+            #expect(mine.output.contains("Name         = ci"), "\(mine.output)")
+            #expect(try await cluster.cli("job status --token \(secret)").status == 0)
+            let refused = try await cluster.cli("job run --token \(secret) \(try cluster.writeJob("nope", job("nope", command: "true")))")
+            #expect(refused.status != 0 && refused.output.contains("Permission denied") && refused.output.contains("drover acl token create"))
+            let unknown = try await cluster.cli("job status --token \(UUID().uuidString)")
+            #expect(unknown.status != 0 && unknown.output.contains("ACL token not found") && unknown.output.contains("--token"), "\(unknown.output)")
+
+            #expect(try await cluster.cli("acl token delete \(accessor)").status == 0)
+            #expect(try await cluster.cli("job status --token \(secret)").status != 0, "a revoked token is refused")
+            #expect(try await cluster.cli("acl policy delete reader").status == 0)
+            #expect(try await cluster.cli("acl bootstrap").output.contains("already done"), "bootstrap works once")
         }
     }
 }

@@ -53,7 +53,14 @@ struct LogsEndToEndTests {
             #expect(try await cluster.api.get("/v1/client/fs/logs/none?task=t").status == 404)
 
             // The node's messages become events: medium and high by default, low on request.
-            let agentAddress = "--agent http://127.0.0.1:\(agent.port)"
+            let agentAddress = cluster.agentArguments("a", agent)
+            // The agent's own routes need its token, which only its user can read.
+            let anonymous = try await agent.request("POST", "/v1/agent/log", body: #"{"Message": "forged"}"#)
+            #expect(anonymous.status == 401 && anonymous.body.contains("X-Drover-Agent-Token"), "\(anonymous)")
+            let token = cluster.agentDirectory("a").appendingPathComponent("agent.token")
+            #expect((try FileManager.default.attributesOfItem(atPath: token.path)[.posixPermissions] as? Int) == 0o600)
+            let wrong = try await cluster.cli("log hello --agent http://127.0.0.1:\(agent.port) --agent-token \(String(repeating: "0", count: 32))")
+            #expect(wrong.status != 0 && wrong.output.contains("X-Drover-Agent-Token"), "\(wrong.output)")
             #expect(try await cluster.cli("log 'disk nearly full' --level warn \(agentAddress)").status == 0)
             #expect(try await cluster.cli("log 'routine' --priority low \(agentAddress)").status == 0)
             let node = "\(cluster.run)-a"

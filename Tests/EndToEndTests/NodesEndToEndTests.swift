@@ -133,7 +133,7 @@ struct NodesEndToEndTests {
                     && (b["Termination"] as? [String: Any])?["Reason"] as? String == "unhealthy"
             }
             // With a keepalive: ineligible, not flagged.
-            let keep = try await cluster.cli("keepalive 2h --agent http://127.0.0.1:\(a.port)")
+            let keep = try await cluster.cli("keepalive 2h \(cluster.agentArguments("a", a))")
             #expect(keep.status == 0 && keep.output.hasPrefix("Keepalive set until"), "\(keep.output)")
             try await eventually("keepalive recorded") { await node("a")["KeepaliveUntil"] != nil }
             try install(failing, in: directoryA)
@@ -146,7 +146,7 @@ struct NodesEndToEndTests {
             #expect(events.contains { $0["Type"] as? String == "NodeUnhealthy" && ($0["Message"] as? String)?.contains("kept by keepalive") == true })
 
             // The node's own commands, through its agent.
-            let agentB = "--agent http://127.0.0.1:\(b.port)"
+            let agentB = cluster.agentArguments("b", b)
             let name = try await cluster.cli("config node.name \(agentB)")
             #expect(name.status == 0 && name.output == "b\n", "\(name.output)")
             let cores = try await cluster.cli("config \(agentB)")
@@ -173,8 +173,21 @@ struct NodesEndToEndTests {
             #expect(registered.status == 0, "\(registered.output)")
             #expect(registered.output.contains(script.path), "\(registered.output)")
             #expect(try await cluster.cli("run-on-shutdown /no/such/script \(agentB)").status != 0)
+            // A script others may change is refused: it would run as the agent's user.
+            let loose = cluster.logs.appendingPathComponent("loose.sh")
+            try "#!/bin/sh\n".write(to: loose, atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: 0o777], ofItemAtPath: loose.path)
+            let refused = try await cluster.cli("run-on-shutdown \(loose.path) \(agentB)")
+            #expect(refused.status != 0 && refused.output.contains("chmod go-w"), "\(refused.output)")
+            // A restart of the agent is not the node's termination: the scripts wait.
             #expect(try await b.terminate() == 0)
-            #expect((try? String(contentsOf: marker, encoding: .utf8)) == "ran\n", "the script ran when the agent stopped")
+            #expect(!FileManager.default.fileExists(atPath: marker.path), "the script waits for the node's termination")
+            #expect(b.output.contains("run-on-shutdown scripts kept for its termination"))
+            // Terminated (the machine stopping, or a provider's marker): they run.
+            let again = try await cluster.addAgent("b", arguments: ["--healthcheck-dir", directoryB.path, "--healthcheck-interval", "0.5"])
+            try "".write(to: cluster.agentDirectory("b").appendingPathComponent("terminating"), atomically: true, encoding: .utf8)
+            #expect(try await again.terminate() == 0)
+            #expect((try? String(contentsOf: marker, encoding: .utf8)) == "ran\n", "the script ran when the node was terminated")
         }
     }
 
@@ -188,7 +201,7 @@ struct NodesEndToEndTests {
             #expect(try await cluster.api.request("PUT", "/v1/user/bob", body: #"{"NodeClasses": ["gpu"]}"#).status == 200)
             // A node that joins later is sent the list when it becomes ready.
             let agent = try await cluster.addAgent("a")
-            let address = "--agent http://127.0.0.1:\(agent.port)"
+            let address = cluster.agentArguments("a", agent)
             try await eventually("alice on a") { (try? await cluster.cli("users \(address)"))?.output.contains("alice") == true }
             let listed = try await cluster.cli("users --json \(address)")
             #expect(listed.output.contains(#""UID" : 2001"#) && !listed.output.contains("bob"), "bob is for gpu nodes only: \(listed.output)")
@@ -197,8 +210,11 @@ struct NodesEndToEndTests {
             #expect(try await cluster.api.request("DELETE", "/v1/user/alice").status == 404)
 
             // report-issue: the agent's logs and state in a zip any unzip reads, kept here or uploaded.
-            let directory = cluster.logs.appendingPathComponent("reports")
+            let directory = cluster.agentDirectory("a").appendingPathComponent("reports")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            // The agent writes only under its data directory, whatever it is asked.
+            let outside = try await cluster.cli("report-issue \(cluster.logs.path) --no-upload \(address)")
+            #expect(outside.status != 0 && outside.output.contains("must be under the node's data directory"), "\(outside.output)")
             let kept = try await cluster.cli("report-issue \(directory.path) --no-upload \(address)")
             #expect(kept.status == 0 && kept.output.contains("written to \(directory.path)/"), "\(kept.output)")
             let zip = try #require(try FileManager.default.contentsOfDirectory(atPath: directory.path).first { $0.hasSuffix(".zip") })
