@@ -61,7 +61,6 @@ struct ACLBenchmark: AsyncParsableCommand {
         let client = HTTPClient(
             eventLoopGroupProvider: .singleton,
             configuration: .init(connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connections)))
-        defer { _ = client.shutdown() }
 
         let management = try await Self.call(client, "POST", "http://127.0.0.1:\(on)/v1/acl/bootstrap", token: nil)["SecretID"] as? String ?? ""
         _ = try await Self.call(
@@ -93,6 +92,7 @@ struct ACLBenchmark: AsyncParsableCommand {
         let rateOn = Double(totals[true]!.requests) / totals[true]!.seconds
         let rateOff = Double(totals[false]!.requests) / totals[false]!.seconds
         print(String(format: "RESULT acl_on_req_per_s=%.0f acl_off_req_per_s=%.0f ratio=%.3f", rateOn, rateOff, rateOn / rateOff))
+        try await client.shutdown()
         await group.triggerGracefulShutdown()
     }
 
