@@ -5,7 +5,7 @@ import Foundation
 struct NodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "node", abstract: "Inspect the cluster's nodes, drain them, and set their eligibility.",
-        subcommands: [NodeStatus.self, NodeDrain.self, NodeEligibility.self, NodeEnroll.self, NodePurge.self])
+        subcommands: [NodeStatus.self, NodeDrain.self, NodeEligibility.self, NodeEnroll.self, EnrollTokenCommand.self, NodePurge.self])
 }
 
 struct NodeStatus: AsyncParsableCommand {

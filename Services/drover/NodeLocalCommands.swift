@@ -179,10 +179,17 @@ struct ReportIssue: AsyncParsableCommand {
     func run() async throws {
         var body: [String: String] = [:]
         body["Path"] = path.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+        var request = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(body)) as? [String: Any] ?? [:]
+        request["Upload"] = !noUpload
         let local = try agent.client
-        let (answer, _) = try await local.send("POST", "/v1/agent/report-issue", body: try JSONEncoder().encode(body), as: Answer.self)
+        let (answer, _) = try await local.send(
+            "POST", "/v1/agent/report-issue", body: try JSONSerialization.data(withJSONObject: request), as: Answer.self)
         print("Archive of \(answer.files.count) file(s) written to \(answer.path)")
         if noUpload { return }
+        // A joined node uploads it as itself; otherwise this command does, with its ACL token.
+        if let id = answer.uploadedID {
+            return print("Uploaded as \(id); fetch it with: curl -H \"X-Nomad-Token: $DROVER_TOKEN\" -o report.zip \(api.address)/v1/issue-report/\(id)")
+        }
         guard let data = FileManager.default.contents(atPath: answer.path) else {
             throw APIClient.Failure(description: "cannot read \(answer.path) to upload it; run this on the node, or use --no-upload")
         }
@@ -196,9 +203,11 @@ struct ReportIssue: AsyncParsableCommand {
     struct Answer: Decodable {
         var path: String
         var files: [String]
+        var uploadedID: String?
         enum CodingKeys: String, CodingKey {
             case path = "Path"
             case files = "Files"
+            case uploadedID = "UploadedID"
         }
     }
 }

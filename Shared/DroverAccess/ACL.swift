@@ -10,11 +10,13 @@ public enum Requirement: Sendable, Hashable, CustomStringConvertible {
     /// A capability in the request's namespace.
     case namespace(Capability)
     case node(AccessLevel)
+    /// `node:write`, or the secret of the node the route is about (what a joined node holds).
+    case ownNode
     case agent(AccessLevel)
     case `operator`(AccessLevel)
 
     /// As the OpenAPI document writes it (`x-drover-acl`): `open`, `token`, `management`,
-    /// `namespace:read-job`, `node:write`, …
+    /// `namespace:read-job`, `node:write`, `node-self`, …
     public var description: String {
         switch self {
         case .open: "open"
@@ -22,6 +24,7 @@ public enum Requirement: Sendable, Hashable, CustomStringConvertible {
         case .management: "management"
         case .namespace(let capability): "namespace:\(capability.rawValue)"
         case .node(let level): "node:\(level.rawValue)"
+        case .ownNode: "node-self"
         case .agent(let level): "agent:\(level.rawValue)"
         case .operator(let level): "operator:\(level.rawValue)"
         }
@@ -33,6 +36,7 @@ public enum Requirement: Sendable, Hashable, CustomStringConvertible {
         case "open": self = .open
         case "token": self = .anyToken
         case "management": self = .management
+        case "node-self": self = .ownNode
         default:
             let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
             guard parts.count == 2 else { return nil }
@@ -84,6 +88,7 @@ public struct ACL: Sendable, Equatable {
             guard let granted = capabilities(in: namespace), !granted.contains(.deny) else { return false }
             return granted.contains(capability)
         case .node(let level): return node?.grants(level) ?? false
+        case .ownNode: return node?.grants(.write) ?? false
         case .agent(let level): return agent?.grants(level) ?? false
         case .operator(let level): return self.operator?.grants(level) ?? false
         }

@@ -65,6 +65,12 @@ public struct AgentOptions: ParsableArguments, Sendable {
     @Option(help: "Disk to offer in MB, instead of what is free in the data dir.")
     var diskMB: Int?
 
+    @Option(help: "A one-time enrollment token to join the cluster with, on the first start (env DROVER_ENROLL_TOKEN).")
+    var enrollToken: String? = ProcessInfo.processInfo.environment["DROVER_ENROLL_TOKEN"]
+
+    @Option(name: .customLong("address"), help: "The API gateway the node joins through (env DROVER_ADDR).")
+    var address: String = ProcessInfo.processInfo.environment["DROVER_ADDR"] ?? "http://127.0.0.1:4646"
+
     @Option(
         help: "Users exec tasks may run as, comma-separated; any user but root when empty (env DROVER_EXEC_USERS).")
     var execUsers: String = ProcessInfo.processInfo.environment["DROVER_EXEC_USERS"] ?? ""
@@ -111,9 +117,32 @@ extension AgentOptions {
         let id = try configuredNodeID ?? NodeIdentity.loadOrCreate(in: dataDirectory)
         var logger = runtime.logger
         logger[metadataKey: "node_id"] = "\(id)"
+        // The node's own identity: kept from an earlier join, or got now with an enrollment token.
+        var joined = try NodeJoining.stored(in: dataDirectory)
+        if let kept = joined, kept.nodeID != id {
+            throw ValidationError("\(NodeJoining.file(in: dataDirectory).path) holds the credentials of node \(kept.nodeID), not \(id)")
+        }
+        if joined == nil, let enrollToken, !enrollToken.isEmpty {
+            joined = try await NodeJoining.join(nodeID: id, token: enrollToken, address: address, in: dataDirectory, logger: logger)
+            logger.notice("Node joined the cluster", metadata: ["address": "\(address)"])
+        }
         // A node's broker user may not configure the exchanges; the control plane declares them.
         var busConfiguration = try bus.configuration()
         busConfiguration.declaresExchanges = false
+        if let joined {
+            busConfiguration.endpoint = try AMQPEndpoint(url: joined.amqpURL)
+        } else if BrokerUsers.nodeID(ofUser: busConfiguration.endpoint.user) != id {
+            logger.warning(
+                "This node has no identity of its own: a control plane that requires node identity refuses its messages; start it once with --enroll-token",
+                metadata: ["broker_user": "\(busConfiguration.endpoint.user)"])
+        }
+        // What the node acts on comes from the control plane's broker user alone, once it is known.
+        let controlPlaneUser = joined?.controlPlaneUser
+        @Sendable func checkFromControlPlane(_ delivery: Delivery) throws {
+            guard let controlPlaneUser, delivery.userID != controlPlaneUser else { return }
+            throw MessageRejected(
+                "published by broker user '\(delivery.userID ?? "unnamed")', not the control plane's ('\(controlPlaneUser)')")
+        }
         let amqp = AMQPBus(configuration: busConfiguration, logger: logger)
         let metadata = Dictionary(
             meta.map { pair in
@@ -138,7 +167,8 @@ extension AgentOptions {
         let allocations = MessageConsumer(
             AllocationUpdate.self, bus: amqp, spec: ConsumerSpec(queue: "node.\(id)", bindings: ["cluster.alloc.\(id).#"]), logger: logger,
             concurrency: 8
-        ) { envelope, _ in
+        ) { envelope, delivery in
+            try checkFromControlPlane(delivery)
             try await manager.apply(envelope.data.allocation)
         }
         let heartbeats = Heartbeats(bus: amqp, nodeID: id, interval: .milliseconds(Int(heartbeatInterval * 1000)), logger: logger)
@@ -149,7 +179,8 @@ extension AgentOptions {
         let control = MessageConsumer(
             NodeHeartbeatTTL.self, bus: amqp,
             spec: ConsumerSpec(queue: "node.\(id).control", bindings: ["cluster.node.\(id).#"], prefetch: 10), logger: logger
-        ) { envelope, _ in
+        ) { envelope, delivery in
+            try checkFromControlPlane(delivery)
             registrations.acknowledge()
             heartbeats.use(ttl: envelope.data.ttl)
             contact.answered(downAfter: envelope.data.downAfter)
@@ -158,7 +189,8 @@ extension AgentOptions {
         let usersConsumer = MessageConsumer(
             ClusterUsers.self, bus: amqp,
             spec: ConsumerSpec(queue: "node.\(id).users", bindings: ["cluster.users.\(id).#", "cluster.users.all.#"], prefetch: 10), logger: logger
-        ) { envelope, _ in
+        ) { envelope, delivery in
+            try checkFromControlPlane(delivery)
             try users.update(envelope.data)
         }
         let shutdownScripts = ShutdownScripts(
@@ -192,7 +224,7 @@ extension AgentOptions {
             ],
             routes: AgentAPI(
                 bus: amqp, node: node, shutdownScripts: shutdownScripts, users: users, dataDirectory: dataDirectory, settings: settings,
-                token: agentToken
+                token: agentToken, joined: joined
             ).addRoutes)
     }
 }

@@ -17,6 +17,8 @@ struct AgentAPI: Sendable {
     let settings: [String: String]
     /// What callers must send in `X-Drover-Agent-Token`.
     let token: String
+    /// The node's identity, when it joined: what uploads its issue reports.
+    let joined: NodeJoin?
 
     func addRoutes(to base: Router<BasicRequestContext>) {
         let router = base.group("/v1/agent").add(middleware: TokenCheck(token: token))
@@ -53,12 +55,18 @@ struct AgentAPI: Sendable {
                         throw Refused("Path", "must be under the node's data directory \(dataDirectory.path), got '\(path)'")
                     }
                 }
+                let files: [String]
                 do {
-                    let files = try IssueReport.write(to: destination, dataDirectory: dataDirectory, node: node)
-                    return Self.json(ReportAnswer(path: destination.path, files: files))
+                    files = try IssueReport.write(to: destination, dataDirectory: dataDirectory, node: node)
                 } catch {
                     throw Refused("Path", "cannot write \(destination.path): \(error.localizedDescription)")
                 }
+                // A joined node uploads it itself, with its own secret.
+                var uploaded: String?
+                if body.upload == true, let joined, let address = joined.address {
+                    uploaded = try await IssueReport.upload(destination, nodeID: node.id, secret: joined.nodeSecret, address: address)
+                }
+                return Self.json(ReportAnswer(path: destination.path, files: files, uploadedID: uploaded))
             }
         }
         // `drover users`: the users the cluster manages on this node.
@@ -130,15 +138,23 @@ struct AgentAPI: Sendable {
 
     struct ReportRequest: Decodable {
         var path: String?
-        enum CodingKeys: String, CodingKey { case path = "Path" }
+        /// Upload it to the control plane, as the node, when the node has joined.
+        var upload: Bool?
+        enum CodingKeys: String, CodingKey {
+            case path = "Path"
+            case upload = "Upload"
+        }
     }
 
     struct ReportAnswer: Encodable {
         var path: String
         var files: [String]
+        /// The report's id on the control plane, when the agent uploaded it.
+        var uploadedID: String?
         enum CodingKeys: String, CodingKey {
             case path = "Path"
             case files = "Files"
+            case uploadedID = "UploadedID"
         }
     }
 

@@ -16,7 +16,18 @@ public struct ControlPlaneOptions: ParsableArguments, Sendable {
     @OptionGroup public var database: DatabaseOptions
     @OptionGroup public var server: ServerOptions
 
+    @Option(
+        help: "required: a node's messages count only from its own broker user; optional: also from a shared user, for development (env DROVER_NODE_IDENTITY)."
+    )
+    public var nodeIdentity: String = ProcessInfo.processInfo.environment["DROVER_NODE_IDENTITY"] ?? "required"
+
     public init() {}
+
+    public func validate() throws {
+        guard ["required", "optional"].contains(nodeIdentity) else {
+            throw ValidationError("--node-identity: '\(nodeIdentity)' is not required or optional")
+        }
+    }
 }
 
 /// A control-plane service's connections: the bus and the database, with logging and metrics set
@@ -36,6 +47,9 @@ public struct ControlPlane: Sendable {
         self.database = try Database(url: options.database.postgresURL, applicationName: name, logger: runtime.logger)
         self.options = options
     }
+
+    /// Whether a node's messages count only from that node's own broker user (`--node-identity`).
+    public var requiresNodeIdentity: Bool { options.nodeIdentity != "optional" }
 
     /// How its consumers retry: a database or broker outage is waited out, uncounted.
     public var retryPolicy: RetryPolicy {

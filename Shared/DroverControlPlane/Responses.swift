@@ -7,12 +7,15 @@ public enum ControlPlaneError: Error, Equatable, CustomStringConvertible {
     case invalid([FieldError])
     /// Too much waits already (say, while the database is slow); the caller should retry later.
     case overloaded(String)
+    /// The caller did not prove who it is: a credential is missing, unknown, used or expired.
+    case unauthorized(String)
 
     public var description: String {
         switch self {
         case .notFound(let kind, let id): "\(kind) '\(id)' not found"
         case .invalid(let errors): errors.map(\.description).joined(separator: "; ")
         case .overloaded(let what): "\(what); try again later"
+        case .unauthorized(let why): why
         }
     }
 }

@@ -46,7 +46,7 @@ extension ControlPlane {
             retry: retryPolicy
         ) { envelope, delivery in
             let beat = envelope.data
-            try delivery.checkSentBy(node: beat.nodeID)
+            try delivery.checkSentBy(node: beat.nodeID, requireIdentity: requiresNodeIdentity)
             let ttl = policy.ttl(nodeCount: sweep.liveNodes.load(ordering: .relaxed), stagger: Double.random(in: 0..<1))
             var answer: Node.Status?
             try await Self.refusing { answer = try await nodes.heartbeat(beat, at: nodes.now(), ttl: ttl) }
@@ -62,7 +62,7 @@ extension ControlPlane {
             retry: retryPolicy
         ) { envelope, delivery in
             let nodeID = envelope.data.node.id
-            try delivery.checkSentBy(node: nodeID)
+            try delivery.checkSentBy(node: nodeID, requireIdentity: requiresNodeIdentity)
             var evaluations: [String] = []
             try await Self.refusing { evaluations = try await nodes.register(node: envelope.data.node) }
             logger.debug("Node registration recorded", metadata: ["node_id": "\(nodeID)", "evaluations": "\(evaluations.count)"])
@@ -82,7 +82,7 @@ extension ControlPlane {
             var accepted: [(position: Int, report: AllocationStatusReport)] = []
             for (position, item) in batch.enumerated() {
                 do {
-                    try item.delivery.checkSentBy(node: item.envelope.data.nodeID)
+                    try item.delivery.checkSentBy(node: item.envelope.data.nodeID, requireIdentity: requiresNodeIdentity)
                     accepted.append((position, item.envelope.data))
                 } catch let rejected as MessageRejected {
                     refused[position] = rejected.reason
@@ -113,7 +113,7 @@ extension ControlPlane {
     ) -> MessageConsumer<Message> {
         MessageConsumer(type, bus: bus, spec: ConsumerSpec(queue: queue, bindings: [binding]), logger: logger, retry: retryPolicy) {
             envelope, delivery in
-            try delivery.checkSentBy(node: nodeID(envelope.data))
+            try delivery.checkSentBy(node: nodeID(envelope.data), requireIdentity: requiresNodeIdentity)
             try await Self.refusing { try await handle(envelope.data) }
         }
     }
@@ -139,7 +139,7 @@ extension ControlPlane {
             retry: retryPolicy
         ) { envelope, delivery in
             let message = envelope.data
-            try delivery.checkSentBy(node: message.nodeID)
+            try delivery.checkSentBy(node: message.nodeID, requireIdentity: requiresNodeIdentity)
             let event = ClusterEvent(
                 time: envelope.time, nodeID: message.nodeID, type: ClusterEvent.Kind.nodeLog, level: message.level, priority: message.priority,
                 message: message.message)
@@ -150,7 +150,7 @@ extension ControlPlane {
             TaskOutputChunk.self, bus: bus, spec: ConsumerSpec(queue: "log-collector.output", bindings: ["node.*.output.#"], prefetch: 64),
             logger: logger, retry: retryPolicy, concurrency: 8
         ) { envelope, delivery in
-            try delivery.checkSentBy(node: envelope.data.nodeID)
+            try delivery.checkSentBy(node: envelope.data.nodeID, requireIdentity: requiresNodeIdentity)
             try await Self.refusing { try await output.append(envelope.data) }
         }
         return [logs, chunks, Retention(database: database, output: outputRetention, events: eventRetention, logger: logger)]

@@ -36,7 +36,7 @@ struct GuardedRouter {
     func on(_ path: String, method: HTTPRequest.Method, _ requirement: Requirement, _ handler: @escaping Handler) {
         let gateway = self.gateway
         router.on(RouterPath(path), method: method) { request, context in
-            if let refusal = await gateway.refusal(of: request, requirement) { return refusal }
+            if let refusal = await gateway.refusal(of: request, requirement, nodeID: context.parameters.get("id")) { return refusal }
             return try await handler(request, context)
         }
     }
@@ -48,6 +48,9 @@ struct GuardedRouter {
 }
 
 extension Gateway {
+    /// The header a joined node sends its secret in.
+    static let nodeSecretHeader = "X-Drover-Node-Secret"
+
     /// The secret a request carries, from whichever header it came in.
     static func secret(of request: Request) -> String? {
         if let token = request.headers[.init("X-Nomad-Token")!], !token.isEmpty { return token }
@@ -71,10 +74,18 @@ extension Gateway {
     }
 
     /// The answer that refuses `request`, or nil when it may go on.
-    func refusal(of request: Request, _ requirement: Requirement) async -> Response? {
+    /// - Parameter nodeID: the node the route is about, for ``Requirement/ownNode``.
+    func refusal(of request: Request, _ requirement: Requirement, nodeID: String? = nil) async -> Response? {
         guard access.enabled, requirement != .open else { return nil }
         let resolution: TokenResolver.Resolution
         do {
+            // A joined node proves itself with its own secret, on the routes about itself.
+            if requirement == .ownNode, let nodeID, let secret = request.headers[.init(Self.nodeSecretHeader)!] {
+                guard try await enrollment.verify(nodeID: nodeID, secret: secret) else {
+                    return Self.unauthorized(request, "node secret does not match node '\(nodeID)'")
+                }
+                return nil
+            }
             resolution = try await resolve(request)
         } catch {
             // Fails closed: an outage answers 503, anything else 500; never the handler.

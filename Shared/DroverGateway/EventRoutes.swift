@@ -13,7 +13,7 @@ extension Gateway {
                 return Self.json(try await database.events.list(filter), index: nil)
             }
         }
-        routes.post("/v1/node/:id/issue-report", .node(.write)) { request, context in
+        routes.post("/v1/node/:id/issue-report", .ownNode) { request, context in
             try await handle {
                 let body = try await request.body.collect(upTo: 64 << 20)
                 guard body.readableBytes > 0 else { throw ControlPlaneError.invalid([FieldError("body", "the zip archive is missing")]) }

@@ -35,6 +35,7 @@ public struct Gateway: Sendable {
     let access: AccessConfiguration
     let resolver: TokenResolver
     let acl: ACLService
+    let enrollment: EnrollmentService
 
     /// - Parameters:
     ///   - watcher: follows the cluster's index for blocking queries; run it beside the gateway.
@@ -50,6 +51,7 @@ public struct Gateway: Sendable {
         let resolver = TokenResolver(database: database, lifetime: access.tokenLifetime)
         self.resolver = resolver
         self.acl = ACLService(database: database, resolver: resolver)
+        self.enrollment = EnrollmentService(database: database)
         let jobs = JobService(database: database)
         self.database = database
         self.jobs = jobs
@@ -144,6 +146,8 @@ public struct Gateway: Sendable {
             return Self.error(.badRequest, fields.count == 1 ? fields[0].description : "\(fields.count) fields are invalid", fields: fields)
         } catch ControlPlaneError.overloaded(let what) {
             return Self.unavailable("\(what); try again later")
+        } catch ControlPlaneError.unauthorized(let why) {
+            return Self.error(.unauthorized, why)
         } catch let error as HTTPError {
             return Self.error(error.status, error.body ?? "\(error.status.reasonPhrase)")
         } catch  where Database.isOutage(error) {

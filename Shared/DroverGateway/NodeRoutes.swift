@@ -48,11 +48,50 @@ extension Gateway {
                 return Self.json(NodeCredentials(nodeID: id, user: user, password: password, amqpURL: endpoint.url), index: nil)
             }
         }
+        // Joining: a node with a one-time enrollment token gets its own broker user and secret.
+        // Open, as the token in the body is the credential.
+        routes.post("/v1/node/:id/join", .open) { request, context in
+            try await handle {
+                let id = context.parameters.get("id") ?? ""
+                let body = try await Self.decodeBody(JoinRequest.self, request)
+                let endpoint = brokerEndpoint
+                let users = brokerUsers
+                let joined = try await enrollment.join(nodeID: id, secret: body.enrollToken ?? "") { nodeID in
+                    let (user, password) = try await broker { try await users.enroll(nodeID: nodeID) }
+                    var node = endpoint
+                    node.user = user
+                    node.password = password
+                    return (node.url, endpoint.user)
+                }
+                logger.notice("Node joined", metadata: ["node_id": "\(id)"])
+                return Self.json(joined, index: nil)
+            }
+        }
+        routes.post("/v1/enroll-tokens", .node(.write)) { request, _ in
+            try await handle {
+                let body = try await Self.decodeBody(EnrollTokenRequest.self, request)
+                let ttl = body.ttl ?? "1h"
+                guard let lifetime = GoDuration.parse(ttl) else {
+                    throw ControlPlaneError.invalid([FieldError("TTL", "'\(ttl)' is not a duration such as 1h or 30m")])
+                }
+                return Self.json(try await enrollment.createToken(lifetime: lifetime, nodeID: body.nodeID), index: nil)
+            }
+        }
+        routes.get("/v1/enroll-tokens", .node(.read)) { _, _ in
+            try await handle { Self.json(try await database.enrollment.tokens(), index: nil) }
+        }
+        routes.delete("/v1/enroll-token/:accessor", .node(.write)) { _, context in
+            try await handle {
+                try await enrollment.deleteToken(accessorID: context.parameters.get("accessor") ?? "")
+                return Response(status: .ok)
+            }
+        }
         // Removal: the node's broker user goes (its connections are closed) and the cluster forgets it.
         routes.post("/v1/node/:id/purge", .node(.write)) { _, context in
             try await handle {
                 let id = context.parameters.get("id") ?? ""
                 let hadUser = try await broker { try await brokerUsers.remove(nodeID: id) }
+                try await database.enrollment.deleteNodeSecret(nodeID: id)
                 let known = try await nodes.purge(nodeID: id)
                 guard hadUser || known else { throw ControlPlaneError.notFound(kind: "node", id: id) }
                 return Self.json(["NodeID": id], index: try await database.currentIndex())
@@ -104,4 +143,20 @@ struct NodeDrainRequest: Decodable {
 struct NodeEligibilityRequest: Decodable {
     var eligibility: Node.Eligibility
     enum CodingKeys: String, CodingKey { case eligibility = "Eligibility" }
+}
+
+/// `POST /v1/node/<id>/join`'s body.
+struct JoinRequest: Decodable {
+    var enrollToken: String?
+    enum CodingKeys: String, CodingKey { case enrollToken = "EnrollToken" }
+}
+
+/// `POST /v1/enroll-tokens`' body: how long the token lives (default 1h), and the node it is for.
+struct EnrollTokenRequest: Decodable {
+    var ttl: String?
+    var nodeID: String?
+    enum CodingKeys: String, CodingKey {
+        case ttl = "TTL"
+        case nodeID = "NodeID"
+    }
 }

@@ -118,12 +118,20 @@ extension Delivery {
     /// Refuses a message that speaks for another node than the one that sent it: its routing key
     /// must be under `node.<nodeID>.`, and when a node's broker user published it (the broker
     /// has checked `user-id`), that user must be node `nodeID`'s.
-    public func checkSentBy(node nodeID: String) throws {
+    /// - Parameter requireIdentity: also refuse what any other user published (a shared user,
+    ///   or none named): only node `nodeID`'s own user may speak for it.
+    public func checkSentBy(node nodeID: String, requireIdentity: Bool = false) throws {
         guard routingKey.hasPrefix("node.\(nodeID).") else {
             throw MessageRejected("NodeID '\(nodeID)' does not match routing key '\(routingKey)'")
         }
-        if let userID, let sender = BrokerUsers.nodeID(ofUser: userID), sender != nodeID {
-            throw MessageRejected("NodeID '\(nodeID)' was sent by broker user '\(userID)' of another node")
+        if let userID, let sender = BrokerUsers.nodeID(ofUser: userID) {
+            guard sender == nodeID else { throw MessageRejected("NodeID '\(nodeID)' was sent by broker user '\(userID)' of another node") }
+            return
+        }
+        if requireIdentity {
+            throw MessageRejected(
+                "a message of node '\(nodeID)' must come from its own broker user (\(BrokerUsers.userName(of: nodeID))), not "
+                    + (userID.map { "'\($0)'" } ?? "an unnamed user") + "; join the node with an enrollment token")
         }
     }
 }

@@ -405,5 +405,17 @@ public enum DroverSchema {
                     done boolean PRIMARY KEY DEFAULT true CHECK (done), accessor_id text NOT NULL, index bigint NOT NULL)
                 """,
             ]),
+        Migration(
+            version: 11, name: "node identity",
+            statements: [
+                // One-time tokens an operator makes for nodes to join with; stored as their SHA-256.
+                """
+                CREATE TABLE drover_enrollment_tokens (
+                    accessor_id text PRIMARY KEY, secret_hash bytea NOT NULL UNIQUE, node_id text,
+                    created_at timestamptz NOT NULL, expires_at timestamptz NOT NULL, used_at timestamptz, used_by text)
+                """,
+                // The secret each joined node proves itself with to the gateway; its SHA-256 only.
+                "CREATE TABLE drover_node_secrets (node_id text PRIMARY KEY, secret_hash bytea NOT NULL, created_at timestamptz NOT NULL)",
+            ]),
     ]
 }

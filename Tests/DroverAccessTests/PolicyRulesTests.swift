@@ -92,7 +92,7 @@ struct PolicyRulesTests {
 
     @Test func requirementsReadBackAsWritten() {
         let all: [Requirement] =
-            [.open, .anyToken, .management, .node(.read), .agent(.write), .operator(.read)] + Capability.allCases.map { .namespace($0) }
+            [.open, .anyToken, .management, .node(.read), .ownNode, .agent(.write), .operator(.read)] + Capability.allCases.map { .namespace($0) }
         for requirement in all { #expect(Requirement(requirement.description) == requirement) }
         #expect(Requirement("namespace:fly") == nil && Requirement("node") == nil && Requirement("root:read") == nil)
     }

@@ -82,6 +82,13 @@ import Testing
         #expect(throws: MessageRejected.self) { try delivery("node.n2.heartbeat", user: nil).checkSentBy(node: "n1") }
         #expect(throws: MessageRejected.self) { try delivery("node.n1.heartbeat", user: "drover-node-n2").checkSentBy(node: "n1") }
         #expect(throws: MessageRejected.self) { try delivery("node.n10.heartbeat", user: nil).checkSentBy(node: "n1") }
+        // With node identity required, only the node's own user speaks for it.
+        try delivery("node.n1.heartbeat", user: "drover-node-n1").checkSentBy(node: "n1", requireIdentity: true)
+        #expect(throws: MessageRejected.self) { try delivery("node.n1.heartbeat", user: "guest").checkSentBy(node: "n1", requireIdentity: true) }
+        #expect(throws: MessageRejected.self) { try delivery("node.n1.heartbeat", user: nil).checkSentBy(node: "n1", requireIdentity: true) }
+        #expect(throws: MessageRejected.self) {
+            try delivery("node.n1.heartbeat", user: "drover-node-n2").checkSentBy(node: "n1", requireIdentity: true)
+        }
     }
 
     @Test func nodeUsersAreNamedAfterTheirNode() {

@@ -66,19 +66,47 @@ final class Cluster: Sendable {
 
     /// Starts an agent named `name` offering `cpu` MHz and `memory` MB, and waits until it is a
     /// ready node. The same name again is the same node (its id and data directory), restarted.
+    ///
+    /// A new node joins with an enrollment token, as every node does (`join: false` leaves it
+    /// to the environment's broker user); a restarted one uses the credentials it kept.
     @discardableResult
     func addAgent(
-        _ name: String, cpu: Int = 1000, memory: Int = 1000, arguments: [String] = [], environment extra: [String: String] = [:]
+        _ name: String, cpu: Int = 1000, memory: Int = 1000, arguments: [String] = [], environment extra: [String: String] = [:],
+        join: Bool = true
     ) async throws -> RunningService {
+        var environment = environment.merging(extra) { $1 }
+        if join, !FileManager.default.fileExists(atPath: agentDirectory(name).appendingPathComponent("credentials.json").path) {
+            environment["DROVER_ENROLL_TOKEN"] = try await enrollToken(for: "\(run)-\(name)")
+            environment["DROVER_ADDR"] = "http://127.0.0.1:\(api.port)"
+        }
         let agent = try await RunningService.start(
             "node-agent", name: "agent-\(name)-\(agents.value.count)",
             arguments: [
                 "--node-id", "\(run)-\(name)", "--node-name", name, "--data-dir", agentDirectory(name).path,
                 "--cpu-total-compute", String(cpu), "--memory-mb", String(memory),
-            ] + arguments, environment: environment.merging(extra) { $1 }, logDirectory: logs)
+            ] + arguments, environment: environment, logDirectory: logs)
         agents.withLock { $0.append(agent) }
         try await eventually("node \(name) ready") { await self.nodeStatus(name) == "ready" }
         return agent
+    }
+
+    /// Starts an agent named `name` with the cluster's shared broker user and no enrollment, and
+    /// does not wait for its node: a control plane that requires node identity never hears it.
+    func addAgentWithoutWaiting(_ name: String) async throws -> RunningService {
+        let agent = try await RunningService.start(
+            "node-agent", name: "agent-\(name)-\(agents.value.count)",
+            arguments: ["--node-id", "\(run)-\(name)", "--node-name", name, "--data-dir", agentDirectory(name).path],
+            environment: environment, logDirectory: logs)
+        agents.withLock { $0.append(agent) }
+        return agent
+    }
+
+    /// A one-time enrollment token for node `nodeID`.
+    func enrollToken(for nodeID: String) async throws -> String {
+        let (status, body) = try await api.request("POST", "/v1/enroll-tokens", body: #"{"TTL": "10m", "NodeID": "\#(nodeID)"}"#)
+        let object = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
+        guard status == 200, let secret = object?["Secret"] as? String else { throw TestFailure("enroll token: HTTP \(status) \(body)") }
+        return secret
     }
 
     /// The data directory of the agent named `name`.

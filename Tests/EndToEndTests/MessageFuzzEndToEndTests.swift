@@ -108,6 +108,13 @@ struct MessageFuzzEndToEndTests {
             var configuration = try AMQPBus.Configuration(url: cluster.virtualHost.amqpURL)
             configuration.declaresExchanges = false
             let bus = AMQPBus(configuration: configuration, logger: Logger(label: "test.fuzz"))
+            // What is under node.fz1. goes with node fz1's own broker user, as an enrolled node
+            // would send it, so that it reaches past the sender check into every consumer.
+            let (status, answer) = try await cluster.api.request("POST", "/v1/node/fz1/enroll")
+            let nodeURL = try #require((try JSONSerialization.jsonObject(with: Data(answer.utf8)) as? [String: Any])?["AMQPURL"] as? String, "\(status)")
+            var nodeConfiguration = try AMQPBus.Configuration(url: nodeURL)
+            nodeConfiguration.declaresExchanges = false
+            let nodeBus = AMQPBus(configuration: nodeConfiguration, logger: Logger(label: "test.fuzz.node"))
             var random = SplitMix(state: seed)
             var kinds: [String: Int] = [:]
             var batch: [OutgoingMessage] = []
@@ -119,11 +126,13 @@ struct MessageFuzzEndToEndTests {
                     OutgoingMessage(
                         routingKey: target.key, messageID: "fuzz-\(n)", type: target.type, schemaVersion: 1, timestamp: Date(), body: body))
                 if batch.count == 500 || n == total - 1 {
-                    try await bus.publish(batch)
+                    try await nodeBus.publish(batch.filter { $0.routingKey.hasPrefix("node.") })
+                    try await bus.publish(batch.filter { !$0.routingKey.hasPrefix("node.") })
                     batch = []
                 }
             }
             await bus.shutdown()
+            await nodeBus.shutdown()
             print(
                 "AMQP fuzz: \(total) messages (seed \(seed)): \(kinds.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))"
             )

@@ -244,7 +244,7 @@ struct NodesEndToEndTests {
             #expect(urlA.contains("drover-node-\(cluster.run)-a:") && urlA != urlB)
 
             // The agent runs with its own user: it registers, heartbeats and runs work.
-            let agent = try await cluster.addAgent("a", environment: ["DROVER_AMQP_URL": urlA])
+            let agent = try await cluster.addAgent("a", environment: ["DROVER_AMQP_URL": urlA], join: false)
             let run = try await cluster.cli("job run \(try cluster.writeJob("hello", job("hello", command: "echo hello")))")
             #expect(run.status == 0, "\(run.output)")
 
@@ -269,6 +269,51 @@ struct NodesEndToEndTests {
             #expect(try await cluster.api.get("/v1/node/\(cluster.run)-a").status == 404)
             #expect(try await cluster.api.request("POST", "/v1/node/none/purge").status == 404)
             #expect(try await cluster.api.request("POST", "/v1/node/bad.id/enroll").status == 400)
+        }
+    }
+
+    /// A node joins with a one-time enrollment token: it gets its own broker user and secret, the
+    /// token is used up, a node without an identity of its own is not heard, and the joined node
+    /// uploads its issue reports as itself.
+    @Test func aNodeJoinsOnceWithAnEnrollmentTokenAndOnlyItsOwnUserSpeaksForIt() async throws {
+        try await Cluster.with { cluster in
+            let node = "\(cluster.run)-j"
+            let created = try await cluster.cli("node enroll-token create --ttl 10m --node \(node) -json")
+            #expect(created.status == 0, "\(created.output)")
+            let token = try #require(
+                (try JSONSerialization.jsonObject(with: Data(created.output.utf8)) as? [String: Any])?["Secret"] as? String)
+            let agent = try await cluster.addAgent(
+                "j", environment: ["DROVER_ENROLL_TOKEN": token, "DROVER_ADDR": "http://127.0.0.1:\(cluster.api.port)"], join: false)
+            let credentials = cluster.agentDirectory("j").appendingPathComponent("credentials.json")
+            #expect((try FileManager.default.attributesOfItem(atPath: credentials.path)[.posixPermissions] as? Int) == 0o600)
+            let kept = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: credentials)) as? [String: Any])
+            #expect((kept["AMQPURL"] as? String)?.contains("drover-node-\(node):") == true, "its own broker user")
+            #expect(try await cluster.cli("node enroll-token list").output.contains(node))
+
+            // Used up; and a token for one node does not let another join.
+            let again = try await cluster.api.request("POST", "/v1/node/\(node)/join", body: #"{"EnrollToken": "\#(token)"}"#)
+            #expect(again.status == 401 && again.body.contains("already used"), "\(again)")
+            let other = try await cluster.enrollToken(for: "\(cluster.run)-k")
+            #expect(try await cluster.api.request("POST", "/v1/node/\(node)/join", body: #"{"EnrollToken": "\#(other)"}"#).status == 401)
+            #expect(try await cluster.api.request("POST", "/v1/node/\(node)/join", body: "{}").status == 400)
+
+            // The joined node uploads its report as itself: no ACL token needed on the node.
+            let report = try await cluster.cli("report-issue \(cluster.agentArguments("j", agent)) --token not-a-token")
+            #expect(report.status == 0 && report.output.contains("Uploaded as"), "\(report.output)")
+            #expect((try await cluster.json("/v1/issue-reports") as? [[String: Any]])?.first?["NodeID"] as? String == node)
+            let forged = try await cluster.api.request("POST", "/v1/node/\(node)/issue-report", body: "PK")
+            #expect(forged.status == 200, "the management token may upload for any node")
+
+            // A node without an identity of its own (the shared broker user) is not heard.
+            let shared = try await cluster.addAgentWithoutWaiting("s")
+            try await eventually("the shared user's registrations dead-lettered") {
+                guard let metrics = try? await cluster.services[2].get("/metrics").body else { return false }
+                return metrics.split(separator: "\n").contains {
+                    $0.hasPrefix(#"drover_messages_dead_lettered_total{queue="health-monitor.registrations""#) && !$0.hasSuffix(" 0")
+                }
+            }
+            #expect(try await cluster.api.get("/v1/node/\(cluster.run)-s").status == 404)
+            #expect(shared.output.contains("no identity of its own"))
         }
     }
 }

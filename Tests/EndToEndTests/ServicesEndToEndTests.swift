@@ -101,6 +101,15 @@ final class RunningService: Sendable {
         try await request("GET", path)
     }
 
+    /// What an agent needs to join through this gateway as node `nodeID`: a fresh enrollment
+    /// token and the gateway's address.
+    func joinEnvironment(for nodeID: String) async throws -> [String: String] {
+        let (status, body) = try await request("POST", "/v1/enroll-tokens", body: #"{"NodeID": "\#(nodeID)"}"#)
+        let object = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
+        guard status == 200, let secret = object?["Secret"] as? String else { throw TestFailure("enroll token: HTTP \(status) \(body)") }
+        return ["DROVER_ENROLL_TOKEN": secret, "DROVER_ADDR": "http://127.0.0.1:\(port)"]
+    }
+
     private func urlRequest(_ path: String) -> URLRequest {
         var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
         if let token { request.setValue(token, forHTTPHeaderField: "X-Nomad-Token") }
@@ -203,15 +212,19 @@ struct ServicesEndToEndTests {
         let (url, logs, virtualHost) = (sandbox.url, sandbox.logs, sandbox.virtualHost)
         let nodeID = TestEnvironment.uniqueName("e2e-node")
         let environment = [
-            "DROVER_AMQP_URL": virtualHost.amqpURL, "DROVER_POSTGRES_URL": url, "DROVER_HEARTBEAT_INTERVAL": "0.2", "DROVER_HEARTBEAT_MIN_TTL": "0.2",
+            "DROVER_AMQP_URL": virtualHost.amqpURL, "DROVER_POSTGRES_URL": url, "DROVER_AMQP_MANAGEMENT_URL": TestEnvironment.amqpManagementURL ?? "", "DROVER_HEARTBEAT_INTERVAL": "0.2", "DROVER_HEARTBEAT_MIN_TTL": "0.2",
             "DROVER_NODE_DATA_DIR": logs.appendingPathComponent("agent").path,
         ]
 
         // Every service migrates the same empty database at the same moment.
         let services = try await RunningService.startAll(
             ["api-gateway", "scheduler", "health-monitor", "autoscaler", "log-collector"], environment: environment, logDirectory: logs)
+        // The node joins with an enrollment token, as every node does.
+        try await eventually("api-gateway ready") { (try? await services[0].get("/readyz"))?.status == 200 }
+        try await services[0].bootstrap()
         let agent = try await RunningService.start(
-            "node-agent", name: "node-agent", arguments: ["--node-id", nodeID], environment: environment, logDirectory: logs)
+            "node-agent", name: "node-agent", arguments: ["--node-id", nodeID],
+            environment: environment.merging(try await services[0].joinEnvironment(for: nodeID)) { $1 }, logDirectory: logs)
         let all = services + [agent]
 
         for service in all {
@@ -220,7 +233,7 @@ struct ServicesEndToEndTests {
             #expect(!service.output.contains("Start-up step failed"), "\(service.name): \(service.output)")
         }
         let migrations = try await runShell("psql '\(url)' -Atc 'SELECT count(*) FROM drover_schema_migrations'")
-        #expect(migrations.trimmingCharacters(in: .whitespacesAndNewlines) == "10", "every migration this build knows")
+        #expect(migrations.trimmingCharacters(in: .whitespacesAndNewlines) == "11", "every migration this build knows")
 
         // agent ─heartbeat→ RabbitMQ ─→ health-monitor ─→ PostgreSQL
         try await eventually("the agent's heartbeat in PostgreSQL") {
@@ -247,7 +260,7 @@ struct ServicesEndToEndTests {
         let (url, logs, virtualHost) = (sandbox.url, sandbox.logs, sandbox.virtualHost)
         let nodeID = TestEnvironment.uniqueName("e2e-node")
         let environment = [
-            "DROVER_AMQP_URL": virtualHost.amqpURL, "DROVER_POSTGRES_URL": url, "DROVER_REGISTRATION_INTERVAL": "120",
+            "DROVER_AMQP_URL": virtualHost.amqpURL, "DROVER_POSTGRES_URL": url, "DROVER_AMQP_MANAGEMENT_URL": TestEnvironment.amqpManagementURL ?? "", "DROVER_REGISTRATION_INTERVAL": "120",
             "DROVER_NODE_DATA_DIR": logs.appendingPathComponent("agent").path,
         ]
         // The gateway declares the exchanges the agent needs; nothing reads registrations yet.
@@ -257,7 +270,8 @@ struct ServicesEndToEndTests {
             try await eventually("api-gateway ready") { (try? await gateway.get("/readyz"))?.status == 200 }
             try await gateway.bootstrap()
             let agent = try await RunningService.start(
-                "node-agent", name: "node-agent", arguments: ["--node-id", nodeID], environment: environment, logDirectory: logs)
+                "node-agent", name: "node-agent", arguments: ["--node-id", nodeID],
+                environment: environment.merging(try await gateway.joinEnvironment(for: nodeID)) { $1 }, logDirectory: logs)
             all.append(agent)
             try await eventually("node-agent ready") { (try? await agent.get("/readyz"))?.status == 200 }
             let monitor = try await RunningService.start(
