@@ -12,6 +12,8 @@ root=$(cd "$here/.." && pwd)
 peers=${DROVER_PEERS:-$root/../shared/peers}
 
 bin=$(cd "$root" && swift build -c release --product job-bench >/dev/null && swift build -c release --show-bin-path)
+# The management token deploy/local/up wrote, unless one is given.
+export DROVER_TOKEN=${DROVER_TOKEN:-$(cat "${DROVER_DATA_DIR:-$root/.drover}/management.token" 2>/dev/null || true)}
 drover=$("$bin/job-bench" --jobs "$N" --concurrency 8 | tee /dev/stderr | sed -n 's/^RESULT drover_jobs_per_s=\([0-9.]*\).*/\1/p')
 
 if [ -f "${SLURM_PEER_DIR:-/tmp/drover-slurm-peer}/etc/slurm.conf" ] && command -v sbatch >/dev/null; then

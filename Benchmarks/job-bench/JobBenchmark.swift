@@ -14,6 +14,8 @@ struct JobBenchmark: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "job-bench", abstract: "End-to-end job throughput and start latency.")
 
     @Option(help: "The API's address.") var address = ProcessInfo.processInfo.environment["DROVER_ADDR"] ?? "http://127.0.0.1:4646"
+    @Option(help: "An ACL token allowed to submit and read jobs (env DROVER_TOKEN or NOMAD_TOKEN).")
+    var token = ProcessInfo.processInfo.environment["DROVER_TOKEN"] ?? ProcessInfo.processInfo.environment["NOMAD_TOKEN"] ?? ""
     @Option(help: "Jobs to submit.") var jobs = 500
     @Option(help: "Submissions in flight at once.") var concurrency = 8
     @Option(help: "Seconds between submissions per client (0: as fast as possible); latency is best read with a pause.") var pause = 0.0
@@ -32,6 +34,7 @@ struct JobBenchmark: AsyncParsableCommand {
                         var request = URLRequest(url: URL(string: "\(address)/v1/jobs")!)
                         request.httpMethod = "POST"
                         request.httpBody = Data(body.utf8)
+                        request.setValue(token, forHTTPHeaderField: "X-Nomad-Token")
                         let start = Date()
                         let (_, response) = try await URLSession.shared.data(for: request)
                         guard (response as? HTTPURLResponse)?.statusCode == 200 else { throw ValidationError("submitting \(id) failed: \(response)") }
@@ -53,7 +56,9 @@ struct JobBenchmark: AsyncParsableCommand {
         var finished: [String: Date] = [:]
         while finished.count < jobs {
             try await Task.sleep(for: .milliseconds(250))
-            let (data, _) = try await URLSession.shared.data(from: URL(string: "\(address)/v1/allocations")!)
+            var listing = URLRequest(url: URL(string: "\(address)/v1/allocations")!)
+            listing.setValue(token, forHTTPHeaderField: "X-Nomad-Token")
+            let (data, _) = try await URLSession.shared.data(for: listing)
             let allocations = try JSONSerialization.jsonObject(with: data) as? [[String: Any]] ?? []
             for allocation in allocations {
                 guard let job = allocation["JobID"] as? String, job.hasPrefix(prefix + "-") else { continue }

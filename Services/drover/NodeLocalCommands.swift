@@ -188,7 +188,8 @@ struct ReportIssue: AsyncParsableCommand {
         if noUpload { return }
         // A joined node uploads it as itself; otherwise this command does, with its ACL token.
         if let id = answer.uploadedID {
-            return print("Uploaded as \(id); fetch it with: curl -H \"X-Nomad-Token: $DROVER_TOKEN\" -o report.zip \(api.address)/v1/issue-report/\(id)")
+            return print(
+                "Uploaded as \(id); fetch it with: curl -H \"X-Nomad-Token: $DROVER_TOKEN\" -o report.zip \(api.address)/v1/issue-report/\(id)")
         }
         guard let data = FileManager.default.contents(atPath: answer.path) else {
             throw APIClient.Failure(description: "cannot read \(answer.path) to upload it; run this on the node, or use --no-upload")

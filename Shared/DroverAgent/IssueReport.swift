@@ -24,7 +24,8 @@ enum IssueReport {
             let (data, response) = try await URLSession.shared.data(for: request)
             let status = (response as? HTTPURLResponse)?.statusCode ?? 0
             guard status == 200, let answer = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let id = answer["ID"] as? String else {
-                throw AgentAPI.Refused("Upload", "the gateway at \(address) answered HTTP \(status): \(String(decoding: data.prefix(500), as: UTF8.self))")
+                throw AgentAPI.Refused(
+                    "Upload", "the gateway at \(address) answered HTTP \(status): \(String(decoding: data.prefix(500), as: UTF8.self))")
             }
             return id
         } catch let refused as AgentAPI.Refused {

@@ -17,7 +17,8 @@ public struct ControlPlaneOptions: ParsableArguments, Sendable {
     @OptionGroup public var server: ServerOptions
 
     @Option(
-        help: "required: a node's messages count only from its own broker user; optional: also from a shared user, for development (env DROVER_NODE_IDENTITY)."
+        help:
+            "required: a node's messages count only from its own broker user; optional: also from a shared user, for development (env DROVER_NODE_IDENTITY)."
     )
     public var nodeIdentity: String = ProcessInfo.processInfo.environment["DROVER_NODE_IDENTITY"] ?? "required"
 

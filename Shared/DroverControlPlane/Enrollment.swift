@@ -36,7 +36,8 @@ public struct EnrollmentService: Sendable {
     /// - Throws: ``ControlPlaneError/unauthorized(_:)`` for a token that is unknown, used,
     ///   expired or for another node.
     public func join(
-        nodeID: String, secret: String, now: Date = Date(), makeBrokerUser: @Sendable (String) async throws -> (amqpURL: String, controlPlaneUser: String)
+        nodeID: String, secret: String, now: Date = Date(),
+        makeBrokerUser: @Sendable (String) async throws -> (amqpURL: String, controlPlaneUser: String)
     ) async throws -> NodeJoin {
         guard RoutingKey.isValidWord(nodeID) else {
             throw ControlPlaneError.invalid([FieldError("id", "'\(nodeID.prefix(100))' must be one routing-key word: no dots, '*', '#' or spaces")])

@@ -76,10 +76,10 @@ public struct ACLRepository: Sendable {
     public func insert(_ token: ACLToken, secretHash: Data) async throws {
         try await sql.query(
             """
-            INSERT INTO drover_acl_tokens (accessor_id, secret_hash, name, type, policies, create_time, expiration_time,
+            INSERT INTO drover_acl_tokens (accessor_id, secret_hash, name, type, policies, global, create_time, expiration_time,
                 create_index, modify_index)
-            VALUES (\(token.accessorID), \(secretHash), \(token.name), \(token.type.rawValue), \(token.policies), \(token.createTime),
-                \(token.expirationTime), \(token.createIndex), \(token.modifyIndex))
+            VALUES (\(token.accessorID), \(secretHash), \(token.name), \(token.type.rawValue), \(token.policies), \(token.global),
+                \(token.createTime), \(token.expirationTime), \(token.createIndex), \(token.modifyIndex))
             """)
     }
 
@@ -112,17 +112,17 @@ public struct ACLRepository: Sendable {
         if let value { try bindings.append(value) }
         let query = PostgresQuery(
             unsafeSQL: """
-                SELECT accessor_id, name, type, policies, create_time, expiration_time, create_index, modify_index
+                SELECT accessor_id, name, type, policies, global, create_time, expiration_time, create_index, modify_index
                 FROM drover_acl_tokens \(clause) ORDER BY create_index
                 """, binds: bindings)
         var found: [ACLToken] = []
-        for try await (accessor, name, type, policies, created, expires, createIndex, modifyIndex) in try await sql.query(query).decode(
-            (String, String, String, [String], Date, Date?, Int64, Int64).self)
+        for try await (accessor, name, type, policies, global, created, expires, createIndex, modifyIndex) in try await sql.query(query).decode(
+            (String, String, String, [String], Bool, Date, Date?, Int64, Int64).self)
         {
             found.append(
                 ACLToken(
-                    accessorID: accessor, name: name, type: ACLToken.Kind(rawValue: type) ?? .client, policies: policies, createTime: created,
-                    expirationTime: expires, createIndex: createIndex, modifyIndex: modifyIndex))
+                    accessorID: accessor, name: name, type: ACLToken.Kind(rawValue: type) ?? .client, policies: policies, global: global,
+                    createTime: created, expirationTime: expires, createIndex: createIndex, modifyIndex: modifyIndex))
         }
         return found
     }

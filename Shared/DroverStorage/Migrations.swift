@@ -390,7 +390,7 @@ public enum DroverSchema {
                 """
                 CREATE TABLE drover_acl_tokens (
                     accessor_id text PRIMARY KEY, secret_hash bytea NOT NULL UNIQUE, name text NOT NULL,
-                    type text NOT NULL CHECK (type IN ('client', 'management')), policies text[] NOT NULL,
+                    type text NOT NULL CHECK (type IN ('client', 'management')), policies text[] NOT NULL, global boolean NOT NULL,
                     create_time timestamptz NOT NULL, expiration_time timestamptz,
                     create_index bigint NOT NULL, modify_index bigint NOT NULL)
                 """,

@@ -111,7 +111,8 @@ struct MessageFuzzEndToEndTests {
             // What is under node.fz1. goes with node fz1's own broker user, as an enrolled node
             // would send it, so that it reaches past the sender check into every consumer.
             let (status, answer) = try await cluster.api.request("POST", "/v1/node/fz1/enroll")
-            let nodeURL = try #require((try JSONSerialization.jsonObject(with: Data(answer.utf8)) as? [String: Any])?["AMQPURL"] as? String, "\(status)")
+            let nodeURL = try #require(
+                (try JSONSerialization.jsonObject(with: Data(answer.utf8)) as? [String: Any])?["AMQPURL"] as? String, "\(status)")
             var nodeConfiguration = try AMQPBus.Configuration(url: nodeURL)
             nodeConfiguration.declaresExchanges = false
             let nodeBus = AMQPBus(configuration: nodeConfiguration, logger: Logger(label: "test.fuzz.node"))

@@ -212,7 +212,8 @@ struct ServicesEndToEndTests {
         let (url, logs, virtualHost) = (sandbox.url, sandbox.logs, sandbox.virtualHost)
         let nodeID = TestEnvironment.uniqueName("e2e-node")
         let environment = [
-            "DROVER_AMQP_URL": virtualHost.amqpURL, "DROVER_POSTGRES_URL": url, "DROVER_AMQP_MANAGEMENT_URL": TestEnvironment.amqpManagementURL ?? "", "DROVER_HEARTBEAT_INTERVAL": "0.2", "DROVER_HEARTBEAT_MIN_TTL": "0.2",
+            "DROVER_AMQP_URL": virtualHost.amqpURL, "DROVER_POSTGRES_URL": url, "DROVER_AMQP_MANAGEMENT_URL": TestEnvironment.amqpManagementURL ?? "",
+            "DROVER_HEARTBEAT_INTERVAL": "0.2", "DROVER_HEARTBEAT_MIN_TTL": "0.2",
             "DROVER_NODE_DATA_DIR": logs.appendingPathComponent("agent").path,
         ]
 
@@ -260,7 +261,8 @@ struct ServicesEndToEndTests {
         let (url, logs, virtualHost) = (sandbox.url, sandbox.logs, sandbox.virtualHost)
         let nodeID = TestEnvironment.uniqueName("e2e-node")
         let environment = [
-            "DROVER_AMQP_URL": virtualHost.amqpURL, "DROVER_POSTGRES_URL": url, "DROVER_AMQP_MANAGEMENT_URL": TestEnvironment.amqpManagementURL ?? "", "DROVER_REGISTRATION_INTERVAL": "120",
+            "DROVER_AMQP_URL": virtualHost.amqpURL, "DROVER_POSTGRES_URL": url, "DROVER_AMQP_MANAGEMENT_URL": TestEnvironment.amqpManagementURL ?? "",
+            "DROVER_REGISTRATION_INTERVAL": "120",
             "DROVER_NODE_DATA_DIR": logs.appendingPathComponent("agent").path,
         ]
         // The gateway declares the exchanges the agent needs; nothing reads registrations yet.
