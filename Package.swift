@@ -37,6 +37,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // MARK: Shared modules
@@ -76,6 +77,7 @@ let package = Package(
                 "DroverModel",
                 "DroverMessaging",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -84,10 +86,25 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "DroverHTTPClient",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            path: "Shared/DroverHTTPClient",
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "DroverRuntime",
             dependencies: [
                 "DroverMessaging",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -139,8 +156,10 @@ let package = Package(
             dependencies: [
                 "CDroverSystem",
                 "DroverMessaging",
+                "DroverHTTPClient",
                 "DroverModel",
                 "DroverRuntime",
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -190,8 +209,10 @@ let package = Package(
         .executableTarget(
             name: "DroverCLI",
             dependencies: [
+                "DroverHTTPClient",
                 "DroverModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             path: "Services/drover",
             swiftSettings: swiftSettings
@@ -332,7 +353,8 @@ let package = Package(
             ],
             path: "Tests/DroverRuntimeTests"
         ),
-        .testTarget(name: "EndToEndTests", dependencies: ["DroverMessaging", "DroverModel", "DroverTestSupport"], path: "Tests/EndToEndTests"),
+        .testTarget(
+            name: "EndToEndTests", dependencies: ["DroverMessaging", "DroverModel", "DroverTestSupport"], path: "Tests/EndToEndTests"),
     ]
 )
 

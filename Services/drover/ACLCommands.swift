@@ -16,7 +16,8 @@ struct ACLBootstrap: AsyncParsableCommand {
     @Flag(name: .customLong("json", withSingleDash: true), help: "Print the token as JSON.") var json = false
 
     func run() async throws {
-        let (token, _) = try await APIClient(address: api.address).send("POST", "/v1/acl/bootstrap", body: nil, as: ACLToken.self)
+        let (token, _) = try await APIClient(address: api.address, caCertificate: api.caCert).send(
+            "POST", "/v1/acl/bootstrap", body: nil, as: ACLToken.self)
         printToken(token, json: json)
     }
 }

@@ -1,22 +1,28 @@
 import ArgumentParser
+import DroverHTTPClient
 import DroverModel
 import Foundation
+import NIOHTTP1
 
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
-
-/// Talks to the gateway's Nomad-shaped API; turns every failure into a message that says what
-/// went wrong and what to do.
+/// Talks to the gateway's Nomad-shaped API (or the node's agent); turns every failure into a
+/// message that says what went wrong and what to do.
 struct APIClient {
     let address: String
     /// The ACL token's secret, sent as `X-Nomad-Token`.
     var token: String? = nil
     /// Headers every request carries (the agent's token, for the node's commands).
     var headers: [String: String] = [:]
+    /// The authorities an https server's certificate must chain to; the system's when nil.
+    var caCertificate: String? = nil
 
     struct Failure: Error, CustomStringConvertible {
         var description: String
+    }
+
+    /// The headers of an answer.
+    struct AnswerHeaders {
+        let headers: HTTPHeaders
+        func value(forHTTPHeaderField name: String) -> String? { headers.first(name: name) }
     }
 
     /// - Returns: the decoded body and the `X-Nomad-Index` of the answer.
@@ -35,26 +41,8 @@ struct APIClient {
     }
 
     /// The body of a successful answer as it came, with the answer's headers.
-    func raw(_ method: String = "GET", _ path: String, body: Data? = nil) async throws -> (Data, HTTPURLResponse?) {
-        guard let url = URL(string: address + path) else { throw Failure(description: "'\(address + path)' is not a URL") }
-        var request = URLRequest(url: url)
-        request.httpMethod = method
-        request.httpBody = body
-        request.timeoutInterval = 400
-        if body != nil { request.setValue("application/json", forHTTPHeaderField: "Content-Type") }
-        if let token { request.setValue(token, forHTTPHeaderField: "X-Nomad-Token") }
-        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
-        let data: Data
-        let response: URLResponse
-        do {
-            (data, response) = try await URLSession.shared.data(for: request)
-        } catch {
-            throw Failure(
-                description: "cannot reach \(address) (\(error.localizedDescription)).\n"
-                    + "Is Drover running? Start it locally with deploy/local/up, or point DROVER_ADDR (DROVER_AGENT_ADDR for node commands) at it.")
-        }
-        let http = response as? HTTPURLResponse
-        let status = http?.statusCode ?? 0
+    func raw(_ method: String = "GET", _ path: String, body: Data? = nil) async throws -> (Data, AnswerHeaders?) {
+        let (status, headers, data) = try await exchange(method, path, body: body)
         guard (200..<300).contains(status) else {
             if status == 401 || status == 403, let problem = try? JSONDecoder().decode(APIError.self, from: data) {
                 throw Failure(
@@ -70,7 +58,30 @@ struct APIClient {
             }
             throw Failure(description: "the API answered HTTP \(status): \(String(decoding: data, as: UTF8.self))")
         }
-        return (data, http)
+        return (data, AnswerHeaders(headers: headers))
+    }
+
+    /// One request and its answer, whatever its status.
+    func exchange(_ method: String, _ path: String, body: Data? = nil) async throws -> (Int, HTTPHeaders, Data) {
+        var headers = headers
+        if body != nil { headers["Content-Type"] = "application/json" }
+        if let token { headers["X-Nomad-Token"] = token }
+        do {
+            let answer = try await HTTPClients.send(
+                method, address + path, headers: headers, body: body, caCertificate: caCertificate, timeout: .seconds(400), limit: 1 << 30)
+            return (answer.status, answer.headers, answer.body)
+        } catch  where HTTPClients.isHandshakeFailure(error) {
+            throw Failure(
+                description: "the TLS handshake with \(address) failed (\(error)).\n"
+                    + "Its certificate must chain to an authority you trust and name the host: pass that authority's PEM file "
+                    + "with --ca-cert (DROVER_CACERT), and use the host name the certificate was made for.")
+        } catch {
+            throw Failure(
+                description: "cannot reach \(address) (\(error)).\n"
+                    + "Is Drover running? Start it locally with deploy/local/up, or point DROVER_ADDR (DROVER_AGENT_ADDR for node commands) at it"
+                    + (address.hasPrefix("https") ? "; for https, --ca-cert (DROVER_CACERT) names the authority its certificate must chain to." : ".")
+            )
+        }
     }
 }
 

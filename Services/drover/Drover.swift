@@ -1,10 +1,6 @@
 import ArgumentParser
 import Foundation
 
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
-
 @main
 struct Drover: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -28,8 +24,13 @@ struct AddressOptions: ParsableArguments {
         help: "The ACL token's secret (env DROVER_TOKEN or NOMAD_TOKEN; for a local cluster, .drover/management.token).")
     var token: String?
 
+    @Option(
+        name: .customLong("ca-cert"),
+        help: "For an https address, the PEM file of the authority its certificate must chain to (env DROVER_CACERT or NOMAD_CACERT).")
+    var caCert: String? = ProcessInfo.processInfo.environment["DROVER_CACERT"] ?? ProcessInfo.processInfo.environment["NOMAD_CACERT"]
+
     /// A client of the API with the token to send.
-    var client: APIClient { APIClient(address: address, token: resolvedToken) }
+    var client: APIClient { APIClient(address: address, token: resolvedToken, caCertificate: caCert) }
 
     var resolvedToken: String? {
         let environment = ProcessInfo.processInfo.environment
@@ -53,17 +54,8 @@ struct Status: AsyncParsableCommand {
     @Flag(name: .customLong("json", withSingleDash: true), help: "Print the gateway's answer as JSON.") var json = false
 
     func run() async throws {
-        let url = URL(string: api.address)!.appendingPathComponent("readyz")
-        let data: Data
-        let response: URLResponse
-        do {
-            (data, response) = try await URLSession.shared.data(from: url)
-        } catch {
-            throw CleanExit.message(
-                "error: cannot reach the API at \(api.address) (\(error.localizedDescription)).\n"
-                    + "Is Drover running? Start it locally with deploy/local/up, or point DROVER_ADDR at your cluster.")
-        }
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        let client = APIClient(address: api.address, caCertificate: api.caCert)
+        let (status, _, data) = try await client.exchange("GET", "/readyz")
         if json {
             print(String(decoding: data, as: UTF8.self))
         } else {

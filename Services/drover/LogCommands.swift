@@ -2,10 +2,6 @@ import ArgumentParser
 import DroverModel
 import Foundation
 
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
-
 struct AllocLogs: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "logs", abstract: "Prints a task's stdout (or stderr), kept by the control plane even after its node is gone.")
@@ -162,7 +158,9 @@ struct AgentOptions: ParsableArguments {
                             + "or pass --agent-token.")
                 }
             }
-            return APIClient(address: agent, headers: ["X-Drover-Agent-Token": token ?? ""])
+            return APIClient(
+                address: agent, headers: ["X-Drover-Agent-Token": token ?? ""],
+                caCertificate: ProcessInfo.processInfo.environment["DROVER_CACERT"])
         }
     }
 }

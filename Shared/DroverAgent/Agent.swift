@@ -71,6 +71,9 @@ public struct AgentOptions: ParsableArguments, Sendable {
     @Option(name: .customLong("address"), help: "The API gateway the node joins through (env DROVER_ADDR).")
     var address: String = ProcessInfo.processInfo.environment["DROVER_ADDR"] ?? "http://127.0.0.1:4646"
 
+    @Option(name: .customLong("ca-cert"), help: "The PEM file of the authorities an https gateway's certificate must chain to (env DROVER_CACERT).")
+    var caCert: String? = ProcessInfo.processInfo.environment["DROVER_CACERT"]
+
     @Option(
         help: "Users exec tasks may run as, comma-separated; any user but root when empty (env DROVER_EXEC_USERS).")
     var execUsers: String = ProcessInfo.processInfo.environment["DROVER_EXEC_USERS"] ?? ""
@@ -123,14 +126,18 @@ extension AgentOptions {
             throw ValidationError("\(NodeJoining.file(in: dataDirectory).path) holds the credentials of node \(kept.nodeID), not \(id)")
         }
         if joined == nil, let enrollToken, !enrollToken.isEmpty {
-            joined = try await NodeJoining.join(nodeID: id, token: enrollToken, address: address, in: dataDirectory, logger: logger)
+            joined = try await NodeJoining.join(
+                nodeID: id, token: enrollToken, address: address, caCertificate: caCert, in: dataDirectory, logger: logger)
             logger.notice("Node joined the cluster", metadata: ["address": "\(address)"])
         }
         // A node's broker user may not configure the exchanges; the control plane declares them.
         var busConfiguration = try bus.configuration()
         busConfiguration.declaresExchanges = false
         if let joined {
+            let authorities = busConfiguration.endpoint.caCertificate
             busConfiguration.endpoint = try AMQPEndpoint(url: joined.amqpURL)
+            // The authorities this node was given, not the path the gateway uses for its own.
+            if let authorities { busConfiguration.endpoint.caCertificate = authorities }
         } else if BrokerUsers.nodeID(ofUser: busConfiguration.endpoint.user) != id {
             logger.warning(
                 "This node has no identity of its own: a control plane that requires node identity refuses its messages; start it once with --enroll-token",
@@ -224,8 +231,8 @@ extension AgentOptions {
             ],
             routes: AgentAPI(
                 bus: amqp, node: node, shutdownScripts: shutdownScripts, users: users, dataDirectory: dataDirectory, settings: settings,
-                token: agentToken, joined: joined
-            ).addRoutes)
+                token: agentToken, joined: joined, caCertificate: caCert
+            ).addRoutes, tls: try server.tlsConfiguration())
     }
 }
 

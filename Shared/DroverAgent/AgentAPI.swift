@@ -19,6 +19,8 @@ struct AgentAPI: Sendable {
     let token: String
     /// The node's identity, when it joined: what uploads its issue reports.
     let joined: NodeJoin?
+    /// The authorities the gateway's certificate must chain to, for an https gateway.
+    let caCertificate: String?
 
     func addRoutes(to base: Router<BasicRequestContext>) {
         let router = base.group("/v1/agent").add(middleware: TokenCheck(token: token))
@@ -64,7 +66,8 @@ struct AgentAPI: Sendable {
                 // A joined node uploads it itself, with its own secret.
                 var uploaded: String?
                 if body.upload == true, let joined, let address = joined.address {
-                    uploaded = try await IssueReport.upload(destination, nodeID: node.id, secret: joined.nodeSecret, address: address)
+                    uploaded = try await IssueReport.upload(
+                        destination, nodeID: node.id, secret: joined.nodeSecret, address: address, caCertificate: caCertificate)
                 }
                 return Self.json(ReportAnswer(path: destination.path, files: files, uploadedID: uploaded))
             }

@@ -1,38 +1,31 @@
+import DroverHTTPClient
 import DroverModel
+import DroverRuntime
 import Foundation
-
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
+import NIOHTTP1
 
 /// What `drover report-issue` archives: the agent's logs, its state (node id, allocation
 /// records, users, scripts to run on shutdown) and the node as fingerprinted, in a zip.
 enum IssueReport {
     /// Uploads the archive at `file` as node `nodeID`, proving it with the node's secret.
     /// - Returns: the report's id. - Throws: ``AgentAPI/Refused`` saying why it failed.
-    static func upload(_ file: URL, nodeID: String, secret: String, address: String) async throws -> String {
-        guard let url = URL(string: "\(address)/v1/node/\(nodeID)/issue-report") else {
-            throw AgentAPI.Refused("Upload", "'\(address)' is not a URL")
-        }
-        var request = URLRequest(url: url)
-        request.httpMethod = "POST"
-        request.setValue(secret, forHTTPHeaderField: "X-Drover-Node-Secret")
-        request.setValue("application/zip", forHTTPHeaderField: "Content-Type")
-        request.httpBody = try Data(contentsOf: file)
-        request.timeoutInterval = 120
+    static func upload(_ file: URL, nodeID: String, secret: String, address: String, caCertificate: String?) async throws -> String {
+        let answer: (status: Int, headers: HTTPHeaders, body: Data)
         do {
-            let (data, response) = try await URLSession.shared.data(for: request)
-            let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-            guard status == 200, let answer = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let id = answer["ID"] as? String else {
-                throw AgentAPI.Refused(
-                    "Upload", "the gateway at \(address) answered HTTP \(status): \(String(decoding: data.prefix(500), as: UTF8.self))")
-            }
-            return id
-        } catch let refused as AgentAPI.Refused {
-            throw refused
+            answer = try await HTTPClients.send(
+                "POST", "\(address)/v1/node/\(nodeID)/issue-report",
+                headers: ["X-Drover-Node-Secret": secret, "Content-Type": "application/zip"], body: try Data(contentsOf: file),
+                caCertificate: caCertificate, timeout: .seconds(120))
         } catch {
-            throw AgentAPI.Refused("Upload", "cannot reach the gateway at \(address): \(error.localizedDescription)")
+            throw AgentAPI.Refused("Upload", "cannot reach the gateway at \(address): \(error)")
         }
+        guard answer.status == 200, let object = try? JSONSerialization.jsonObject(with: answer.body) as? [String: Any],
+            let id = object["ID"] as? String
+        else {
+            throw AgentAPI.Refused(
+                "Upload", "the gateway at \(address) answered HTTP \(answer.status): \(String(decoding: answer.body.prefix(500), as: UTF8.self))")
+        }
+        return id
     }
 
     /// Writes the archive to `destination`. - Returns: the paths it holds.

@@ -1,10 +1,9 @@
+import DroverHTTPClient
 import DroverModel
+import DroverRuntime
 import Foundation
 import Logging
 
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -33,38 +32,37 @@ enum NodeJoining {
     /// Joins node `nodeID` through the gateway at `address` with the one-time `token`, and keeps
     /// what it got. A gateway that cannot be reached is tried again, every 2 s, for `patience`;
     /// a token the gateway refuses ends it at once.
-    static func join(nodeID: String, token: String, address: String, in directory: URL, patience: Duration = .seconds(300), logger: Logger)
-        async throws -> NodeJoin
-    {
-        guard let url = URL(string: "\(address)/v1/node/\(nodeID)/join") else { throw Refused(description: "'\(address)' is not a URL") }
-        var request = URLRequest(url: url)
-        request.httpMethod = "POST"
-        request.httpBody = try JSONEncoder().encode(["EnrollToken": token])
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        request.timeoutInterval = 30
+    static func join(
+        nodeID: String, token: String, address: String, caCertificate: String?, in directory: URL, patience: Duration = .seconds(300),
+        logger: Logger
+    ) async throws -> NodeJoin {
+        let body = try JSONEncoder().encode(["EnrollToken": token])
         let deadline = ContinuousClock.now + patience
         while true {
             do {
-                let (data, response) = try await URLSession.shared.data(for: request)
-                let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-                guard status == 200 else {
-                    let reason = (try? JSONDecoder().decode(APIError.self, from: data).error) ?? String(decoding: data.prefix(500), as: UTF8.self)
-                    guard status >= 500 else {
-                        throw Refused(description: "the gateway refused to let node \(nodeID) join (HTTP \(status)): \(reason)")
+                let answer = try await HTTPClients.send(
+                    "POST", "\(address)/v1/node/\(nodeID)/join", headers: ["Content-Type": "application/json"], body: body,
+                    caCertificate: caCertificate, timeout: .seconds(30))
+                guard answer.status == 200 else {
+                    let reason =
+                        (try? JSONDecoder().decode(APIError.self, from: answer.body).error)
+                        ?? String(decoding: answer.body.prefix(500), as: UTF8.self)
+                    guard answer.status >= 500 else {
+                        throw Refused(description: "the gateway refused to let node \(nodeID) join (HTTP \(answer.status)): \(reason)")
                     }
-                    throw URLError(.badServerResponse)
+                    throw Refused(description: "retry: HTTP \(answer.status) \(reason)")
                 }
-                var joined = try JSONDecoder().decode(NodeJoin.self, from: data)
+                var joined = try JSONDecoder().decode(NodeJoin.self, from: answer.body)
                 joined.address = address
                 try keep(joined, in: directory)
                 return joined
-            } catch let refused as Refused {
+            } catch let refused as Refused where !refused.description.hasPrefix("retry: ") {
                 throw refused
             } catch {
                 guard ContinuousClock.now < deadline else {
-                    throw Refused(description: "cannot join through \(address) (\(error.localizedDescription)) after \(patience)")
+                    throw Refused(description: "cannot join through \(address) (\(error)) after \(patience)")
                 }
-                logger.warning("Cannot join yet; trying again", metadata: ["address": "\(address)", "error": "\(error.localizedDescription)"])
+                logger.warning("Cannot join yet; trying again", metadata: ["address": "\(address)", "error": "\(error)"])
                 try await Task.sleep(for: .seconds(2))
             }
         }

@@ -68,7 +68,7 @@ public struct ControlPlane: Sendable {
         try await runtime.runService(
             bus: bus, host: options.server.httpHost, port: options.server.configuredPort ?? defaultPort,
             readiness: [ReadinessCheck("postgres") { await database.ping() }], dependencies: [database.client],
-            prepare: { try await database.migrate() }, workers: workers, routes: routes)
+            prepare: { try await database.migrate() }, workers: workers, routes: routes, tls: try options.server.tlsConfiguration())
     }
 }
 

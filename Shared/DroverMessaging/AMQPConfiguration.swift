@@ -1,21 +1,29 @@
 import Foundation
 
-/// Where the bus connects: parsed from `amqp://USER:PASSWORD@HOST:PORT[/VHOST]`.
+/// Where the bus connects: parsed from `amqp://USER:PASSWORD@HOST:PORT[/VHOST]`, or
+/// `amqps://…` for TLS (port 5671 by default), with `?cacertfile=PATH` naming the certificate
+/// authority the broker's certificate must chain to (else the system's).
 public struct AMQPEndpoint: Sendable, Equatable {
     public var host: String
     public var port: Int
     public var user: String
     public var password: String
     public var vhost: String
+    /// Whether the connection runs over TLS, verifying the broker's certificate and host name.
+    public var tls: Bool
+    /// The PEM file of the authorities the broker's certificate must chain to; the system's
+    /// when nil.
+    public var caCertificate: String?
 
     /// - Throws: ``MessagingError/invalidURL(_:reason:)`` naming what is wrong.
     public init(url: String) throws {
         guard let components = URLComponents(string: url) else { throw MessagingError.invalidURL(url, reason: "not a URL") }
-        guard components.scheme == "amqp" else {
-            throw MessagingError.invalidURL(url, reason: "the scheme must be amqp (TLS is not supported yet)")
+        guard components.scheme == "amqp" || components.scheme == "amqps" else {
+            throw MessagingError.invalidURL(url, reason: "the scheme must be amqp, or amqps for TLS")
         }
         guard let host = components.host, !host.isEmpty else { throw MessagingError.invalidURL(url, reason: "no host") }
-        let port = components.port ?? 5672
+        tls = components.scheme == "amqps"
+        let port = components.port ?? (tls ? 5671 : 5672)
         guard (1...65535).contains(port) else { throw MessagingError.invalidURL(url, reason: "port \(port) is out of range") }
         self.host = host
         self.port = port
@@ -23,21 +31,32 @@ public struct AMQPEndpoint: Sendable, Equatable {
         self.password = components.password?.removingPercentEncoding ?? "guest"
         let path = components.percentEncodedPath
         self.vhost = path.isEmpty || path == "/" ? "/" : String(path.dropFirst()).removingPercentEncoding ?? "/"
+        for item in components.queryItems ?? [] {
+            guard item.name == "cacertfile" else {
+                throw MessagingError.invalidURL(url, reason: "unknown query parameter '\(item.name)'; only cacertfile is understood")
+            }
+            guard tls else { throw MessagingError.invalidURL(url, reason: "cacertfile is for amqps:// URLs") }
+            guard let value = item.value, value.hasPrefix("/") else {
+                throw MessagingError.invalidURL(url, reason: "cacertfile must be an absolute path")
+            }
+            caCertificate = value
+        }
     }
 
     /// The URL without its password, for logs.
-    public var redacted: String { "amqp://\(user)@\(host):\(port)/\(vhost == "/" ? "" : vhost)" }
+    public var redacted: String { "\(tls ? "amqps" : "amqp")://\(user)@\(host):\(port)/\(vhost == "/" ? "" : vhost)" }
 
     /// The endpoint as a URL, with its password.
     public var url: String {
         var components = URLComponents()
-        components.scheme = "amqp"
+        components.scheme = tls ? "amqps" : "amqp"
         components.user = user
         components.password = password
         components.host = host
         components.port = port
         let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-._~"))
         components.percentEncodedPath = vhost == "/" ? "" : "/" + (vhost.addingPercentEncoding(withAllowedCharacters: allowed) ?? vhost)
+        if let caCertificate { components.queryItems = [URLQueryItem(name: "cacertfile", value: caCertificate)] }
         return components.string ?? redacted
     }
 }

@@ -151,9 +151,28 @@ final class AMQPConnection {
         user = endpoint.user
         guard let state = amqp_new_connection() else { throw AMQPError("out of memory") }
         self.state = state
-        guard let socket = amqp_tcp_socket_new(state) else {
+        let socket: OpaquePointer?
+        if endpoint.tls {
+            // TLS, verifying the broker's certificate against the given authorities (or the
+            // system's) and its name against the host connected to.
+            socket = amqp_ssl_socket_new(state)
+            if let socket {
+                amqp_ssl_socket_set_verify_peer(socket, 1)
+                amqp_ssl_socket_set_verify_hostname(socket, 1)
+                if let authorities = endpoint.caCertificate {
+                    let status = amqp_ssl_socket_set_cacert(socket, authorities)
+                    guard status == AMQP_STATUS_OK.rawValue else {
+                        close()
+                        throw AMQPError("cannot read the certificate authorities in \(authorities): \(String(cString: amqp_error_string2(status)))")
+                    }
+                }
+            }
+        } else {
+            socket = amqp_tcp_socket_new(state)
+        }
+        guard let socket else {
             close()
-            throw AMQPError("cannot create a TCP socket")
+            throw AMQPError("cannot create a \(endpoint.tls ? "TLS" : "TCP") socket")
         }
         var tv = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: Int(timeout.components.attoseconds / 1_000_000_000_000))
         let status = amqp_socket_open_noblock(socket, endpoint.host, Int32(endpoint.port), &tv)

@@ -2,6 +2,7 @@ public import ArgumentParser
 public import DroverMessaging
 import Foundation
 public import Logging
+public import NIOSSL
 
 private func environment(_ name: String) -> String? {
     ProcessInfo.processInfo.environment[name].flatMap { $0.isEmpty ? nil : $0 }
@@ -9,8 +10,16 @@ private func environment(_ name: String) -> String? {
 
 /// How a service reaches RabbitMQ.
 public struct BusOptions: ParsableArguments, Sendable {
-    @Option(name: .customLong("amqp-url"), help: "RabbitMQ URL, amqp://USER:PASSWORD@HOST:PORT[/VHOST] (env DROVER_AMQP_URL).")
+    @Option(
+        name: .customLong("amqp-url"), help: "RabbitMQ URL, amqp://USER:PASSWORD@HOST:PORT[/VHOST], or amqps://… for TLS (env DROVER_AMQP_URL).")
     public var amqpURL: String = environment("DROVER_AMQP_URL") ?? "amqp://guest:guest@127.0.0.1:5680"
+
+    @Option(
+        name: .customLong("amqp-ca-cert"),
+        help:
+            "With amqps://, the PEM file of the authorities the broker's certificate must chain to; the system's by default (env DROVER_AMQP_CA_CERT)."
+    )
+    public var amqpCACert: String? = environment("DROVER_AMQP_CA_CERT")
 
     @Option(help: "The topic exchange Drover publishes to (env DROVER_EXCHANGE).")
     public var exchange: String = environment("DROVER_EXCHANGE") ?? "drover"
@@ -28,6 +37,7 @@ public struct BusOptions: ParsableArguments, Sendable {
     /// The bus configuration these options describe.
     public func configuration() throws -> AMQPBus.Configuration {
         var configuration = try AMQPBus.Configuration(url: amqpURL)
+        if let amqpCACert, !amqpCACert.isEmpty { configuration.endpoint.caCertificate = amqpCACert }
         configuration.exchange = exchange
         configuration.queueKind = quorumQueues ? .quorum : .classic
         return configuration
@@ -59,6 +69,12 @@ public struct ServerOptions: ParsableArguments, Sendable {
     @Option(help: "trace, debug, info, notice, warning, error or critical (env DROVER_LOG_LEVEL).")
     public var logLevel: String = environment("DROVER_LOG_LEVEL") ?? "info"
 
+    @Option(help: "Serve HTTPS with this PEM certificate chain, with --tls-key (env DROVER_TLS_CERT).")
+    public var tlsCert: String? = environment("DROVER_TLS_CERT")
+
+    @Option(help: "The PEM private key of --tls-cert (env DROVER_TLS_KEY).")
+    public var tlsKey: String? = environment("DROVER_TLS_KEY")
+
     public init() {}
 
     public func validate() throws {
@@ -66,6 +82,14 @@ public struct ServerOptions: ParsableArguments, Sendable {
             throw ValidationError("DROVER_HTTP_PORT: '\(text)' is not a port number")
         }
         if let port = configuredPort, !(0...65535).contains(port) { throw ValidationError("--http-port: \(port) is not a port (0-65535)") }
+        switch (tlsCert?.isEmpty == false ? tlsCert : nil, tlsKey?.isEmpty == false ? tlsKey : nil) {
+        case (nil, nil): break
+        case (let cert?, let key?):
+            for (flag, file) in [("--tls-cert", cert), ("--tls-key", key)] where !FileManager.default.isReadableFile(atPath: file) {
+                throw ValidationError("\(flag): '\(file)' is not a readable file")
+            }
+        default: throw ValidationError("--tls-cert and --tls-key go together: give both, or neither for plain HTTP")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level: '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
         }
@@ -75,4 +99,19 @@ public struct ServerOptions: ParsableArguments, Sendable {
     public var configuredPort: Int? { httpPort ?? environment("DROVER_HTTP_PORT").flatMap(Int.init) }
 
     public var level: Logger.Level { Logger.Level(rawValue: logLevel) ?? .info }
+}
+
+extension ServerOptions {
+    /// The HTTPS settings `--tls-cert` and `--tls-key` describe, or nil for plain HTTP.
+    /// - Throws: when a file does not hold what it should, saying which.
+    public func tlsConfiguration() throws -> TLSConfiguration? {
+        guard let tlsCert, !tlsCert.isEmpty, let tlsKey, !tlsKey.isEmpty else { return nil }
+        do {
+            let chain = try NIOSSLCertificate.fromPEMFile(tlsCert).map { NIOSSLCertificateSource.certificate($0) }
+            let key = try NIOSSLPrivateKey(file: tlsKey, format: .pem)
+            return TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+        } catch {
+            throw ValidationError("--tls-cert/--tls-key: cannot read \(tlsCert) and \(tlsKey) as a PEM certificate chain and key: \(error)")
+        }
+    }
 }

@@ -1,8 +1,10 @@
 public import DroverMessaging
 import Foundation
 public import Hummingbird
+import HummingbirdTLS
 public import Logging
 import Metrics
+public import NIOSSL
 import Prometheus
 public import ServiceLifecycle
 import Synchronization
@@ -15,6 +17,32 @@ public struct ReadinessCheck: Sendable {
     public init(_ name: String, _ check: @escaping @Sendable () async -> Bool) {
         self.name = name
         self.check = check
+    }
+
+    /// The check's answer, or false when it has none within `limit`: a database whose every
+    /// connection attempt fails (a certificate not trusted, say) would otherwise never answer.
+    public func evaluate(within limit: Duration) async -> Bool {
+        let answer = FirstAnswer()
+        return await withCheckedContinuation { continuation in
+            answer.wait(continuation)
+            let check = Task { answer.give(await self.check()) }
+            Task {
+                try? await Task.sleep(for: limit)
+                if answer.give(false) { check.cancel() }
+            }
+        }
+    }
+}
+
+/// Resumes one continuation with whichever answer comes first.
+private final class FirstAnswer: Sendable {
+    private let continuation = Mutex<CheckedContinuation<Bool, Never>?>(nil)
+    func wait(_ waiting: CheckedContinuation<Bool, Never>) { continuation.withLock { $0 = waiting } }
+    /// - Returns: whether this answer was the first.
+    @discardableResult func give(_ value: Bool) -> Bool {
+        guard let waiting = continuation.withLock({ $0.take() }) else { return false }
+        waiting.resume(returning: value)
+        return true
     }
 }
 
@@ -90,8 +118,12 @@ public struct ServiceRuntime: Sendable {
             Response.json(.ok, #"{"service":"\#(name)","status":"ok"}"#)
         }
         router.get("/readyz") { _, _ in
-            var results: [(String, Bool)] = []
-            for check in readiness { results.append((check.name, await check.check())) }
+            let results = await withTaskGroup(of: (Int, String, Bool).self) { group in
+                for (position, check) in readiness.enumerated() {
+                    group.addTask { (position, check.name, await check.evaluate(within: .seconds(2))) }
+                }
+                return await group.reduce(into: []) { $0.append($1) }.sorted { $0.0 < $1.0 }.map { ($0.1, $0.2) }
+            }
             let ready = results.allSatisfy(\.1)
             let checks = results.map { #""\#($0.0)":\#($0.1)"# }.joined(separator: ",")
             return Response.json(ready ? .ok : .serviceUnavailable, #"{"service":"\#(name)","ready":\#(ready),"checks":{\#(checks)}}"#)
@@ -108,13 +140,15 @@ public struct ServiceRuntime: Sendable {
         return router
     }
 
-    /// The HTTP server for `router` on `host:port`; logs once it listens.
-    public func httpServer(router: Router<BasicRequestContext>, host: String, port: Int) -> some Service {
+    /// The HTTP server for `router` on `host:port`, HTTPS with `tls`; logs once it listens.
+    public func httpServer(router: Router<BasicRequestContext>, host: String, port: Int, tls: TLSConfiguration? = nil) throws -> some Service {
         let logger = self.logger
         return Application(
-            router: router, configuration: .init(address: .hostname(host, port: port), serverName: name),
+            router: router, server: try tls.map { try .tls(.http1(), tlsConfiguration: $0) } ?? .http1(),
+            configuration: .init(address: .hostname(host, port: port), serverName: name),
             onServerRunning: { channel in
-                logger.info("HTTP listening", metadata: ["address": "\(channel.localAddress?.description ?? "?")"])
+                logger.info(
+                    "HTTP listening", metadata: ["address": "\(channel.localAddress?.description ?? "?")", "tls": "\(tls != nil)"])
             }, logger: logger)
     }
 
@@ -193,13 +227,13 @@ extension ServiceRuntime {
     public func runService(
         bus: AMQPBus, host: String, port: Int, readiness: [ReadinessCheck] = [], dependencies: [any Service] = [],
         prepare: @escaping @Sendable () async throws -> Void = {}, workers: [any Service],
-        routes: (Router<BasicRequestContext>) -> Void = { _ in }
+        routes: (Router<BasicRequestContext>) -> Void = { _ in }, tls: TLSConfiguration? = nil
     ) async throws {
         let gate = Gate()
         let checks = [ReadinessCheck("amqp") { bus.isConnected }] + readiness + [ReadinessCheck("startup") { gate.isOpen }]
         let router = router(readiness: checks)
         routes(router)
-        let server = httpServer(router: router, host: host, port: port)
+        let server = try httpServer(router: router, host: host, port: port, tls: tls)
         try await run(
             dependencies + [bus, server, Startup(gate: gate, logger: logger, prepare: prepare)] + workers.map { AfterGate(gate, $0) })
     }

@@ -1,5 +1,6 @@
 import Foundation
 public import Logging
+import NIOSSL
 public import PostgresNIO
 
 /// Errors of the storage layer, each naming the input and what to do.
@@ -25,7 +26,9 @@ public struct Database: Sendable {
 
     /// - Parameters:
     ///   - url: `postgres://USER:PASSWORD@HOST:PORT/DATABASE`, with an optional `sslmode` of
-    ///     `disable` (the default), `prefer` or `require`.
+    ///     `disable` (the default), `prefer`, `require`, `verify-ca` or `verify-full`, as libpq
+    ///     reads them, and `sslrootcert=PATH`, the roots a server's certificate must chain to
+    ///     (the system's by default).
     ///   - applicationName: what PostgreSQL shows as the connections' `application_name`
     ///     (`pg_stat_activity`, the server log's `%a`): the service's name.
     /// - Throws: ``StorageError/invalidURL(_:reason:)``.
@@ -46,12 +49,37 @@ public struct Database: Sendable {
         guard let user = components.user, !user.isEmpty else { throw StorageError.invalidURL(url, reason: "no user") }
         let database = String(components.path.drop { $0 == "/" })
         guard !database.isEmpty else { throw StorageError.invalidURL(url, reason: "no database name") }
+        let query = components.queryItems ?? []
+        var trust = TLSConfiguration.makeClientConfiguration()
+        if let roots = query.first(where: { $0.name == "sslrootcert" })?.value {
+            guard roots.hasPrefix("/"), FileManager.default.isReadableFile(atPath: roots) else {
+                throw StorageError.invalidURL(url, reason: "sslrootcert '\(roots)' is not a readable file given by its full path")
+            }
+            trust.trustRoots = .file(roots)
+        }
+        // As libpq reads sslmode: require encrypts without checking whom it talks to; verify-ca
+        // checks the server's certificate chains to a trusted root; verify-full also checks its
+        // name against the host.
+        // libpq's rule: require with a root certificate given verifies as verify-ca does.
+        var mode = query.first(where: { $0.name == "sslmode" })?.value ?? "disable"
+        if mode == "require" && query.contains(where: { $0.name == "sslrootcert" }) { mode = "verify-ca" }
         let tls: PostgresClient.Configuration.TLS
-        switch components.queryItems?.first(where: { $0.name == "sslmode" })?.value ?? "disable" {
+        switch mode {
         case "disable": tls = .disable
-        case "prefer": tls = try .prefer(.clientDefault)
-        case "require": tls = try .require(.clientDefault)
-        case let other: throw StorageError.invalidURL(url, reason: "sslmode '\(other)' is not one of disable, prefer, require")
+        case "prefer":
+            trust.certificateVerification = .none
+            tls = try .prefer(trust)
+        case "require":
+            trust.certificateVerification = .none
+            tls = try .require(trust)
+        case "verify-ca":
+            trust.certificateVerification = .noHostnameVerification
+            tls = try .require(trust)
+        case "verify-full":
+            trust.certificateVerification = .fullVerification
+            tls = try .require(trust)
+        case let other:
+            throw StorageError.invalidURL(url, reason: "sslmode '\(other)' is not one of disable, prefer, require, verify-ca, verify-full")
         }
         return PostgresClient.Configuration(
             host: host, port: components.port ?? 5432, username: user.removingPercentEncoding ?? user,

@@ -53,10 +53,21 @@ import Testing
         #expect(try AMQPEndpoint(url: "amqp://h:1/%2F").vhost == "/")
     }
 
+    @Test func readsTLSAndItsAuthority() throws {
+        let endpoint = try AMQPEndpoint(url: "amqps://drover:p@broker.local/prod?cacertfile=/etc/drover/ca.pem")
+        #expect(endpoint.tls && endpoint.port == 5671 && endpoint.caCertificate == "/etc/drover/ca.pem")
+        #expect(endpoint.redacted == "amqps://drover@broker.local:5671/prod")
+        #expect(try AMQPEndpoint(url: endpoint.url) == endpoint)
+        #expect(try AMQPEndpoint(url: "amqp://h").tls == false)
+    }
+
     @Test(arguments: [
         ("http://h:5672", "scheme"),
         ("amqp://:5672", "no host"),
         ("amqp://h:70000", "out of range"),
+        ("amqp://h?cacertfile=/ca.pem", "for amqps"),
+        ("amqps://h?cacertfile=ca.pem", "absolute path"),
+        ("amqps://h?verify=none", "unknown query parameter 'verify'"),
     ])
     func refusesBadURLs(_ example: (url: String, reason: String)) {
         let error = #expect(throws: MessagingError.self) { try AMQPEndpoint(url: example.url) }

@@ -36,6 +36,17 @@ import Testing
         }
     }
 
+    /// A check that never answers (a database pool retrying a refused certificate forever)
+    /// counts as failed instead of holding `/readyz`.
+    @Test func aCheckThatNeverAnswersFailsWithinItsLimit() async throws {
+        let hanging = ReadinessCheck("postgres") {
+            try? await Task.sleep(for: .seconds(3600))  // until the limit cancels it
+            return true
+        }
+        #expect(await hanging.evaluate(within: .milliseconds(50)) == false)
+        #expect(await ReadinessCheck("amqp") { true }.evaluate(within: .seconds(60)) == true)
+    }
+
     @Test func aGateOpensOnce() {
         let gate = Gate()
         #expect(!gate.isOpen)

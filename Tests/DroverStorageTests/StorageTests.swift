@@ -14,6 +14,8 @@ import Testing
         ("postgres://h:5432/db", "no user"),
         ("postgres://u:p@h:5432", "no database"),
         ("postgres://u:p@h:5432/db?sslmode=always", "sslmode 'always'"),
+        ("postgres://u:p@h:5432/db?sslmode=verify-full&sslrootcert=ca.pem", "sslrootcert 'ca.pem'"),
+        ("postgres://u:p@h:5432/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem", "not a readable file"),
     ])
     func refusesBadURLs(_ example: (url: String, reason: String)) {
         let error = #expect(throws: StorageError.self) { try Database.configuration(url: example.url) }

@@ -25,11 +25,18 @@ public enum TestEnvironment {
     public static var amqpManagementURL: String? { environment["DROVER_TEST_AMQP_MANAGEMENT_URL"] }
     public static var binDirectory: String? { environment["DROVER_BIN_DIR"] }
     public static var integrationRequired: Bool { environment["DROVER_REQUIRE_INTEGRATION"] == "1" }
+    /// Where `deploy/local/tls-certs` made the run's certificates: `ca.pem`, `server.pem`,
+    /// `server-key.pem`, `other-ca.pem`. The test servers also speak TLS with them.
+    public static var tlsDirectory: String? { environment["DROVER_TEST_TLS_DIR"] }
+    /// The test broker's AMQP-over-TLS port.
+    public static var amqpsPort: Int? { environment["DROVER_TEST_AMQPS_PORT"].flatMap(Int.init) }
 
     /// Whether tests that need RabbitMQ should run.
     public static var runsMessagingIntegration: Bool { amqpURL != nil || integrationRequired }
     /// Whether tests that need PostgreSQL should run.
     public static var runsStorageIntegration: Bool { postgresURL != nil || integrationRequired }
+    /// Whether the TLS end-to-end test should run: it needs the servers' TLS as well.
+    public static var runsTLS: Bool { (runsEndToEnd && tlsDirectory != nil && amqpsPort != nil) || integrationRequired }
     /// Whether tests that need both servers and the built executables should run.
     public static var runsEndToEnd: Bool { (amqpURL != nil && postgresURL != nil && binDirectory != nil) || integrationRequired }
 

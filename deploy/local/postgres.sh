@@ -5,6 +5,8 @@
 # with a role and database `drover` (password `drover`).
 # URL: postgres://drover:drover@127.0.0.1:PORT/drover
 # initdb and postgres refuse to run as root, so as root they run as the `postgres` user.
+# With DROVER_TLS_DIR (see tls-certs) it also accepts TLS with DIR's server.pem
+# (postgres://…?sslmode=verify-full&sslrootcert=DIR/ca.pem, host localhost).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -31,8 +33,16 @@ start() {
             --auth-local=trust --auth-host=scram-sha-256 > "$DIR/initdb.log" 2>&1 || { cat "$DIR/initdb.log" >&2; die "initdb failed"; }
         fresh=1
     fi
+    local tls=""
+    if [ -n "${DROVER_TLS_DIR:-}" ]; then
+        # The server's key must be its own user's, readable by it alone.
+        install -m 600 "$DROVER_TLS_DIR/server-key.pem" "$DIR/server-key.pem"
+        install -m 644 "$DROVER_TLS_DIR/server.pem" "$DIR/server.pem"
+        if [ "$(id -u)" = 0 ]; then chown postgres: "$DIR/server-key.pem" "$DIR/server.pem"; fi
+        tls="-c ssl=on -c ssl_cert_file=$DIR/server.pem -c ssl_key_file=$DIR/server-key.pem"
+    fi
     "${AS[@]}" "$PG_BIN/pg_ctl" -D "$DIR/data" -l "$DIR/postgres.log" -w -t 60 start \
-        -o "-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c max_connections=300 ${DROVER_PG_OPTIONS:-}" >/dev/null \
+        -o "-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c max_connections=300 $tls ${DROVER_PG_OPTIONS:-}" >/dev/null \
         || { tail -20 "$DIR/postgres.log" >&2; die "postgres did not start; see $DIR/postgres.log"; }
     if [ -n "$fresh" ]; then
         "${AS[@]}" "$PG_BIN/psql" -q -h "$DIR" -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 \

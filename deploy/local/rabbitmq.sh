@@ -5,6 +5,8 @@
 # (default 5680), management API on PORT+10000, a private epmd port, so it never touches
 # another broker on the machine. Ready when the AMQP port accepts connections.
 # URL: amqp://guest:guest@127.0.0.1:PORT (guest may log in from loopback only).
+# With DROVER_TLS_DIR (see tls-certs) and DROVER_RABBITMQ_TLS_PORT it also listens for AMQP over
+# TLS on 127.0.0.1:DROVER_RABBITMQ_TLS_PORT with DIR's server.pem: amqps://guest:guest@localhost:PORT.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -35,6 +37,16 @@ loopback_users.guest = true
 # The bus refuses larger messages itself (AMQPBus.Configuration.maximumMessageBytes); the two agree.
 max_message_size = 16777216
 CONF
+    if [ -n "${DROVER_TLS_DIR:-}" ] && [ -n "${DROVER_RABBITMQ_TLS_PORT:-}" ]; then
+        cat >> "$DIR/rabbitmq.conf" <<CONF
+listeners.ssl.1 = 127.0.0.1:$DROVER_RABBITMQ_TLS_PORT
+ssl_options.cacertfile = $DROVER_TLS_DIR/ca.pem
+ssl_options.certfile = $DROVER_TLS_DIR/server.pem
+ssl_options.keyfile = $DROVER_TLS_DIR/server-key.pem
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
+CONF
+    fi
     echo '[rabbitmq_management].' > "$DIR/enabled_plugins"
     if [ ! -f "$DIR/home/.erlang.cookie" ]; then
         head -c 30 /dev/urandom | base64 | tr -dc A-Za-z0-9 > "$DIR/home/.erlang.cookie"
