@@ -35,6 +35,10 @@ public enum TestEnvironment {
     public static var runsMessagingIntegration: Bool { amqpURL != nil || integrationRequired }
     /// Whether tests that need PostgreSQL should run.
     public static var runsStorageIntegration: Bool { postgresURL != nil || integrationRequired }
+    /// A Python with the client libraries the end-to-end tests drive (python-nomad).
+    public static var python: String? { environment["DROVER_TEST_PYTHON"] }
+    /// Whether the client-library tests should run: they need a cluster and that Python.
+    public static var runsClientLibraries: Bool { (runsEndToEnd && python != nil) || integrationRequired }
     /// Whether the TLS end-to-end test should run: it needs the servers' TLS as well.
     public static var runsTLS: Bool { (runsEndToEnd && tlsDirectory != nil && amqpsPort != nil) || integrationRequired }
     /// Whether tests that need both servers and the built executables should run.
