@@ -245,3 +245,16 @@ struct AccessTests {
         }
     }
 }
+
+/// The challenge a 401 carries: Bearer on Nomad's routes; Basic on the Chronos-shaped ones, since
+/// chronos-python (httplib2) sends its username and password (the token) only after a Basic challenge.
+@Suite struct ChallengeTests {
+    @Test(arguments: [("/v1/jobs", "Bearer"), ("/scheduler/jobs", "Basic"), ("/v1/scheduler/iso8601", "Basic")])
+    func aMissingTokenIsChallengedAsTheRoutesClientsExpect(_ example: (path: String, scheme: String)) {
+        let request = Request(
+            head: .init(method: .get, scheme: "http", authority: "gateway", path: example.path), body: .init(buffer: ByteBuffer()))
+        let response = Gateway.unauthorized(request, "ACL token missing")
+        #expect(response.status == .unauthorized)
+        #expect(response.headers[.wwwAuthenticate] == "\(example.scheme) realm=\"drover\"")
+    }
+}
