@@ -56,7 +56,8 @@ let package = Package(
         ),
         .target(name: "DroverHealth", dependencies: ["DroverModel"], path: "Shared/DroverHealth", swiftSettings: swiftSettings),
         .target(
-            name: "DroverAutoscaling", dependencies: ["DroverModel"], path: "Shared/DroverAutoscaling", swiftSettings: swiftSettings),
+            name: "DroverAutoscaling", dependencies: ["DroverModel", "DroverScheduling"], path: "Shared/DroverAutoscaling",
+            swiftSettings: swiftSettings),
         .target(name: "DroverSchedules", path: "Shared/DroverSchedules", swiftSettings: swiftSettings),
         .target(name: "DroverAccess", dependencies: ["DroverModel"], path: "Shared/DroverAccess", swiftSettings: swiftSettings),
         .target(
@@ -339,7 +340,7 @@ let package = Package(
             ],
             path: "Tests/DroverAgentTests"
         ),
-        .testTarget(name: "DroverAutoscalingTests", dependencies: ["DroverAutoscaling"], path: "Tests/DroverAutoscalingTests"),
+        .testTarget(name: "DroverAutoscalingTests", dependencies: ["DroverAutoscaling", "DroverModel"], path: "Tests/DroverAutoscalingTests"),
         .testTarget(name: "DroverSchedulesTests", dependencies: ["DroverSchedules"], path: "Tests/DroverSchedulesTests"),
         .testTarget(
             name: "DroverRuntimeTests",
