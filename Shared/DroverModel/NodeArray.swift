@@ -1,7 +1,5 @@
-public import DroverModel
-
 /// What every machine of an array is: what its node will report once its agent runs.
-public struct MachineType: Sendable, Equatable, Hashable {
+public struct MachineType: Codable, Sendable, Equatable, Hashable {
     public var cores: Int
     /// CPU the node offers per core, in MHz (Nomad counts CPU in MHz): `cores × cpuPerCore` in all.
     public var cpuPerCore: Int
@@ -28,11 +26,32 @@ public struct MachineType: Sendable, Equatable, Hashable {
 
     /// The CPU one machine offers in all, in MHz; saturates instead of trapping.
     public var cpu: Int { Saturating.product(max(0, cores), max(0, cpuPerCore)) }
+
+    enum CodingKeys: String, CodingKey {
+        case cores = "Cores"
+        case cpuPerCore = "CPUPerCore"
+        case memoryMB = "MemoryMB"
+        case diskMB = "DiskMB"
+        case gpus = "GPUs"
+        case attributes = "Attributes"
+        case nodeClass = "NodeClass"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        cores = try container.decode(Int.self, forKey: .cores)
+        cpuPerCore = try container.decodeIfPresent(Int.self, forKey: .cpuPerCore) ?? 1000
+        memoryMB = try container.decode(Int.self, forKey: .memoryMB)
+        diskMB = try container.decodeIfPresent(Int.self, forKey: .diskMB) ?? 0
+        gpus = try container.decodeIfPresent(Int.self, forKey: .gpus) ?? 0
+        attributes = try container.decodeIfPresent([String: String].self, forKey: .attributes) ?? [:]
+        nodeClass = try container.decodeIfPresent(String.self, forKey: .nodeClass) ?? ""
+    }
 }
 
 /// A node array, as CycleCloud defines one: machines of one type, between limits, made and
 /// taken away by a provider.
-public struct NodeArray: Sendable, Equatable {
+public struct NodeArray: Codable, Sendable, Equatable {
     public var name: String
     public var machine: MachineType
     public var minCount: Int
@@ -47,6 +66,8 @@ public struct NodeArray: Sendable, Equatable {
     public var bootTimeout: Int64
     /// The provider plugin that makes its machines (`cluster.provider.<array>.*`).
     public var provider: String
+    public var createIndex: Int64 = 0
+    public var modifyIndex: Int64 = 0
 
     public init(
         name: String, machine: MachineType, minCount: Int = 0, maxCount: Int, maxCoreCount: Int? = nil, idleTimeAfterJobs: Int64 = 1800,
@@ -63,22 +84,83 @@ public struct NodeArray: Sendable, Equatable {
         self.provider = provider
     }
 
-    /// The count arithmetic of its limits.
-    public var limits: MachineCount {
-        MachineCount(coresPerMachine: machine.cores, minimum: minCount, maximum: maxCount, maximumCores: maxCoreCount)
+    enum CodingKeys: String, CodingKey {
+        case name = "Name"
+        case machine = "MachineType"
+        case minCount = "MinCount"
+        case maxCount = "MaxCount"
+        case maxCoreCount = "MaxCoreCount"
+        case idleTimeAfterJobs = "IdleTimeAfterJobs"
+        case idleTimeBeforeJobs = "IdleTimeBeforeJobs"
+        case bootTimeout = "BootTimeout"
+        case provider = "Provider"
+        case createIndex = "CreateIndex"
+        case modifyIndex = "ModifyIndex"
     }
 
-    /// The node a machine of this array will be, for constraint checks before it exists:
-    /// its class, `Meta.nodearray`, the machine type's attributes and `cpu.numcores`.
-    public func hypotheticalNode(datacenter: String = "dc1") -> Node {
-        var attributes = machine.attributes
-        attributes["cpu.numcores"] = String(machine.cores)
-        attributes["kernel.name"] = attributes["kernel.name"] ?? "linux"
-        return Node(
-            id: "\(name)-hypothetical", name: "\(name)-hypothetical", datacenter: datacenter,
-            nodeClass: machine.nodeClass.isEmpty ? name : machine.nodeClass, attributes: attributes, meta: ["nodearray": name],
-            resources: Resources(cpu: machine.cpu, memoryMB: machine.memoryMB, diskMB: machine.diskMB))
+    /// CycleCloud's defaults for what is left out: MinCount 0, idle times and BootTimeout
+    /// 1800 s, the `local` provider.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        name = try container.decode(String.self, forKey: .name)
+        machine = try container.decode(MachineType.self, forKey: .machine)
+        minCount = try container.decodeIfPresent(Int.self, forKey: .minCount) ?? 0
+        maxCount = try container.decode(Int.self, forKey: .maxCount)
+        maxCoreCount = try container.decodeIfPresent(Int.self, forKey: .maxCoreCount)
+        idleTimeAfterJobs = try container.decodeIfPresent(Int64.self, forKey: .idleTimeAfterJobs) ?? 1800
+        idleTimeBeforeJobs = try container.decodeIfPresent(Int64.self, forKey: .idleTimeBeforeJobs) ?? 1800
+        bootTimeout = try container.decodeIfPresent(Int64.self, forKey: .bootTimeout) ?? 1800
+        provider = try container.decodeIfPresent(String.self, forKey: .provider) ?? "local"
+        createIndex = try container.decodeIfPresent(Int64.self, forKey: .createIndex) ?? 0
+        modifyIndex = try container.decodeIfPresent(Int64.self, forKey: .modifyIndex) ?? 0
     }
+
+    /// Every field out of range, by its JSON name. Names are routing-key words (the provider's
+    /// messages carry them), limits are counts a cluster can have, times at most a year.
+    public func validate() -> [FieldError] {
+        var errors: [FieldError] = []
+        if !Self.isName(name) { errors.append(FieldError("Name", "must be 1-64 letters, digits, '_' or '-', starting with a letter")) }
+        if !Self.isName(provider) { errors.append(FieldError("Provider", "must be 1-64 letters, digits, '_' or '-', starting with a letter")) }
+        let counts = 0...NodeArrayLimits.maximumMachines
+        if !(1...4096).contains(machine.cores) { errors.append(FieldError("MachineType.Cores", "must be 1-4096")) }
+        if !(1...1_000_000).contains(machine.cpuPerCore) { errors.append(FieldError("MachineType.CPUPerCore", "must be 1-1000000 MHz")) }
+        if !(1...(1 << 32)).contains(machine.memoryMB) { errors.append(FieldError("MachineType.MemoryMB", "must be 1-4294967296")) }
+        if !(0...(1 << 40)).contains(machine.diskMB) { errors.append(FieldError("MachineType.DiskMB", "must be 0-1099511627776")) }
+        if !(0...1024).contains(machine.gpus) { errors.append(FieldError("MachineType.GPUs", "must be 0-1024")) }
+        if machine.attributes.count > 64 || machine.attributes.contains(where: { $0.key.isEmpty || $0.key.count > 128 || $0.value.count > 1024 }) {
+            errors.append(FieldError("MachineType.Attributes", "at most 64, each key 1-128 and value at most 1024 characters"))
+        }
+        if machine.nodeClass.count > 128 { errors.append(FieldError("MachineType.NodeClass", "at most 128 characters")) }
+        if !counts.contains(minCount) { errors.append(FieldError("MinCount", "must be 0-\(NodeArrayLimits.maximumMachines)")) }
+        if !counts.contains(maxCount) { errors.append(FieldError("MaxCount", "must be 0-\(NodeArrayLimits.maximumMachines)")) }
+        if counts.contains(minCount) && counts.contains(maxCount) && minCount > maxCount {
+            errors.append(FieldError("MinCount", "must not exceed MaxCount (\(maxCount))"))
+        }
+        if let maxCoreCount, !(0...(NodeArrayLimits.maximumMachines * 4096)).contains(maxCoreCount) {
+            errors.append(FieldError("MaxCoreCount", "must be 0-\(NodeArrayLimits.maximumMachines * 4096)"))
+        }
+        for (field, seconds) in [("IdleTimeAfterJobs", idleTimeAfterJobs), ("IdleTimeBeforeJobs", idleTimeBeforeJobs), ("BootTimeout", bootTimeout)]
+        where !(1...NodeArrayLimits.maximumSeconds).contains(seconds) {
+            errors.append(FieldError(field, "must be 1-\(NodeArrayLimits.maximumSeconds) seconds"))
+        }
+        return errors
+    }
+
+    static func isName(_ text: String) -> Bool {
+        guard let first = text.unicodeScalars.first, text.unicodeScalars.count <= 64, ("a"..."z").contains(first) || ("A"..."Z").contains(first)
+        else { return false }
+        return text.unicodeScalars.allSatisfy {
+            ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "_" || $0 == "-"
+        }
+    }
+}
+
+/// The bounds of what a node array may ask for.
+public enum NodeArrayLimits {
+    /// Machines in one array.
+    public static let maximumMachines = 100_000
+    /// A year.
+    public static let maximumSeconds: Int64 = 366 * 24 * 3600
 }
 
 /// Where a machine of an array is in its life, as CycleCloud shows it.
@@ -103,7 +185,7 @@ public enum MachineState: String, Codable, Sendable, CaseIterable {
 }
 
 /// One machine of an array, as the autoscaler knows it.
-public struct Machine: Sendable, Equatable {
+public struct Machine: Codable, Sendable, Equatable {
     /// `<array>-<n>`.
     public var name: String
     public var array: String
@@ -149,12 +231,28 @@ public struct Machine: Sendable, Equatable {
         self.terminateRequestedAt = terminateRequestedAt
     }
 
+    enum CodingKeys: String, CodingKey {
+        case name = "Name"
+        case array = "NodeArray"
+        case state = "State"
+        case since = "Since"
+        case requestedAt = "RequestedAt"
+        case nodeID = "NodeID"
+        case runningAllocations = "RunningAllocations"
+        case lastWorkAt = "LastWorkAt"
+        case keepaliveUntil = "KeepaliveUntil"
+        case termination = "Termination"
+        case deallocate = "Deallocate"
+        case terminatingForIdleness = "TerminatingForIdleness"
+        case terminateRequestedAt = "TerminateRequestedAt"
+    }
+
     /// The number in its name (`execute-3` → 3), or nil.
     public var index: Int? { name.split(separator: "-").last.flatMap { Int($0) } }
 }
 
 /// A target set as `jetpack autoscale` sets one: cores or machines, until it expires.
-public struct ScaleTarget: Sendable, Equatable {
+public struct ScaleTarget: Codable, Sendable, Equatable {
     public var array: String
     public var coreCount: Int?
     public var count: Int?
@@ -167,10 +265,18 @@ public struct ScaleTarget: Sendable, Equatable {
         self.count = count
         self.expiresAt = expiresAt
     }
+
+    /// `jetpack autoscale`'s names: `Name`, `TargetCoreCount`, `TargetCount`.
+    enum CodingKeys: String, CodingKey {
+        case array = "Name"
+        case coreCount = "TargetCoreCount"
+        case count = "TargetCount"
+        case expiresAt = "ExpiresAt"
+    }
 }
 
 /// A provider that refused or did not answer: no new request to it until `until`.
-public struct ProviderBackoff: Sendable, Equatable {
+public struct ProviderBackoff: Codable, Sendable, Equatable {
     public var array: String
     public var failures: Int
     /// Unix nanoseconds.
@@ -182,6 +288,13 @@ public struct ProviderBackoff: Sendable, Equatable {
         self.failures = failures
         self.until = until
         self.reason = reason
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case array = "NodeArray"
+        case failures = "Failures"
+        case until = "Until"
+        case reason = "Reason"
     }
 
     /// The wait after `failures` failures in a row: 10 s doubling, at most 5 minutes.
