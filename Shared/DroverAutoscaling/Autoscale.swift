@@ -58,21 +58,6 @@ public enum AutoscaleAction: Sendable, Equatable {
     case backOff(ProviderBackoff)
 }
 
-/// One array's decision, for `drover nodearray status`, events and metrics.
-public struct ArrayDecision: Sendable, Equatable {
-    public var array: String
-    /// How many machines it should have.
-    public var target: Int
-    /// Machines the pending placements fill, and those placements.
-    public var demandMachines: Int
-    public var demandPlacements: Int
-    /// Machines a `drover autoscale` target asks for (0 without one).
-    public var requested: Int
-    /// Machines it has or is getting (terminating ones aside).
-    public var active: Int
-    public var reason: String
-}
-
 /// The decision: actions to take and, per array, why.
 public struct AutoscalePlan: Sendable, Equatable {
     public var actions: [AutoscaleAction]

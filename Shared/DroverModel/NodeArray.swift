@@ -322,3 +322,38 @@ public enum Saturating {
         return overflow ? (seconds < 0 ? Int64.min : Int64.max) : value
     }
 }
+
+/// One array's autoscale decision, for `drover nodearray status`, events and metrics.
+public struct ArrayDecision: Codable, Sendable, Equatable {
+    public var array: String
+    /// How many machines it should have.
+    public var target: Int
+    /// Machines the pending placements fill, and those placements.
+    public var demandMachines: Int
+    public var demandPlacements: Int
+    /// Machines a `drover autoscale` target asks for (0 without one).
+    public var requested: Int
+    /// Machines it has or is getting (terminating ones aside).
+    public var active: Int
+    public var reason: String
+
+    public init(array: String, target: Int, demandMachines: Int, demandPlacements: Int, requested: Int, active: Int, reason: String) {
+        self.array = array
+        self.target = target
+        self.demandMachines = demandMachines
+        self.demandPlacements = demandPlacements
+        self.requested = requested
+        self.active = active
+        self.reason = reason
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case array = "NodeArray"
+        case target = "Target"
+        case demandMachines = "DemandMachines"
+        case demandPlacements = "DemandPlacements"
+        case requested = "Requested"
+        case active = "Active"
+        case reason = "Reason"
+    }
+}

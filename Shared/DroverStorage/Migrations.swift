@@ -417,5 +417,32 @@ public enum DroverSchema {
                 // The secret each joined node proves itself with to the gateway; its SHA-256 only.
                 "CREATE TABLE drover_node_secrets (node_id text PRIMARY KEY, secret_hash bytea NOT NULL, created_at timestamptz NOT NULL)",
             ]),
+        Migration(
+            version: 12, name: "node arrays",
+            statements: [
+                // Times are Unix nanoseconds, as the autoscale core reads them.
+                "CREATE TABLE drover_node_arrays (name text PRIMARY KEY, spec jsonb NOT NULL, create_index bigint NOT NULL, modify_index bigint NOT NULL)",
+                """
+                CREATE TABLE drover_machines (
+                    name text PRIMARY KEY, array_name text NOT NULL, state text NOT NULL, since bigint NOT NULL, requested_at bigint NOT NULL,
+                    node_id text, deallocate boolean NOT NULL DEFAULT false, terminating_for_idleness boolean NOT NULL DEFAULT false,
+                    terminate_requested_at bigint, reason text)
+                """,
+                "CREATE INDEX drover_machines_array ON drover_machines (array_name)",
+                "CREATE UNIQUE INDEX drover_machines_node ON drover_machines (node_id) WHERE node_id IS NOT NULL",
+                """
+                CREATE TABLE drover_autoscale_targets (
+                    array_name text PRIMARY KEY, core_count integer, count integer, expires_at bigint NOT NULL)
+                """,
+                """
+                CREATE TABLE drover_provider_backoffs (
+                    array_name text PRIMARY KEY, failures integer NOT NULL, until bigint NOT NULL, reason text NOT NULL)
+                """,
+                // Each array's last decision, and when machines were last asked for (the cooldown).
+                """
+                CREATE TABLE drover_autoscale_decisions (
+                    array_name text PRIMARY KEY, decided_at bigint NOT NULL, decision jsonb NOT NULL, last_scale_up bigint)
+                """,
+            ]),
     ]
 }

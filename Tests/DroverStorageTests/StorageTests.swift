@@ -1,4 +1,5 @@
 import DroverMessaging
+import DroverModel
 import DroverTestSupport
 import Foundation
 import Logging
@@ -394,4 +395,50 @@ struct RefusingBus: MessageBus {
     func subscribe(_ spec: ConsumerSpec) async throws -> AsyncStream<Delivery> { AsyncStream { $0.finish() } }
     func deadLetter(_ delivery: Delivery, reason: String) async throws {}
     func retry(_ delivery: Delivery, failures: Int, error: String) async throws {}
+}
+
+@Suite(.enabled(if: TestEnvironment.runsStorageIntegration))
+struct NodeArrayRepositoryTests {
+    @Test func arraysMachinesTargetsBackoffsAndDecisionsAreKept() async throws {
+        try await withMigratedDatabase { database in
+            let repository = database.nodeArrays
+            var array = NodeArray(name: "execute", machine: MachineType(cores: 2, memoryMB: 2048), maxCount: 4, provider: "local")
+            try await repository.upsert(array, index: 5)
+            array.maxCount = 8
+            try await repository.upsert(array, index: 6)
+            let stored = try #require(try await repository.array(named: "execute"))
+            #expect(stored.maxCount == 8 && stored.createIndex == 5 && stored.modifyIndex == 6)
+
+            // A machine whose node is flagged, with what that node's record says joined in.
+            let node = Node(id: "n1", name: "execute-1", resources: Resources(cpu: 2000, memoryMB: 2048))
+            try await database.nodes.upsertReady(node, index: 7)
+            let flag = TerminationRequest(reason: "unhealthy", requestedAt: 9)
+            try await database.nodes.requestTermination("n1", flag, index: 8)
+            try await repository.save(Machine(name: "execute-1", array: "execute", state: .ready, since: 3, requestedAt: 1, nodeID: "n1"))
+            try await repository.save(Machine(name: "execute-2", array: "execute", state: .acquiring, since: 4), reason: "asked")
+            let machines = try await repository.machines(array: "execute")
+            #expect(machines.map(\.name) == ["execute-1", "execute-2"])
+            #expect(machines[0].termination == flag && machines[0].runningAllocations == 0 && machines[0].requestedAt == 1)
+            #expect(try await repository.reasons(array: "execute") == ["execute-2": "asked"])
+
+            try await repository.setTarget(ScaleTarget(array: "execute", coreCount: 10, expiresAt: 100))
+            try await repository.setTarget(ScaleTarget(array: "execute", count: 3, expiresAt: 200))
+            #expect(try await repository.targets() == [ScaleTarget(array: "execute", count: 3, expiresAt: 200)], "a request replaces the earlier one")
+
+            try await repository.setBackoff(ProviderBackoff(array: "execute", failures: 2, until: 50, reason: "no capacity"))
+            #expect(try await repository.backoffs().first?.failures == 2)
+            try await repository.clearBackoff(array: "execute")
+            #expect(try await repository.backoffs().isEmpty)
+
+            let decision = ArrayDecision(array: "execute", target: 2, demandMachines: 2, demandPlacements: 3, requested: 0, active: 0, reason: "r")
+            try await repository.recordDecision(decision, at: 10, scaledUp: true)
+            try await repository.recordDecision(decision, at: 20, scaledUp: false)
+            let recorded = try #require(try await repository.decisions()["execute"])
+            #expect(recorded.decision == decision && recorded.at == 20 && recorded.lastScaleUp == 10)
+
+            #expect(try await repository.delete(name: "execute"))
+            #expect(try await repository.arrays().isEmpty)
+            #expect(try await repository.targets().isEmpty)
+        }
+    }
 }
