@@ -23,17 +23,7 @@ struct AccessTests {
     func withGateway(
         access: AccessConfiguration = .init(), _ body: @escaping @Sendable (any TestClientProtocol, Database) async throws -> Void
     ) async throws {
-        try await withMigratedDatabase { database in
-            let watcher = IndexWatcher(database: database)
-            let watching = Task { try await watcher.run() }
-            defer { watching.cancel() }
-            let gateway = Gateway(
-                database: database, watcher: watcher, scheduling: .init(), address: "127.0.0.1:4646",
-                brokerUsers: try BrokerUsers(
-                    managementURL: "http://guest:guest@127.0.0.1:1", vhost: "/", exchange: "drover", deadLetterExchange: "drover.dead-letter"),
-                brokerEndpoint: try AMQPEndpoint(url: "amqp://guest:guest@127.0.0.1:5672"), access: access, logger: logger)
-            try await buildApplication(gateway: gateway, logger: logger).test(.router) { client in try await body(client, database) }
-        }
+        try await withTestGateway(access: access, logger: logger, body)
     }
 
     static let readOnlyRules =

@@ -19,18 +19,8 @@ struct GatewayTests {
 
     /// Runs `body` with a client of a gateway over a fresh database.
     func withGateway(_ body: @escaping @Sendable (any TestClientProtocol, Database) async throws -> Void) async throws {
-        try await withMigratedDatabase { database in
-            let watcher = IndexWatcher(database: database)
-            let watching = Task { try await watcher.run() }
-            defer { watching.cancel() }
-            let gateway = Gateway(
-                database: database, watcher: watcher, scheduling: .init(), address: "127.0.0.1:4646",
-                brokerUsers: try BrokerUsers(
-                    managementURL: "http://guest:guest@127.0.0.1:1", vhost: "/", exchange: "drover", deadLetterExchange: "drover.dead-letter"),
-                brokerEndpoint: try AMQPEndpoint(url: "amqp://guest:guest@127.0.0.1:5672"), logger: logger)
-            try await buildApplication(gateway: gateway, logger: logger).test(.router) { client in
-                try await body(try await TokenClient.bootstrapped(client), database)
-            }
+        try await withTestGateway(logger: logger) { client, database in
+            try await body(try await TokenClient.bootstrapped(client), database)
         }
     }
 
