@@ -6,7 +6,8 @@ struct Drover: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "drover", abstract: "Drover's command line: the cluster and this node.", version: "0.1.0",
         subcommands: [
-            Status.self, JobCommand.self, NodeCommand.self, AllocCommand.self, EvalCommand.self, Events.self, ACLCommand.self,
+            Status.self, JobCommand.self, NodeCommand.self, AllocCommand.self, EvalCommand.self, Events.self, ACLCommand.self, NodeArrayCommand.self,
+            AutoscaleCommand.self,
             // On a node, through its agent:
             Log.self, Keepalive.self, Shutdown.self, RunOnShutdown.self, Send.self, Config.self, Users.self, ReportIssue.self,
         ])

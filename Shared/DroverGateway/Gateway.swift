@@ -17,6 +17,7 @@ public struct Gateway: Sendable {
     let evaluations: EvaluationService
     let nodes: NodeLifecycle
     let users: UserService
+    let nodeArrays: NodeArrayService
     /// Registrations that arrive together are written in one transaction.
     let registrations: GroupCommit<Job, JobRegistration>
     let watcher: IndexWatcher
@@ -58,6 +59,7 @@ public struct Gateway: Sendable {
         self.evaluations = EvaluationService(database: database, configuration: scheduling)
         self.nodes = NodeLifecycle(database: database)
         self.users = UserService(database: database)
+        self.nodeArrays = NodeArrayService(database: database)
         self.collector = GarbageCollector(database: database)
         self.registrations = GroupCommit(limit: 200) { batch in try await jobs.register(batch).map { $0.mapError { $0 } } }
         self.watcher = watcher
@@ -78,6 +80,7 @@ public struct Gateway: Sendable {
         addEventRoutes(to: routes)
         addUserRoutes(to: routes)
         addACLRoutes(to: routes)
+        addNodeArrayRoutes(to: routes)
         addOpsRoutes(to: routes)
     }
 
@@ -154,6 +157,10 @@ public struct Gateway: Sendable {
             return Self.unavailable("the database cannot be reached; try again later")
         } catch  where RetryPolicy.isBusOutage(error) || error is MessagingError {
             return Self.unavailable("the message broker cannot be reached; try again later")
+        } catch {
+            // A fault of the gateway's, not the request's: logged in full, answered in JSON.
+            logger.error("Request failed", metadata: ["error": "\(String(reflecting: error))"])
+            return Self.error(.internalServerError, "internal error; the gateway's log has the details")
         }
     }
 

@@ -57,5 +57,8 @@ public struct ClusterEvent: Codable, Sendable, Equatable {
         public static let shutdownRequested = "ShutdownRequested"
         public static let nodeEnrolled = "NodeEnrolled"
         public static let nodePurged = "NodePurged"
+        public static let nodeArrayChanged = "NodeArrayChanged"
+        public static let autoscaleTarget = "AutoscaleTarget"
+        public static let autoscaleDecision = "AutoscaleDecision"
     }
 }

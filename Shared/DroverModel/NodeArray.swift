@@ -146,7 +146,7 @@ public struct NodeArray: Codable, Sendable, Equatable {
         return errors
     }
 
-    static func isName(_ text: String) -> Bool {
+    public static func isName(_ text: String) -> Bool {
         guard let first = text.unicodeScalars.first, text.unicodeScalars.count <= 64, ("a"..."z").contains(first) || ("A"..."Z").contains(first)
         else { return false }
         return text.unicodeScalars.allSatisfy {
@@ -355,5 +355,97 @@ public struct ArrayDecision: Codable, Sendable, Equatable {
         case requested = "Requested"
         case active = "Active"
         case reason = "Reason"
+    }
+}
+
+/// One entry of a `drover autoscale` request, in `jetpack autoscale`'s JSON (`--file`):
+/// `{"Name": "execute", "TargetCoreCount": 100}` or `{"Name": "execute", "TargetCount": 3}`,
+/// with an optional `Expiration` (a duration such as `"10m"`; 5 minutes by default).
+public struct TargetRequest: Codable, Sendable, Equatable {
+    public var array: String
+    public var coreCount: Int?
+    public var count: Int?
+    public var expiration: String?
+
+    public init(array: String, coreCount: Int? = nil, count: Int? = nil, expiration: String? = nil) {
+        self.array = array
+        self.coreCount = coreCount
+        self.count = count
+        self.expiration = expiration
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case array = "Name"
+        case coreCount = "TargetCoreCount"
+        case count = "TargetCount"
+        case expiration = "Expiration"
+    }
+
+    /// How long a request holds when it does not say: 5 minutes after the last one, as Jetpack.
+    public static let defaultExpiration: Duration = .seconds(300)
+
+    /// The target this request sets at `now` (Unix nanoseconds).
+    /// - Throws: ``ValidationFailure`` naming the field (by its position in the request).
+    public func target(at now: Int64, position: Int) throws -> ScaleTarget {
+        var errors: [FieldError] = []
+        let field = "[\(position)]"
+        if !NodeArray.isName(array) { errors.append(FieldError("\(field).Name", "must be a node array's name")) }
+        switch (coreCount, count) {
+        case (nil, nil): errors.append(FieldError("\(field).TargetCoreCount", "give TargetCoreCount or TargetCount"))
+        case (.some, .some): errors.append(FieldError("\(field).TargetCount", "give TargetCoreCount or TargetCount, not both"))
+        default: break
+        }
+        let cores = 0...(NodeArrayLimits.maximumMachines * 4096)
+        if let coreCount, !cores.contains(coreCount) { errors.append(FieldError("\(field).TargetCoreCount", "must be 0-\(cores.upperBound)")) }
+        if let count, !(0...NodeArrayLimits.maximumMachines).contains(count) {
+            errors.append(FieldError("\(field).TargetCount", "must be 0-\(NodeArrayLimits.maximumMachines)"))
+        }
+        var lifetime = Self.defaultExpiration
+        if let expiration {
+            if let parsed = GoDuration.parse(expiration), parsed > .zero, parsed <= .seconds(NodeArrayLimits.maximumSeconds) {
+                lifetime = parsed
+            } else {
+                errors.append(FieldError("\(field).Expiration", "must be a duration such as 10m or 2h, at most a year"))
+            }
+        }
+        guard errors.isEmpty else { throw ValidationFailure(errors) }
+        return ScaleTarget(array: array, coreCount: coreCount, count: count, expiresAt: Saturating.sum(now, GoDuration.nanoseconds(lifetime)))
+    }
+}
+
+/// An array as `GET /v1/nodearray/:name` and `drover nodearray status` show it: its definition,
+/// its machines, the target in force, the provider's backoff and the last decision.
+public struct NodeArrayStatus: Codable, Sendable, Equatable {
+    public var array: NodeArray
+    public var machines: [Machine]
+    /// State → how many machines are in it.
+    public var counts: [String: Int]
+    public var target: ScaleTarget?
+    public var backoff: ProviderBackoff?
+    public var lastDecision: ArrayDecision?
+    /// Unix nanoseconds.
+    public var decidedAt: Int64?
+
+    public init(
+        array: NodeArray, machines: [Machine], target: ScaleTarget? = nil, backoff: ProviderBackoff? = nil, lastDecision: ArrayDecision? = nil,
+        decidedAt: Int64? = nil
+    ) {
+        self.array = array
+        self.machines = machines
+        self.counts = Dictionary(grouping: machines, by: \.state.rawValue).mapValues(\.count)
+        self.target = target
+        self.backoff = backoff
+        self.lastDecision = lastDecision
+        self.decidedAt = decidedAt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case array = "NodeArray"
+        case machines = "Machines"
+        case counts = "Counts"
+        case target = "Target"
+        case backoff = "Backoff"
+        case lastDecision = "LastDecision"
+        case decidedAt = "DecidedAt"
     }
 }

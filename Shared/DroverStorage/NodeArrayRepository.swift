@@ -63,7 +63,7 @@ public struct NodeArrayRepository: Sendable {
                     WHERE a.node_id = m.node_id AND a.desired_status = 'run' AND a.client_status IN ('pending', 'running')) AS running,
                 (SELECT max((a.spec->>'ModifyTime')::bigint) FROM drover_allocations a WHERE a.node_id = m.node_id) AS last_work
             FROM drover_machines m LEFT JOIN drover_nodes n ON n.id = m.node_id
-            WHERE \(array) IS NULL OR m.array_name = \(array)
+            WHERE m.array_name = \(array ?? "") OR \(array == nil)
             ORDER BY m.array_name, m.name
             """
         ) {

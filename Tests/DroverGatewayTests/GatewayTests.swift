@@ -158,6 +158,43 @@ struct GatewayTests {
         }
     }
 
+    @Test func nodeArraysAreDefinedShownAndDeletedAndTargetsSetAsJetpackAutoscaleSetsThem() async throws {
+        try await withGateway { client, _ in
+            let array = #"{"Name": "execute", "MachineType": {"Cores": 2, "MemoryMB": 2048}, "MaxCount": 4, "IdleTimeAfterJobs": 30}"#
+            #expect(try await client.execute(uri: "/v1/nodearray/execute", method: .put, body: ByteBuffer(string: array)).status == .ok)
+            let answer = try await client.execute(uri: "/v1/nodearray/execute", method: .get)
+            let shown = try #require(try Self.json(answer.body) as? [String: Any], "\(answer.status) \(String(buffer: answer.body))")
+            let definition = try #require(shown["NodeArray"] as? [String: Any])
+            #expect(definition["IdleTimeAfterJobs"] as? Int == 30 && definition["IdleTimeBeforeJobs"] as? Int == 1800)
+            #expect(definition["Provider"] as? String == "local" && (shown["Machines"] as? [Any])?.isEmpty == true)
+
+            // Bad definitions name the field; a name that differs from the path's is refused.
+            let bad = try await client.execute(
+                uri: "/v1/nodearray/execute", method: .put,
+                body: ByteBuffer(string: #"{"Name": "execute", "MachineType": {"Cores": 0, "MemoryMB": 2048}, "MinCount": 5, "MaxCount": 4}"#))
+            #expect(bad.status == .badRequest)
+            let fields = (try Self.json(bad.body) as? [String: Any])?["Fields"] as? [[String: Any]]
+            #expect(Set(fields?.compactMap { $0["Field"] as? String } ?? []) == ["MachineType.Cores", "MinCount"])
+            #expect(try await client.execute(uri: "/v1/nodearray/other", method: .put, body: ByteBuffer(string: array)).status == .badRequest)
+
+            // Targets: jetpack's file format; an unknown array and a target with neither count are refused.
+            let set = try await client.execute(
+                uri: "/v1/autoscale", method: .post, body: ByteBuffer(string: #"[{"Name": "execute", "TargetCount": 3, "Expiration": "10m"}]"#))
+            #expect(set.status == .ok, "\(String(buffer: set.body))")
+            let targets = try #require(try Self.json(try await client.execute(uri: "/v1/autoscale", method: .get).body) as? [[String: Any]])
+            #expect(targets.count == 1 && targets.first?["TargetCount"] as? Int == 3)
+            let unknown = try await client.execute(
+                uri: "/v1/autoscale", method: .post, body: ByteBuffer(string: #"[{"Name": "gpu", "TargetCount": 1}]"#))
+            #expect(unknown.status == .badRequest && String(buffer: unknown.body).contains("no node array is named 'gpu'"))
+            let neither = try await client.execute(uri: "/v1/autoscale", method: .post, body: ByteBuffer(string: #"[{"Name": "execute"}]"#))
+            #expect(neither.status == .badRequest && String(buffer: neither.body).contains("[0].TargetCoreCount"))
+
+            #expect(try await client.execute(uri: "/v1/nodearray/execute", method: .delete).status == .ok)
+            #expect(try await client.execute(uri: "/v1/nodearray/execute", method: .get).status == .notFound)
+            #expect(try await client.execute(uri: "/v1/nodearrays", method: .get).status == .ok)
+        }
+    }
+
     @Test func theAPIServesItsOwnDescription() async throws {
         try await withGateway { client, _ in
             let document = try await client.execute(uri: "/v1/openapi.yaml", method: .get)
