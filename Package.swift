@@ -119,6 +119,7 @@ let package = Package(
             name: "DroverControlPlane",
             dependencies: [
                 "DroverAccess",
+                "DroverAutoscaling",
                 "DroverModel",
                 "DroverHealth",
                 "DroverMessaging",
@@ -315,9 +316,10 @@ let package = Package(
         .testTarget(
             name: "DroverControlPlaneTests",
             dependencies: [
-                "DroverControlPlane", "DroverStorage", "DroverModel", "DroverScheduling", "DroverHealth", "DroverTestSupport",
+                "DroverAutoscaling", "DroverControlPlane", "DroverStorage", "DroverModel", "DroverScheduling", "DroverHealth", "DroverTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             path: "Tests/DroverControlPlaneTests"
         ),

@@ -4,11 +4,15 @@ import DroverControlPlane
 @main
 struct Autoscaler: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "autoscaler", abstract: "Keeps node arrays at their targets by asking a provider for machines.")
+        commandName: "autoscaler",
+        abstract: "Keeps node arrays at their targets and their demand by asking provider plugins for machines, and takes idle ones away.")
 
     @OptionGroup var options: ControlPlaneOptions
+    @OptionGroup var autoscale: AutoscaleOptions
 
     func run() async throws {
-        try await ControlPlane(name: "autoscaler", options: options).run(defaultPort: 4649, workers: [])
+        let plane = try ControlPlane(name: "autoscaler", options: options)
+        let service = AutoscaleService(database: plane.database, policy: autoscale.policy, gateway: autoscale.gateway, logger: plane.logger)
+        try await plane.run(defaultPort: 4649, workers: plane.autoscalerWorkers(service: service, interval: autoscale.roundInterval))
     }
 }

@@ -62,6 +62,11 @@ public enum AutoscaleAction: Sendable, Equatable {
 public struct AutoscalePlan: Sendable, Equatable {
     public var actions: [AutoscaleAction]
     public var decisions: [ArrayDecision]
+
+    public init(actions: [AutoscaleAction], decisions: [ArrayDecision]) {
+        self.actions = actions
+        self.decisions = decisions
+    }
 }
 
 /// The autoscaler's pure core: (arrays, machines, demand, targets, time) → actions, as

@@ -23,6 +23,23 @@ public struct PendingPlacement: Sendable, Equatable {
     }
 }
 
+extension PendingPlacement {
+    /// What a blocked evaluation of `job` waits for: per group it could not place, the
+    /// allocations left (one, and the failures coalesced with it), what each needs and where it
+    /// may go.
+    public static func of(blocked evaluation: Evaluation, job: Job) -> [PendingPlacement] {
+        (evaluation.failedTGAllocs ?? [:]).sorted { $0.key < $1.key }.compactMap { name, metric in
+            guard let group = job.taskGroups.first(where: { $0.name == name }) else { return nil }
+            let constraints = (job.constraints ?? []) + (group.constraints ?? []) + group.tasks.flatMap { $0.constraints ?? [] }
+            let needs = group.resources
+            return PendingPlacement(
+                job: job.id, group: name, count: 1.addingSaturating(max(0, metric.coalescedFailures)),
+                resources: Resources(cpu: max(0, needs.cpu), memoryMB: max(0, needs.memoryMB), diskMB: max(0, needs.diskMB)),
+                constraints: constraints, datacenters: job.datacenters ?? ["*"])
+        }
+    }
+}
+
 /// Which array each pending placement would go to, and how many machines of it they fill.
 public struct DemandPacking: Sendable, Equatable {
     /// Array name → the fewest machines of its type that hold what was assigned to it.

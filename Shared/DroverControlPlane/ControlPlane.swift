@@ -1,4 +1,5 @@
 public import ArgumentParser
+public import DroverAutoscaling
 public import DroverHealth
 public import DroverMessaging
 import DroverModel
@@ -89,6 +90,42 @@ public struct SchedulingOptions: ParsableArguments, Sendable {
 }
 
 /// Health-monitor's heartbeat settings.
+/// How the autoscaler runs: how often it decides, how long providers have, where new nodes join.
+public struct AutoscaleOptions: ParsableArguments, Sendable {
+    @Option(name: .customLong("autoscale-interval"), help: "Seconds between autoscale rounds (env DROVER_AUTOSCALE_INTERVAL).")
+    public var interval: Double = ProcessInfo.processInfo.environment["DROVER_AUTOSCALE_INTERVAL"].flatMap(Double.init) ?? 5
+
+    @Option(name: .customLong("provider-timeout"), help: "Seconds a provider has to answer a request (env DROVER_PROVIDER_TIMEOUT).")
+    public var providerTimeout: Double = ProcessInfo.processInfo.environment["DROVER_PROVIDER_TIMEOUT"].flatMap(Double.init) ?? 120
+
+    @Option(
+        name: .customLong("scale-down-cooldown"),
+        help: "Seconds after machines are asked for in which none of that array is taken away (env DROVER_SCALE_DOWN_COOLDOWN).")
+    public var cooldown: Double = ProcessInfo.processInfo.environment["DROVER_SCALE_DOWN_COOLDOWN"].flatMap(Double.init) ?? 60
+
+    @Option(name: .customLong("gateway-address"), help: "The gateway new machines' agents join through (env DROVER_ADDR).")
+    public var gateway: String = ProcessInfo.processInfo.environment["DROVER_ADDR"] ?? "http://127.0.0.1:4646"
+
+    public init() {}
+
+    public func validate() throws {
+        let most = ServerOptions.maximumSeconds
+        for (flag, value) in [("--autoscale-interval", interval), ("--provider-timeout", providerTimeout)] where !(value >= 0.05 && value <= most) {
+            throw ValidationError("\(flag): must be at least 0.05 and at most \(Int(most)) seconds")
+        }
+        guard cooldown >= 0 && cooldown <= most else { throw ValidationError("--scale-down-cooldown: must be 0 to \(Int(most)) seconds") }
+        guard let url = URL(string: gateway), url.scheme == "http" || url.scheme == "https", url.host != nil else {
+            throw ValidationError("--gateway-address: '\(gateway)' is not an http(s) URL")
+        }
+    }
+
+    public var policy: AutoscalePolicy {
+        AutoscalePolicy(requestTimeout: Int64(providerTimeout.rounded(.up)), cooldown: Int64(cooldown.rounded(.up)))
+    }
+
+    public var roundInterval: Duration { .milliseconds(Int(interval * 1000)) }
+}
+
 public struct HeartbeatOptions: ParsableArguments, Sendable {
     @Option(help: "The shortest heartbeat TTL handed to a node, in seconds (env DROVER_HEARTBEAT_MIN_TTL).")
     public var heartbeatMinTTL: Double = ProcessInfo.processInfo.environment["DROVER_HEARTBEAT_MIN_TTL"].flatMap(Double.init) ?? 10

@@ -22,12 +22,18 @@ public struct EnrollmentService: Sendable {
             errors.append(FieldError("NodeID", "'\(nodeID.prefix(100))' must be one routing-key word: no dots, '*', '#' or spaces"))
         }
         guard errors.isEmpty else { throw ControlPlaneError.invalid(errors) }
+        let (token, hash) = Self.issue(lifetime: lifetime, nodeID: nodeID, now: now)
+        try await database.enrollment.insert(token, secretHash: hash)
+        return token
+    }
+
+    /// A new token (with its secret) and the hash to store it by.
+    static func issue(lifetime: Duration, nodeID: String?, now: Date) -> (token: EnrollmentToken, hash: Data) {
         let secret = ACLService.newSecret()
         var token = EnrollmentToken(
             accessorID: ACLService.newSecret(), nodeID: nodeID, createdAt: now, expiresAt: now.addingTimeInterval(lifetime.timeInterval))
-        try await database.enrollment.insert(token, secretHash: ACLService.hash(secret))
         token.secret = secret
-        return token
+        return (token, ACLService.hash(secret))
     }
 
     /// Joins node `nodeID` with the enrollment token `secret`, using it up: `makeBrokerUser`

@@ -141,24 +141,12 @@ public struct NodeLifecycle: Sendable {
         return try await database.transaction { work in
             guard let current = try await work.nodes.lockDrain(nodeID) else { throw ControlPlaneError.notFound(kind: "node", id: nodeID) }
             let index = try await work.nextIndex()
-            let nanos = time.unixNanoseconds
-            var evaluations: [String] = []
-            if let spec {
-                let startedAt = current.strategy?.startedAt ?? nanos
-                let strategy = DrainStrategy(drainSpec: spec, forceDeadline: DrainDecision.forceDeadline(for: spec, now: nanos), startedAt: startedAt)
-                try await work.nodes.startDrain(
-                    nodeID, strategy: strategy, last: DrainMetadata(status: .draining, startedAt: startedAt, updatedAt: nanos), index: index)
-                evaluations = try await work.evaluateJobs(onNode: nodeID, triggeredBy: Evaluation.Trigger.nodeDrain, index: index, now: time)
-                logger.info("Node drain started", metadata: ["node_id": "\(nodeID)", "deadline": "\(spec.deadline)"])
-                try await work.note(ClusterEvent.Kind.drainStarted, "Node \(nodeID) drain started", priority: .medium, nodeID: nodeID, at: time)
-            } else {
-                var last = current.last
-                if current.strategy != nil {
-                    last = DrainMetadata(status: .canceled, startedAt: current.strategy?.startedAt ?? nanos, updatedAt: nanos)
+            let evaluations =
+                if let spec {
+                    try await work.startDrain(nodeID, spec: spec, current: current, index: index, at: time)
+                } else {
+                    try await work.endDrain(nodeID, current: current, markEligible: markEligible, index: index, at: time)
                 }
-                try await work.nodes.endDrain(nodeID, last: last, markEligible: markEligible, index: index)
-                if markEligible { evaluations = try await work.nodeBecameReady(nodeID, index: index, now: time) }
-            }
             return NodeUpdateResponse(evalIDs: evaluations, evalCreateIndex: index, nodeModifyIndex: index, index: index)
         }
     }

@@ -1,3 +1,4 @@
+import DroverHealth
 import DroverMessaging
 import DroverModel
 import DroverStorage
@@ -100,5 +101,33 @@ extension UnitOfWork {
     ) async throws {
         try await events.record(
             ClusterEvent(time: time, nodeID: nodeID, jobID: jobID, allocID: allocID, type: type, level: level, priority: priority, message: message))
+    }
+
+    /// Starts draining node `nodeID` (locked, its drain state `current`) per `spec`: it takes no
+    /// new work and the jobs running there are evaluated. - Returns: their evaluations.
+    func startDrain(_ nodeID: String, spec: DrainSpec, current: (strategy: DrainStrategy?, last: DrainMetadata?), index: Int64, at time: Date)
+        async throws -> [String]
+    {
+        let nanos = time.unixNanoseconds
+        let startedAt = current.strategy?.startedAt ?? nanos
+        let strategy = DrainStrategy(drainSpec: spec, forceDeadline: DrainDecision.forceDeadline(for: spec, now: nanos), startedAt: startedAt)
+        try await nodes.startDrain(
+            nodeID, strategy: strategy, last: DrainMetadata(status: .draining, startedAt: startedAt, updatedAt: nanos), index: index)
+        let evaluations = try await evaluateJobs(onNode: nodeID, triggeredBy: Evaluation.Trigger.nodeDrain, index: index, now: time)
+        logger.info("Node drain started", metadata: ["node_id": "\(nodeID)", "deadline": "\(spec.deadline)"])
+        try await note(ClusterEvent.Kind.drainStarted, "Node \(nodeID) drain started", priority: .medium, nodeID: nodeID, at: time)
+        return evaluations
+    }
+
+    /// Ends node `nodeID`'s drain (a drain in progress counts as canceled), eligible again if
+    /// `markEligible`. - Returns: the evaluations of what may now be placed there.
+    func endDrain(_ nodeID: String, current: (strategy: DrainStrategy?, last: DrainMetadata?), markEligible: Bool, index: Int64, at time: Date)
+        async throws -> [String]
+    {
+        let nanos = time.unixNanoseconds
+        var last = current.last
+        if current.strategy != nil { last = DrainMetadata(status: .canceled, startedAt: current.strategy?.startedAt ?? nanos, updatedAt: nanos) }
+        try await nodes.endDrain(nodeID, last: last, markEligible: markEligible, index: index)
+        return markEligible ? try await nodeBecameReady(nodeID, index: index, now: time) : []
     }
 }

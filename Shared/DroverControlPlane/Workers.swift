@@ -128,6 +128,18 @@ extension ControlPlane {
         }
     }
 
+    /// The autoscaler's: a round every `interval` (replicas take turns through a lock) and the
+    /// providers' replies. A reply a use case refuses is dead-lettered with the reason.
+    public func autoscalerWorkers(service: AutoscaleService, interval: Duration) -> [any Service] {
+        let replies = MessageConsumer(
+            ProviderReply.self, bus: bus, spec: ConsumerSpec(queue: "autoscaler.provider-replies", bindings: ["provider.*.*"]), logger: logger,
+            retry: retryPolicy
+        ) { envelope, _ in
+            try await Self.refusing { try await service.record(envelope.data) }
+        }
+        return [outboxRelay, replies, AutoscaleLoop(service: service, interval: interval, logger: logger)]
+    }
+
     /// Log-collector's: node log messages as events (a redelivered one is recorded once, by its
     /// message id), task output (``OutputService``: a chunk stored before is ignored, by its
     /// offset), and retention.
@@ -231,6 +243,19 @@ struct Retention: Service {
             let chunks = try await database.output.prune(olderThan: output)
             let pruned = try await database.events.prune(olderThan: events)
             if chunks + pruned > 0 { logger.info("Retention applied", metadata: ["output_chunks": "\(chunks)", "events": "\(pruned)"]) }
+        }
+    }
+}
+
+/// Runs an autoscale round every `interval`.
+struct AutoscaleLoop: Service {
+    let service: AutoscaleService
+    let interval: Duration
+    let logger: Logger
+
+    func run() async throws {
+        await repeatUntilShutdown(every: interval, logger: logger, failure: "Autoscale round failed") {
+            try await service.round()
         }
     }
 }

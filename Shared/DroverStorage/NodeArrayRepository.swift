@@ -10,6 +10,16 @@ public struct NodeArrayRepository: Sendable {
 
     init(_ sql: SQLRunner) { self.sql = sql }
 
+    /// Takes the autoscale round's lock for this transaction, if no other replica holds it.
+    /// - Returns: whether it was taken.
+    public func tryLockRound() async throws -> Bool {
+        // "AUTOSCAL" in ASCII.
+        for try await taken in try await sql.query("SELECT pg_try_advisory_xact_lock(\(Int64(0x4155_544F_5343_414C)))").decode(Bool.self) {
+            return taken
+        }
+        return false
+    }
+
     // MARK: Arrays
 
     public func arrays() async throws -> [NodeArray] {
