@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "autoscaler", targets: ["Autoscaler"]),
         .executable(name: "log-collector", targets: ["LogCollector"]),
         .executable(name: "node-agent", targets: ["NodeAgent"]),
+        .executable(name: "local-provider", targets: ["LocalProvider"]),
         .executable(name: "drover", targets: ["DroverCLI"]),
         .executable(name: "messaging-bench", targets: ["MessagingBenchmark"]),
         .executable(name: "consumer-bench", targets: ["ConsumerBenchmark"]),
@@ -171,6 +172,13 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        .target(
+            name: "DroverProviders",
+            dependencies: ["DroverModel", .product(name: "Logging", package: "swift-log")],
+            path: "Shared/DroverProviders",
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Executables
         .executableTarget(
             name: "APIGateway",
@@ -206,6 +214,15 @@ let package = Package(
             name: "NodeAgent",
             dependencies: ["DroverAgent", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Services/node-agent",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "LocalProvider",
+            dependencies: [
+                "DroverMessaging", "DroverModel", "DroverProviders", "DroverRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Services/local-provider",
             swiftSettings: swiftSettings
         ),
         .executableTarget(

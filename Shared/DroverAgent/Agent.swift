@@ -47,6 +47,11 @@ public struct AgentOptions: ParsableArguments, Sendable {
     var meta: [String] = []
 
     @Option(
+        name: .customLong("attribute"),
+        help: "An attribute KEY=VALUE, read as ${attr.KEY}, over what is fingerprinted (a node array's machine type sets these); repeatable.")
+    var attributes: [String] = []
+
+    @Option(
         help: "Directory of HealthCheck executables: exit 254 unhealthy, 0 healthy (env DROVER_HEALTHCHECK_DIR; default <data-dir>/healthcheck.d).")
     var healthcheckDir: String? = ProcessInfo.processInfo.environment["DROVER_HEALTHCHECK_DIR"]
 
@@ -93,6 +98,9 @@ public struct AgentOptions: ParsableArguments, Sendable {
         }
         for pair in meta where !pair.contains("=") || pair.hasPrefix("=") {
             throw ValidationError("--meta: '\(pair)' is not KEY=VALUE")
+        }
+        for pair in attributes where !pair.contains("=") || pair.hasPrefix("=") {
+            throw ValidationError("--attribute: '\(pair)' is not KEY=VALUE")
         }
         for (name, value) in [("--cpu-total-compute", cpuTotalCompute), ("--memory-mb", memoryMB), ("--disk-mb", diskMB)] {
             if let value, value < 0 { throw ValidationError("\(name): must be 0 or more") }
@@ -151,16 +159,19 @@ extension AgentOptions {
                 "published by broker user '\(delivery.userID ?? "unnamed")', not the control plane's ('\(controlPlaneUser)')")
         }
         let amqp = AMQPBus(configuration: busConfiguration, logger: logger)
-        let metadata = Dictionary(
-            meta.map { pair in
-                let parts = pair.split(separator: "=", maxSplits: 1)
-                return (String(parts[0]), parts.count > 1 ? String(parts[1]) : "")
-            }, uniquingKeysWith: { $1 })
+        let pairs = { (list: [String]) in
+            Dictionary(
+                list.map { pair in
+                    let parts = pair.split(separator: "=", maxSplits: 1)
+                    return (String(parts[0]), parts.count > 1 ? String(parts[1]) : "")
+                }, uniquingKeysWith: { $1 })
+        }
+        let metadata = pairs(meta)
         let node = Fingerprint.node(
             id: id, dataDirectory: dataDirectory,
             configuration: Fingerprint.Configuration(
-                datacenter: datacenter, nodeClass: nodeClass, meta: metadata, cpuTotalCompute: cpuTotalCompute, memoryMB: memoryMB,
-                diskMB: diskMB, name: nodeName))
+                datacenter: datacenter, nodeClass: nodeClass, meta: metadata, attributes: pairs(attributes), cpuTotalCompute: cpuTotalCompute,
+                memoryMB: memoryMB, diskMB: diskMB, name: nodeName))
         let agentLogger = logger
         let (reports, reporter) = AsyncStream.makeStream(of: AllocationStatusReport.self)
         let shipper = OutputShipper(bus: amqp, nodeID: id, root: dataDirectory.appendingPathComponent("alloc"), logger: logger)

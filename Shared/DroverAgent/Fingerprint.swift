@@ -12,6 +12,8 @@ struct Fingerprint {
         var datacenter = "dc1"
         var nodeClass = ""
         var meta: [String: String] = [:]
+        /// Attributes given in the configuration, over the fingerprinted ones.
+        var attributes: [String: String] = [:]
         /// Overrides of what is detected, as Nomad's `cpu_total_compute` and `memory_total_mb`.
         var cpuTotalCompute: Int?
         var memoryMB: Int?
@@ -45,6 +47,7 @@ struct Fingerprint {
         ]
         let drivers = Drivers.detect()
         for (name, info) in drivers where info.detected { attributes["driver.\(name)"] = "1" }
+        attributes.merge(configuration.attributes) { $1 }
         return Node(
             id: id, name: configuration.name ?? hostname, datacenter: configuration.datacenter, nodeClass: configuration.nodeClass,
             drivers: drivers, attributes: attributes, meta: configuration.meta,

@@ -191,7 +191,12 @@ public enum Autoscale {
                         + why(target: target, array: array, requested: requested, byDemand: byDemand, placements: demandPlacements)
                 }
             } else {
-                reason = active == 0 ? "no demand" : "\(active) machine(s) meet the target"
+                reason =
+                    active == 0
+                    ? "no demand"
+                    : active > target
+                        ? "\(active) machine(s): \(active - target) above the target, kept while busy or not idle long enough"
+                        : "\(active) machine(s) meet the target"
             }
 
             // Down: idle machines beyond what the target keeps, oldest idle first.
