@@ -91,7 +91,7 @@ public final class LocalMachines: Sendable {
         process.standardError = output
         process.standardInput = FileHandle.nullDevice
         try process.run()
-        try String(process.processIdentifier).write(to: directory.appendingPathComponent("agent.pid"), atomically: true, encoding: .utf8)
+        try "\(process.processIdentifier)\n".write(to: directory.appendingPathComponent("agent.pid"), atomically: true, encoding: .utf8)
         running.withLock { $0[machine.name] = process }
         logger.info(
             "Machine started", metadata: ["machine": "\(machine.name)", "node_id": "\(machine.nodeID)", "pid": "\(process.processIdentifier)"])

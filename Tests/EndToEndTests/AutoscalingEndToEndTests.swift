@@ -9,7 +9,7 @@ import Testing
 struct AutoscalingEndToEndTests {
     /// Kills every agent the provider started (their pids are in `<root>/<machine>/agent.pid`).
     static func killMachines(under root: URL) async {
-        _ = try? await runShell("for pid in $(cat \(root.path)/*/agent.pid 2>/dev/null); do kill -9 $pid 2>/dev/null; done; true")
+        _ = try? await runShell("for file in \(root.path)/*/agent.pid; do [ -f \"$file\" ] && kill -9 \"$(cat \"$file\")\" 2>/dev/null; done; true")
     }
 
     @Test func machinesComeForWorkThatDoesNotFitAndGoWhenIdleTargetsHoldAndASilentProviderIsGivenUpOn() async throws {
