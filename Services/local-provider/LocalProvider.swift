@@ -61,7 +61,7 @@ struct LocalProvider: AsyncParsableCommand {
             try await amqp.publish(reply, routingKey: RoutingKey.providerReply(reply.array, reply.status))
         }
         try await runtime.runService(
-            bus: amqp, host: server.httpHost, port: server.configuredPort ?? 4652, workers: [creates, terminations],
+            bus: amqp, host: server.httpHost, port: server.configuredPort ?? 4640, workers: [creates, terminations],
             tls: try server.tlsConfiguration())
     }
 }
