@@ -26,6 +26,7 @@ let package = Package(
         .executable(name: "job-bench", targets: ["JobBenchmark"]),
         .executable(name: "transaction-bench", targets: ["TransactionBenchmark"]),
         .executable(name: "acl-bench", targets: ["ACLBenchmark"]),
+        .executable(name: "autoscale-bench", targets: ["AutoscaleBenchmark"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -285,6 +286,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        .executableTarget(
+            name: "AutoscaleBenchmark",
+            dependencies: [
+                "DroverAutoscaling", "DroverControlPlane", "DroverModel", "DroverStorage",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/autoscale-bench",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "ACLBenchmark",
             dependencies: [

@@ -5,7 +5,7 @@ import DroverRuntime
 public import DroverScheduling
 public import DroverStorage
 import Foundation
-import Logging
+public import Logging
 public import ServiceLifecycle
 import Synchronization
 
@@ -137,7 +137,8 @@ extension ControlPlane {
         ) { envelope, _ in
             try await Self.refusing { try await service.record(envelope.data) }
         }
-        return [outboxRelay, replies, AutoscaleLoop(service: service, interval: interval, logger: logger)]
+        let watcher = IndexWatcher(database: database)
+        return [outboxRelay, replies, watcher, AutoscaleLoop(service: service, watcher: watcher, interval: interval, logger: logger)]
     }
 
     /// Log-collector's: node log messages as events (a redelivered one is recorded once, by its
@@ -247,15 +248,37 @@ struct Retention: Service {
     }
 }
 
-/// Runs an autoscale round every `interval`.
-struct AutoscaleLoop: Service {
+/// Runs an autoscale round whenever the cluster changes (a blocked evaluation, a node that
+/// registers, a target: each commit moves the index the watcher follows), at most every
+/// `minimumGap`, and every `interval` in any case (idle timeouts pass without a change).
+public struct AutoscaleLoop: Service {
     let service: AutoscaleService
+    let watcher: IndexWatcher
     let interval: Duration
     let logger: Logger
+    let minimumGap: Duration
 
-    func run() async throws {
-        await repeatUntilShutdown(every: interval, logger: logger, failure: "Autoscale round failed") {
-            try await service.round()
+    public init(service: AutoscaleService, watcher: IndexWatcher, interval: Duration, logger: Logger) {
+        self.service = service
+        self.watcher = watcher
+        self.interval = interval
+        self.logger = logger
+        self.minimumGap = min(interval, .milliseconds(100))
+    }
+
+    public func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                let seen = watcher.latest
+                let started = ContinuousClock.now
+                do {
+                    try await service.round()
+                } catch {
+                    logger.error("Autoscale round failed", metadata: ["error": "\(error)"])
+                }
+                try await Task.sleep(until: started + minimumGap)
+                await watcher.wait(after: seen, timeout: interval)
+            }
         }
     }
 }
