@@ -20,3 +20,64 @@ struct ClientLibrariesEndToEndTests {
         }
     }
 }
+
+/// The example provider plugin in Python (`examples/providers/python/provider.py`, pika) against
+/// a whole cluster: it makes a node array's machine as a node agent, the job runs there, and it
+/// takes the machine away once idle; every message it sends passes the autoscaler's checks.
+@Suite(.serialized, .enabled(if: TestEnvironment.runsClientLibraries), .timeLimit(.minutes(5)))
+struct PythonProviderEndToEndTests {
+    @Test func theExampleProviderMakesAMachineForWaitingWorkAndTakesItAwayWhenIdle() async throws {
+        let python = try #require(TestEnvironment.python, "DROVER_TEST_PYTHON is not set")
+        let bin = try #require(TestEnvironment.binDirectory)
+        try await Cluster.with(environment: ["DROVER_AUTOSCALE_INTERVAL": "0.5", "DROVER_SCALE_DOWN_COOLDOWN": "1"]) { cluster in
+            let root = cluster.logs.appendingPathComponent("python-machines")
+            let script = ClientLibrariesEndToEndTests.scripts.deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent("examples/providers/python/provider.py").path
+            let start =
+                "\(bin)/node-agent --data-dir \(root.path)/{name} --node-id {node_id} --node-name {name} --node-class {array} "
+                + "--meta nodearray={array} --cpu-total-compute {cpu} --memory-mb {memory_mb} --http-port 0"
+            let log = cluster.logs.appendingPathComponent("python-provider.log")
+            FileManager.default.createFile(atPath: log.path, contents: nil)
+            let provider = Process()
+            provider.executableURL = URL(fileURLWithPath: python)
+            provider.arguments = [
+                script, "--amqp-url", try #require(cluster.environment["DROVER_AMQP_URL"]), "--name", "python-example", "--start-command", start,
+                "--gateway", "http://127.0.0.1:\(cluster.api.port)",
+            ]
+            provider.environment = ProcessInfo.processInfo.environment.merging(cluster.environment) { $1 }
+            let output = try FileHandle(forWritingTo: log)
+            provider.standardOutput = output
+            provider.standardError = output
+            try provider.run()
+            defer {
+                // SIGTERM, and SIGKILL if it has not gone within 10 s: never wait for ever.
+                if provider.isRunning { provider.terminate() }
+                for _ in 0..<100 where provider.isRunning { usleep(100_000) }
+                if provider.isRunning { kill(provider.processIdentifier, SIGKILL) }
+            }
+            let logText: @Sendable () -> String = { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+            try await eventually("the provider ready") { logText().contains("provider python-example ready") }
+
+            #expect(
+                try await cluster.cli(
+                    "nodearray create py --provider python-example --cores 1 --memory-mb 512 --max 1 --idle-after 2s --idle-before 2s"
+                )
+                .status == 0)
+            let file = try cluster.writeJob(
+                "py",
+                job(
+                    "py", command: "echo from a python-made machine",
+                    constraints: #"{"LTarget": "${meta.nodearray}", "RTarget": "py", "Operand": "="}"#))
+            #expect(try await cluster.cli("job run -detach \(file)").status == 0)
+            try await eventually("the job complete on the new machine", within: .seconds(90)) {
+                guard let (status, body) = try? await cluster.api.get("/v1/job/py/allocations"), status == 200 else { return false }
+                return body.contains(#""ClientStatus":"complete""#)
+            }
+            try await eventually("the idle machine taken away", within: .seconds(60)) {
+                (try? await cluster.cli("nodearray status py"))?.output.contains("py-1     Terminated") == true
+            }
+            let said = logText()
+            #expect(said.contains("answered created for py: ['py-1']") && said.contains("answered terminated for py: ['py-1']"), "\(said)")
+        }
+    }
+}
