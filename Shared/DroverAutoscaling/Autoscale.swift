@@ -140,7 +140,7 @@ public enum Autoscale {
                 case .preparing:
                     actions.append(
                         .terminate(
-                            machine: machine.name, nodeID: machine.nodeID, deallocate: machine.deallocate,
+                            machine: machine.name, nodeID: machine.nodeID, deallocate: machine.deallocates,
                             reason: machine.termination?.reason ?? "flagged"))
                     machines[index].state = .terminating
                     machines[index].terminateRequestedAt = now
@@ -228,7 +228,7 @@ public enum Autoscale {
                 if let sent = machine.terminateRequestedAt, now &- sent < Saturating.nanoseconds(policy.requestTimeout) { continue }
                 actions.append(
                     .terminate(
-                        machine: machine.name, nodeID: machine.nodeID, deallocate: machine.deallocate,
+                        machine: machine.name, nodeID: machine.nodeID, deallocate: machine.deallocates,
                         reason: machine.termination?.reason ?? "drained"))
             }
 
@@ -258,4 +258,10 @@ public enum Autoscale {
         if target == requested && requested > 0 { return "the autoscale target is \(requested) machine(s)" }
         return "MinCount is \(array.minCount)"
     }
+}
+
+extension Machine {
+    /// Whether taking it away should only deallocate it: it was set so, or its node asked for
+    /// it (`drover shutdown --deallocate`).
+    var deallocates: Bool { deallocate || termination?.reason == "deallocate" }
 }

@@ -186,6 +186,16 @@ import Testing
             ])
     }
 
+    @Test func aNodeThatAskedToBeDeallocatedIsDeallocated() {
+        var asked = Self.ready("execute-1")
+        asked.state = .terminating
+        asked.termination = TerminationRequest(reason: "deallocate", requestedAt: Self.now)
+        #expect(
+            Self.decide([Self.array()], [asked]).actions == [
+                .terminate(machine: "execute-1", nodeID: "node-execute-1", deallocate: true, reason: "deallocate")
+            ])
+    }
+
     @Test func aProviderThatNeverAnswersIsGivenUpOnBackedOffFromAndAskedAgain() {
         let silent = Machine(name: "execute-1", array: "execute", state: .acquiring, since: Self.now - 121 * Self.second)
         let plan = Self.decide([Self.array(min: 1)], [silent])
