@@ -34,9 +34,14 @@ public struct AutoscalePolicy: Sendable, Equatable {
     /// in seconds: demand that comes and goes does not make machines come and go.
     public var cooldown: Int64
 
-    public init(requestTimeout: Int64 = 120, cooldown: Int64 = 60) {
+    /// At most this many machines are asked for in one round, whatever the limits say (a
+    /// request carries one enrollment token per machine).
+    public var maximumPerRound: Int
+
+    public init(requestTimeout: Int64 = 120, cooldown: Int64 = 60, maximumPerRound: Int = 1000) {
         self.requestTimeout = requestTimeout
         self.cooldown = cooldown
+        self.maximumPerRound = max(1, maximumPerRound)
     }
 }
 
@@ -174,7 +179,7 @@ public enum Autoscale {
                 let cap = limits.clamp(Int.max)
                 let stillTerminating = terminating.count - (active - alive.count)
                 let room = max(0, cap - active - stillTerminating)
-                let wanted = min(target - active, room)
+                let wanted = min(target - active, room, policy.maximumPerRound)
                 if wanted <= 0 {
                     reason =
                         active >= target

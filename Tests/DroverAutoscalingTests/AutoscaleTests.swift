@@ -111,6 +111,10 @@ import Testing
         #expect(plan.decisions.count == 1)
         #expect(DemandPacking.pack([Self.pending(5, cpu: -1)], arrays: [Self.array()]).unplaceable == 5)
         #expect(Saturating.nanoseconds(Int64.max) == Int64.max)
+        // A limit nobody validated asks for no more than a round's worth.
+        let unbounded = Self.array(max: Int.max)
+        let many = Self.decide([unbounded], targets: [ScaleTarget(array: "execute", count: Int.max, expiresAt: Self.now + Self.second)])
+        #expect(many.actions.first.map { if case .acquire(_, let names) = $0 { names.count } else { 0 } } == 1000)
     }
 
     // MARK: Down
