@@ -108,11 +108,11 @@ public final class LocalMachines: Sendable {
             if let pid = pid(of: machine.name) {
                 kill(pid, SIGTERM)
                 let deadline = ContinuousClock.now + grace
-                while Self.alive(pid) && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(100)) }
-                if Self.alive(pid) { kill(pid, SIGKILL) }
-                running.withLock { $0[machine.name]?.waitUntilExit() }
+                while isRunning(machine.name, pid) && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(100)) }
+                if isRunning(machine.name, pid) { kill(pid, SIGKILL) }
             }
-            running.withLock { _ = $0.removeValue(forKey: machine.name) }
+            // Reaped outside the lock: waiting holds nothing else up.
+            running.withLock { $0.removeValue(forKey: machine.name) }?.waitUntilExit()
             if request.deallocate {
                 try? FileManager.default.removeItem(at: directory.appendingPathComponent("agent.pid"))
             } else {
@@ -135,23 +135,23 @@ public final class LocalMachines: Sendable {
     }
 
     func pid(of name: String) -> pid_t? {
-        if let process = running.withLock({ $0[name] }), process.isRunning { return process.processIdentifier }
+        if let process = running.withLock({ $0[name] }) { return process.isRunning ? process.processIdentifier : nil }
         guard let text = try? String(contentsOf: root.appendingPathComponent(name).appendingPathComponent("agent.pid"), encoding: .utf8),
-            let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1, Self.alive(pid)
+            let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1, kill(pid, 0) == 0
         else { return nil }
         return pid
+    }
+
+    /// Whether the machine's agent still runs: asked of its `Process` when this provider started
+    /// it (which reaps it), of the system otherwise (one a restarted provider found by its pid file).
+    func isRunning(_ name: String, _ pid: pid_t) -> Bool {
+        if let process = running.withLock({ $0[name] }) { return process.isRunning }
+        return kill(pid, 0) == 0
     }
 
     func isAlive(_ name: String) -> Bool { pid(of: name) != nil }
 
     func liveCount() -> Int { running.withLock { $0.values.filter(\.isRunning).count } }
-
-    static func alive(_ pid: pid_t) -> Bool {
-        // A zombie child counts as gone: reap it if it is ours.
-        var status: Int32 = 0
-        if waitpid(pid, &status, WNOHANG) == pid { return false }
-        return kill(pid, 0) == 0
-    }
 
     /// A machine name that is safe as a directory name: `<array>-<n>`'s letters, digits, `_`, `-`.
     static func isSafeName(_ name: String) -> Bool {
