@@ -116,6 +116,17 @@ public struct EvaluationRepository: Sendable {
         return evaluations
     }
 
+    /// The blocked evaluations (what waits for room), oldest first.
+    public func blocked() async throws -> [Evaluation] {
+        var evaluations: [Evaluation] = []
+        for try await spec in try await sql.query(
+            "SELECT spec::text FROM drover_evaluations WHERE status = 'blocked' ORDER BY create_index, id"
+        ).decode(String.self) {
+            evaluations.append(try JSONColumn.decode(Evaluation.self, spec))
+        }
+        return evaluations
+    }
+
     public func read(id: String) async throws -> Evaluation? {
         var found: Evaluation?
         for try await spec in try await sql.query("SELECT spec::text FROM drover_evaluations WHERE id = \(id)").decode(String.self) {

@@ -36,7 +36,15 @@ public struct NodeArrayRepository: Sendable {
     }
 
     public func array(named name: String) async throws -> NodeArray? {
-        try await arrays().first { $0.name == name }
+        for try await (spec, create, modify) in try await sql.query(
+            "SELECT spec::text, create_index, modify_index FROM drover_node_arrays WHERE name = \(name)"
+        ).decode((String, Int64, Int64).self) {
+            var array = try JSONColumn.decode(NodeArray.self, spec)
+            array.createIndex = create
+            array.modifyIndex = modify
+            return array
+        }
+        return nil
     }
 
     /// Creates or replaces the array, at `index`.
