@@ -38,12 +38,14 @@ struct AutoscalingEndToEndTests {
                     else { return false }
                     return allocations.filter { $0["ClientStatus"] as? String == "complete" }.count == 2
                 }
-                let status = try await cluster.cli("nodearray status execute")
-                #expect(
-                    status.output.contains("execute-1") && status.output.contains("execute-2") && !status.output.contains("execute-3"),
-                    "\(status.output)")
-                let nodes = try await cluster.cli("node status")
-                #expect(nodes.output.contains("execute-1") && nodes.output.contains("execute-2"), "\(nodes.output)")
+                // They ran on the array's new machines (which may already be going: idle times are short here).
+                let (_, arrayBody) = try await cluster.api.get("/v1/nodearray/execute")
+                let array = try #require(try JSONSerialization.jsonObject(with: Data(arrayBody.utf8)) as? [String: Any])
+                let machines = try #require(array["Machines"] as? [[String: Any]])
+                #expect(Set(machines.compactMap { $0["Name"] as? String }) == ["execute-1", "execute-2"], "\(arrayBody)")
+                let (_, allocationsBody) = try await cluster.api.get("/v1/job/wide/allocations")
+                let allocations = try #require(try JSONSerialization.jsonObject(with: Data(allocationsBody.utf8)) as? [[String: Any]])
+                #expect(Set(allocations.compactMap { $0["NodeID"] as? String }) == Set(machines.compactMap { $0["NodeID"] as? String }))
 
                 // Idle past 3 s and the cooldown: drained, taken away, their nodes forgotten (MinCount 0).
                 try await eventually("idle machines taken away", within: .seconds(60)) {
