@@ -241,6 +241,12 @@ struct RecoveryTests {
         try orphan.run()
         defer { orphan.terminate() }
         #expect(getpgid(orphan.processIdentifier) == orphan.processIdentifier)
+        // Until the child has exec'd, /proc shows the test's own environment, not the mark.
+        let mark = folder.appendingPathComponent(".drover").appendingPathComponent("t.exit").path
+        let pid = orphan.processIdentifier
+        try await withTimeout(.seconds(30), "the orphan carrying its mark") {
+            while TaskProcess.marked(mark) != [pid] { await Task.yield() }
+        }
 
         let reports = AllocationRunnerTests.Reports()
         let manager = AllocationManager(nodeID: "n1", datacenter: "dc1", dataDirectory: root, logger: Logger(label: "test")) { reports.add($0) }
