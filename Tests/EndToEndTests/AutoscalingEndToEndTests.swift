@@ -45,7 +45,8 @@ struct AutoscalingEndToEndTests {
                 #expect(Set(machines.compactMap { $0["Name"] as? String }) == ["execute-1", "execute-2"], "\(arrayBody)")
                 let (_, allocationsBody) = try await cluster.api.get("/v1/job/wide/allocations")
                 let allocations = try #require(try JSONSerialization.jsonObject(with: Data(allocationsBody.utf8)) as? [[String: Any]])
-                #expect(Set(allocations.compactMap { $0["NodeID"] as? String }) == Set(machines.compactMap { $0["NodeID"] as? String }))
+                // Both on the new machines (both on one, if the first finished before the second machine came).
+                #expect(Set(allocations.compactMap { $0["NodeID"] as? String }).isSubset(of: Set(machines.compactMap { $0["NodeID"] as? String })))
 
                 // Idle past 3 s and the cooldown: drained, taken away, their nodes forgotten (MinCount 0).
                 try await eventually("idle machines taken away", within: .seconds(60)) {
