@@ -89,7 +89,6 @@ public struct SchedulingOptions: ParsableArguments, Sendable {
     public var configuration: SchedulerConfiguration { SchedulerConfiguration(algorithm: .init(rawValue: schedulerAlgorithm) ?? .binpack) }
 }
 
-/// Health-monitor's heartbeat settings.
 /// How the autoscaler runs: how often it decides, how long providers have, where new nodes join.
 public struct AutoscaleOptions: ParsableArguments, Sendable {
     @Option(name: .customLong("autoscale-interval"), help: "Seconds between autoscale rounds (env DROVER_AUTOSCALE_INTERVAL).")
@@ -126,6 +125,7 @@ public struct AutoscaleOptions: ParsableArguments, Sendable {
     public var roundInterval: Duration { .milliseconds(Int(interval * 1000)) }
 }
 
+/// Health-monitor's heartbeat settings.
 public struct HeartbeatOptions: ParsableArguments, Sendable {
     @Option(help: "The shortest heartbeat TTL handed to a node, in seconds (env DROVER_HEARTBEAT_MIN_TTL).")
     public var heartbeatMinTTL: Double = ProcessInfo.processInfo.environment["DROVER_HEARTBEAT_MIN_TTL"].flatMap(Double.init) ?? 10

@@ -195,19 +195,46 @@ public struct Startup: Service {
 }
 
 /// Runs `service` once `gate` has opened: a worker that needs what start-up prepares.
+///
+/// A worker still running `stallWarning` after shutdown began is named in a warning, and again
+/// each `stallWarning` until it stops: the process is waiting for it.
 public struct AfterGate: Service {
     let gate: Gate
     let service: any Service
+    let logger: Logger?
+    let stallWarning: Duration
 
-    public init(_ gate: Gate, _ service: any Service) {
+    public init(_ gate: Gate, _ service: any Service, logger: Logger? = nil, stallWarning: Duration = .seconds(5)) {
         self.gate = gate
         self.service = service
+        self.logger = logger
+        self.stallWarning = stallWarning
     }
 
     public func run() async throws {
         await cancelWhenGracefulShutdown { await gate.wait() }
         guard gate.isOpen, !Task.isCancelled, !Task.isShuttingDownGracefully else { return }
-        try await service.run()
+        guard let logger else { return try await service.run() }
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                try await service.run()
+                return true
+            }
+            group.addTask {
+                guard (try? await gracefulShutdown()) != nil else { return false }
+                let began = ContinuousClock.now
+                while (try? await Task.sleep(for: stallWarning)) != nil {
+                    logger.warning(
+                        "Still stopping a worker", metadata: ["worker": "\(type(of: service))", "since_shutdown": "\(ContinuousClock.now - began)"])
+                }
+                return false
+            }
+            defer { group.cancelAll() }
+            // The worker's own end (or error) decides; the watch only ever ends by cancellation.
+            while let finished = try await group.next() {
+                if finished { return }
+            }
+        }
     }
 }
 
@@ -235,6 +262,6 @@ extension ServiceRuntime {
         routes(router)
         let server = try httpServer(router: router, host: host, port: port, tls: tls)
         try await run(
-            dependencies + [bus, server, Startup(gate: gate, logger: logger, prepare: prepare)] + workers.map { AfterGate(gate, $0) })
+            dependencies + [bus, server, Startup(gate: gate, logger: logger, prepare: prepare)] + workers.map { AfterGate(gate, $0, logger: logger) })
     }
 }
