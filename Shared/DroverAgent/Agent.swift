@@ -79,6 +79,9 @@ public struct AgentOptions: ParsableArguments, Sendable {
     @Option(name: .customLong("ca-cert"), help: "The PEM file of the authorities an https gateway's certificate must chain to (env DROVER_CACERT).")
     var caCert: String? = ProcessInfo.processInfo.environment["DROVER_CACERT"]
 
+    @Option(help: "Seconds a cluster-init script or test may run before it is killed and fails (env DROVER_CLUSTER_INIT_TIMEOUT).")
+    var clusterInitTimeout: Double = ProcessInfo.processInfo.environment["DROVER_CLUSTER_INIT_TIMEOUT"].flatMap(Double.init) ?? 1800
+
     @Option(
         help: "Users exec tasks may run as, comma-separated; any user but root when empty (env DROVER_EXEC_USERS).")
     var execUsers: String = ProcessInfo.processInfo.environment["DROVER_EXEC_USERS"] ?? ""
@@ -89,7 +92,7 @@ public struct AgentOptions: ParsableArguments, Sendable {
         }
         for (name, seconds) in [
             ("--heartbeat-interval", heartbeatInterval), ("--registration-interval", registrationInterval),
-            ("--healthcheck-interval", healthcheckInterval),
+            ("--healthcheck-interval", healthcheckInterval), ("--cluster-init-timeout", clusterInitTimeout),
         ] where !(seconds > 0 && seconds <= ServerOptions.maximumSeconds) {
             throw ValidationError("\(name): must be more than 0 and at most \(Int(ServerOptions.maximumSeconds)) seconds")
         }
@@ -218,6 +221,24 @@ extension AgentOptions {
         let healthChecks = HealthChecks(
             bus: amqp, nodeID: id, directory: URL(fileURLWithPath: healthcheckDir ?? dataDirectory.appendingPathComponent("healthcheck.d").path),
             interval: .milliseconds(Int(healthcheckInterval * 1000)), logger: logger)
+        // Cluster-init needs the node's own secret: a node that never joined has none, and
+        // runs no projects.
+        let clusterInit = joined.flatMap { joined in
+            joined.address.map { address in
+                ClusterInit(
+                    nodeID: id, secret: joined.nodeSecret, address: address, caCertificate: caCert,
+                    directory: dataDirectory.appendingPathComponent("cluster-init"), scriptTimeout: .milliseconds(Int(clusterInitTimeout * 1000)),
+                    logger: logger
+                ) { result in
+                    let level: NodeLogMessage.Level = result.succeeded ? .info : .error
+                    let message = NodeLogMessage(
+                        nodeID: id,
+                        message: "cluster-init \(result.spec) \(result.script): \(result.succeeded ? "succeeded" : ClusterInit.describe(result))",
+                        level: level, priority: result.succeeded ? .low : .high)
+                    try? await amqp.publish(message, routingKey: RoutingKey.nodeLog(id, level: level, priority: message.priority))
+                }
+            }
+        }
         let settings = [
             "amqp_url": busConfiguration.endpoint.redacted, "exchange": busConfiguration.exchange, "data_dir": dataDirectory.path,
             "healthcheck_dir": healthChecks.directory.path, "healthcheck_interval": "\(healthcheckInterval)s",
@@ -227,6 +248,10 @@ extension AgentOptions {
             prepare: {
                 // Pick up what a previous agent ran before saying what this node offers.
                 await manager.recover()
+                // Configure the node before it registers: until its scripts succeed it takes no work.
+                if let clusterInit, let state = try? await clusterInit.atStart(patience: .seconds(120)) {
+                    await registrations.update(clusterInit: state, publishNow: false)
+                }
                 agentLogger.info(
                     "Node fingerprinted",
                     metadata: [
@@ -242,7 +267,7 @@ extension AgentOptions {
             ],
             routes: AgentAPI(
                 bus: amqp, node: node, shutdownScripts: shutdownScripts, users: users, dataDirectory: dataDirectory, settings: settings,
-                token: agentToken, joined: joined, caCertificate: caCert
+                token: agentToken, joined: joined, caCertificate: caCert, clusterInit: clusterInit, registrations: registrations
             ).addRoutes, tls: try server.tlsConfiguration())
     }
 }
@@ -340,17 +365,35 @@ final class Heartbeats: Service, Sendable {
 /// registration may find no queue bound yet, and is dropped.
 final class Registrations: Service, Sendable {
     let bus: any MessageBus
-    let node: Node
     let interval: Duration
     let logger: Logger
+    private let current: Mutex<Node>
     private let answered = Atomic<Bool>(false)
     private let retry = Mutex<Duration>(.seconds(1))
 
     init(bus: any MessageBus, node: Node, interval: Duration, logger: Logger) {
         self.bus = bus
-        self.node = node
+        self.current = Mutex(node)
         self.interval = interval
         self.logger = logger
+    }
+
+    /// The node as it registers.
+    var node: Node { current.withLock { $0 } }
+
+    /// Records how cluster-init converged; once registrations run, the node registers again at
+    /// once with it (a failure there is repeated by the next registration).
+    func update(clusterInit: ClusterInitState, publishNow: Bool) async {
+        let node = current.withLock { node in
+            node.clusterInit = clusterInit
+            return node
+        }
+        guard publishNow else { return }
+        do {
+            try await bus.publish(NodeRegistration(node: node), routingKey: RoutingKey.nodeRegister(node.id))
+        } catch {
+            logger.warning("Registration not sent; the next one carries the converge", metadata: ["error": "\(error)"])
+        }
     }
 
     /// The control plane has heard of the node: from now on, register every `interval`.
@@ -369,7 +412,8 @@ final class Registrations: Service, Sendable {
 
     func run() async throws {
         await repeatUntilShutdown(every: { self.nextDelay() }, logger: logger, failure: "Registration not sent") {
-            try await self.bus.publish(NodeRegistration(node: self.node), routingKey: RoutingKey.nodeRegister(self.node.id))
+            let node = self.node
+            try await self.bus.publish(NodeRegistration(node: node), routingKey: RoutingKey.nodeRegister(node.id))
             self.logger.trace("Registration sent")
         }
     }

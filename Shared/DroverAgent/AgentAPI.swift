@@ -21,6 +21,10 @@ struct AgentAPI: Sendable {
     let joined: NodeJoin?
     /// The authorities the gateway's certificate must chain to, for an https gateway.
     let caCertificate: String?
+    /// The node's cluster-init, when it joined (it needs the node's secret).
+    let clusterInit: ClusterInit?
+    /// What carries a converge's outcome to the control plane.
+    let registrations: Registrations
 
     func addRoutes(to base: Router<BasicRequestContext>) {
         let router = base.group("/v1/agent").add(middleware: TokenCheck(token: token))
@@ -70,6 +74,30 @@ struct AgentAPI: Sendable {
                         destination, nodeID: node.id, secret: joined.nodeSecret, address: address, caCertificate: caCertificate)
                 }
                 return Self.json(ReportAnswer(path: destination.path, files: files, uploadedID: uploaded))
+            }
+        }
+        // `drover converge`: fetch the node's projects again and run their scripts.
+        router.post("converge") { _, _ in
+            try await Self.answer {
+                let state = try await Self.clusterInit(clusterInit) { try await $0.converge() }
+                await registrations.update(clusterInit: state, publishNow: true)
+                return Self.json(state)
+            }
+        }
+        // `drover test`: run the projects' tests.
+        router.post("test") { _, _ in
+            try await Self.answer { Self.json(try await Self.clusterInit(clusterInit) { try await $0.test() }) }
+        }
+        // `drover download`: a blob of a project assigned to this node.
+        router.get("blob") { request, _ in
+            try await Self.answer {
+                let project = request.uri.queryParameters.get("project").map { String($0) } ?? ""
+                let path = request.uri.queryParameters.get("path").map { String($0) } ?? ""
+                if !Project.isWord(project) { throw Refused("project", "'\(project)' is not a project name") }
+                if let reason = Project.pathProblem("blobs/" + path) { throw Refused("path", reason) }
+                let data = try await Self.clusterInit(clusterInit) { try await $0.blob(project: project, path: path) }
+                return Response(
+                    status: .ok, headers: [.contentType: "application/octet-stream"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
             }
         }
         // `drover users`: the users the cluster manages on this node.
@@ -214,6 +242,20 @@ struct AgentAPI: Sendable {
         var field: FieldError
         init(_ field: String, _ reason: String) { self.field = FieldError(field, reason) }
         init(_ field: FieldError) { self.field = field }
+    }
+
+    /// Runs `work` with the node's cluster-init; what stops it is refused with its reason.
+    static func clusterInit<T>(_ clusterInit: ClusterInit?, _ work: (ClusterInit) async throws -> T) async throws -> T {
+        guard let clusterInit else {
+            throw Refused("Node", "this node never joined with an enrollment token, so it has no secret to fetch its projects with")
+        }
+        do {
+            return try await work(clusterInit)
+        } catch let refused as Refused {
+            throw refused
+        } catch {
+            throw Refused("ClusterInit", "\(error)")
+        }
     }
 
     /// Runs a route, answering ``Refused`` with 400.

@@ -11,16 +11,29 @@ import Synchronization
 #endif
 
 /// Runs an executable to completion, or kills it after `limit`; never blocks a thread of the
-/// concurrency pool. - Returns: its exit code (nil when it could not start or was killed) and
-/// the end of what it printed.
-func runScript(_ path: String, limit: Duration, logger: Logger) async -> (exitCode: Int32?, output: String) {
+/// concurrency pool. A file that is not executable runs with `/bin/sh`.
+/// - Parameters:
+///   - environment: what it gets besides the agent's own environment.
+///   - directory: where it runs; the agent's working directory when nil.
+/// - Returns: its exit code (nil when it could not start or was killed) and the end of what it
+///   printed.
+func runScript(
+    _ path: String, limit: Duration, environment: [String: String] = [:], directory: URL? = nil, logger: Logger
+) async -> (exitCode: Int32?, output: String) {
     let file = FileManager.default.temporaryDirectory.appendingPathComponent("drover-script-\(UUID().uuidString)")
     FileManager.default.createFile(atPath: file.path, contents: nil)
     defer { try? FileManager.default.removeItem(at: file) }
     guard let output = try? FileHandle(forWritingTo: file) else { return (nil, "") }
     defer { try? output.close() }
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
+    if FileManager.default.isExecutableFile(atPath: path) {
+        process.executableURL = URL(fileURLWithPath: path)
+    } else {
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = [path]
+    }
+    if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+    if let directory { process.currentDirectoryURL = directory }
     process.standardInput = FileHandle.nullDevice
     process.standardOutput = output
     process.standardError = output

@@ -116,10 +116,12 @@ public enum Autoscale {
                     actions.append(
                         .giveUp(machine: machine.name, reason: "the provider '\(array.provider)' did not answer within \(policy.requestTimeout) s"))
                     machines[index].state = .failed
+                    machines[index].terminateRequestedAt = now
                     failedRequests += 1
                 } else if (machine.state == .acquiring || machine.state == .preparing) && waited >= Saturating.nanoseconds(array.bootTimeout) {
                     actions.append(.giveUp(machine: machine.name, reason: "not ready within BootTimeout (\(array.bootTimeout) s)"))
                     machines[index].state = .failed
+                    machines[index].terminateRequestedAt = now
                 }
             }
             var backoff = state.backoffs.first { $0.array == array.name && $0.until > now }
@@ -142,7 +144,8 @@ public enum Autoscale {
                         .drain(machine: machine.name, nodeID: machine.nodeID, idle: false, reason: machine.termination?.reason ?? "flagged"))
                     machines[index].state = .terminating
                     machines[index].terminatingForIdleness = false
-                case .preparing:
+                case .preparing,
+                    .failed where machine.isKeptAfterFailure:
                     actions.append(
                         .terminate(
                             machine: machine.name, nodeID: machine.nodeID, deallocate: machine.deallocates,
@@ -178,7 +181,9 @@ public enum Autoscale {
                 }
                 let cap = limits.clamp(Int.max)
                 let stillTerminating = terminating.count - (active - alive.count)
-                let room = max(0, cap - active - stillTerminating)
+                // A failed machine kept for inspection still exists: it counts against the caps.
+                let kept = machines.filter(\.isKeptAfterFailure).count
+                let room = max(0, cap - active - stillTerminating - kept)
                 let wanted = min(target - active, room, policy.maximumPerRound)
                 if wanted <= 0 {
                     reason =

@@ -44,12 +44,30 @@ public struct AutoscaleService: Sendable {
             guard try await work.nodeArrays.tryLockRound() else { return AutoscalePlan(actions: [], decisions: []) }
             let arrays = try await work.nodeArrays.arrays()
             var machines = try await work.nodeArrays.machines()
-            // A machine whose node has registered and is ready is ready.
-            for index in machines.indices where machines[index].state == .acquiring || machines[index].state == .preparing {
-                guard let nodeID = machines[index].nodeID, let node = try await work.nodes.read(id: nodeID), node.status == .ready else { continue }
-                machines[index].state = .ready
+            // A machine whose node has registered and is ready is ready; one whose node's
+            // cluster-init failed is failed (and kept), until a converge succeeds.
+            for index in machines.indices {
+                let machine = machines[index]
+                let next: (MachineState, String)
+                switch machine.state {
+                case .acquiring, .preparing, .failed:
+                    guard machine.state != .failed || machine.isKeptAfterFailure, let nodeID = machine.nodeID,
+                        let node = try await work.nodes.read(id: nodeID), node.status == .ready
+                    else { continue }
+                    if let failure = machine.clusterInitFailure {
+                        guard machine.state != .failed else { continue }
+                        next = (.failed, "cluster-init failed: \(failure)")
+                    } else {
+                        next = (.ready, machine.state == .failed ? "cluster-init converged" : "its node is ready")
+                    }
+                case .ready:
+                    guard let failure = machine.clusterInitFailure else { continue }
+                    next = (.failed, "cluster-init failed: \(failure)")
+                default: continue
+                }
+                machines[index].state = next.0
                 machines[index].since = nanos
-                try await work.nodeArrays.save(machines[index], reason: "its node is ready")
+                try await work.nodeArrays.save(machines[index], reason: next.1)
             }
             let decisions = try await work.nodeArrays.decisions()
             let state = AutoscaleState(
@@ -127,6 +145,7 @@ public struct AutoscaleService: Sendable {
                 sendTerminate(machine, provider: arraysByName[machine.array]?.provider ?? "", deallocate: false, in: work)
                 machine.state = .failed
                 machine.since = nanos
+                machine.terminateRequestedAt = nanos
                 try await work.nodeArrays.save(machine, reason: reason)
                 try await work.note(
                     ClusterEvent.Kind.autoscaleDecision, "Machine \(name) given up: \(reason)", level: .warn, priority: .medium,

@@ -45,7 +45,28 @@ public struct NodeLifecycle: Sendable {
             try await work.nodes.recordRegistration(reported.id, at: time, ttl: heartbeatPolicy.minimumTTL, expiresAt: liveness.expiresAt)
             let index = try await work.nextIndex()
             try await work.nodes.upsertReady(node, index: index)
+            try await applyClusterInit(of: node, previous: previous?.spec, in: work, index: index, at: time)
             return try await work.nodeBecameReady(node.id, index: index, now: time)
+        }
+    }
+
+    /// A node whose cluster-init failed takes no work: it becomes ineligible when it reports the
+    /// failure, and eligible again when a later converge succeeds.
+    private func applyClusterInit(of node: Node, previous: Node?, in work: UnitOfWork, index: Int64, at time: Date) async throws {
+        guard let state = node.clusterInit, state != previous?.clusterInit else { return }
+        let failedBefore = previous?.clusterInit?.status == .failed
+        switch state.status {
+        case .failed:
+            if !failedBefore { try await work.nodes.setEligibility(node.id, eligible: false, index: index) }
+            try await work.note(
+                ClusterEvent.Kind.clusterInit, "Node \(node.id): cluster-init failed, the node takes no work: \(state.detail)", level: .error,
+                priority: .high, nodeID: node.id, at: time)
+        case .ready:
+            if failedBefore { try await work.nodes.setEligibility(node.id, eligible: true, index: index) }
+            // A node with nothing assigned says so on every start: not an event.
+            guard failedBefore || !state.specs.isEmpty else { return }
+            try await work.note(
+                ClusterEvent.Kind.clusterInit, "Node \(node.id): cluster-init converged (\(state.detail))", priority: .low, nodeID: node.id, at: time)
         }
     }
 

@@ -81,6 +81,7 @@ public struct Gateway: Sendable {
         addUserRoutes(to: routes)
         addACLRoutes(to: routes)
         addNodeArrayRoutes(to: routes)
+        addProjectRoutes(to: routes)
         addOpsRoutes(to: routes)
     }
 

@@ -60,5 +60,7 @@ public struct ClusterEvent: Codable, Sendable, Equatable {
         public static let nodeArrayChanged = "NodeArrayChanged"
         public static let autoscaleTarget = "AutoscaleTarget"
         public static let autoscaleDecision = "AutoscaleDecision"
+        public static let clusterInit = "ClusterInit"
+        public static let projectChanged = "ProjectChanged"
     }
 }

@@ -35,6 +35,9 @@ public struct Node: Codable, Sendable, Equatable {
     public var termination: TerminationRequest?
     /// The last HealthCheck outcome.
     public var health: NodeHealth?
+    /// How its cluster-init projects last converged, as its agent reports it; a node whose
+    /// scripts failed takes no work.
+    public var clusterInit: ClusterInitState?
     public var createIndex: Int64?
     public var modifyIndex: Int64?
 
@@ -74,6 +77,7 @@ public struct Node: Codable, Sendable, Equatable {
         case keepaliveUntil = "KeepaliveUntil"
         case termination = "Termination"
         case health = "Health"
+        case clusterInit = "ClusterInit"
         case createIndex = "CreateIndex"
         case modifyIndex = "ModifyIndex"
     }

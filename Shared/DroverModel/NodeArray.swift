@@ -210,6 +210,8 @@ public struct Machine: Codable, Sendable, Equatable {
     public var terminatingForIdleness: Bool
     /// When the provider was last asked to take it away (Unix nanoseconds).
     public var terminateRequestedAt: Int64?
+    /// Why its node's cluster-init failed, while it has failed.
+    public var clusterInitFailure: String?
 
     public init(
         name: String, array: String, state: MachineState, since: Int64, requestedAt: Int64? = nil, nodeID: String? = nil,
@@ -245,7 +247,12 @@ public struct Machine: Codable, Sendable, Equatable {
         case deallocate = "Deallocate"
         case terminatingForIdleness = "TerminatingForIdleness"
         case terminateRequestedAt = "TerminateRequestedAt"
+        case clusterInitFailure = "ClusterInitFailure"
     }
+
+    /// Failed but still there, for whoever looks into it (its cluster-init failed): it counts
+    /// against the array's limits until it is taken away.
+    public var isKeptAfterFailure: Bool { state == .failed && nodeID != nil && terminateRequestedAt == nil }
 
     /// The number in its name (`execute-3` → 3), or nil.
     public var index: Int? { name.split(separator: "-").last.flatMap { Int($0) } }

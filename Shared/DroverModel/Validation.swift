@@ -438,6 +438,13 @@ extension Node {
             let longest = entries.lazy.map { max($0.key.utf8.count, $0.value.utf8.count) }.max() ?? 0
             check(longest <= JobLimits.shortString, field, "keys and values must be at most \(JobLimits.shortString) bytes")
         }
+        if let clusterInit {
+            check(clusterInit.detail.utf8.count <= 4096, "Node.ClusterInit.Detail", "must be at most 4096 bytes")
+            check(clusterInit.specs.count <= 100, "Node.ClusterInit.Specs", "may name at most 100 specs")
+            check(clusterInit.results.count <= 200, "Node.ClusterInit.Results", "may hold at most 200 results")
+            let largest = clusterInit.results.lazy.map { $0.output.utf8.count + $0.script.utf8.count + $0.spec.utf8.count }.max() ?? 0
+            check(largest <= 8192, "Node.ClusterInit.Results", "each result must be at most 8192 bytes")
+        }
         return errors
     }
 }

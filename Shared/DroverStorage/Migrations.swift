@@ -444,5 +444,26 @@ public enum DroverSchema {
                     array_name text PRIMARY KEY, decided_at bigint NOT NULL, decision jsonb NOT NULL, last_scale_up bigint)
                 """,
             ]),
+        Migration(
+            version: 13, name: "cluster-init projects",
+            statements: [
+                """
+                CREATE TABLE drover_projects (
+                    name text NOT NULL, version text NOT NULL, specs text[] NOT NULL, files integer NOT NULL, bytes bigint NOT NULL,
+                    uploaded_at bigint NOT NULL, modify_index bigint NOT NULL, PRIMARY KEY (name, version))
+                """,
+                """
+                CREATE TABLE drover_project_files (
+                    name text NOT NULL, version text NOT NULL, path text NOT NULL, mode integer NOT NULL, content bytea NOT NULL,
+                    PRIMARY KEY (name, version, path),
+                    FOREIGN KEY (name, version) REFERENCES drover_projects (name, version) ON DELETE CASCADE)
+                """,
+                // Exactly one of array_name and node_id; an empty version is the newest upload.
+                """
+                CREATE TABLE drover_project_assignments (
+                    id text PRIMARY KEY, project text NOT NULL, spec text NOT NULL, version text NOT NULL, array_name text, node_id text,
+                    create_index bigint NOT NULL, CHECK ((array_name IS NULL) <> (node_id IS NULL)))
+                """,
+            ]),
     ]
 }

@@ -77,6 +77,7 @@ public struct NodeArrayRepository: Sendable {
             """
             SELECT m.name, m.array_name, m.state, m.since, m.requested_at, m.node_id, m.deallocate, m.terminating_for_idleness,
                 m.terminate_requested_at, n.keepalive_until, n.termination::text,
+                CASE WHEN n.spec->'ClusterInit'->>'Status' = 'failed' THEN n.spec->'ClusterInit'->>'Detail' END AS cluster_init_failure,
                 (SELECT count(*) FROM drover_allocations a
                     WHERE a.node_id = m.node_id AND a.desired_status = 'run' AND a.client_status IN ('pending', 'running')) AS running,
                 (SELECT max((a.spec->>'ModifyTime')::bigint) FROM drover_allocations a WHERE a.node_id = m.node_id) AS last_work
@@ -96,6 +97,7 @@ public struct NodeArrayRepository: Sendable {
                 terminatingForIdleness: try cells["terminating_for_idleness"].decode(Bool.self),
                 terminateRequestedAt: try cells["terminate_requested_at"].decode(Int64?.self))
             machine.termination = try cells["termination"].decode(String?.self).map { try JSONColumn.decode(TerminationRequest.self, $0) }
+            machine.clusterInitFailure = try cells["cluster_init_failure"].decode(String?.self)
             found.append(machine)
         }
         return found

@@ -227,6 +227,33 @@ import Testing
             ])
     }
 
+    @Test func aMachineWhoseClusterInitFailedIsKeptCountsAgainstTheLimitsAndGoesWhenFlagged() {
+        var failed = Self.ready("execute-1")
+        failed.state = .failed
+        failed.clusterInitFailure = "app:default:1 scripts/10-setup.sh exited 3"
+        #expect(failed.isKeptAfterFailure)
+        // Demand for 4 machines with MaxCount 2: the kept machine leaves room for one, not two.
+        let plan = Self.decide([Self.array(max: 2)], [failed], demand: [Self.pending(8)])
+        #expect(plan.actions == [.acquire(array: "execute", names: ["execute-2"])])
+        // Nothing takes it away on its own: it stays for whoever looks into it ...
+        #expect(Self.decide([Self.array(max: 2)], [failed], at: Self.now + 86_400 * Self.second).actions.isEmpty)
+        // ... until it is flagged (drover shutdown on it).
+        failed.termination = TerminationRequest(reason: "requested", requestedAt: Self.now)
+        #expect(
+            Self.decide([Self.array(max: 2)], [failed]).actions == [
+                .terminate(machine: "execute-1", nodeID: "node-execute-1", deallocate: false, reason: "requested")
+            ])
+        // A machine given up (its provider asked to take it away) is not kept.
+        var givenUp = failed
+        givenUp.termination = nil
+        givenUp.terminateRequestedAt = Self.now
+        #expect(!givenUp.isKeptAfterFailure)
+        #expect(
+            Self.decide([Self.array(max: 2)], [givenUp], demand: [Self.pending(8)]).actions == [
+                .acquire(array: "execute", names: ["execute-2", "execute-3"])
+            ])
+    }
+
     @Test func machinesOfADeletedArrayAreTerminated() {
         let orphan = Machine(name: "old-1", array: "old", state: .ready, since: Self.now, nodeID: "n")
         #expect(

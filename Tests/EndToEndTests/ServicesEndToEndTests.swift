@@ -155,7 +155,7 @@ final class RunningService: Sendable {
         } catch {
             Foundation.kill(process.processIdentifier, SIGKILL)
             _ = try? await exitStatus("exiting after SIGKILL")
-            throw error
+            throw TestFailure("\(error); the end of its log:\n\(output.suffix(3000))")
         }
     }
 
@@ -234,7 +234,7 @@ struct ServicesEndToEndTests {
             #expect(!service.output.contains("Start-up step failed"), "\(service.name): \(service.output)")
         }
         let migrations = try await runShell("psql '\(url)' -Atc 'SELECT count(*) FROM drover_schema_migrations'")
-        #expect(migrations.trimmingCharacters(in: .whitespacesAndNewlines) == "12", "every migration this build knows")
+        #expect(migrations.trimmingCharacters(in: .whitespacesAndNewlines) == "13", "every migration this build knows")
 
         // agent ─heartbeat→ RabbitMQ ─→ health-monitor ─→ PostgreSQL
         try await eventually("the agent's heartbeat in PostgreSQL") {
