@@ -51,6 +51,9 @@ struct NodeStatus: AsyncParsableCommand {
             let failing = health.checks.filter { $0.exitCode == 254 }.map(\.script)
             print("\nHealth      = \(health.healthy ? "healthy" : "unhealthy (\(failing.joined(separator: ", ")))") at \(date(health.checkedAt))")
         }
+        if let clusterInit = node.clusterInit {
+            print("ClusterInit = \(clusterInit.status.rawValue): \(clusterInit.detail) at \(date(clusterInit.at))")
+        }
         if let until = node.keepaliveUntil { print("Keepalive   = until \(until == Int64.max ? "forever" : date(until))") }
         if let termination = node.termination {
             print("Termination = requested (\(termination.reason)) at \(date(termination.requestedAt))")

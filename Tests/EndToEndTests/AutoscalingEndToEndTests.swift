@@ -26,6 +26,15 @@ struct AutoscalingEndToEndTests {
                 let created = try await cluster.cli(
                     "nodearray create execute --cores 1 --memory-mb 512 --min 0 --max 3 --idle-after 3s --idle-before 3s --boot-timeout 2m")
                 #expect(created.status == 0, "\(created.output)")
+                // Each machine runs the array's cluster-init project before its node takes work.
+                let mark = cluster.logs.appendingPathComponent("array-init.mark").path
+                let project = cluster.logs.appendingPathComponent("array-project")
+                try ClusterInitEndToEndTests.writeProject(
+                    project,
+                    ["specs/default/cluster-init/scripts/setup.sh": "#!/bin/sh\necho \"$DROVER_NODE_ID\" >> '\(mark)'\n"],
+                    executable: ["specs/default/cluster-init/scripts/setup.sh"])
+                #expect(try await cluster.cli("project upload --name setup --version 1 \(project.path)").status == 0)
+                #expect(try await cluster.cli("project assign setup --nodearray execute").status == 0)
 
                 // Two allocations of 0.8 cores and no node: two 1-core machines come, join, run them.
                 let file = try cluster.writeJob("wide", job("wide", count: 2, cpu: 800, command: "sleep 1"))
@@ -47,6 +56,8 @@ struct AutoscalingEndToEndTests {
                 let allocations = try #require(try JSONSerialization.jsonObject(with: Data(allocationsBody.utf8)) as? [[String: Any]])
                 // Both on the new machines (both on one, if the first finished before the second machine came).
                 #expect(Set(allocations.compactMap { $0["NodeID"] as? String }).isSubset(of: Set(machines.compactMap { $0["NodeID"] as? String })))
+                let configured = try String(contentsOfFile: mark, encoding: .utf8).split(separator: "\n").map(String.init)
+                #expect(Set(configured) == Set(machines.compactMap { $0["NodeID"] as? String }) && configured.count == 2, "\(configured)")
 
                 // Idle past 3 s and the cooldown: drained, taken away, their nodes forgotten (MinCount 0).
                 try await eventually("idle machines taken away", within: .seconds(60)) {
