@@ -14,8 +14,7 @@ struct APIGateway: AsyncParsableCommand {
     @OptionGroup var options: ControlPlaneOptions
     @OptionGroup var scheduling: SchedulingOptions
 
-    @Option(help: "RabbitMQ's management API, with a user that may manage users, for node enrolment (env DROVER_AMQP_MANAGEMENT_URL).")
-    var amqpManagementURL: String = ProcessInfo.processInfo.environment["DROVER_AMQP_MANAGEMENT_URL"] ?? "http://guest:guest@127.0.0.1:15680"
+    @OptionGroup var management: BrokerManagementOptions
 
     @Option(help: "The longest a blocking query (?index=) waits, and its default wait, as 5m (env DROVER_MAX_QUERY_WAIT).")
     var maxQueryWait: String = ProcessInfo.processInfo.environment["DROVER_MAX_QUERY_WAIT"] ?? "5m"
@@ -42,8 +41,7 @@ struct APIGateway: AsyncParsableCommand {
         let watcher = IndexWatcher(database: plane.database)
         let gateway = Gateway(
             database: plane.database, watcher: watcher, scheduling: scheduling.configuration, address: plane.address(defaultPort: 4646),
-            brokerUsers: try BrokerUsers(
-                managementURL: amqpManagementURL, vhost: amqp.endpoint.vhost, exchange: amqp.exchange, deadLetterExchange: amqp.deadLetterExchange),
+            brokerUsers: try management.brokerUsers(for: options.bus),
             brokerEndpoint: amqp.endpoint, maximumWait: GoDuration.parse(maxQueryWait) ?? .seconds(300),
             access: AccessConfiguration(enabled: GoBool.parse(aclEnabled) ?? true, tokenLifetime: GoDuration.parse(aclTokenTTL) ?? .seconds(30)),
             logger: plane.logger)

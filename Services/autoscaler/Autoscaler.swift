@@ -9,10 +9,13 @@ struct Autoscaler: AsyncParsableCommand {
 
     @OptionGroup var options: ControlPlaneOptions
     @OptionGroup var autoscale: AutoscaleOptions
+    @OptionGroup var management: BrokerManagementOptions
 
     func run() async throws {
         let plane = try ControlPlane(name: "autoscaler", options: options)
-        let service = AutoscaleService(database: plane.database, policy: autoscale.policy, gateway: autoscale.gateway, logger: plane.logger)
+        let service = AutoscaleService(
+            database: plane.database, policy: autoscale.policy, gateway: autoscale.gateway, brokerUsers: try management.brokerUsers(for: options.bus),
+            logger: plane.logger)
         try await plane.run(defaultPort: 4649, workers: plane.autoscalerWorkers(service: service, interval: autoscale.roundInterval))
     }
 }

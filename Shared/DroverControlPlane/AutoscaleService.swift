@@ -1,5 +1,5 @@
 public import DroverAutoscaling
-import DroverMessaging
+public import DroverMessaging
 public import DroverModel
 public import DroverStorage
 public import Foundation
@@ -16,16 +16,19 @@ public struct AutoscaleService: Sendable {
     public let policy: AutoscalePolicy
     /// The gateway new machines' agents join through.
     public let gateway: String
+    /// Where a taken-away machine's broker user is removed; nil leaves broker users alone.
+    let brokerUsers: BrokerUsers?
     let now: @Sendable () -> Date
     let logger: Logger
 
     public init(
-        database: Database, policy: AutoscalePolicy = AutoscalePolicy(), gateway: String, logger: Logger,
+        database: Database, policy: AutoscalePolicy = AutoscalePolicy(), gateway: String, brokerUsers: BrokerUsers? = nil, logger: Logger,
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.database = database
         self.policy = policy
         self.gateway = gateway
+        self.brokerUsers = brokerUsers
         self.logger = logger
         self.now = now
     }
@@ -186,14 +189,18 @@ public struct AutoscaleService: Sendable {
 
     /// A provider's answer: created machines wait for their nodes (`Preparing`), failed ones are
     /// given up and the provider backs off, terminated ones are gone and their nodes forgotten.
-    /// A machine made for a request that was given up meanwhile is taken away again.
+    /// A machine made for a request that was given up meanwhile is taken away again. Once the
+    /// change commits, a terminated machine's broker user is removed (and its connections
+    /// closed), so that nothing can speak for its node again; a broker that cannot be reached
+    /// fails the call, and the reply is delivered again (recording it twice changes nothing).
     /// - Throws: ``ControlPlaneError/invalid(_:)`` for a reply with a bad field.
     public func record(_ reply: ProviderReply) async throws {
         let errors = reply.validate()
         guard errors.isEmpty else { throw ControlPlaneError.invalid(errors) }
         let time = now()
         let nanos = time.unixNanoseconds
-        try await database.transaction { work in
+        let gone = try await database.transaction { work -> [String] in
+            var gone: [String] = []
             let known = Dictionary(try await work.nodeArrays.machines(array: reply.array).map { ($0.name, $0) }) { first, _ in first }
             let provider = try await work.nodeArrays.array(named: reply.array)?.provider ?? ""
             switch reply.status {
@@ -228,6 +235,7 @@ public struct AutoscaleService: Sendable {
             case .terminated:
                 for name in reply.machines {
                     guard var machine = known[name] else { continue }
+                    if let nodeID = machine.nodeID { gone.append(nodeID) }
                     if let nodeID = machine.nodeID, try await work.nodes.lock(nodeID) {
                         let index = try await work.nextIndex()
                         _ = try await work.evaluateJobs(onNode: nodeID, index: index, now: time)
@@ -239,6 +247,11 @@ public struct AutoscaleService: Sendable {
                     try await work.nodeArrays.save(machine, reason: "taken away by \(provider)")
                 }
             }
+            return gone
+        }
+        guard let brokerUsers else { return }
+        for nodeID in gone where try await brokerUsers.remove(nodeID: nodeID) {
+            logger.info("Broker user of a machine taken away removed", metadata: ["node_id": "\(nodeID)"])
         }
     }
 }

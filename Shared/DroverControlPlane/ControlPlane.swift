@@ -125,6 +125,21 @@ public struct AutoscaleOptions: ParsableArguments, Sendable {
     public var roundInterval: Duration { .milliseconds(Int(interval * 1000)) }
 }
 
+/// RabbitMQ's management API, where nodes' broker users are made and removed.
+public struct BrokerManagementOptions: ParsableArguments, Sendable {
+    @Option(help: "RabbitMQ's management API, with a user that may manage users, for nodes' broker users (env DROVER_AMQP_MANAGEMENT_URL).")
+    public var amqpManagementURL: String = ProcessInfo.processInfo.environment["DROVER_AMQP_MANAGEMENT_URL"] ?? "http://guest:guest@127.0.0.1:15680"
+
+    public init() {}
+
+    /// The node users of the cluster the bus settings `bus` name.
+    public func brokerUsers(for bus: BusOptions) throws -> BrokerUsers {
+        let amqp = try bus.configuration()
+        return try BrokerUsers(
+            managementURL: amqpManagementURL, vhost: amqp.endpoint.vhost, exchange: amqp.exchange, deadLetterExchange: amqp.deadLetterExchange)
+    }
+}
+
 /// Health-monitor's heartbeat settings.
 public struct HeartbeatOptions: ParsableArguments, Sendable {
     @Option(help: "The shortest heartbeat TTL handed to a node, in seconds (env DROVER_HEARTBEAT_MIN_TTL).")

@@ -65,6 +65,15 @@ struct AutoscalingEndToEndTests {
                     return shown.contains("execute-1  Terminated") && shown.contains("execute-2  Terminated")
                 }
                 try await eventually("their nodes forgotten") { (try? await cluster.cli("node status"))?.output.contains("execute-") == false }
+                // And their broker users removed: nothing can speak for those nodes again.
+                let management = try #require(TestEnvironment.amqpManagementURL)
+                for nodeID in machines.compactMap({ $0["NodeID"] as? String }) {
+                    try await eventually("the broker user of \(nodeID) removed") {
+                        let answer = try? await runShellWithStatus(
+                            "curl -s -o /dev/null -w '%{http_code}' '\(management)/api/users/drover-node-\(nodeID)'")
+                        return answer?.output == "404"
+                    }
+                }
 
                 // A target: three machines, held while it lasts.
                 let target = try await cluster.cli("autoscale --instancecount 3 --name execute --expiration 10m")
