@@ -2,8 +2,10 @@
 /// and Chronos's `epsilon`. Calendar parts (years, months, days) stay apart from the clock part,
 /// since how long a month or a day lasts depends on the date and the time zone it is added to.
 ///
-/// This module is the pure schedule core: what a schedule says and when it fires next, with the
-/// time passed in. It imports nothing, so its rules are tested without a clock or a database.
+/// This module is the pure schedule core: what a schedule says (``Schedule``: ISO 8601 repeating
+/// intervals and cron, in a time zone), when it runs next, and what is due at a tick
+/// (``Firing``), with the time passed in. It imports only Foundation (for the calendar and the
+/// time-zone database), so its rules are tested without a clock or a database.
 public struct ISO8601Duration: Sendable, Hashable, CustomStringConvertible {
     public var years = 0
     public var months = 0
