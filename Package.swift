@@ -122,6 +122,7 @@ let package = Package(
             dependencies: [
                 "DroverAccess",
                 "DroverAutoscaling",
+                "DroverSchedules",
                 "DroverModel",
                 "DroverHealth",
                 "DroverMessaging",

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DroverControlPlane
+import Foundation
 
 @main
 struct Scheduler: AsyncParsableCommand {
@@ -11,6 +12,7 @@ struct Scheduler: AsyncParsableCommand {
 
     func run() async throws {
         let plane = try ControlPlane(name: "scheduler", options: options)
-        try await plane.run(defaultPort: 4647, workers: plane.schedulerWorkers(configuration: scheduling.configuration))
+        let replica = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier)"
+        try await plane.run(defaultPort: 4647, workers: plane.schedulerWorkers(configuration: scheduling.configuration, replica: replica))
     }
 }

@@ -17,7 +17,10 @@ extension ControlPlane {
     /// arrive while a batch is applied make the next batch, planned and written in one transaction.
     /// The reconciliation sends again what went unanswered (``Reconciliation``); the garbage
     /// collection removes what is over (``GarbageCollector``).
-    public func schedulerWorkers(configuration: SchedulerConfiguration) -> [any Service] {
+    /// - Parameter replica: who fires scheduled jobs from here, as `GET /v1/scheduler/leader` says.
+    public func schedulerWorkers(configuration: SchedulerConfiguration, replica: String, scheduleTick: Duration = .milliseconds(200))
+        -> [any Service]
+    {
         let service = EvaluationService(database: database, configuration: configuration)
         let evaluations = MessageConsumer(
             EvaluationPending.self, bus: bus,
@@ -29,7 +32,9 @@ extension ControlPlane {
         }
         let reconciliation = ReconciliationLoop(reconciliation: Reconciliation(database: database), logger: logger)
         let collection = GarbageCollection(collector: GarbageCollector(database: database), logger: logger)
-        return [outboxRelay, evaluations, reconciliation, collection]
+        let schedules = ScheduleLoop(
+            service: ScheduleService(database: database, replica: replica, logger: logger), tick: scheduleTick, logger: logger)
+        return [outboxRelay, evaluations, reconciliation, collection, schedules]
     }
 
     /// Health-monitor's: what nodes report (heartbeats, registrations, allocation states, health,

@@ -82,6 +82,7 @@ public struct Gateway: Sendable {
         addACLRoutes(to: routes)
         addNodeArrayRoutes(to: routes)
         addProjectRoutes(to: routes)
+        addScheduleRoutes(to: routes)
         addOpsRoutes(to: routes)
     }
 

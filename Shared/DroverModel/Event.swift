@@ -62,5 +62,6 @@ public struct ClusterEvent: Codable, Sendable, Equatable {
         public static let autoscaleDecision = "AutoscaleDecision"
         public static let clusterInit = "ClusterInit"
         public static let projectChanged = "ProjectChanged"
+        public static let scheduleChanged = "Schedule"
     }
 }

@@ -465,5 +465,23 @@ public enum DroverSchema {
                     create_index bigint NOT NULL, CHECK ((array_name IS NULL) <> (node_id IS NULL)))
                 """,
             ]),
+        Migration(
+            version: 14, name: "scheduled jobs",
+            statements: [
+                // Times are Unix nanoseconds; next_due is NULL when nothing is due (used up, or a dependent job).
+                """
+                CREATE TABLE drover_scheduled_jobs (
+                    name text PRIMARY KEY, spec jsonb NOT NULL, next_due bigint, remaining integer, disabled boolean NOT NULL DEFAULT false,
+                    modify_index bigint NOT NULL)
+                """,
+                "CREATE INDEX drover_scheduled_jobs_due ON drover_scheduled_jobs (next_due) WHERE NOT disabled AND next_due IS NOT NULL",
+                // One row per due time: the key is what makes a run fire once, whichever replica claims it.
+                """
+                CREATE TABLE drover_schedule_runs (
+                    job_name text NOT NULL, due bigint NOT NULL, state text NOT NULL, reason text, job_id text, fired_by text,
+                    created_at bigint NOT NULL, finished_at bigint, PRIMARY KEY (job_name, due))
+                """,
+                "CREATE INDEX drover_schedule_runs_open ON drover_schedule_runs (job_name) WHERE state = 'pending'",
+            ]),
     ]
 }

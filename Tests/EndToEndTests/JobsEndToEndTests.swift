@@ -352,7 +352,19 @@ struct JobsEndToEndTests {
             let evaluations = try await cluster.json("/v1/job/first/evaluations") as? [[String: Any]] ?? []
             let indexes = evaluations.compactMap { ($0["ModifyIndex"] as? NSNumber)?.intValue }
             let index = try #require(indexes.max())
-            let waiting = Task { try await cluster.api.get("/v1/jobs?index=\(index)&wait=20s") }
+            // As a Nomad client does: a blocking query may return on another change (any commit
+            // wakes it), so ask again from the index it answered with until the job shows.
+            let waiting = Task { () -> (status: Int, body: String) in
+                var next = index
+                for _ in 0..<50 {
+                    let answer = try await cluster.api.getWithIndex("/v1/jobs?index=\(next)&wait=20s")
+                    guard answer.status == 200, !answer.body.contains(#""ID":"second""#), answer.index > next else {
+                        return (answer.status, answer.body)
+                    }
+                    next = answer.index
+                }
+                return (0, "the index kept moving without the job")
+            }
             #expect(try await cluster.api.request("POST", "/v1/jobs", body: job("second", command: "true")).status == 200)
             let answer = try await waiting.value
             #expect(answer.status == 200 && answer.body.contains(#""ID":"second""#), "\(answer.body)")

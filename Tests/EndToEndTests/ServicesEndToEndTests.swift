@@ -122,6 +122,13 @@ final class RunningService: Sendable {
         return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)
     }
 
+    /// The answer's status, body and `X-Nomad-Index`, for blocking queries.
+    func getWithIndex(_ path: String) async throws -> (status: Int, body: String, index: Int) {
+        let (data, response) = try await URLSession.shared.data(for: urlRequest(path))
+        let http = response as? HTTPURLResponse
+        return (http?.statusCode ?? 0, String(decoding: data, as: UTF8.self), Int(http?.value(forHTTPHeaderField: "X-Nomad-Index") ?? "") ?? 0)
+    }
+
     /// One header of the answer.
     func header(_ name: String, of path: String) async throws -> String? {
         let (_, response) = try await URLSession.shared.data(for: urlRequest(path))
@@ -234,7 +241,7 @@ struct ServicesEndToEndTests {
             #expect(!service.output.contains("Start-up step failed"), "\(service.name): \(service.output)")
         }
         let migrations = try await runShell("psql '\(url)' -Atc 'SELECT count(*) FROM drover_schema_migrations'")
-        #expect(migrations.trimmingCharacters(in: .whitespacesAndNewlines) == "13", "every migration this build knows")
+        #expect(migrations.trimmingCharacters(in: .whitespacesAndNewlines) == "14", "every migration this build knows")
 
         // agent ─heartbeat→ RabbitMQ ─→ health-monitor ─→ PostgreSQL
         try await eventually("the agent's heartbeat in PostgreSQL") {
