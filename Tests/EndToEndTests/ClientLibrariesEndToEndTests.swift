@@ -19,6 +19,20 @@ struct ClientLibrariesEndToEndTests {
             #expect(run.status == 0 && run.output.contains("all checks passed"), "\(run.output)")
         }
     }
+
+    /// chronos-python, unchanged, against the Chronos-shaped API: an `R3` job runs three times on
+    /// a node and disables itself, a dependent job runs after its parent succeeds, stats, graph,
+    /// search, update, delete, and a client without the token is refused.
+    @Test func chronosPythonSchedulesRunsAndChainsJobs() async throws {
+        let python = try #require(TestEnvironment.python, "DROVER_TEST_PYTHON is not set")
+        try await Cluster.with { cluster in
+            try await cluster.addAgent("chronos")
+            let token = try #require(cluster.api.token)
+            let script = Self.scripts.appendingPathComponent("chronos_python.py").path
+            let run = try await runShellWithStatus("\(python) \(script) 127.0.0.1:\(cluster.api.port) \(token) 2>&1", within: .seconds(180))
+            #expect(run.status == 0 && run.output.contains("all checks passed"), "\(run.output)")
+        }
+    }
 }
 
 /// The example provider plugin in Python (`examples/providers/python/provider.py`, pika) against
