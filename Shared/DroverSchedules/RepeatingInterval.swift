@@ -67,10 +67,11 @@ public struct RepeatingInterval: Sendable, Hashable, CustomStringConvertible {
         self.period = period
     }
 
-    /// With an empty start made `now`.
+    /// With an empty start made `now`, to the whole second (as it is written back).
     public func resolved(now: Date) -> RepeatingInterval {
         guard case .now = start else { return self }
-        return RepeatingInterval(repetitions: repetitions, start: .instant(now), period: period)
+        return RepeatingInterval(
+            repetitions: repetitions, start: .instant(Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))), period: period)
     }
 
     /// The first occurrence, as an instant in `timeZone` (nil for an empty start, or a wall-clock
