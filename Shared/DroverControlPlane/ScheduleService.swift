@@ -1,3 +1,4 @@
+import DroverMessaging
 public import DroverModel
 import DroverRuntime
 import DroverSchedules
@@ -275,6 +276,12 @@ public struct ScheduleService: Sendable {
                     job.errorCount += 1
                     job.lastError = stamp
                     job.errorsSinceLastSuccess += 1
+                    work.send(
+                        try OutgoingMessage(
+                            ScheduledRunFailed(
+                                name: job.name, owner: job.owner, ownerName: job.ownerName, jobID: run.jobID, due: Date(unixNanoseconds: run.due),
+                                reason: "\(run.failed) allocation(s) failed or lost", errorsSinceLastSuccess: job.errorsSinceLastSuccess),
+                            routingKey: RoutingKey.scheduledJob(job.name, "failed")))
                     try await work.note(
                         ClusterEvent.Kind.scheduleChanged, "Scheduled job \(job.name): run \(run.jobID) failed (owner \(job.owner))", level: .error,
                         priority: .high, jobID: job.name, at: time)

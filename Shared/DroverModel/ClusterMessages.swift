@@ -1,3 +1,5 @@
+public import Foundation
+
 /// An evaluation waits for the scheduler, on `cluster.eval.<evalId>.pending`. The evaluation
 /// itself is in PostgreSQL; this says which one to read.
 public struct EvaluationPending: DroverMessage, Equatable {
@@ -88,4 +90,47 @@ public struct NodeHeartbeatTTL: DroverMessage, Equatable {
 extension RoutingKey {
     /// `cluster.node.<nodeId>.<event>`: what the control plane tells one node.
     public static func clusterNode(_ nodeID: String, _ event: String) -> String { "cluster.node.\(nodeID).\(event)" }
+}
+
+/// A run of a time-based or dependent job failed: published on `cluster.job.<name>.failed`
+/// with the job's owner, for a notification plugin to act on.
+public struct ScheduledRunFailed: DroverMessage, Equatable {
+    public static let messageType = "cluster.job.failed"
+    public static let schemaVersion = 1
+
+    /// The scheduled job's name.
+    public var name: String
+    public var owner: String
+    public var ownerName: String
+    /// The run's batch job.
+    public var jobID: String
+    /// When the run was due.
+    public var due: Date
+    public var reason: String
+    public var errorsSinceLastSuccess: Int
+
+    public init(name: String, owner: String, ownerName: String, jobID: String, due: Date, reason: String, errorsSinceLastSuccess: Int) {
+        self.name = name
+        self.owner = owner
+        self.ownerName = ownerName
+        self.jobID = jobID
+        self.due = due
+        self.reason = reason
+        self.errorsSinceLastSuccess = errorsSinceLastSuccess
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name = "Name"
+        case owner = "Owner"
+        case ownerName = "OwnerName"
+        case jobID = "JobID"
+        case due = "Due"
+        case reason = "Reason"
+        case errorsSinceLastSuccess = "ErrorsSinceLastSuccess"
+    }
+}
+
+extension RoutingKey {
+    /// `cluster.job.<name>.<event>`: what happened to a scheduled job's run.
+    public static func scheduledJob(_ name: String, _ event: String) -> String { "cluster.job.\(name).\(event)" }
 }

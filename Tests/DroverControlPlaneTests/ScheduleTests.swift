@@ -122,7 +122,9 @@ struct ScheduleUseCaseTests {
             let service = ScheduleService(database: database, replica: "a", logger: Logger(label: "test")) { clock.now }
             let nodes = NodeLifecycle(database: database)
             try await nodes.register(node: testNode("n1", cpu: 4000))
-            try await service.put(ScheduledJob(name: "job", command: "true", schedule: "R//PT1M"))
+            var definition = ScheduledJob(name: "job", command: "true", schedule: "R//PT1M")
+            definition.owner = "ops@example.com"
+            try await service.put(definition)
             let reports = ReportService(database: database)
             for (minute, status) in [(0, Allocation.ClientStatus.complete), (1, .failed), (2, .failed)] {
                 clock.time.withLock { $0 = Self.start.addingTimeInterval(Double(minute) * 60) }
@@ -143,6 +145,9 @@ struct ScheduleUseCaseTests {
             #expect(
                 job.successCount == 1 && job.errorCount == 2 && job.errorsSinceLastSuccess == 2 && !job.lastSuccess.isEmpty && !job.lastError.isEmpty)
             #expect(try await Self.runs(database, "job") == ["succeeded", "failed", "failed"])
+            // Each failure is said on the bus, with the owner, for a notification plugin.
+            let failures = try await AutoscaleUseCaseTests.outbox(database).filter { $0 == "cluster.job.job.failed" }
+            #expect(failures.count == 2)
         }
     }
 }

@@ -56,4 +56,30 @@ struct ScheduleEndToEndTests {
             for replica in replicas { _ = try await replica.terminate() }
         }
     }
+
+    @Test func theCLIAddsListsRunsChainsAndDeletesJobs() async throws {
+        try await Cluster.with { cluster in
+            try await cluster.addAgent("cli")
+            let mark = cluster.logs.appendingPathComponent("schedule.mark").path
+            let add = try await cluster.cli(
+                "schedule add --name nightly --command 'echo parent >> \(mark)' --schedule '0 3 * * *' --time-zone Europe/Berlin")
+            #expect(add.status == 0 && add.output.contains("Job nightly stored: 0 3 * * *"), "\(add.output)")
+            #expect(try await cluster.cli("schedule add --name report --command 'echo child >> \(mark)' --parent nightly").status == 0)
+            let bad = try await cluster.cli("schedule add --name broken --command true --schedule '61 * * * *'")
+            #expect(bad.status != 0 && bad.output.contains("minute: '61' is not 0-59"), "\(bad.output)")
+            let list = try await cluster.cli("schedule list")
+            #expect(list.output.contains("nightly") && list.output.contains("0 3 * * *") && list.output.contains("report"), "\(list.output)")
+            #expect(try await cluster.cli("schedule graph").output.contains(#""nightly" -> "report";"#))
+            // A run by hand; the child follows once it succeeds.
+            #expect(try await cluster.cli("schedule run nightly").status == 0)
+            try await eventually("parent then child ran") {
+                (try? String(contentsOfFile: mark, encoding: .utf8)) == "parent\nchild\n"
+            }
+            try await eventually("the run counted") { (try? await cluster.cli("schedule show nightly"))?.output.contains("Runs: count 1") == true }
+            #expect(try await cluster.cli("schedule delete nightly").status != 0, "report depends on it")
+            #expect(try await cluster.cli("schedule delete report").status == 0)
+            #expect(try await cluster.cli("schedule delete nightly").status == 0)
+            #expect(try await cluster.cli("schedule list").output.contains("No scheduled jobs"))
+        }
+    }
 }
