@@ -27,6 +27,7 @@ let package = Package(
         .executable(name: "transaction-bench", targets: ["TransactionBenchmark"]),
         .executable(name: "acl-bench", targets: ["ACLBenchmark"]),
         .executable(name: "autoscale-bench", targets: ["AutoscaleBenchmark"]),
+        .executable(name: "schedule-bench", targets: ["ScheduleBenchmark"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -296,6 +297,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/autoscale-bench",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "ScheduleBenchmark",
+            dependencies: [
+                "DroverControlPlane", "DroverModel", "DroverSchedules", "DroverStorage",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/schedule-bench",
             swiftSettings: swiftSettings
         ),
         .executableTarget(

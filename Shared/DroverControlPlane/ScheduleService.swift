@@ -5,7 +5,7 @@ import DroverSchedules
 public import DroverStorage
 public import Foundation
 public import Logging
-import ServiceLifecycle
+public import ServiceLifecycle
 import Synchronization
 
 /// Time-based jobs: definitions, and the firing of their runs. A tick claims the jobs that are
@@ -61,11 +61,14 @@ public struct ScheduleService: Sendable {
         guard errors.isEmpty else { throw ControlPlaneError.invalid(errors) }
         let time = now()
         return try await database.transaction { work in
-            let all = Dictionary(try await work.schedules.list().map { ($0.job.name, $0.job.parents) }) { first, _ in first }
-            let unknown = submitted.parents.filter { all[$0] == nil }
-            guard unknown.isEmpty else { throw ControlPlaneError.invalid([FieldError("parents", "no job is named \(unknown)")]) }
-            if let cycle = Self.cycle(from: submitted.name, parents: all.merging([submitted.name: submitted.parents]) { $1 }) {
-                throw ControlPlaneError.invalid([FieldError("parents", "would make a cycle: \(cycle.joined(separator: " → "))")])
+            // A job without parents can be in no cycle: only one with parents reads the graph.
+            if !submitted.parents.isEmpty {
+                let all = Dictionary(try await work.schedules.list().map { ($0.job.name, $0.job.parents) }) { first, _ in first }
+                let unknown = submitted.parents.filter { all[$0] == nil }
+                guard unknown.isEmpty else { throw ControlPlaneError.invalid([FieldError("parents", "no job is named \(unknown)")]) }
+                if let cycle = Self.cycle(from: submitted.name, parents: all.merging([submitted.name: submitted.parents]) { $1 }) {
+                    throw ControlPlaneError.invalid([FieldError("parents", "would make a cycle: \(cycle.joined(separator: " → "))")])
+                }
             }
             let previous = try await work.schedules.read(name: submitted.name, lock: true)
             let job = submitted.keeping(statsOf: previous?.job)
@@ -183,16 +186,24 @@ public struct ScheduleService: Sendable {
         let time = now()
         let nanos = time.unixNanoseconds
         let started = try await database.transaction { work -> [Job] in
+            let entries = try await work.schedules.lockDue(at: nanos, limit: limit)
+            guard !entries.isEmpty else { return [] }
+            // One index and one statement for every job of the tick.
+            let index = try await work.nextIndex()
             var started: [Job] = []
-            for entry in try await work.schedules.lockDue(at: nanos, limit: limit) {
+            var runs: [ScheduleRepository.Run] = []
+            var advances: [ScheduleRepository.Advance] = []
+            var events: [ClusterEvent] = []
+            func note(_ job: String, _ message: String, _ level: NodeLogMessage.Level, _ priority: NodeLogMessage.Priority) {
+                events.append(
+                    ClusterEvent(time: time, jobID: job, type: ClusterEvent.Kind.scheduleChanged, level: level, priority: priority, message: message))
+            }
+            for entry in entries {
                 let job = entry.job
                 guard let schedule = try? Schedule(parsing: job.schedule, timeZone: job.scheduleTimeZone) else {
                     // Checked when stored; a time zone that left the system's database is not.
-                    try await work.schedules.advance(
-                        name: job.name, nextDue: nil, remaining: entry.remaining, disabled: true, index: try await work.nextIndex())
-                    try await work.note(
-                        ClusterEvent.Kind.scheduleChanged, "Scheduled job \(job.name) disabled: its schedule can no longer be read",
-                        level: .error, priority: .high, jobID: job.name, at: time)
+                    advances.append(.init(name: job.name, nextDue: nil, remaining: entry.remaining, disabled: true))
+                    note(job.name, "Scheduled job \(job.name) disabled: its schedule can no longer be read", .error, .high)
                     continue
                 }
                 let policy = FiringPolicy(
@@ -202,7 +213,6 @@ public struct ScheduleService: Sendable {
                     schedule,
                     FiringState(nextDue: entry.nextDue.map(Date.init(unixNanoseconds:)), remaining: entry.remaining, running: entry.running),
                     policy: policy, now: time)
-                var runs: [ScheduleRepository.Run] = []
                 for due in decision.runs {
                     let run = job.runJob(due: due)
                     runs.append(.init(jobName: job.name, due: due.unixNanoseconds, state: .pending, jobID: run.id))
@@ -211,21 +221,23 @@ public struct ScheduleService: Sendable {
                 for skipped in decision.skipped {
                     runs.append(.init(jobName: job.name, due: skipped.due.unixNanoseconds, state: .skipped, reason: skipped.reason))
                 }
-                try await work.schedules.record(runs, firedBy: replica, at: nanos)
-                try await work.schedules.advance(
-                    name: job.name, nextDue: decision.next.nextDue?.unixNanoseconds, remaining: decision.next.remaining,
-                    disabled: decision.exhausted, index: try await work.nextIndex())
+                advances.append(
+                    .init(
+                        name: job.name, nextDue: decision.next.nextDue?.unixNanoseconds, remaining: decision.next.remaining,
+                        disabled: decision.exhausted))
                 if !decision.skipped.isEmpty {
-                    try await work.note(
-                        ClusterEvent.Kind.scheduleChanged,
+                    note(
+                        job.name,
                         "Scheduled job \(job.name): \(decision.skipped.count)\(decision.skippedBeyondListed ? "+" : "") run(s) skipped (\(decision.skipped.last?.reason ?? ""))",
-                        level: .warn, priority: .medium, jobID: job.name, at: time)
+                        .warn, .medium)
                 }
-                if decision.exhausted {
-                    try await work.note(
-                        ClusterEvent.Kind.scheduleChanged, "Scheduled job \(job.name) has no run left: disabled", jobID: job.name, at: time)
-                }
+                if decision.exhausted { note(job.name, "Scheduled job \(job.name) has no run left: disabled", .info, .low) }
             }
+            var writes = SQLWrites()
+            try work.schedules.record(runs, firedBy: replica, at: nanos, into: &writes)
+            try work.schedules.advance(advances, index: index, into: &writes)
+            try work.events.record(events, into: &writes)
+            try await work.execute(writes)
             return started
         }
         try await register(started)
@@ -317,12 +329,18 @@ public struct ScheduleService: Sendable {
 
 /// Fires due runs every `tick` and settles ended ones every second, in every scheduler replica
 /// (the claims keep them from firing a due time twice).
-struct ScheduleLoop: Service {
+public struct ScheduleLoop: Service {
     let service: ScheduleService
     let tick: Duration
     let logger: Logger
 
-    func run() async throws {
+    public init(service: ScheduleService, tick: Duration, logger: Logger) {
+        self.service = service
+        self.tick = tick
+        self.logger = logger
+    }
+
+    public func run() async throws {
         let settled = Mutex(ContinuousClock.now)
         await repeatUntilShutdown(every: tick, logger: logger, failure: "Scheduled jobs not fired") {
             try await service.fire()

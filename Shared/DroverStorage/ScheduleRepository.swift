@@ -93,6 +93,49 @@ public struct ScheduleRepository: Sendable {
             """)
     }
 
+    /// A claimed job moved on: its next due time, runs left, and whether it is now disabled.
+    public struct Advance: Sendable, Equatable {
+        public var name: String
+        public var nextDue: Int64?
+        public var remaining: Int?
+        public var disabled: Bool
+
+        public init(name: String, nextDue: Int64?, remaining: Int?, disabled: Bool) {
+            self.name = name
+            self.nextDue = nextDue
+            self.remaining = remaining
+            self.disabled = disabled
+        }
+    }
+
+    /// Moves claimed jobs on, as one clause of `writes`.
+    public func advance(_ advances: [Advance], index: Int64, into writes: inout SQLWrites) throws {
+        guard !advances.isEmpty else { return }
+        // Arrays hold no NULLs: Int64.min and -1 stand for none.
+        try writes.add(
+            """
+            UPDATE drover_scheduled_jobs s SET next_due = NULLIF(a.next_due, \(Int64.min)), remaining = NULLIF(a.remaining, -1),
+                disabled = a.disabled, spec = jsonb_set(s.spec, '{disabled}', to_jsonb(a.disabled)), modify_index = \(index)
+            FROM unnest(\(advances.map(\.name))::text[], \(advances.map { $0.nextDue ?? Int64.min })::int8[],
+                        \(advances.map { Int32($0.remaining ?? -1) })::int4[], \(advances.map(\.disabled))::bool[])
+                AS a(name, next_due, remaining, disabled)
+            WHERE s.name = a.name
+            """)
+    }
+
+    /// Records runs as one clause of `writes`; a due time recorded before is left as it is.
+    public func record(_ runs: [Run], firedBy: String, at time: Int64, into writes: inout SQLWrites) throws {
+        guard !runs.isEmpty else { return }
+        try writes.add(
+            """
+            INSERT INTO drover_schedule_runs (job_name, due, state, reason, job_id, fired_by, created_at)
+            SELECT r.name, r.due, r.state, NULLIF(r.reason, ''), NULLIF(r.job_id, ''), \(firedBy), \(time)
+            FROM unnest(\(runs.map(\.jobName))::text[], \(runs.map(\.due))::int8[], \(runs.map(\.state.rawValue))::text[],
+                        \(runs.map { $0.reason ?? "" })::text[], \(runs.map { $0.jobID ?? "" })::text[]) AS r(name, due, state, reason, job_id)
+            ON CONFLICT (job_name, due) DO NOTHING
+            """)
+    }
+
     /// One due time's outcome.
     public struct Run: Sendable, Equatable {
         public enum State: String, Sendable {
