@@ -54,6 +54,10 @@ public struct ScheduleService: Sendable {
         if !submitted.epsilon.isEmpty && ISO8601Duration(submitted.epsilon) == nil {
             errors.append(FieldError("epsilon", "'\(submitted.epsilon)' is not an ISO 8601 duration such as PT60S"))
         }
+        // A run the jobs API would refuse is refused now, not at every due time.
+        if errors.isEmpty {
+            errors += submitted.runJob(due: now()).validate().map { FieldError("command", "its runs would be refused as jobs: \($0)") }
+        }
         if MissedRuns(submitted.missedRuns) == nil {
             errors.append(
                 FieldError("missedRuns", "'\(submitted.missedRuns)' is not run-once, skip or catch-up:N (N from 1 to \(Firing.maximumCatchUp))"))

@@ -243,8 +243,10 @@ public struct ScheduleRepository: Sendable {
         public var createdAt: Int64
     }
 
-    /// Up to `limit` fired runs that have not ended, locked (skipping those another replica
-    /// holds), with their batch jobs' allocations counted.
+    /// Up to `limit` fired runs that have something to settle (their batch job is not
+    /// registered, or none of its allocations is still going and one has ended), locked
+    /// (skipping those another replica holds), with their batch jobs' allocations counted. Runs
+    /// still going, or waiting for a node, are not looked at, so they never hold the others up.
     public func lockOpenRuns(limit: Int) async throws -> [OpenRun] {
         var found: [OpenRun] = []
         for try await (name, due, jobID, registered, complete, failed, live, created) in try await sql.query(
@@ -255,7 +257,13 @@ public struct ScheduleRepository: Sendable {
                 (SELECT count(*) FROM drover_allocations a WHERE a.job_id = r.job_id AND a.client_status IN ('pending', 'running')
                     AND a.desired_status = 'run'),
                 r.created_at
-            FROM drover_schedule_runs r WHERE r.state = 'pending'
+            FROM drover_schedule_runs r
+            WHERE r.state = 'pending' AND (
+                NOT EXISTS (SELECT 1 FROM drover_jobs j WHERE j.id = r.job_id)
+                OR (NOT EXISTS (SELECT 1 FROM drover_allocations a WHERE a.job_id = r.job_id AND a.client_status IN ('pending', 'running')
+                        AND a.desired_status = 'run')
+                    AND EXISTS (SELECT 1 FROM drover_allocations a WHERE a.job_id = r.job_id
+                        AND a.client_status IN ('complete', 'failed', 'lost'))))
             ORDER BY r.due LIMIT \(Int32(limit)) FOR UPDATE OF r SKIP LOCKED
             """
         ).decode((String, Int64, String?, Bool, Int64, Int64, Int64, Int64).self) {

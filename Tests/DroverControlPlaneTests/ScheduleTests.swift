@@ -47,6 +47,10 @@ struct ScheduleUseCaseTests {
             epsilon.epsilon = "soon"
             epsilon.missedRuns = "later"
             #expect(await Self.invalid { try await service.put(epsilon) } == ["epsilon", "missedRuns"])
+            // What the jobs API would refuse of every run is refused at once.
+            var env = ScheduledJob(name: "j", command: "true", schedule: "R//PT1S")
+            env.environmentVariables = [.init(name: "A=B", value: "x")]
+            #expect(await Self.invalid { try await service.put(env) } == ["command"])
             // Parents that would make a cycle are refused.
             try await service.put(ScheduledJob(name: "a", command: "true", schedule: "R//PT1H"))
             try await service.put(ScheduledJob(name: "b", command: "true", parents: ["a"]))
