@@ -1,4 +1,5 @@
 public import DroverModel
+import DroverSchedules
 public import DroverStorage
 public import Foundation
 
@@ -30,7 +31,16 @@ public struct JobService: Sendable {
         var results = [Result<JobRegistration, ControlPlaneError>](repeating: .failure(.invalid([])), count: submitted.count)
         var valid: [(position: Int, job: Job)] = []
         for (position, job) in submitted.enumerated() {
-            let errors = job.validate()
+            var errors = job.validate()
+            // A periodic job's spec is read by the schedule core, in its time zone.
+            if errors.isEmpty, let periodic = job.periodic, periodic.enabled {
+                do {
+                    _ = try Schedule(parsing: periodic.spec, timeZone: periodic.timeZone == "UTC" ? "" : periodic.timeZone)
+                    if periodic.spec.hasPrefix("R") { errors.append(FieldError("Job.Periodic.Spec", "must be a cron expression")) }
+                } catch {
+                    errors.append(FieldError(error.field == "scheduleTimeZone" ? "Job.Periodic.TimeZone" : "Job.Periodic.Spec", error.description))
+                }
+            }
             if errors.isEmpty {
                 var job = job.canonicalized()
                 job.stop = false
@@ -61,6 +71,7 @@ public struct JobService: Sendable {
             var jobs: [Job] = []
             var versions: [Job] = []
             var evals: [Evaluation] = []
+            var registrations: [JobRegistration] = []
             var events: [ClusterEvent] = []
             for var job in submitted {
                 let before = previous[job.id]
@@ -74,7 +85,22 @@ public struct JobService: Sendable {
                 job.status = nil
                 jobs.append(job)
                 if changed { versions.append(job) }
-                evals.append(Evaluation(id: newID(), for: job, triggeredBy: Evaluation.Trigger.jobRegister, index: index, now: nanos))
+                // A periodic job is never placed itself: its schedule runs children; no evaluation.
+                if let scheduled = ScheduledJob.periodic(job) {
+                    let schedule = try? Schedule(parsing: scheduled.schedule, timeZone: scheduled.scheduleTimeZone)
+                    let kept = try await work.schedules.read(name: job.id, lock: true)
+                    let nextDue =
+                        kept?.job.schedule == scheduled.schedule && kept?.job.scheduleTimeZone == scheduled.scheduleTimeZone
+                        ? kept?.nextDue : schedule?.next(after: time)?.unixNanoseconds
+                    try await work.schedules.put(scheduled.keeping(statsOf: kept?.job), nextDue: nextDue, remaining: nil, index: index)
+                    registrations.append(JobRegistration(evalID: "", jobModifyIndex: index, warnings: "", index: index))
+                } else {
+                    // No longer periodic: its schedule goes.
+                    if job.periodic != nil || previous[job.id]?.spec.periodic != nil { _ = try await work.schedules.delete(name: job.id) }
+                    let evaluation = Evaluation(id: newID(), for: job, triggeredBy: Evaluation.Trigger.jobRegister, index: index, now: nanos)
+                    evals.append(evaluation)
+                    registrations.append(JobRegistration(evalID: evaluation.id, jobModifyIndex: index, warnings: "", index: index))
+                }
                 events.append(
                     ClusterEvent(
                         time: time, nodeID: nil, jobID: job.id, allocID: nil, type: ClusterEvent.Kind.jobRegistered, level: .info,
@@ -86,7 +112,7 @@ public struct JobService: Sendable {
             try work.events.record(events, into: &writes)
             work.send(try evals.map(Messages.pending))
             try await work.execute(writes)
-            return evals.map { JobRegistration(evalID: $0.id, jobModifyIndex: index, warnings: "", index: index) }
+            return registrations
         }
     }
 
@@ -98,6 +124,8 @@ public struct JobService: Sendable {
         return try await database.transaction { work in
             guard var job = try await work.jobs.lock(jobID) else { throw ControlPlaneError.notFound(kind: "job", id: jobID) }
             let index = try await work.nextIndex()
+            // A periodic job's schedule stops with it.
+            if job.periodic != nil { _ = try await work.schedules.delete(name: jobID) }
             if purge {
                 try await work.jobs.delete(jobID)
             } else {

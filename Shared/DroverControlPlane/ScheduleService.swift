@@ -86,10 +86,10 @@ public struct ScheduleService: Sendable {
                 var stored = job
                 if case .interval(let interval) = resolved.rule { stored.schedule = interval.description }
                 // An interval is due from its start, even one in the past (what was missed then
-                // follows the missed-run policy); cron from now.
+                // follows the missed-run policy); cron from the next match after now.
                 switch resolved.rule {
                 case .interval(let interval): nextDue = interval.occurrence(0, in: resolved.timeZone)?.unixNanoseconds
-                case .cron: nextDue = resolved.first(from: time)?.unixNanoseconds
+                case .cron: nextDue = resolved.next(after: time)?.unixNanoseconds
                 }
                 remaining = resolved.repetitions
                 let index = try await work.nextIndex()
@@ -138,10 +138,10 @@ public struct ScheduleService: Sendable {
         }
     }
 
-    /// Starts a run now, whatever the schedule (Chronos's `PUT /job/{name}`).
-    /// - Returns: the run's batch job id.
+    /// Starts a run now, whatever the schedule (Chronos's `PUT /job/{name}`, Nomad's
+    /// `periodic/force`). - Returns: the run's batch job's registration.
     @discardableResult
-    public func runNow(name: String) async throws -> String {
+    public func runNow(name: String) async throws -> JobRegistration {
         let time = now()
         let job = try await database.transaction { work -> Job in
             guard let entry = try await work.schedules.read(name: name, lock: true) else {
@@ -153,8 +153,8 @@ public struct ScheduleService: Sendable {
                 firedBy: replica, at: time.unixNanoseconds)
             return run
         }
-        try await register([job])
-        return job.id
+        guard let registration = try await register([job]).first else { throw ControlPlaneError.notFound(kind: "scheduled job", id: name) }
+        return try registration.get()
     }
 
     /// Stops the runs of `name` still going (Chronos's `DELETE /task/kill/{name}`); they end
@@ -248,14 +248,18 @@ public struct ScheduleService: Sendable {
         return started.map(\.id)
     }
 
-    /// Registers runs' batch jobs; one refused is logged (its run then ends as failed when settled).
-    private func register(_ runs: [Job]) async throws {
-        guard !runs.isEmpty else { return }
-        for (job, result) in zip(runs, try await jobs.register(runs)) {
+    /// Registers runs' batch jobs; one refused is logged (definitions whose runs would be
+    /// refused are refused themselves, so this is a fault).
+    @discardableResult
+    private func register(_ runs: [Job]) async throws -> [Result<JobRegistration, ControlPlaneError>] {
+        guard !runs.isEmpty else { return [] }
+        let results = try await jobs.register(runs)
+        for (job, result) in zip(runs, results) {
             if case .failure(let error) = result {
                 logger.error("A scheduled run's job was refused", metadata: ["job_id": "\(job.id)", "error": "\(error)"])
             }
         }
+        return results
     }
 
     /// Ends runs whose batch job ended (succeeded when an allocation completed, failed

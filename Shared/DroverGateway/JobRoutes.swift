@@ -39,6 +39,16 @@ extension Gateway {
                 return JobSummary(jobID: id, summary: summary)
             }
         }
+        // Nomad's `periodic/force`: a child of a periodic job now.
+        routes.post("/v1/job/:id/periodic/force", .namespace(.submitJob)) { _, context in
+            try await handle {
+                let id = context.parameters.get("id") ?? ""
+                guard let job = try await database.jobs.read(id: id) else { throw ControlPlaneError.notFound(kind: "job", id: id) }
+                guard job.isPeriodicParent else { throw ControlPlaneError.invalid([FieldError("id", "job '\(id)' is not periodic")]) }
+                let registration = try await ScheduleService(database: database, replica: address, logger: logger).runNow(name: id)
+                return Self.json(PeriodicForceResponse(evalID: registration.evalID, index: registration.index), index: registration.index)
+            }
+        }
         routes.post("/v1/job/:id/plan", .namespace(.submitJob)) { request, context in
             try await handle {
                 let job = try await decodeJob(request, pathID: context.parameters.get("id"))
@@ -107,11 +117,14 @@ struct JobListStub: Encodable {
         case id = "ID", name = "Name", type = "Type", priority = "Priority", status = "Status", stop = "Stop"
         case datacenters = "Datacenters", version = "Version", submitTime = "SubmitTime"
         case createIndex = "CreateIndex", modifyIndex = "ModifyIndex", jobModifyIndex = "JobModifyIndex"
+        case parentID = "ParentID", periodic = "Periodic"
     }
 
     func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(job.id, forKey: .id)
+        try container.encode(job.parentID ?? "", forKey: .parentID)
+        try container.encode(job.isPeriodicParent, forKey: .periodic)
         try container.encode(job.jobName, forKey: .name)
         try container.encode(job.jobType, forKey: .type)
         try container.encode(job.jobPriority, forKey: .priority)
@@ -165,5 +178,24 @@ struct PlanResponse: Encodable {
 
     enum CodingKeys: String, CodingKey {
         case annotations = "Annotations", failedTGAllocs = "FailedTGAllocs", placements = "Placements", warnings = "Warnings"
+    }
+}
+
+/// Nomad's `PeriodicForceResponse`.
+struct PeriodicForceResponse: Encodable {
+    var evalID: String
+    var index: Int64
+
+    enum CodingKeys: String, CodingKey {
+        case evalID = "EvalID"
+        case evalCreateIndex = "EvalCreateIndex"
+        case index = "Index"
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(evalID, forKey: .evalID)
+        try container.encode(index, forKey: .evalCreateIndex)
+        try container.encode(index, forKey: .index)
     }
 }

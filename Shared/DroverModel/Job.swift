@@ -17,6 +17,11 @@ public struct Job: Codable, Sendable, Equatable {
     public var spreads: [Spread]?
     public var taskGroups: [TaskGroup]
     public var meta: [String: String]?
+    /// A periodic job is not run itself: each time its spec comes round a child is (Nomad's
+    /// `Periodic`).
+    public var periodic: Periodic?
+    /// For a periodic job's child: the periodic job.
+    public var parentID: String?
 
     // Server-owned.
     public var region: String?
@@ -47,6 +52,8 @@ public struct Job: Codable, Sendable, Equatable {
         case spreads = "Spreads"
         case taskGroups = "TaskGroups"
         case meta = "Meta"
+        case periodic = "Periodic"
+        case parentID = "ParentID"
         case region = "Region"
         case namespace = "Namespace"
         case stop = "Stop"
@@ -71,6 +78,8 @@ public struct Job: Codable, Sendable, Equatable {
         spreads = try container.decodeIfPresent([Spread].self, forKey: .spreads)
         taskGroups = try container.decodeIfPresent([TaskGroup].self, forKey: .taskGroups) ?? []
         meta = try container.decodeIfPresent([String: String].self, forKey: .meta)
+        periodic = try container.decodeIfPresent(Periodic.self, forKey: .periodic)
+        parentID = try container.decodeIfPresent(String.self, forKey: .parentID)
         region = try container.decodeIfPresent(String.self, forKey: .region)
         namespace = try container.decodeIfPresent(String.self, forKey: .namespace)
         stop = try container.decodeIfPresent(Bool.self, forKey: .stop)
@@ -88,12 +97,14 @@ public struct Job: Codable, Sendable, Equatable {
     public var jobName: String { name ?? id }
     public var jobDatacenters: [String] { datacenters ?? ["*"] }
     public var isStopped: Bool { stop ?? false }
+    /// A periodic job: it is never placed itself, only its children are.
+    public var isPeriodicParent: Bool { periodic?.enabled == true }
 
     /// Nomad's job status: `dead` once stopped (or, for a batch job, once every allocation has
     /// finished and nothing waits), `running` while an allocation runs, else `pending`.
     public func derivedStatus(liveAllocation: Bool, waitingEvaluation: Bool, anyAllocation: Bool) -> String {
         if isStopped { return "dead" }
-        if liveAllocation { return "running" }
+        if liveAllocation || isPeriodicParent { return "running" }
         if !waitingEvaluation && anyAllocation && jobType == .batch { return "dead" }
         return "pending"
     }
@@ -523,5 +534,42 @@ public struct ReschedulePolicy: Codable, Sendable, Equatable {
         case .system:
             ReschedulePolicy(attempts: 0, interval: 0, delay: 0, unlimited: false)
         }
+    }
+}
+
+/// When a periodic job's children run: Nomad's `Periodic` (cron only, as Nomad has it).
+public struct Periodic: Codable, Sendable, Equatable {
+    public var enabled: Bool
+    public var spec: String
+    public var specType: String
+    /// No new child while the previous one still runs.
+    public var prohibitOverlap: Bool
+    /// IANA time zone the spec is read in.
+    public var timeZone: String
+
+    public init(spec: String, enabled: Bool = true, prohibitOverlap: Bool = false, timeZone: String = "UTC") {
+        self.enabled = enabled
+        self.spec = spec
+        self.specType = "cron"
+        self.prohibitOverlap = prohibitOverlap
+        self.timeZone = timeZone
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case enabled = "Enabled"
+        case spec = "Spec"
+        case specType = "SpecType"
+        case prohibitOverlap = "ProhibitOverlap"
+        case timeZone = "TimeZone"
+    }
+
+    /// Nomad's defaults: enabled, `cron`, UTC.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        enabled = try container.decodeIfPresent(Bool.self, forKey: .enabled) ?? true
+        spec = try container.decodeIfPresent(String.self, forKey: .spec) ?? ""
+        specType = try container.decodeIfPresent(String.self, forKey: .specType) ?? "cron"
+        prohibitOverlap = try container.decodeIfPresent(Bool.self, forKey: .prohibitOverlap) ?? false
+        timeZone = try container.decodeIfPresent(String.self, forKey: .timeZone) ?? "UTC"
     }
 }

@@ -36,6 +36,8 @@ public struct ScheduledJob: Codable, Sendable, Equatable {
     public var environmentVariables: [EnvironmentVariable]
     /// Chronos constraints: `[attribute, "EQUALS" | "LIKE" | "UNLIKE", value]`.
     public var constraints: [[String]]
+    /// For a Nomad periodic job: the job each run copies, instead of a command.
+    public var template: Job?
 
     // Kept by the control plane.
     public var successCount: Int
@@ -79,6 +81,7 @@ public struct ScheduledJob: Codable, Sendable, Equatable {
         self.disk = 256
         self.environmentVariables = []
         self.constraints = []
+        self.template = nil
         self.successCount = 0
         self.errorCount = 0
         self.lastSuccess = ""
@@ -88,8 +91,8 @@ public struct ScheduledJob: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case name, command, arguments, shell, schedule, scheduleTimeZone, parents, epsilon, missedRuns, prohibitOverlap, retries, owner,
-            ownerName, description, disabled, cpus, mem, disk, environmentVariables, constraints, successCount, errorCount, lastSuccess,
-            lastError, errorsSinceLastSuccess
+            ownerName, description, disabled, cpus, mem, disk, environmentVariables, constraints, template, successCount, errorCount,
+            lastSuccess, lastError, errorsSinceLastSuccess
     }
 
     /// Chronos's defaults for what is left out (`shell` true, `retries` 2, `cpus` 0.1, `mem` 128,
@@ -115,6 +118,7 @@ public struct ScheduledJob: Codable, Sendable, Equatable {
         disk = try container.decodeIfPresent(Double.self, forKey: .disk) ?? 256
         environmentVariables = try container.decodeIfPresent([EnvironmentVariable].self, forKey: .environmentVariables) ?? []
         constraints = try container.decodeIfPresent([[String]].self, forKey: .constraints) ?? []
+        template = try container.decodeIfPresent(Job.self, forKey: .template)
         successCount = try container.decodeIfPresent(Int.self, forKey: .successCount) ?? 0
         errorCount = try container.decodeIfPresent(Int.self, forKey: .errorCount) ?? 0
         lastSuccess = try container.decodeIfPresent(String.self, forKey: .lastSuccess) ?? ""
@@ -143,6 +147,17 @@ public struct ScheduledJob: Codable, Sendable, Equatable {
     /// Run `due` as a batch job: one task running the command with the job's resources,
     /// environment and constraints, restarted `retries` times on failure.
     public func runJob(due: Date) -> Job {
+        if var child = template {
+            child.id = Self.runJobID(name: name, due: due)
+            child.parentID = name
+            child.periodic = nil
+            child.stop = nil
+            child.status = nil
+            child.version = nil
+            child.meta = (child.meta ?? [:]).merging(
+                ["drover.schedule.parent": name, "drover.schedule.due": due.formatted(Date.ISO8601FormatStyle())]) { $1 }
+            return child
+        }
         let command = shell ? "/bin/sh" : self.command
         let args = shell ? ["-c", ([self.command] + arguments).joined(separator: " ")] : arguments
         var task = JobTask(
@@ -182,7 +197,7 @@ public struct ScheduledJob: Codable, Sendable, Equatable {
             if !condition { errors.append(FieldError(field, reason())) }
         }
         check(Self.isName(name), "name", "must be 1-100 letters, digits, '_' or '-'")
-        check(!command.isEmpty && command.utf8.count <= 65_536, "command", "must be 1-65536 bytes")
+        check((template != nil || !command.isEmpty) && command.utf8.count <= 65_536, "command", "must be 1-65536 bytes")
         check(arguments.count <= 256 && arguments.allSatisfy { $0.utf8.count <= 4096 }, "arguments", "at most 256, each at most 4096 bytes")
         check(schedule.utf8.count <= 256, "schedule", "must be at most 256 bytes")
         check(scheduleTimeZone.utf8.count <= 64, "scheduleTimeZone", "must be at most 64 bytes")
@@ -214,5 +229,19 @@ public struct ScheduledJob: Codable, Sendable, Equatable {
         return scalars.allSatisfy {
             ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "_" || $0 == "-"
         }
+    }
+}
+
+extension ScheduledJob {
+    /// The scheduled job behind Nomad periodic job `job`: its children copy it.
+    public static func periodic(_ job: Job) -> ScheduledJob? {
+        guard let periodic = job.periodic, periodic.enabled else { return nil }
+        var scheduled = ScheduledJob(
+            name: job.id, command: "", schedule: periodic.spec, scheduleTimeZone: periodic.timeZone == "UTC" ? "" : periodic.timeZone)
+        scheduled.prohibitOverlap = periodic.prohibitOverlap
+        scheduled.retries = 0
+        scheduled.description = "Nomad periodic job \(job.id)"
+        scheduled.template = job
+        return scheduled
     }
 }

@@ -142,6 +142,13 @@ extension Job {
             }
         }
         check(!id.isEmpty, "Job.ID", "is required")
+        if let periodic, periodic.enabled {
+            check(periodic.specType == "cron", "Job.Periodic.SpecType", "must be cron")
+            check(!periodic.spec.isEmpty && periodic.spec.utf8.count <= 256, "Job.Periodic.Spec", "must be a cron expression of 1-256 bytes")
+            check(periodic.timeZone.utf8.count <= 64, "Job.Periodic.TimeZone", "must be an IANA time zone")
+            check(jobType == .batch, "Job.Type", "a periodic job must be a batch job")
+            check(ScheduledJob.isName(id), "Job.ID", "a periodic job's id must be 1-100 letters, digits, '_' or '-'")
+        }
         check(id.utf8.count <= 128, "Job.ID", "must be at most 128 bytes")
         check(
             !id.contains { $0.isWhitespace || $0.isNewline || $0 == "/" || $0 == "?" || $0 == "#" }, "Job.ID",

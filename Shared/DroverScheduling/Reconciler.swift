@@ -31,7 +31,7 @@ public struct Reconciler {
         let draining = Set(nodes.filter(\.drain).map(\.id))
         let considered = allocations.filter { $0.desiredStatus == .run }
 
-        guard let job, !job.isStopped else {
+        guard let job, !job.isStopped, !job.isPeriodicParent else {
             for allocation in considered where !allocation.clientStatus.isTerminal {
                 result.stops.append(
                     PlannedStop(

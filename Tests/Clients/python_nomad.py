@@ -85,4 +85,21 @@ except URLNotAuthorizedNomadException:
 admin.acl.delete_token(token["AccessorID"])
 check(status_of(lambda: reader.jobs.get_jobs()) in (401, 403), "a deleted token is refused")
 admin.job.deregister_job("python-nomad")
+
+# A periodic job: never placed itself; forced, a child runs and names its parent.
+periodic = {"Job": dict(job["Job"], ID="py-periodic", Periodic={"Spec": "0 3 * * *", "TimeZone": "Europe/Berlin", "ProhibitOverlap": True})}
+check(admin.job.register_job("py-periodic", periodic)["EvalID"] == "", "a periodic job is registered without an evaluation")
+forced = admin.job.periodic_job("py-periodic")
+check(forced["EvalID"] != "", "periodic_job forces a child")
+deadline = time.monotonic() + 60
+children = []
+while time.monotonic() < deadline:
+    children = [j for j in admin.jobs.get_jobs() if j.get("ParentID") == "py-periodic"]
+    if children and children[0]["Status"] == "dead":
+        break
+    time.sleep(0.2)
+check(children and children[0]["ID"].startswith("py-periodic-periodic-"), "the child is listed with its ParentID")
+check(admin.job.get_allocations(children[0]["ID"])[0]["ClientStatus"] == "complete", "the child ran")
+check(admin.job.get_allocations("py-periodic") == [], "the periodic job itself is never placed")
+admin.job.deregister_job("py-periodic")
 print("python-nomad: all checks passed")

@@ -155,3 +155,47 @@ struct ScheduleUseCaseTests {
         }
     }
 }
+
+/// Nomad's periodic jobs on the same schedule core.
+@Suite(.serialized, .enabled(if: TestEnvironment.runsStorageIntegration))
+struct PeriodicJobTests {
+    static func periodic(_ id: String, spec: String, type: JobType = .batch, timeZone: String = "Europe/Berlin") -> Job {
+        var job = smallJob(id, cpu: 100)
+        job.type = type
+        job.periodic = Periodic(spec: spec, prohibitOverlap: true, timeZone: timeZone)
+        return job
+    }
+
+    @Test func aPeriodicJobIsNeverPlacedItselfAndItsChildrenCopyIt() async throws {
+        try await withMigratedDatabase { database in
+            let clock = AutoscaleUseCaseTests.Clock()
+            clock.time.withLock { $0 = ScheduleUseCaseTests.start }  // 2027-01-15T08:00:00Z, 09:00 in Berlin
+            let jobs = JobService(database: database) { clock.now }
+            let schedules = ScheduleService(database: database, replica: "a", logger: Logger(label: "test")) { clock.now }
+            // Refused: a spec that is not cron, a zone that does not exist, a service job.
+            for (job, field) in [
+                (Self.periodic("p", spec: "R//PT1M"), "Job.Periodic.Spec"), (Self.periodic("p", spec: "61 * * * *"), "Job.Periodic.Spec"),
+                (Self.periodic("p", spec: "* * * * *", timeZone: "Nowhere/X"), "Job.Periodic.TimeZone"),
+                (Self.periodic("p", spec: "* * * * *", type: .service), "Job.Type"),
+            ] {
+                #expect(await ScheduleUseCaseTests.invalid { _ = try await jobs.register(job) } == [field])
+            }
+            let registration = try await jobs.register(Self.periodic("nightly", spec: "*/5 * * * *"))
+            #expect(registration.evalID == "", "no evaluation: the periodic job is not placed")
+            #expect(try await count("drover_evaluations", in: database) == 0)
+            let entry = try #require(try await database.schedules.read(name: "nightly"))
+            #expect(entry.job.template?.id == "nightly" && entry.nextDue == ScheduleUseCaseTests.start.addingTimeInterval(300).unixNanoseconds)
+
+            clock.advance(300)
+            let child = try #require(try await schedules.fire().first)
+            let spec = try #require(try await database.jobs.read(id: child))
+            #expect(spec.parentID == "nightly" && spec.periodic == nil && spec.taskGroups == entry.job.template?.taskGroups)
+            #expect(try await count("drover_evaluations", in: database) == 1, "the child's")
+            // Forced: another child now.
+            #expect(try await schedules.runNow(name: "nightly").evalID != "")
+            // Stopped: its schedule goes with it.
+            _ = try await jobs.deregister(jobID: "nightly", purge: false)
+            #expect(try await database.schedules.read(name: "nightly") == nil)
+        }
+    }
+}
