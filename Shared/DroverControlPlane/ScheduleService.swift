@@ -140,14 +140,19 @@ public struct ScheduleService: Sendable {
 
     /// Starts a run now, whatever the schedule (Chronos's `PUT /job/{name}`, Nomad's
     /// `periodic/force`). - Returns: the run's batch job's registration.
+    /// - Parameter arguments: appended to this run's command (Chronos's `?arguments=`), each
+    ///   at most 4096 bytes, 64 at most.
     @discardableResult
-    public func runNow(name: String) async throws -> JobRegistration {
+    public func runNow(name: String, arguments: [String] = []) async throws -> JobRegistration {
+        guard arguments.count <= 64, arguments.allSatisfy({ $0.utf8.count <= 4096 }) else {
+            throw ControlPlaneError.invalid([FieldError("arguments", "at most 64, each at most 4096 bytes")])
+        }
         let time = now()
         let job = try await database.transaction { work -> Job in
             guard let entry = try await work.schedules.read(name: name, lock: true) else {
                 throw ControlPlaneError.notFound(kind: "scheduled job", id: name)
             }
-            let run = entry.job.runJob(due: time)
+            let run = entry.job.runJob(due: time, extraArguments: arguments)
             try await work.schedules.record(
                 [ScheduleRepository.Run(jobName: name, due: time.unixNanoseconds, state: .pending, reason: "run by hand", jobID: run.id)],
                 firedBy: replica, at: time.unixNanoseconds)

@@ -66,9 +66,12 @@ extension Gateway {
                     return Response(status: .noContent)
                 }
             }
-            routes.put("\(prefix)/job/:name", .namespace(.submitJob)) { _, context in
+            routes.put("\(prefix)/job/:name", .namespace(.submitJob)) { request, context in
                 try await handle {
-                    try await schedules.runNow(name: context.parameters.get("name") ?? "")
+                    // `?arguments=` (repeatable, or one string split at spaces) is appended to this run's command.
+                    let given = request.uri.queryParameters.getAll("arguments").map { String($0) }
+                    let arguments = given.count == 1 ? given[0].split(separator: " ").map(String.init) : given
+                    try await schedules.runNow(name: context.parameters.get("name") ?? "", arguments: arguments)
                     return Response(status: .noContent)
                 }
             }

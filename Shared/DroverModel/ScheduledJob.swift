@@ -146,7 +146,8 @@ public struct ScheduledJob: Codable, Sendable, Equatable {
 
     /// Run `due` as a batch job: one task running the command with the job's resources,
     /// environment and constraints, restarted `retries` times on failure.
-    public func runJob(due: Date) -> Job {
+    /// - Parameter extraArguments: appended to this run's command (Chronos's `?arguments=`).
+    public func runJob(due: Date, extraArguments: [String] = []) -> Job {
         if var child = template {
             child.id = Self.runJobID(name: name, due: due)
             child.parentID = name
@@ -159,7 +160,7 @@ public struct ScheduledJob: Codable, Sendable, Equatable {
             return child
         }
         let command = shell ? "/bin/sh" : self.command
-        let args = shell ? ["-c", ([self.command] + arguments).joined(separator: " ")] : arguments
+        let args = shell ? ["-c", ([self.command] + arguments + extraArguments).joined(separator: " ")] : arguments + extraArguments
         var task = JobTask(
             name: "run", command: command, args: args,
             resources: Resources(cpu: max(1, Int((cpus * 1000).rounded())), memoryMB: max(1, Int(mem.rounded())), diskMB: max(0, Int(disk.rounded())))

@@ -70,12 +70,17 @@ struct ScheduleEndToEndTests {
             let list = try await cluster.cli("schedule list")
             #expect(list.output.contains("nightly") && list.output.contains("0 3 * * *") && list.output.contains("report"), "\(list.output)")
             #expect(try await cluster.cli("schedule graph").output.contains(#""nightly" -> "report";"#))
-            // A run by hand; the child follows once it succeeds.
-            #expect(try await cluster.cli("schedule run nightly").status == 0)
+            // A run by hand, with arguments for it alone (Chronos's ?arguments=); the child follows once it succeeds.
+            let run = try await cluster.api.request("PUT", "/v1/scheduler/job/nightly?arguments=again")
+            #expect(run.status == 204, "\(run.body)")
             try await eventually("parent then child ran") {
-                (try? String(contentsOfFile: mark, encoding: .utf8)) == "parent\nchild\n"
+                (try? String(contentsOfFile: mark, encoding: .utf8)) == "parent again\nchild\n"
             }
-            try await eventually("the run counted") { (try? await cluster.cli("schedule show nightly"))?.output.contains("Runs: count 1") == true }
+            #expect(try await cluster.cli("schedule run report").status == 0)
+            try await eventually("the child ran by hand") {
+                (try? String(contentsOfFile: mark, encoding: .utf8)) == "parent again\nchild\nchild\n"
+            }
+            try await eventually("the run counted") { (try? await cluster.cli("schedule show nightly"))?.output.contains("Runs: count 1,") == true }
             #expect(try await cluster.cli("schedule delete nightly").status != 0, "report depends on it")
             #expect(try await cluster.cli("schedule delete report").status == 0)
             #expect(try await cluster.cli("schedule delete nightly").status == 0)
