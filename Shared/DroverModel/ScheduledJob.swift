@@ -172,6 +172,7 @@ public struct ScheduledJob: Codable, Sendable, Equatable {
         group.restartPolicy = RestartPolicy(attempts: retries, interval: 86_400_000_000_000, delay: 1_000_000_000, mode: "fail")
         group.reschedulePolicy = ReschedulePolicy(attempts: 0, interval: 0, delay: 0, unlimited: false)
         var job = Job(id: Self.runJobID(name: name, due: due), type: .batch, taskGroups: [group])
+        job.parentID = name
         job.constraints = constraints.compactMap(Self.constraint)
         job.meta = ["drover.schedule.parent": name, "drover.schedule.due": due.formatted(Date.ISO8601FormatStyle()), "owner": owner]
         return job

@@ -85,7 +85,7 @@ struct ScheduleUseCaseTests {
             for offset in [0, 2, 4] {
                 let id = ScheduledJob.runJobID(name: "three", due: Self.start.addingTimeInterval(Double(offset)))
                 let job = try #require(try await database.jobs.read(id: id), "\(id)")
-                #expect(job.type == .batch && job.meta?["drover.schedule.parent"] == "three")
+                #expect(job.type == .batch && job.parentID == "three" && job.meta?["drover.schedule.parent"] == "three")
             }
         }
     }
