@@ -25,24 +25,13 @@ struct ProjectUseCaseTests {
             ])
     }
 
-    static func fields(_ work: () async throws -> Void) async -> [String] {
-        do {
-            try await work()
-            return []
-        } catch ControlPlaneError.invalid(let errors) {
-            return errors.map(\.field)
-        } catch {
-            return ["unexpected \(error)"]
-        }
-    }
-
     @Test func aNodeGetsWhatIsAssignedToItOrItsArrayAndOnlyItsOwnBlobs() async throws {
         try await withMigratedDatabase { database in
             let projects = ProjectService(database: database)
             _ = try await NodeArrayService(database: database).put(AutoscaleUseCaseTests.array)
-            #expect(await Self.fields { _ = try await projects.upload(ProjectUpload(name: "app", version: "1", files: [])) } == ["Files"])
+            #expect(await refusedFields { _ = try await projects.upload(ProjectUpload(name: "app", version: "1", files: [])) } == ["Files"])
             #expect(
-                await Self.fields {
+                await refusedFields {
                     _ = try await projects.upload(
                         ProjectUpload(
                             name: "app", version: "1", files: [ProjectFile(path: "specs/default/cluster-init/scripts/../../../x", content: Data())]))
@@ -51,14 +40,14 @@ struct ProjectUseCaseTests {
             #expect(try await database.projects.list().map(\.specs) == [["default", "gpu"]])
 
             // Assignments name what exists.
-            #expect(await Self.fields { _ = try await projects.assign(ProjectAssignment(project: "nope", nodeArray: "execute")) } == ["Project"])
+            #expect(await refusedFields { _ = try await projects.assign(ProjectAssignment(project: "nope", nodeArray: "execute")) } == ["Project"])
             #expect(
-                await Self.fields { _ = try await projects.assign(ProjectAssignment(project: "app", spec: "x", nodeArray: "execute")) } == ["Spec"])
+                await refusedFields { _ = try await projects.assign(ProjectAssignment(project: "app", spec: "x", nodeArray: "execute")) } == ["Spec"])
             #expect(
-                await Self.fields { _ = try await projects.assign(ProjectAssignment(project: "app", version: "9", nodeArray: "execute")) } == [
+                await refusedFields { _ = try await projects.assign(ProjectAssignment(project: "app", version: "9", nodeArray: "execute")) } == [
                     "Version"
                 ])
-            #expect(await Self.fields { _ = try await projects.assign(ProjectAssignment(project: "app", nodeArray: "nothere")) } == ["NodeArray"])
+            #expect(await refusedFields { _ = try await projects.assign(ProjectAssignment(project: "app", nodeArray: "nothere")) } == ["NodeArray"])
             let newest = try await projects.assign(ProjectAssignment(project: "app", nodeArray: "execute"))
             _ = try await projects.assign(ProjectAssignment(project: "app", spec: "gpu", version: "1.0", nodeID: "direct"))
 

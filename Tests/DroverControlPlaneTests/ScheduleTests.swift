@@ -16,17 +16,6 @@ import Testing
 struct ScheduleUseCaseTests {
     static let start = Date(timeIntervalSince1970: 1_800_000_000)
 
-    static func invalid(_ work: () async throws -> Void) async -> [String] {
-        do {
-            try await work()
-            return []
-        } catch ControlPlaneError.invalid(let errors) {
-            return errors.map(\.field)
-        } catch {
-            return ["unexpected \(error)"]
-        }
-    }
-
     static func runs(_ database: Database, _ name: String) async throws -> [String] {
         try await database.schedules.runs(of: name, limit: 100).reversed().map { "\($0.state.rawValue)" }
     }
@@ -34,29 +23,31 @@ struct ScheduleUseCaseTests {
     @Test func definitionsAreCheckedByField() async throws {
         try await withMigratedDatabase { database in
             let service = ScheduleService(database: database, replica: "a", logger: Logger(label: "test")) { Self.start }
-            #expect(await Self.invalid { try await service.put(ScheduledJob(name: "j", command: "true", schedule: "R/xx/PT1S")) } == ["schedule"])
+            #expect(await refusedFields { try await service.put(ScheduledJob(name: "j", command: "true", schedule: "R/xx/PT1S")) } == ["schedule"])
             #expect(
-                await Self.invalid {
+                await refusedFields {
                     try await service.put(ScheduledJob(name: "j", command: "true", schedule: "R//PT1S", scheduleTimeZone: "Nowhere/X"))
                 }
                     == ["scheduleTimeZone"])
-            #expect(await Self.invalid { try await service.put(ScheduledJob(name: "j", command: "true", parents: ["ghost"])) } == ["parents"])
+            #expect(await refusedFields { try await service.put(ScheduledJob(name: "j", command: "true", parents: ["ghost"])) } == ["parents"])
             #expect(
-                await Self.invalid { try await service.put(ScheduledJob(name: "bad.name", command: "", schedule: "R//PT1S")) } == ["name", "command"])
+                await refusedFields { try await service.put(ScheduledJob(name: "bad.name", command: "", schedule: "R//PT1S")) } == [
+                    "name", "command",
+                ])
             var epsilon = ScheduledJob(name: "j", command: "true", schedule: "R//PT1S")
             epsilon.epsilon = "soon"
             epsilon.missedRuns = "later"
-            #expect(await Self.invalid { try await service.put(epsilon) } == ["epsilon", "missedRuns"])
+            #expect(await refusedFields { try await service.put(epsilon) } == ["epsilon", "missedRuns"])
             // What the jobs API would refuse of every run is refused at once.
             var env = ScheduledJob(name: "j", command: "true", schedule: "R//PT1S")
             env.environmentVariables = [.init(name: "A=B", value: "x")]
-            #expect(await Self.invalid { try await service.put(env) } == ["command"])
+            #expect(await refusedFields { try await service.put(env) } == ["command"])
             // Parents that would make a cycle are refused.
             try await service.put(ScheduledJob(name: "a", command: "true", schedule: "R//PT1H"))
             try await service.put(ScheduledJob(name: "b", command: "true", parents: ["a"]))
             try await service.put(ScheduledJob(name: "c", command: "true", parents: ["b"]))
-            #expect(await Self.invalid { try await service.put(ScheduledJob(name: "a", command: "true", parents: ["c"])) } == ["parents"])
-            #expect(await Self.invalid { try await service.delete(name: "b") } == ["name"], "c depends on it")
+            #expect(await refusedFields { try await service.put(ScheduledJob(name: "a", command: "true", parents: ["c"])) } == ["parents"])
+            #expect(await refusedFields { try await service.delete(name: "b") } == ["name"], "c depends on it")
             // An empty start is now, kept as an instant.
             let stored = try #require(try await database.schedules.read(name: "a"))
             #expect(stored.job.schedule == "R/2027-01-15T08:00:00Z/PT1H" && stored.nextDue == Self.start.unixNanoseconds)
@@ -178,7 +169,7 @@ struct PeriodicJobTests {
                 (Self.periodic("p", spec: "* * * * *", timeZone: "Nowhere/X"), "Job.Periodic.TimeZone"),
                 (Self.periodic("p", spec: "* * * * *", type: .service), "Job.Type"),
             ] {
-                #expect(await ScheduleUseCaseTests.invalid { _ = try await jobs.register(job) } == [field])
+                #expect(await refusedFields { _ = try await jobs.register(job) } == [field])
             }
             let registration = try await jobs.register(Self.periodic("nightly", spec: "*/5 * * * *"))
             #expect(registration.evalID == "", "no evaluation: the periodic job is not placed")

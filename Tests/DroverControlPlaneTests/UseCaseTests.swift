@@ -17,6 +17,18 @@ func smallJob(_ id: String, count: Int = 1, cpu: Int = 600) -> Job {
         ])
 }
 
+/// The fields a use case refused `work` for (``ControlPlaneError/invalid(_:)``); empty when it went through.
+func refusedFields(_ work: () async throws -> Void) async -> [String] {
+    do {
+        try await work()
+        return []
+    } catch ControlPlaneError.invalid(let errors) {
+        return errors.map(\.field)
+    } catch {
+        return ["unexpected \(error)"]
+    }
+}
+
 func testNode(_ id: String, cpu: Int = 1000) -> Node {
     Node(
         id: id, name: id, drivers: ["raw_exec": DriverInfo(detected: true, healthy: true)], attributes: ["kernel.name": "linux"],
