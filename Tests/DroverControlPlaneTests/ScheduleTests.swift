@@ -94,7 +94,7 @@ struct ScheduleUseCaseTests {
             #expect(try await database.schedules.read(name: "minutely")?.nextDue == Self.start.addingTimeInterval(660).unixNanoseconds)
 
             // A replica that died between its claim and the registration: the run is registered later.
-            try await database.transaction { work in
+            _ = try await database.transaction { work in
                 try await work.schedules.record(
                     [
                         .init(
