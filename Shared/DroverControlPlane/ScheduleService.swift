@@ -127,7 +127,7 @@ public struct ScheduleService: Sendable {
     public func delete(name: String) async throws {
         let time = now()
         try await database.transaction { work in
-            let children = try await work.schedules.list().filter { $0.job.parents.contains(name) }.map(\.job.name)
+            let children = try await work.schedules.children(of: name).map(\.job.name)
             guard children.isEmpty else {
                 throw ControlPlaneError.invalid([
                     FieldError("name", "jobs \(children) depend on '\(name)'; delete them or change their parents first")
@@ -324,7 +324,7 @@ public struct ScheduleService: Sendable {
     /// (this one included) succeeded runs now. - Returns: their runs' batch jobs.
     private func releaseChildren(of parent: String, in work: UnitOfWork, at time: Date) async throws -> [Job] {
         var released: [Job] = []
-        for child in try await work.schedules.list() where child.job.parents.contains(parent) && !child.disabled {
+        for child in try await work.schedules.children(of: parent) where !child.disabled {
             var ready = true
             for other in child.job.parents where other != parent {
                 if try await work.schedules.latestOutcome(of: other) != .succeeded { ready = false }

@@ -18,6 +18,8 @@ public struct Gateway: Sendable {
     let nodes: NodeLifecycle
     let users: UserService
     let nodeArrays: NodeArrayService
+    /// Time-based jobs: the Chronos-shaped routes and Nomad's `periodic/force`.
+    let schedules: ScheduleService
     /// Registrations that arrive together are written in one transaction.
     let registrations: GroupCommit<Job, JobRegistration>
     let watcher: IndexWatcher
@@ -60,6 +62,7 @@ public struct Gateway: Sendable {
         self.nodes = NodeLifecycle(database: database)
         self.users = UserService(database: database)
         self.nodeArrays = NodeArrayService(database: database)
+        self.schedules = ScheduleService(database: database, replica: address, logger: logger)
         self.collector = GarbageCollector(database: database)
         self.registrations = GroupCommit(limit: 200) { batch in try await jobs.register(batch).map { $0.mapError { $0 } } }
         self.watcher = watcher

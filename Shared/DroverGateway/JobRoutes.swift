@@ -45,7 +45,7 @@ extension Gateway {
                 let id = context.parameters.get("id") ?? ""
                 guard let job = try await database.jobs.read(id: id) else { throw ControlPlaneError.notFound(kind: "job", id: id) }
                 guard job.isPeriodicParent else { throw ControlPlaneError.invalid([FieldError("id", "job '\(id)' is not periodic")]) }
-                let registration = try await ScheduleService(database: database, replica: address, logger: logger).runNow(name: id)
+                let registration = try await schedules.runNow(name: id)
                 return Self.json(PeriodicForceResponse(evalID: registration.evalID, index: registration.index), index: registration.index)
             }
         }

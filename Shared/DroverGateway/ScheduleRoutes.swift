@@ -9,7 +9,6 @@ import Hummingbird
 /// `list-jobs` or `read-job` in the namespace, changing `submit-job`.
 extension Gateway {
     func addScheduleRoutes(to routes: GuardedRouter) {
-        let schedules = ScheduleService(database: database, replica: address, logger: logger)
         for prefix in ["/v1/scheduler", "/scheduler"] {
             routes.get("\(prefix)/jobs", .namespace(.listJobs)) { _, _ in
                 try await handle { Self.json(try await database.schedules.list().map(\.job), index: nil) }

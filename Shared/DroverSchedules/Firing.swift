@@ -118,7 +118,7 @@ public enum Firing {
             }
             due.append(next)
         }
-        let tolerance = policy.epsilon.map(seconds) ?? (policy.missed == .skip ? 60 : .infinity)
+        let tolerance = policy.epsilon.map(\.averageSeconds) ?? (policy.missed == .skip ? 60 : .infinity)
         let lateness = { (time: Date) in now.timeIntervalSince(time) }
         var runs: [Date] = []
         var skipped: [SkippedRun] = []
@@ -165,11 +165,5 @@ public enum Firing {
             window *= 2
         }
         return nil
-    }
-
-    /// An epsilon's length from now on (calendar parts at their average length: it is a bound,
-    /// not a time on the wall).
-    static func seconds(_ duration: ISO8601Duration) -> Double {
-        duration.seconds + Double(duration.days) * 86_400 + Double(duration.months) * 2_629_746 + Double(duration.years) * 31_556_952
     }
 }

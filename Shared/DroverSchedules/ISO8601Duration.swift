@@ -62,6 +62,12 @@ public struct ISO8601Duration: Sendable, Hashable, CustomStringConvertible {
         return number.isEmpty ? found : nil
     }
 
+    /// Its length at the calendar's average (a month 30.436875 days, a year 365.2425): for
+    /// bounds and estimates, never for a time on the wall.
+    public var averageSeconds: Double {
+        seconds + Double(days) * 86_400 + Double(months) * 2_629_746 + Double(years) * 31_556_952
+    }
+
     /// Whether it has no calendar part: it lasts the same whenever it starts.
     public var isExact: Bool { years == 0 && months == 0 && days == 0 }
 

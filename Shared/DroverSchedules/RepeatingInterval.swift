@@ -193,7 +193,7 @@ public struct RepeatingInterval: Sendable, Hashable, CustomStringConvertible {
         guard let start = startDate(in: timeZone) else { return nil }
         if start > date { return occurrence(0, in: timeZone) }
         // Estimate the index from the period's average length, then step to the exact one.
-        let average = period.seconds + Double(period.days) * 86_400 + Double(period.months) * 2_629_746 + Double(period.years) * 31_556_952
+        let average = period.averageSeconds
         let elapsed = date.timeIntervalSince(start)
         guard average > 0, elapsed / average < 1e12 else { return nil }
         var index = max(0, Int(elapsed / average) - 2)

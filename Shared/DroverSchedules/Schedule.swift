@@ -52,12 +52,6 @@ public struct Schedule: Sendable, Hashable {
         }
     }
 
-    /// The first run at or after `date` (for a schedule made at `date`: an interval starting
-    /// then runs then).
-    public func first(from date: Date) -> Date? {
-        next(after: date.addingTimeInterval(-0.001))
-    }
-
     /// With an empty interval start made `now`.
     public func resolved(now: Date) -> Schedule {
         guard case .interval(let interval) = rule else { return self }

@@ -56,6 +56,11 @@ public struct ScheduleRepository: Sendable {
         ).first
     }
 
+    /// The jobs that name `parent` among their parents.
+    public func children(of parent: String) async throws -> [Entry] {
+        try await entries("SELECT \(unescaped: Self.columns) FROM drover_scheduled_jobs s WHERE s.spec->'parents' ? \(parent) ORDER BY s.name")
+    }
+
     public func list() async throws -> [Entry] {
         try await entries("SELECT \(unescaped: Self.columns) FROM drover_scheduled_jobs s ORDER BY s.name")
     }
@@ -80,16 +85,6 @@ public struct ScheduleRepository: Sendable {
             SELECT \(unescaped: Self.columns) FROM drover_scheduled_jobs s
             WHERE NOT s.disabled AND s.next_due IS NOT NULL AND s.next_due <= \(now)
             ORDER BY s.next_due LIMIT \(Int32(limit)) FOR UPDATE OF s SKIP LOCKED
-            """)
-    }
-
-    /// Moves a claimed job on: its next due time, runs left and whether it is now disabled.
-    public func advance(name: String, nextDue: Int64?, remaining: Int?, disabled: Bool, index: Int64) async throws {
-        try await sql.query(
-            """
-            UPDATE drover_scheduled_jobs SET next_due = \(nextDue), remaining = \(remaining.map(Int32.init)),
-                disabled = \(disabled), spec = jsonb_set(spec, '{disabled}', to_jsonb(\(disabled))), modify_index = \(index)
-            WHERE name = \(name)
             """)
     }
 
