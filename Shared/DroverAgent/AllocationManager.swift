@@ -121,12 +121,23 @@ actor AllocationManager {
 }
 
 /// Publishes allocation reports in the order they were made: all those made while the
-/// previous publish waited for its confirms go out together, as one confirmed batch.
+/// previous publish waited for its confirms, or in the `gathering` time after the first of
+/// them, go out together, as one confirmed batch, with only the latest of each allocation (a
+/// report carries the allocation's whole state, as Nomad's client syncs only an allocation's
+/// latest state: a task that starts and ends at once costs the control plane one report, not three).
 struct StatusReporter: Service {
     let bus: any MessageBus
     let nodeID: String
     let reports: AsyncStream<AllocationStatusReport>
     let logger: Logger
+    var gathering: Duration = .milliseconds(50)
+
+    /// `batch` with only the last report of each allocation, in the order of those last reports.
+    static func coalesced(_ batch: [AllocationStatusReport]) -> [AllocationStatusReport] {
+        var last: [String: Int] = [:]
+        for (position, report) in batch.enumerated() { last[report.allocID] = position }
+        return batch.enumerated().filter { last[$0.element.allocID] == $0.offset }.map(\.element)
+    }
 
     func run() async throws {
         let made = Made()
@@ -143,10 +154,12 @@ struct StatusReporter: Service {
                 }
                 group.addTask {
                     for await _ in signals {
-                        let batch = made.reports.withLock { reports in
-                            defer { reports = [] }
-                            return reports
-                        }
+                        try? await Task.sleep(for: gathering)
+                        let batch = Self.coalesced(
+                            made.reports.withLock { reports in
+                                defer { reports = [] }
+                                return reports
+                            })
                         if batch.isEmpty { continue }
                         do {
                             let messages = try batch.map { try OutgoingMessage($0, routingKey: RoutingKey.nodeAllocStatus(nodeID)) }

@@ -28,6 +28,33 @@ struct AllocationRecord: Codable {
         case allocation = "Allocation", clientStatus = "ClientStatus", clientDescription = "ClientDescription", tasks = "Tasks"
         case reports = "Reports"
     }
+
+    /// What changes as the allocation runs: the record but its allocation.
+    private struct Progress: Encodable {
+        var clientStatus: Allocation.ClientStatus
+        var clientDescription: String
+        var tasks: [String: TaskRecord]
+        var reports: Int64?
+        enum CodingKeys: String, CodingKey {
+            case clientStatus = "ClientStatus", clientDescription = "ClientDescription", tasks = "Tasks", reports = "Reports"
+        }
+    }
+
+    /// The record as JSON (keys sorted), with `allocation`, the allocation already encoded:
+    /// the allocation (with its job) never changes and is most of the record, so it is encoded
+    /// once, not on every change of state.
+    func encoded(allocation: Data) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let progress = try encoder.encode(
+            Progress(clientStatus: clientStatus, clientDescription: clientDescription, tasks: tasks, reports: reports))
+        // "Allocation" sorts before every other key: `{"Allocation":…,` and the rest of the object.
+        var data = Data(#"{"Allocation":"#.utf8)
+        data.append(allocation)
+        data.append(UInt8(ascii: ","))
+        data.append(progress.dropFirst())
+        return data
+    }
 }
 
 /// Runs one allocation: every task of its group, each restarted per the group's RestartPolicy,
@@ -43,6 +70,8 @@ actor AllocationRunner {
     private var stopping = false
     /// Whether the allocation's directory is known to exist.
     private var directoryMade = false
+    /// The allocation, encoded the first time the record is saved.
+    private var encodedAllocation: Data?
     private let nodeID: String
     private let datacenter: String
     private let report: @Sendable (AllocationStatusReport) -> Void
@@ -354,15 +383,18 @@ actor AllocationRunner {
     /// restarted agent to read. It is not flushed to disk: it has to outlive the agent, not the
     /// machine, whose tasks would be gone with it (their node goes down and they are replaced).
     private func save() {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
         do {
             if !directoryMade {
                 try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
                 directoryMade = true
             }
+            if encodedAllocation == nil {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = .sortedKeys
+                encodedAllocation = try encoder.encode(record.allocation)
+            }
             let file = directory.appendingPathComponent("state.json").path
-            try Self.write(try encoder.encode(record), to: file + ".new")
+            try Self.write(try record.encoded(allocation: encodedAllocation ?? Data()), to: file + ".new")
             guard rename(file + ".new", file) == 0 else { throw POSIXError.fromErrno() }
         } catch {
             logger.error("Could not save allocation state", metadata: ["error": "\(error)"])

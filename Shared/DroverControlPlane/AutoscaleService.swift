@@ -47,6 +47,8 @@ public struct AutoscaleService: Sendable {
             guard try await work.nodeArrays.tryLockRound() else { return AutoscalePlan(actions: [], decisions: []) }
             let arrays = try await work.nodeArrays.arrays()
             var machines = try await work.nodeArrays.machines()
+            // A cluster without node arrays has nothing to scale (and the round runs on every change).
+            if arrays.isEmpty && machines.isEmpty { return AutoscalePlan(actions: [], decisions: []) }
             // A machine whose node has registered and is ready is ready; one whose node's
             // cluster-init failed is failed (and kept), until a converge succeeds.
             for index in machines.indices {

@@ -253,6 +253,14 @@ public struct ScheduleService: Sendable {
         return started.map(\.id)
     }
 
+    /// How long until the earliest enabled job is due (zero when one is due already), or nil
+    /// when none is.
+    public func untilNextDue() async throws -> Duration? {
+        guard let due = try await database.schedules.earliestDue() else { return nil }
+        let nanos = max(0, due.subtractingReportingOverflow(now().unixNanoseconds).partialValue)
+        return .nanoseconds(nanos)
+    }
+
     /// Registers runs' batch jobs; one refused is logged (definitions whose runs would be
     /// refused are refused themselves, so this is a fault).
     @discardableResult
@@ -340,30 +348,47 @@ public struct ScheduleService: Sendable {
     }
 }
 
-/// Fires due runs every `tick` and settles ended ones every second, in every scheduler replica
-/// (the claims keep them from firing a due time twice).
+/// Fires due runs and settles ended ones (every second), in every scheduler replica (the claims
+/// keep them from firing a due time twice). It wakes when the earliest job is due, or after
+/// `tick` at the latest (a job defined through another replica is seen within a tick), and
+/// fires a backlog larger than one claim at once, claim after claim.
 public struct ScheduleLoop: Service {
     let service: ScheduleService
     let tick: Duration
     let logger: Logger
+    /// Jobs claimed in one transaction.
+    let claim: Int
 
-    public init(service: ScheduleService, tick: Duration, logger: Logger) {
+    public init(service: ScheduleService, tick: Duration, logger: Logger, claim: Int = 200) {
         self.service = service
         self.tick = tick
         self.logger = logger
+        self.claim = claim
     }
 
     public func run() async throws {
         let settled = Mutex(ContinuousClock.now)
-        await repeatUntilShutdown(every: tick, logger: logger, failure: "Scheduled jobs not fired") {
-            try await service.fire()
+        let pause = Mutex(tick)
+        let (service, tick, claim) = (self.service, self.tick, self.claim)
+        await repeatUntilShutdown(every: { pause.withLock { $0 } }, logger: logger, failure: "Scheduled jobs not fired") {
+            pause.withLock { $0 = tick }
+            while try await service.fire(limit: claim).count >= claim {}
             let due = settled.withLock { last in
                 guard ContinuousClock.now - last >= .seconds(1) else { return false }
                 last = .now
                 return true
             }
             if due { try await service.settle() }
+            let wait = try await service.untilNextDue()
+            pause.withLock { $0 = Self.pause(untilDue: wait, tick: tick) }
         }
+    }
+
+    /// How long the loop sleeps: until the next due time, within a tick, and at least 10 ms (a
+    /// job due now that another replica holds is not polled in a spin).
+    static func pause(untilDue wait: Duration?, tick: Duration) -> Duration {
+        guard let wait else { return tick }
+        return max(.milliseconds(10), min(tick, wait))
     }
 }
 

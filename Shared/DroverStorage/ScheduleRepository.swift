@@ -77,6 +77,14 @@ public struct ScheduleRepository: Sendable {
         return false
     }
 
+    /// The earliest time an enabled job is due (Unix nanoseconds), or nil when none is.
+    public func earliestDue() async throws -> Int64? {
+        for try await due in try await sql.query(
+            "SELECT min(next_due) FROM drover_scheduled_jobs WHERE NOT disabled AND next_due IS NOT NULL"
+        ).decode(Int64?.self) { return due }
+        return nil
+    }
+
     /// Locks up to `limit` enabled jobs due at `now`, earliest first, skipping those another
     /// transaction holds: each due time is claimed by one replica.
     public func lockDue(at now: Int64, limit: Int) async throws -> [Entry] {

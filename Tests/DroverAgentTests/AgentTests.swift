@@ -378,6 +378,46 @@ struct AllocationRetentionTests {
     }
 }
 
+/// The allocation is encoded once per runner and spliced into each save of its record.
+struct AllocationRecordEncodingTests {
+    @Test func theRecordWithItsAllocationEncodedOnceIsTheRecordEncodedWhole() throws {
+        let allocation = RecoveryTests().allocation("echo \"hello\"")
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let records = [
+            AllocationRecord(allocation: allocation, clientStatus: .pending, clientDescription: "Tasks are pending", tasks: [:]),
+            AllocationRecord(
+                allocation: allocation, clientStatus: .running, clientDescription: "Tasks are \"running\"",
+                tasks: ["t": .init(pid: 42, startTicks: 7, state: TaskState(state: .running, events: []))], reports: 3),
+        ]
+        for record in records {
+            let spliced = try record.encoded(allocation: try encoder.encode(allocation))
+            #expect(spliced == (try encoder.encode(record)))
+            let read = try JSONDecoder().decode(AllocationRecord.self, from: spliced)
+            #expect(read.allocation.id == allocation.id && read.clientStatus == record.clientStatus && read.reports == record.reports)
+            #expect(read.tasks["t"]?.pid == record.tasks["t"]?.pid)
+        }
+    }
+}
+
+/// A batch of reports carries each allocation's latest state once.
+struct StatusReporterTests {
+    @Test func aBatchKeepsTheLastReportOfEachAllocationInTheOrderOfThoseLastReports() {
+        func report(_ alloc: String, _ status: Allocation.ClientStatus, _ sequence: Int64) -> AllocationStatusReport {
+            AllocationStatusReport(nodeID: "n1", allocID: alloc, clientStatus: status, clientDescription: "", taskStates: [:], sequence: sequence)
+        }
+        let batch = [
+            report("a", .pending, 1), report("b", .pending, 1), report("a", .running, 2), report("c", .running, 5), report("a", .complete, 3),
+            report("b", .running, 2),
+        ]
+        let sent = StatusReporter.coalesced(batch)
+        #expect(sent.map(\.allocID) == ["c", "a", "b"])
+        #expect(sent.map(\.sequence) == [5, 3, 2])
+        #expect(sent.map(\.clientStatus) == [.running, .complete, .running])
+        #expect(StatusReporter.coalesced([]).isEmpty)
+    }
+}
+
 /// Nomad's `LogConfig`: a node keeps at most MaxFiles × MaxFileSizeMB of each stream on disk.
 struct OutputReleaseTests {
     @Test func shippedOutputFurtherBackThanTheLogConfigKeepsLeavesTheDiskAndEveryOffsetStays() async throws {

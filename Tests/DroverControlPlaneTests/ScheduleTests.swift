@@ -81,6 +81,31 @@ struct ScheduleUseCaseTests {
         }
     }
 
+    /// The loop sleeps until the earliest enabled job is due (within a tick): a run fires at its
+    /// due time, not up to a tick after it.
+    @Test func theLoopWakesWhenTheEarliestEnabledJobIsDue() async throws {
+        try await withMigratedDatabase { database in
+            let clock = AutoscaleUseCaseTests.Clock()
+            clock.time.withLock { $0 = Self.start }
+            let service = ScheduleService(database: database, replica: "a", logger: Logger(label: "test")) { clock.now }
+            #expect(try await service.untilNextDue() == nil)
+            #expect(ScheduleLoop.pause(untilDue: nil, tick: .milliseconds(200)) == .milliseconds(200))
+            try await service.put(ScheduledJob(name: "later", command: "true", schedule: "R/2027-01-15T08:00:03Z/PT1H"))
+            try await service.put(ScheduledJob(name: "soon", command: "true", schedule: "R/2027-01-15T08:00:00.250Z/PT1H"))
+            var off = ScheduledJob(name: "off", command: "true", schedule: "R/2027-01-15T08:00:00Z/PT1H")
+            off.disabled = true
+            try await service.put(off)
+            // The clock stands at 2027-01-15T08:00:00Z.
+            let wait = try #require(try await service.untilNextDue())
+            #expect(wait > .milliseconds(249) && wait <= .milliseconds(250), "the enabled job due first, not the disabled one: \(wait)")
+            #expect(ScheduleLoop.pause(untilDue: wait, tick: .milliseconds(200)) == .milliseconds(200))
+            #expect(ScheduleLoop.pause(untilDue: wait, tick: .seconds(1)) == wait)
+            clock.advance(5)
+            #expect(try await service.untilNextDue() == .zero, "due already: fire now")
+            #expect(ScheduleLoop.pause(untilDue: .zero, tick: .seconds(1)) == .milliseconds(10), "not a spin")
+        }
+    }
+
     @Test func aMissedBacklogRunsOnceAndARunNeverRegisteredIsRegisteredWhenSettled() async throws {
         try await withMigratedDatabase { database in
             let clock = AutoscaleUseCaseTests.Clock()
