@@ -48,6 +48,6 @@ struct APIGateway: AsyncParsableCommand {
         if GoBool.parse(aclEnabled) == false {
             plane.logger.warning("ACLs are off: every route is open to anyone who can reach this port")
         }
-        try await plane.run(defaultPort: 4646, workers: [plane.outboxRelay, watcher], routes: gateway.addRoutes)
+        try await plane.run(defaultPort: 4646, workers: [plane.outboxRelay, plane.eventRelay, watcher], routes: gateway.addRoutes)
     }
 }

@@ -34,7 +34,7 @@ extension ControlPlane {
         let collection = GarbageCollection(collector: GarbageCollector(database: database), logger: logger)
         let schedules = ScheduleLoop(
             service: ScheduleService(database: database, replica: replica, logger: logger), tick: scheduleTick, logger: logger)
-        return [outboxRelay, evaluations, reconciliation, collection, schedules]
+        return [outboxRelay, eventRelay, evaluations, reconciliation, collection, schedules]
     }
 
     /// Health-monitor's: what nodes report (heartbeats, registrations, allocation states, health,
@@ -107,7 +107,7 @@ extension ControlPlane {
         let shutdowns = nodeConsumer(NodeShutdownRequest.self, queue: "health-monitor.shutdown", binding: "node.*.shutdown", nodeID: \.nodeID) {
             try await nodes.requestTermination(nodeID: $0.nodeID, reason: $0.reason.rawValue)
         }
-        return [outboxRelay, heartbeats, registrations, allocationStates, health, keepalives, shutdowns, sweep]
+        return [outboxRelay, eventRelay, heartbeats, registrations, allocationStates, health, keepalives, shutdowns, sweep]
     }
 
     /// A consumer of what a node says of itself: checked to come from that node, and
@@ -143,7 +143,7 @@ extension ControlPlane {
             try await Self.refusing { try await service.record(envelope.data) }
         }
         let watcher = IndexWatcher(database: database)
-        return [outboxRelay, replies, watcher, AutoscaleLoop(service: service, watcher: watcher, interval: interval, logger: logger)]
+        return [outboxRelay, eventRelay, replies, watcher, AutoscaleLoop(service: service, watcher: watcher, interval: interval, logger: logger)]
     }
 
     /// Log-collector's: node log messages as events (a redelivered one is recorded once, by its
@@ -176,6 +176,12 @@ extension ControlPlane {
 
     /// This process's outbox relay: what its transactions commit is published at once.
     public var outboxRelay: OutboxRelay { OutboxRelay(database: database, bus: bus, logger: logger) }
+
+    /// This process's event relay: publishes the event stream on the public events exchange
+    /// (one relay of the cluster at a time).
+    public var eventRelay: EventRelay {
+        EventRelay(database: database, bus: bus, exchange: bus.configuration.eventsExchange, logger: logger)
+    }
 }
 
 /// Marks down the nodes whose heartbeat deadline has passed and moves drains on (deadlines,

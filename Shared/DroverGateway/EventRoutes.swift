@@ -1,12 +1,18 @@
+import DroverAccess
 import DroverControlPlane
 import DroverModel
 import DroverStorage
 import Foundation
 import Hummingbird
+import ServiceLifecycle
 
 /// The event log (`/v1/events`) and the archives of `drover report-issue`.
 extension Gateway {
     func addEventRoutes(to routes: GuardedRouter) {
+        // What each topic needs is checked in the handler, against the topics asked for.
+        routes.get("/v1/event/stream", .anyToken) { request, _ in
+            try await handle { try await eventStream(request) }
+        }
         routes.get("/v1/events", .namespace(.readJob)) { request, _ in
             try await handle {
                 let filter = try Self.eventFilter(request)
@@ -69,5 +75,104 @@ extension Gateway {
         }
         guard errors.isEmpty else { throw ControlPlaneError.invalid(errors) }
         return filter
+    }
+
+    /// What `GET /v1/event/stream` asks for.
+    struct EventStreamQuery {
+        var filter: EventStreamRepository.Filter
+        /// The cluster index to start from; 0: every event still kept.
+        var index: Int64
+
+        init(_ request: Request) throws {
+            let parameters = request.uri.queryParameters
+            var errors: [FieldError] = []
+            var topics: [(topic: String, key: String)] = []
+            for text in parameters.getAll("topic") {
+                let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
+                let topic = parts.first ?? ""
+                let key = parts.count > 1 ? parts[1] : "*"
+                if topic != "*" && !StreamEvent.topics.contains(topic) {
+                    errors.append(
+                        FieldError(
+                            "topic", "must be Topic or Topic:Key with Topic * or one of \(StreamEvent.topics.joined(separator: ", ")), got '\(text)'")
+                    )
+                } else if key.isEmpty || key.utf8.count > 256 {
+                    errors.append(FieldError("topic", "the key after ':' must be * or 1-256 bytes, got '\(text)'"))
+                } else {
+                    topics.append((topic, key))
+                }
+            }
+            if topics.count > 64 { errors.append(FieldError("topic", "at most 64 topics, got \(topics.count)")) }
+            index = 0
+            if let text = parameters.get("index") {
+                if let value = Int64(text), value >= 0 {
+                    index = value
+                } else {
+                    errors.append(FieldError("index", "must be a whole number, 0 or more, got '\(text)'"))
+                }
+            }
+            let namespace = parameters.get("namespace") ?? "default"
+            guard errors.isEmpty else { throw ControlPlaneError.invalid(errors) }
+            filter = EventStreamRepository.Filter(topics: topics.isEmpty ? [("*", "*")] : topics, namespace: namespace)
+        }
+
+        /// What the token needs for these topics, as Nomad asks: read-job in the namespace for
+        /// the job topics, node:read for the node topics, management for all topics at once.
+        var requirements: [(topic: String, requirement: Requirement)] {
+            filter.topics.map { topic, _ in
+                switch topic {
+                case "Node", "NodeDrain", "NodeArray": (topic, .node(.read))
+                case "*": (topic, .management)
+                default: (topic, .namespace(.readJob))
+                }
+            }
+        }
+    }
+
+    /// Nomad's event stream: newline-delimited JSON, one frame per index (`{"Index": N,
+    /// "Events": [...]}`), a heartbeat (`{}`) every 10 s without one, from `index` on.
+    private func eventStream(_ request: Request) async throws -> Response {
+        let query = try EventStreamQuery(request)
+        if access.enabled, case .granted(let acl, _) = try await resolve(request) {
+            for (topic, requirement) in query.requirements where !acl.allows(requirement, namespace: query.filter.namespace) {
+                return Self.error(.forbidden, "Permission denied: topic \(topic) needs \(requirement) in namespace \(query.filter.namespace)")
+            }
+        }
+        let (database, watcher) = (self.database, self.watcher)
+        let events = database.eventStream
+        let start = query.index == 0 ? 0 : try await events.position(fromIndex: query.index)
+        let body = ResponseBody { writer in
+            var position = start
+            var lastWrite = ContinuousClock.now
+            // Ends when the client goes (a write fails) or the gateway stops.
+            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                let seen = watcher.latest
+                let before = position
+                try await events.sequence()
+                let (entries, through) = try await events.read(after: position, filter: query.filter, limit: 500)
+                position = through
+                var frames = ""
+                var start = entries.startIndex
+                while start < entries.endIndex {
+                    let index = entries[start].index
+                    var end = start
+                    while end < entries.endIndex && entries[end].index == index { end += 1 }
+                    frames += #"{"Index":\#(index),"Events":["# + entries[start..<end].map(\.json).joined(separator: ",") + "]}\n"
+                    start = end
+                }
+                if !frames.isEmpty {
+                    try await writer.write(ByteBuffer(string: frames))
+                    lastWrite = .now
+                }
+                if through - before >= 500 { continue }  // more may be waiting
+                if ContinuousClock.now - lastWrite >= .seconds(10) {
+                    try await writer.write(ByteBuffer(string: "{}\n"))
+                    lastWrite = .now
+                }
+                await watcher.wait(after: seen, timeout: .seconds(1))
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: body)
     }
 }

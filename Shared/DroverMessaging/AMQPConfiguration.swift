@@ -110,6 +110,10 @@ extension AMQPBus {
         /// with the queue's name.
         public var deadLetterExchange: String { "\(exchange).dead-letter" }
 
+        /// The public exchange the cluster's events are published on (`drover.events`): what
+        /// plugins bind their queues to, under `event.<topic>.<type>.<key>`.
+        public var eventsExchange: String { "\(exchange).events" }
+
         func backoff(afterFailures failures: Int) -> Duration {
             let doubled = initialBackoff * (1 << min(max(failures - 1, 0), 16))
             let capped = min(doubled, maximumBackoff)

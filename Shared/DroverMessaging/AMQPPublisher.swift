@@ -93,6 +93,7 @@ final class AMQPPublisher: @unchecked Sendable {
         link = ReconnectingConnection(role: "publisher", configuration: configuration, logger: logger, wake: wake) { connection throws(AMQPError) in
             try connection.declareExchange(configuration.exchange, type: "topic", passive: !configuration.declaresExchanges)
             try connection.declareExchange(configuration.deadLetterExchange, type: "topic", passive: !configuration.declaresExchanges)
+            try connection.declareExchange(configuration.eventsExchange, type: "topic", passive: !configuration.declaresExchanges)
             try connection.enableConfirms()
         }
         let thread = Thread { [self] in run() }

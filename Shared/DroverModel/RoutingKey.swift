@@ -15,6 +15,29 @@ public enum RoutingKey {
         "cluster.alloc.\(nodeID).\(allocID).\(event)"
     }
 
+    /// `event.<topic>.<type>.<key>`, on the public events exchange (`drover.events`): the topic in
+    /// lower case (`job`, `allocation`, `nodedrain`…), the type as the event names the change
+    /// (`registered`, `running`, `failed`, `blocked`, `down`…), and the object's key, with `.`,
+    /// `%`, `*`, `#` and white space percent-encoded so that it stays one word.
+    public static func event(topic: String, type: String, key: String) -> String {
+        "event.\(topic.lowercased()).\(escapedWord(type)).\(escapedWord(key))"
+    }
+
+    /// `word` with what would split it or read as a wildcard percent-encoded; an empty word is `_`.
+    static func escapedWord(_ word: String) -> String {
+        guard !word.isEmpty else { return "_" }
+        var escaped = ""
+        for scalar in word.unicodeScalars {
+            switch scalar {
+            case ".", "%", "*", "#", "\u{00}"..."\u{20}", "\u{7F}":
+                let hex = String(scalar.value, radix: 16, uppercase: true)
+                escaped += "%" + (hex.count == 1 ? "0" + hex : hex)
+            default: escaped.unicodeScalars.append(scalar)
+            }
+        }
+        return escaped
+    }
+
     /// The node prefix that a node's broker user may publish under.
     public static func nodePrefix(_ nodeID: String) -> String { "node.\(nodeID)." }
 

@@ -1,3 +1,4 @@
+import Foundation
 public import Logging
 public import PostgresNIO
 
@@ -483,5 +484,276 @@ public enum DroverSchema {
                 """,
                 "CREATE INDEX drover_schedule_runs_open ON drover_schedule_runs (job_name) WHERE state = 'pending'",
             ]),
+        Migration(
+            version: 15, name: "event stream",
+            statements: [
+                // What plugins and the event stream see: every change of a job, allocation,
+                // evaluation, node, drain, scheduled job or run, node array or machine, written by
+                // triggers in the transaction that makes it. `seq` is the order they are read and
+                // published in, given by one sequencer at a time (EventLog.sequence) once they are
+                // committed, so that a reader that follows it misses none.
+                """
+                CREATE TABLE drover_event_log (
+                    id bigserial PRIMARY KEY, seq bigint UNIQUE, topic text NOT NULL, type text NOT NULL, routing_type text NOT NULL,
+                    key text NOT NULL, namespace text NOT NULL, filter_keys jsonb NOT NULL, index bigint NOT NULL,
+                    time timestamptz NOT NULL DEFAULT now(), payload jsonb NOT NULL)
+                """,
+                "CREATE INDEX drover_event_log_unsequenced ON drover_event_log (id) WHERE seq IS NULL",
+                "CREATE INDEX drover_event_log_index ON drover_event_log (index)",
+                "CREATE TABLE drover_event_cursor (name text PRIMARY KEY, seq bigint NOT NULL)",
+                "INSERT INTO drover_event_cursor (name, seq) VALUES ('published', 0)",
+                """
+                CREATE FUNCTION drover_event_log_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    PERFORM pg_notify('drover_events', '');
+                    RETURN NULL;
+                END $$
+                """,
+                """
+                CREATE TRIGGER drover_event_log_inserted AFTER INSERT ON drover_event_log
+                FOR EACH STATEMENT EXECUTE FUNCTION drover_event_log_notify()
+                """,
+                // Off for a database with `ALTER DATABASE … SET drover.events = off`.
+                """
+                CREATE FUNCTION drover_events_on() RETURNS boolean LANGUAGE sql STABLE AS $$
+                    SELECT coalesce(current_setting('drover.events', true), '') <> 'off'
+                $$
+                """,
+                // The index of the transaction, for rows that carry none of their own.
+                """
+                CREATE FUNCTION drover_current_index() RETURNS bigint LANGUAGE plpgsql AS $$
+                BEGIN
+                    RETURN currval('drover_index');
+                EXCEPTION WHEN object_not_in_prerequisite_state THEN
+                    RETURN (SELECT last_value FROM drover_index);
+                END $$
+                """,
+                // A job as GET /v1/job/:id shows it: its status derived as Job.derivedStatus does.
+                """
+                CREATE FUNCTION drover_job_object(spec jsonb, stopped boolean, of_job text) RETURNS jsonb LANGUAGE sql STABLE AS $$
+                    SELECT spec || jsonb_build_object('Status', CASE
+                        WHEN stopped THEN 'dead'
+                        WHEN coalesce((spec->'Periodic'->>'Enabled')::boolean, false) THEN 'running'
+                        WHEN EXISTS (SELECT 1 FROM drover_allocations a WHERE a.job_id = of_job AND a.desired_status = 'run'
+                            AND a.client_status IN ('pending', 'running')) THEN 'running'
+                        WHEN coalesce(spec->>'Type', 'service') = 'batch'
+                            AND NOT EXISTS (SELECT 1 FROM drover_evaluations e WHERE e.job_id = of_job AND e.status IN ('pending', 'blocked'))
+                            AND EXISTS (SELECT 1 FROM drover_allocations a WHERE a.job_id = of_job) THEN 'dead'
+                        ELSE 'pending' END)
+                $$
+                """,
+                // A node as GET /v1/node/:id shows it (NodeRepository.node(from:)), and its drains
+                // under the topic NodeDrain.
+                """
+                CREATE FUNCTION drover_node_object(n drover_nodes) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+                    SELECT jsonb_strip_nulls(jsonb_build_object('DrainStrategy', n.drain_strategy, 'LastDrain', n.last_drain, 'Health', n.health,
+                        'KeepaliveUntil', n.keepalive_until, 'Termination', n.termination))
+                        || (n.spec - 'DrainStrategy' - 'LastDrain' - 'Health' - 'KeepaliveUntil' - 'Termination')
+                        || jsonb_build_object('Status', n.status, 'SchedulingEligibility', n.eligibility, 'Drain', n.drain,
+                            'CreateIndex', n.create_index, 'ModifyIndex', n.modify_index)
+                $$
+                """,
+            ]
+                + EventTrigger.statements([
+                    EventTrigger(
+                        table: "drover_jobs", function: "drover_job_events", deletes: true,
+                        body: """
+                            BEGIN
+                                IF NOT drover_events_on() THEN RETURN NULL; END IF;
+                                IF TG_OP = 'DELETE' THEN
+                                    INSERT INTO drover_event_log (topic, type, routing_type, key, namespace, filter_keys, index, payload)
+                                    SELECT 'Job', 'JobDeregistered', 'purged', o.id, coalesce(o.spec->>'Namespace', 'default'), '[]', drover_current_index(),
+                                        jsonb_build_object('Job', drover_job_object(o.spec, true, o.id))
+                                    FROM old_rows o;
+                                ELSE
+                                    INSERT INTO drover_event_log (topic, type, routing_type, key, namespace, filter_keys, index, payload)
+                                    SELECT 'Job', CASE WHEN n.stop THEN 'JobDeregistered' ELSE 'JobRegistered' END,
+                                        CASE WHEN n.stop THEN 'deregistered' ELSE 'registered' END, n.id, coalesce(n.spec->>'Namespace', 'default'), '[]',
+                                        n.modify_index, jsonb_build_object('Job', drover_job_object(n.spec, n.stop, n.id))
+                                    FROM new_rows n
+                                    WHERE TG_OP = 'INSERT' OR EXISTS (SELECT 1 FROM old_rows o WHERE o.id = n.id
+                                        AND (o.spec IS DISTINCT FROM n.spec OR o.stop IS DISTINCT FROM n.stop OR o.version IS DISTINCT FROM n.version));
+                                END IF;
+                                RETURN NULL;
+                            """),
+                    EventTrigger(
+                        table: "drover_allocations", function: "drover_allocation_events", deletes: false,
+                        body: """
+                            BEGIN
+                                IF NOT drover_events_on() THEN RETURN NULL; END IF;
+                                INSERT INTO drover_event_log (topic, type, routing_type, key, namespace, filter_keys, index, payload)
+                                SELECT 'Allocation',
+                                    CASE WHEN o.id IS NULL THEN 'AllocationCreated'
+                                        WHEN o.desired_status IS DISTINCT FROM n.desired_status THEN 'AllocationUpdateDesiredStatus'
+                                        ELSE 'AllocationUpdated' END,
+                                    CASE WHEN o.id IS NULL THEN 'placed'
+                                        WHEN o.desired_status IS DISTINCT FROM n.desired_status THEN n.desired_status
+                                        ELSE n.client_status END,
+                                    n.id, coalesce(n.spec->>'Namespace', 'default'), jsonb_build_array(n.job_id, n.node_id), n.modify_index,
+                                    jsonb_build_object('Allocation', n.spec - 'Job')
+                                FROM new_rows n LEFT JOIN old_rows o ON o.id = n.id
+                                WHERE o.id IS NULL OR o.spec IS DISTINCT FROM n.spec OR o.client_status IS DISTINCT FROM n.client_status
+                                    OR o.desired_status IS DISTINCT FROM n.desired_status
+                                ORDER BY n.id;
+                                RETURN NULL;
+                            """),
+                    EventTrigger(
+                        table: "drover_evaluations", function: "drover_evaluation_events", deletes: false,
+                        body: """
+                            BEGIN
+                                IF NOT drover_events_on() THEN RETURN NULL; END IF;
+                                INSERT INTO drover_event_log (topic, type, routing_type, key, namespace, filter_keys, index, payload)
+                                SELECT 'Evaluation', 'EvaluationUpdated', n.status, n.id, coalesce(n.spec->>'Namespace', 'default'),
+                                    jsonb_build_array(n.job_id), n.modify_index, jsonb_build_object('Evaluation', n.spec)
+                                FROM new_rows n LEFT JOIN old_rows o ON o.id = n.id
+                                WHERE o.id IS NULL OR o.spec IS DISTINCT FROM n.spec OR o.status IS DISTINCT FROM n.status
+                                ORDER BY n.id;
+                                RETURN NULL;
+                            """),
+                    EventTrigger(
+                        table: "drover_nodes", function: "drover_node_events", deletes: true,
+                        body: """
+                            BEGIN
+                                IF NOT drover_events_on() THEN RETURN NULL; END IF;
+                                IF TG_OP = 'DELETE' THEN
+                                    INSERT INTO drover_event_log (topic, type, routing_type, key, namespace, filter_keys, index, payload)
+                                    SELECT 'Node', 'NodeDeregistration', 'purged', o.id, '', '[]', drover_current_index(),
+                                        jsonb_build_object('Node', drover_node_object(o))
+                                    FROM old_rows o ORDER BY o.id;
+                                    RETURN NULL;
+                                END IF;
+                                INSERT INTO drover_event_log (topic, type, routing_type, key, namespace, filter_keys, index, payload)
+                                SELECT e.topic, e.type, e.routing_type, n.id, '', '[]', n.modify_index, jsonb_build_object('Node', drover_node_object(n))
+                                FROM new_rows n LEFT JOIN old_rows o ON o.id = n.id
+                                CROSS JOIN LATERAL (VALUES
+                                    ('Node', 'NodeRegistration', 'registered', o.id IS NULL OR (o.spec IS DISTINCT FROM n.spec AND o.status = n.status), 1),
+                                    ('Node', 'NodeEvent', n.status, o.id IS NOT NULL AND o.status IS DISTINCT FROM n.status, 2),
+                                    ('Node', 'NodeEligibility', n.eligibility, o.id IS NOT NULL AND o.eligibility IS DISTINCT FROM n.eligibility, 3),
+                                    ('NodeDrain', 'NodeDrain', CASE WHEN n.drain THEN 'started' ELSE 'complete' END,
+                                        o.id IS NOT NULL AND o.drain IS DISTINCT FROM n.drain, 4),
+                                    ('NodeDrain', 'NodeDrain', 'updated',
+                                        o.id IS NOT NULL AND o.drain = n.drain AND n.drain AND o.drain_strategy IS DISTINCT FROM n.drain_strategy, 5),
+                                    ('Node', 'NodeEvent', 'updated', o.id IS NOT NULL AND o.status = n.status AND o.eligibility = n.eligibility
+                                        AND o.drain = n.drain AND o.spec = n.spec
+                                        AND (o.health IS DISTINCT FROM n.health OR o.keepalive_until IS DISTINCT FROM n.keepalive_until
+                                            OR o.termination IS DISTINCT FROM n.termination), 6)
+                                ) AS e(topic, type, routing_type, happened, position)
+                                WHERE e.happened
+                                ORDER BY n.id, e.position;
+                                RETURN NULL;
+                            """),
+                    EventTrigger(
+                        table: "drover_scheduled_jobs", function: "drover_schedule_events", deletes: true,
+                        body: """
+                            BEGIN
+                                IF NOT drover_events_on() THEN RETURN NULL; END IF;
+                                IF TG_OP = 'DELETE' THEN
+                                    INSERT INTO drover_event_log (topic, type, routing_type, key, namespace, filter_keys, index, payload)
+                                    SELECT 'Schedule', 'ScheduleDeleted', 'deleted', o.name, 'default', '[]', drover_current_index(),
+                                        jsonb_build_object('ScheduledJob', o.spec)
+                                    FROM old_rows o ORDER BY o.name;
+                                    RETURN NULL;
+                                END IF;
+                                -- A job moving on to its next due time is not news; its runs are.
+                                INSERT INTO drover_event_log (topic, type, routing_type, key, namespace, filter_keys, index, payload)
+                                SELECT 'Schedule', 'ScheduleUpdated', CASE WHEN n.disabled THEN 'disabled' ELSE 'defined' END, n.name, 'default', '[]',
+                                    n.modify_index, jsonb_build_object('ScheduledJob', n.spec)
+                                FROM new_rows n LEFT JOIN old_rows o ON o.name = n.name
+                                WHERE o.name IS NULL OR o.spec IS DISTINCT FROM n.spec OR o.disabled IS DISTINCT FROM n.disabled
+                                ORDER BY n.name;
+                                RETURN NULL;
+                            """),
+                    EventTrigger(
+                        table: "drover_schedule_runs", function: "drover_schedule_run_events", deletes: false,
+                        body: """
+                            BEGIN
+                                IF NOT drover_events_on() THEN RETURN NULL; END IF;
+                                INSERT INTO drover_event_log (topic, type, routing_type, key, namespace, filter_keys, index, payload)
+                                SELECT 'Schedule', 'ScheduleRun', CASE WHEN n.state = 'pending' THEN 'fired' ELSE n.state END, n.job_name, 'default',
+                                    jsonb_build_array(coalesce(n.job_id, '')), drover_current_index(),
+                                    jsonb_build_object('Run', jsonb_strip_nulls(jsonb_build_object('Name', n.job_name, 'Due', n.due, 'State', n.state,
+                                        'Reason', n.reason, 'JobID', n.job_id, 'FiredBy', n.fired_by, 'CreatedAt', n.created_at, 'FinishedAt', n.finished_at)))
+                                FROM new_rows n LEFT JOIN old_rows o ON o.job_name = n.job_name AND o.due = n.due
+                                WHERE o.job_name IS NULL OR o.state IS DISTINCT FROM n.state
+                                ORDER BY n.job_name, n.due;
+                                RETURN NULL;
+                            """),
+                    EventTrigger(
+                        table: "drover_node_arrays", function: "drover_node_array_events", deletes: true,
+                        body: """
+                            BEGIN
+                                IF NOT drover_events_on() THEN RETURN NULL; END IF;
+                                IF TG_OP = 'DELETE' THEN
+                                    INSERT INTO drover_event_log (topic, type, routing_type, key, namespace, filter_keys, index, payload)
+                                    SELECT 'NodeArray', 'NodeArrayDeleted', 'deleted', o.name, '', '[]', drover_current_index(),
+                                        jsonb_build_object('NodeArray', o.spec)
+                                    FROM old_rows o ORDER BY o.name;
+                                    RETURN NULL;
+                                END IF;
+                                INSERT INTO drover_event_log (topic, type, routing_type, key, namespace, filter_keys, index, payload)
+                                SELECT 'NodeArray', 'NodeArrayUpdated', 'updated', n.name, '', '[]', n.modify_index, jsonb_build_object('NodeArray', n.spec)
+                                FROM new_rows n LEFT JOIN old_rows o ON o.name = n.name
+                                WHERE o.name IS NULL OR o.spec IS DISTINCT FROM n.spec
+                                ORDER BY n.name;
+                                RETURN NULL;
+                            """),
+                    EventTrigger(
+                        table: "drover_machines", function: "drover_machine_events", deletes: false,
+                        body: """
+                            BEGIN
+                                IF NOT drover_events_on() THEN RETURN NULL; END IF;
+                                INSERT INTO drover_event_log (topic, type, routing_type, key, namespace, filter_keys, index, payload)
+                                SELECT 'NodeArray', 'MachineUpdated', n.state, n.name, '', jsonb_build_array(n.array_name, coalesce(n.node_id, '')),
+                                    drover_current_index(),
+                                    jsonb_build_object('Machine', jsonb_strip_nulls(jsonb_build_object('Name', n.name, 'NodeArray', n.array_name,
+                                        'State', n.state, 'Since', n.since, 'NodeID', n.node_id, 'Reason', n.reason)))
+                                FROM new_rows n LEFT JOIN old_rows o ON o.name = n.name
+                                WHERE o.name IS NULL OR o.state IS DISTINCT FROM n.state
+                                ORDER BY n.name;
+                                RETURN NULL;
+                            """),
+                ])),
     ]
+}
+
+/// A table whose changes are events (``Migrations`` version 15): its trigger function, made
+/// twice (for inserts, and for updates and deletes), and its statement triggers. A statement
+/// trigger sees the rows a statement changed as tables (`new_rows`, `old_rows`), so a statement
+/// that writes a thousand allocations writes their events in one insert; an insert has no
+/// `old_rows`, so its function reads an empty table of the same rows in its place.
+struct EventTrigger {
+    var table: String
+    var function: String
+    var deletes: Bool
+    /// The function's body from `BEGIN`, without its `END`.
+    var body: String
+
+    static func statements(_ triggers: [EventTrigger]) -> [String] {
+        triggers.flatMap { trigger in
+            let function = { (name: String, body: String) in
+                "CREATE FUNCTION \(name)() RETURNS trigger LANGUAGE plpgsql AS $$\n\(body)\nEND $$"
+            }
+            var statements = [
+                function(trigger.function, trigger.body),
+                function(
+                    trigger.function + "_inserted", trigger.body.replacingOccurrences(of: "old_rows", with: "(SELECT * FROM new_rows WHERE false)")),
+                """
+                CREATE TRIGGER \(trigger.function)_inserted AFTER INSERT ON \(trigger.table) REFERENCING NEW TABLE AS new_rows
+                FOR EACH STATEMENT EXECUTE FUNCTION \(trigger.function)_inserted()
+                """,
+                """
+                CREATE TRIGGER \(trigger.function)_updated AFTER UPDATE ON \(trigger.table) REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+                FOR EACH STATEMENT EXECUTE FUNCTION \(trigger.function)()
+                """,
+            ]
+            if trigger.deletes {
+                statements.append(
+                    """
+                    CREATE TRIGGER \(trigger.function)_deleted AFTER DELETE ON \(trigger.table) REFERENCING OLD TABLE AS old_rows
+                    FOR EACH STATEMENT EXECUTE FUNCTION \(trigger.function)()
+                    """)
+            }
+            return statements
+        }
+    }
 }
