@@ -185,11 +185,20 @@ public struct RetentionOptions: ParsableArguments, Sendable {
     @Option(help: "How long events are kept, as 720h (env DROVER_EVENT_RETENTION).")
     public var eventRetention: String = ProcessInfo.processInfo.environment["DROVER_EVENT_RETENTION"] ?? "720h"
 
+    @Option(
+        help: """
+            How long the event stream keeps published events, for clients that resume from an index, as 1h \
+            (env DROVER_EVENT_STREAM_RETENTION).
+            """)
+    public var eventStreamRetention: String = ProcessInfo.processInfo.environment["DROVER_EVENT_STREAM_RETENTION"] ?? "1h"
+
     public init() {}
 
     public func validate() throws {
         guard outputCapMB > 0 else { throw ValidationError("--output-cap-mb: must be more than 0") }
-        for (name, value) in [("--output-retention", outputRetention), ("--event-retention", eventRetention)] where GoDuration.parse(value) == nil {
+        for (name, value) in [
+            ("--output-retention", outputRetention), ("--event-retention", eventRetention), ("--event-stream-retention", eventStreamRetention),
+        ] where GoDuration.parse(value) == nil {
             throw ValidationError("\(name): '\(value)' is not a duration such as 168h")
         }
     }
@@ -198,4 +207,5 @@ public struct RetentionOptions: ParsableArguments, Sendable {
     public var outputCap: Int64 { Int64(outputCapMB) << 20 }
     public var output: Duration { GoDuration.parse(outputRetention) ?? .seconds(604_800) }
     public var events: Duration { GoDuration.parse(eventRetention) ?? .seconds(2_592_000) }
+    public var eventStream: Duration { GoDuration.parse(eventStreamRetention) ?? .seconds(3600) }
 }

@@ -149,7 +149,9 @@ extension ControlPlane {
     /// Log-collector's: node log messages as events (a redelivered one is recorded once, by its
     /// message id), task output (``OutputService``: a chunk stored before is ignored, by its
     /// offset), and retention.
-    public func logCollectorWorkers(outputCap: Int64, outputRetention: Duration, eventRetention: Duration) -> [any Service] {
+    public func logCollectorWorkers(outputCap: Int64, outputRetention: Duration, eventRetention: Duration, eventStreamRetention: Duration = .seconds(3600))
+        -> [any Service]
+    {
         let database = self.database
         let output = OutputService(database: database, cap: outputCap)
         let logs = MessageConsumer(
@@ -171,7 +173,10 @@ extension ControlPlane {
             try delivery.checkSentBy(node: envelope.data.nodeID, requireIdentity: requiresNodeIdentity)
             try await Self.refusing { try await output.append(envelope.data) }
         }
-        return [logs, chunks, Retention(database: database, output: outputRetention, events: eventRetention, logger: logger)]
+        return [
+            logs, chunks,
+            Retention(database: database, output: outputRetention, events: eventRetention, eventStream: eventStreamRetention, logger: logger),
+        ]
     }
 
     /// This process's outbox relay: what its transactions commit is published at once.
@@ -243,18 +248,23 @@ final class LivenessSweep: Service, Sendable {
     }
 }
 
-/// Drops task output and events past their retention, once a minute.
+/// Drops task output, events and the event stream's published events past their retention,
+/// once a minute.
 struct Retention: Service {
     let database: Database
     let output: Duration
     let events: Duration
+    let eventStream: Duration
     let logger: Logger
 
     func run() async throws {
         await repeatUntilShutdown(every: .seconds(60), logger: logger, failure: "Retention failed") {
             let chunks = try await database.output.prune(olderThan: output)
             let pruned = try await database.events.prune(olderThan: events)
-            if chunks + pruned > 0 { logger.info("Retention applied", metadata: ["output_chunks": "\(chunks)", "events": "\(pruned)"]) }
+            let streamed = try await database.eventStream.prune(olderThan: eventStream)
+            if chunks + pruned + streamed > 0 {
+                logger.info("Retention applied", metadata: ["output_chunks": "\(chunks)", "events": "\(pruned)", "stream_events": "\(streamed)"])
+            }
         }
     }
 }

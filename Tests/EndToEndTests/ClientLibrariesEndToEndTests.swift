@@ -20,6 +20,22 @@ struct ClientLibrariesEndToEndTests {
         }
     }
 
+    /// A plugin's view, with pika: a queue bound to `event.allocation.#` on `drover.events` sees a
+    /// batch job's allocation from placement to completion in order, the last event's allocation
+    /// being what the HTTP API reports; `/v1/event/stream` gives the same events.
+    @Test func aPikaConsumerSeesAnAllocationsWholeLifeOnTheEventsExchange() async throws {
+        let python = try #require(TestEnvironment.python, "DROVER_TEST_PYTHON is not set")
+        try await Cluster.with { cluster in
+            try await cluster.addAgent("events")
+            let token = try #require(cluster.api.token)
+            let amqp = try #require(cluster.environment["DROVER_AMQP_URL"])
+            let script = Self.scripts.appendingPathComponent("pika_events.py").path
+            let run = try await runShellWithStatus(
+                "\(python) \(script) 127.0.0.1 \(cluster.api.port) \(token) '\(amqp)' 2>&1", within: .seconds(150))
+            #expect(run.status == 0 && run.output.contains("all checks passed"), "\(run.output)")
+        }
+    }
+
     /// chronos-python, unchanged, against the Chronos-shaped API: an `R3` job runs three times on
     /// a node and disables itself, a dependent job runs after its parent succeeds, stats, graph,
     /// search, update, delete, and a client without the token is refused.

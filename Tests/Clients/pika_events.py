@@ -1,0 +1,118 @@
+"""A plugin's view of the cluster: pika on the public events exchange, and the HTTP event stream.
+
+Usage: python pika_events.py HOST PORT MANAGEMENT_SECRET AMQP_URL
+Runs a batch job and checks that a queue bound to `event.allocation.#` on `drover.events` sees
+its allocation's whole life in order, the last event's allocation being what the HTTP API reports,
+and that /v1/event/stream gives the same events. Exits 0 when every check holds; otherwise prints
+the first that failed and exits 1.
+"""
+
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pika
+
+host, port, secret, amqp_url = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+base = f"http://{host}:{port}"
+
+
+def check(condition, what):
+    if not condition:
+        print(f"FAILED: {what}")
+        sys.exit(1)
+    print(f"ok: {what}")
+
+
+def call(method, path, body=None, token=secret):
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["X-Nomad-Token"] = token
+    request = urllib.request.Request(base + path, method=method, headers=headers, data=None if body is None else json.dumps(body).encode())
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+channel = connection.channel()
+queue = channel.queue_declare(queue="", exclusive=True, auto_delete=True).method.queue
+channel.queue_bind(queue=queue, exchange="drover.events", routing_key="event.allocation.#")
+channel.queue_bind(queue=queue, exchange="drover.events", routing_key="event.job.registered.pika-events")
+
+job = {
+    "Job": {
+        "ID": "pika-events",
+        "Type": "batch",
+        "TaskGroups": [{"Name": "g", "Count": 1, "Tasks": [{"Name": "t", "Driver": "raw_exec", "Config": {"command": "/bin/echo", "args": ["hello"]},
+                                                             "Resources": {"CPU": 100, "MemoryMB": 32}}]}],
+    }
+}
+status, answer = call("PUT", "/v1/jobs", job)
+check(status == 200, f"the job is registered ({status} {answer})")
+
+# The allocation's events, in the order the queue holds them, until it is complete.
+events, registered, deadline = [], [], time.time() + 90
+for method, properties, body in channel.consume(queue, inactivity_timeout=0.5):
+    if time.time() > deadline:
+        break
+    if method is None:
+        continue
+    envelope = json.loads(body)
+    channel.basic_ack(method.delivery_tag)
+    event = envelope["data"]
+    check(envelope["type"] == "event" and envelope["version"] == 1 and envelope["id"] == properties.message_id
+          and envelope["id"].startswith("event-"), f"an envelope with type, version and id: {method.routing_key}")
+    if event["Topic"] == "Job":
+        registered.append(event)
+        continue
+    if "pika-events" not in event["FilterKeys"]:
+        continue
+    allocation = event["Payload"]["Allocation"]
+    check(method.routing_key == f"event.allocation.{'placed' if event['Type'] == 'AllocationCreated' else allocation['ClientStatus']}.{event['Key']}",
+          f"routing key {method.routing_key} names the change")
+    events.append(event)
+    if allocation["ClientStatus"] in ("complete", "failed"):
+        break
+channel.cancel()
+
+check(len(registered) == 1 and registered[0]["Payload"]["Job"]["ID"] == "pika-events", "the job's registration arrives under event.job.registered.<id>")
+check(len(events) >= 2, f"the allocation's events arrived ({len(events)})")
+statuses = [event["Payload"]["Allocation"]["ClientStatus"] for event in events]
+order = {"pending": 0, "running": 1, "complete": 2}
+check(events[0]["Type"] == "AllocationCreated" and statuses[0] == "pending", "its life starts with its placement, pending")
+check(statuses[-1] == "complete", f"and ends complete: {statuses}")
+check(all(order[a] <= order[b] for a, b in zip(statuses, statuses[1:])), f"in order: {statuses}")
+check([event["Index"] for event in events] == sorted(event["Index"] for event in events), "indexes never go back")
+alloc_id = events[0]["Key"]
+status, read = call("GET", f"/v1/allocation/{alloc_id}")
+read.pop("Job", None)
+check(events[-1]["Payload"]["Allocation"] == read, "the last event's allocation is what GET /v1/allocation/:id reports (without its job)")
+
+# The same events over HTTP, from the first one's index: Nomad's framing, one frame per index.
+stream = urllib.request.Request(f"{base}/v1/event/stream?topic=Allocation:pika-events&index={events[0]['Index']}",
+                                headers={"X-Nomad-Token": secret})
+streamed = []
+with urllib.request.urlopen(stream, timeout=30) as answer:
+    while len(streamed) < len(events):
+        line = answer.readline()
+        check(line.endswith(b"\n"), "the stream sends whole lines")
+        frame = json.loads(line)
+        if frame == {}:
+            continue  # a heartbeat
+        check(all(event["Index"] == frame["Index"] for event in frame["Events"]), "a frame holds the events of its index")
+        streamed += frame["Events"]
+check([(e["Type"], e["Index"], e["Payload"]["Allocation"]["ClientStatus"]) for e in streamed]
+      == [(e["Type"], e["Index"], e["Payload"]["Allocation"]["ClientStatus"]) for e in events], "the HTTP stream gives the same events in the same order")
+
+status, _ = call("GET", "/v1/event/stream?topic=Allocation", token=None)
+check(status == 401, f"the stream needs a token ({status})")
+status, answer = call("GET", "/v1/event/stream?topic=Bogus")
+check(status == 400 and answer["Fields"][0]["Field"] == "topic", f"an unknown topic is refused, naming the field ({status} {answer})")
+
+connection.close()
+print("all checks passed")
