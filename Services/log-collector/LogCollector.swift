@@ -14,7 +14,8 @@ struct LogCollector: AsyncParsableCommand {
         let plane = try ControlPlane(name: "log-collector", options: options)
         try await plane.run(
             defaultPort: 4650,
-            workers: plane.logCollectorWorkers(outputCap: retention.outputCap, outputRetention: retention.output, eventRetention: retention.events,
+            workers: plane.logCollectorWorkers(
+                outputCap: retention.outputCap, outputRetention: retention.output, eventRetention: retention.events,
                 eventStreamRetention: retention.eventStream))
     }
 }

@@ -149,7 +149,9 @@ extension ControlPlane {
     /// Log-collector's: node log messages as events (a redelivered one is recorded once, by its
     /// message id), task output (``OutputService``: a chunk stored before is ignored, by its
     /// offset), and retention.
-    public func logCollectorWorkers(outputCap: Int64, outputRetention: Duration, eventRetention: Duration, eventStreamRetention: Duration = .seconds(3600))
+    public func logCollectorWorkers(
+        outputCap: Int64, outputRetention: Duration, eventRetention: Duration, eventStreamRetention: Duration = .seconds(3600)
+    )
         -> [any Service]
     {
         let database = self.database

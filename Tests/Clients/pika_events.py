@@ -3,17 +3,21 @@
 Usage: python pika_events.py HOST PORT MANAGEMENT_SECRET AMQP_URL
 Runs a batch job and checks that a queue bound to `event.allocation.#` on `drover.events` sees
 its allocation's whole life in order, the last event's allocation being what the HTTP API reports,
-and that /v1/event/stream gives the same events. Exits 0 when every check holds; otherwise prints
+that every event published meanwhile matches the AsyncAPI document's schema (`StreamEvent`), and
+that /v1/event/stream gives the same events. Exits 0 when every check holds; otherwise prints
 the first that failed and exits 1.
 """
 
 import json
+import os
 import sys
 import time
 import urllib.error
 import urllib.request
 
+import jsonschema
 import pika
+import yaml
 
 host, port, secret, amqp_url = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 base = f"http://{host}:{port}"
@@ -38,17 +42,24 @@ def call(method, path, body=None, token=secret):
         return error.code, json.loads(error.read() or b"null")
 
 
+# The message schema, as the AsyncAPI document writes it: its references resolve in the document.
+document = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "asyncapi.yaml")))
+schema = jsonschema.Draft202012Validator({**document, "$ref": "#/components/messages/StreamEvent/payload"})
+
 connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
 channel = connection.channel()
 queue = channel.queue_declare(queue="", exclusive=True, auto_delete=True).method.queue
 channel.queue_bind(queue=queue, exchange="drover.events", routing_key="event.allocation.#")
 channel.queue_bind(queue=queue, exchange="drover.events", routing_key="event.job.registered.pika-events")
+# Everything else, to check each type against the schema.
+everything = channel.queue_declare(queue="", exclusive=True, auto_delete=True).method.queue
+channel.queue_bind(queue=everything, exchange="drover.events", routing_key="#")
 
 job = {
     "Job": {
         "ID": "pika-events",
         "Type": "batch",
-        "TaskGroups": [{"Name": "g", "Count": 1, "Tasks": [{"Name": "t", "Driver": "raw_exec", "Config": {"command": "/bin/echo", "args": ["hello"]},
+        "TaskGroups": [{"Name": "g", "Count": 1, "Tasks": [{"Name": "t", "Driver": "raw_exec", "Config": {"command": "/bin/sh", "args": ["-c", "sleep 1; echo hello"]},
                                                              "Resources": {"CPU": 100, "MemoryMB": 32}}]}],
     }
 }
@@ -85,7 +96,7 @@ check(len(events) >= 2, f"the allocation's events arrived ({len(events)})")
 statuses = [event["Payload"]["Allocation"]["ClientStatus"] for event in events]
 order = {"pending": 0, "running": 1, "complete": 2}
 check(events[0]["Type"] == "AllocationCreated" and statuses[0] == "pending", "its life starts with its placement, pending")
-check(statuses[-1] == "complete", f"and ends complete: {statuses}")
+check(statuses[-1] == "complete" and "running" in statuses, f"runs, and ends complete: {statuses}")
 check(all(order[a] <= order[b] for a, b in zip(statuses, statuses[1:])), f"in order: {statuses}")
 check([event["Index"] for event in events] == sorted(event["Index"] for event in events), "indexes never go back")
 alloc_id = events[0]["Key"]
@@ -108,6 +119,18 @@ with urllib.request.urlopen(stream, timeout=30) as answer:
         streamed += frame["Events"]
 check([(e["Type"], e["Index"], e["Payload"]["Allocation"]["ClientStatus"]) for e in streamed]
       == [(e["Type"], e["Index"], e["Payload"]["Allocation"]["ClientStatus"]) for e in events], "the HTTP stream gives the same events in the same order")
+
+# Every event published meanwhile, whatever its topic, matches the schema.
+topics = set()
+while True:
+    method, properties, body = channel.basic_get(everything, auto_ack=True)
+    if method is None:
+        break
+    envelope = json.loads(body)
+    problems = [f"{error.json_path}: {error.message}" for error in schema.iter_errors(envelope)]
+    check(not problems, f"{method.routing_key} matches the schema {problems[:3]}")
+    topics.add(envelope["data"]["Topic"])
+check({"Job", "Evaluation", "Allocation"} <= topics, f"the job, its evaluations and its allocation were all published: {sorted(topics)}")
 
 status, _ = call("GET", "/v1/event/stream?topic=Allocation", token=None)
 check(status == 401, f"the stream needs a token ({status})")
