@@ -513,10 +513,13 @@ public enum DroverSchema {
                 CREATE TRIGGER drover_event_log_inserted AFTER INSERT ON drover_event_log
                 FOR EACH STATEMENT EXECUTE FUNCTION drover_event_log_notify()
                 """,
-                // Off for a database with `ALTER DATABASE … SET drover.events = off`.
+                // Events are on unless `UPDATE drover_settings SET value = 'off' WHERE name = 'events'`
+                // (at once, for every session).
+                "CREATE TABLE drover_settings (name text PRIMARY KEY, value text NOT NULL)",
+                "INSERT INTO drover_settings (name, value) VALUES ('events', 'on')",
                 """
                 CREATE FUNCTION drover_events_on() RETURNS boolean LANGUAGE sql STABLE AS $$
-                    SELECT coalesce(current_setting('drover.events', true), '') <> 'off'
+                    SELECT coalesce((SELECT value FROM drover_settings WHERE name = 'events'), 'on') <> 'off'
                 $$
                 """,
                 // The index of the transaction, for rows that carry none of their own.

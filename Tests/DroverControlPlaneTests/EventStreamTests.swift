@@ -107,6 +107,18 @@ struct EventStreamTests {
         }
     }
 
+    @Test func eventsCanBeTurnedOffAndOnForEverySession() async throws {
+        try await withMigratedDatabase { database in
+            let jobs = JobService(database: database)
+            try await database.client.query("UPDATE drover_settings SET value = 'off' WHERE name = 'events'")
+            _ = try await jobs.register(smallJob("quiet"))
+            #expect(try await Self.all(database).isEmpty)
+            try await database.client.query("UPDATE drover_settings SET value = 'on' WHERE name = 'events'")
+            _ = try await jobs.register(smallJob("heard"))
+            #expect(try await Self.all(database, topics: [("Job", "*")]).map(\.key) == ["heard"])
+        }
+    }
+
     @Test func routingKeysKeepAKeyOneWord() {
         #expect(RoutingKey.event(topic: "Allocation", type: "failed", key: "4f1c") == "event.allocation.failed.4f1c")
         #expect(RoutingKey.event(topic: "Job", type: "registered", key: "web.front #1*") == "event.job.registered.web%2Efront%20%231%2A")
