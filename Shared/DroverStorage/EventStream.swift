@@ -18,22 +18,39 @@ public struct EventStreamRepository: Sendable {
 
     init(_ database: Database) { self.database = database }
 
-    /// Gives up to `limit` committed events without a place their place. - Returns: how many.
+    /// Gives up to `limit` committed events without a place their place, unless another
+    /// transaction is doing so (then it is left to that one). - Returns: how many.
     @discardableResult
     public func sequence(limit: Int = 10_000) async throws -> Int {
         try await database.transaction { work in
-            try await work.query("SELECT pg_advisory_xact_lock(hashtextextended('drover:event-sequence', 0))")
-            for try await count in try await work.query(
-                """
-                WITH next AS (
-                    SELECT id, row_number() OVER (ORDER BY id) + coalesce((SELECT max(seq) FROM drover_event_log), 0) AS seq
-                    FROM (SELECT id FROM drover_event_log WHERE seq IS NULL ORDER BY id LIMIT \(Int32(limit))) AS unsequenced),
-                placed AS (UPDATE drover_event_log l SET seq = next.seq FROM next WHERE l.id = next.id RETURNING 1)
-                SELECT count(*)::int FROM placed
-                """
-            ).decode(Int.self) { return count }
-            return 0
+            guard try await Self.lockSequencing(in: work) else { return 0 }
+            return try await Self.sequence(in: work, limit: limit)
         }
+    }
+
+    /// ``sequence(limit:)`` in `work`'s transaction; the lock it takes is held until it ends.
+    static func sequence(in work: UnitOfWork, limit: Int) async throws -> Int {
+        for try await count in try await work.query(
+            """
+            WITH next AS (
+                SELECT id, row_number() OVER (ORDER BY id) + coalesce((SELECT max(seq) FROM drover_event_log), 0) AS seq
+                FROM (SELECT id FROM drover_event_log WHERE seq IS NULL ORDER BY id LIMIT \(Int32(limit))) AS unsequenced),
+            placed AS (UPDATE drover_event_log l SET seq = next.seq FROM next WHERE l.id = next.id RETURNING 1)
+            SELECT count(*)::int FROM placed
+            """
+        ).decode(Int.self) { return count }
+        return 0
+    }
+
+    /// Takes the lock that makes one sequencer at a time, for the rest of `work`'s transaction.
+    /// - Returns: false when another transaction holds it.
+    static func lockSequencing(in work: UnitOfWork) async throws -> Bool {
+        for try await held in try await work.query("SELECT pg_try_advisory_xact_lock(hashtextextended('drover:event-sequence', 0))").decode(
+            Bool.self)
+        {
+            return held
+        }
+        return false
     }
 
     /// The last place given, 0 when none.
@@ -148,10 +165,14 @@ public struct EventRelay: Service {
     let logger: Logger
     let batchSize: Int
     let pollInterval: Duration
+    let minimumGap: Duration
     private let published = Counter(label: "drover_events_published_total")
 
-    public init(database: Database, bus: any MessageBus, exchange: String, logger: Logger, batchSize: Int = 500, pollInterval: Duration = .seconds(1))
-    {
+    public init(
+        database: Database, bus: any MessageBus, exchange: String, logger: Logger, batchSize: Int = 500, pollInterval: Duration = .seconds(1),
+        minimumGap: Duration = .milliseconds(100)
+    ) {
+        self.minimumGap = minimumGap
         self.database = database
         self.bus = bus
         self.exchange = exchange
@@ -175,6 +196,9 @@ public struct EventRelay: Service {
                     } catch {
                         logger.warning("Publishing events failed; trying again", metadata: ["error": "\(String(reflecting: error))"])
                     }
+                    // Every commit that writes events wakes every relay: a pass at most every
+                    // `minimumGap` publishes what arrived meanwhile together.
+                    try? await Task.sleep(for: minimumGap)
                 } while await ticks.next() != nil
             }
             await group.next()
@@ -182,16 +206,21 @@ public struct EventRelay: Service {
         }
     }
 
-    /// Places the committed events, and publishes the next batch if no other relay is.
-    /// - Returns: how many it published.
+    /// If no other relay is publishing: places the committed events (a short transaction of its
+    /// own, so that stream readers are not held up while the broker confirms) and publishes the
+    /// next batch. - Returns: how many it published.
     func pass() async throws -> Int {
-        try await database.eventStream.sequence()
+        let publishing = try await database.transaction { work in
+            guard try await Self.lockPublishing(in: work) else { return false }
+            // A stream reader may be placing events this moment; they are placed either way.
+            if try await EventStreamRepository.lockSequencing(in: work) {
+                _ = try await EventStreamRepository.sequence(in: work, limit: 10_000)
+            }
+            return true
+        }
+        guard publishing else { return 0 }
         return try await database.transaction { work in
-            var held = false
-            for try await taken in try await work.query(
-                "SELECT pg_try_advisory_xact_lock(hashtextextended('drover:event-publish', 0))"
-            ).decode(Bool.self) { held = taken }
-            guard held else { return 0 }
+            guard try await Self.lockPublishing(in: work) else { return 0 }
             var from: Int64 = 0
             for try await seq in try await work.query("SELECT seq FROM drover_event_cursor WHERE name = 'published' FOR UPDATE").decode(Int64.self) {
                 from = seq
@@ -224,6 +253,16 @@ public struct EventRelay: Service {
             published.increment(by: messages.count)
             return messages.count
         }
+    }
+
+    /// Takes the lock that makes one publisher at a time, for the rest of `work`'s transaction.
+    static func lockPublishing(in work: UnitOfWork) async throws -> Bool {
+        for try await held in try await work.query("SELECT pg_try_advisory_xact_lock(hashtextextended('drover:event-publish', 0))").decode(
+            Bool.self)
+        {
+            return held
+        }
+        return false
     }
 
     private func listen(_ wake: AsyncStream<Void>.Continuation) async {
