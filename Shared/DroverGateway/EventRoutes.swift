@@ -152,13 +152,13 @@ extension Gateway {
                 let (entries, through) = try await events.read(after: position, filter: query.filter, limit: 500)
                 position = through
                 var frames = ""
-                var start = entries.startIndex
-                while start < entries.endIndex {
-                    let index = entries[start].index
-                    var end = start
+                var next = entries.startIndex
+                while next < entries.endIndex {
+                    let index = entries[next].index
+                    var end = next
                     while end < entries.endIndex && entries[end].index == index { end += 1 }
-                    frames += #"{"Index":\#(index),"Events":["# + entries[start..<end].map(\.json).joined(separator: ",") + "]}\n"
-                    start = end
+                    frames += #"{"Index":\#(index),"Events":["# + entries[next..<end].map(\.json).joined(separator: ",") + "]}\n"
+                    next = end
                 }
                 if !frames.isEmpty {
                     try await writer.write(ByteBuffer(string: frames))
