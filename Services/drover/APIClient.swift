@@ -40,6 +40,23 @@ struct APIClient {
         }
     }
 
+    /// Follows a streaming answer (`GET /v1/event/stream`), handing each line to `line`, until the
+    /// server ends it. - Throws: the refusal, as ``raw(_:_:body:)`` words it.
+    func streamLines(_ path: String, _ line: (String) async throws -> Void) async throws {
+        var headers = headers
+        if let token { headers["X-Nomad-Token"] = token }
+        let (status, refusal): (Int, Data)
+        do {
+            (status, refusal) = try await HTTPClients.streamLines("GET", address + path, headers: headers, caCertificate: caCertificate, line)
+        } catch {
+            throw Failure(description: "cannot follow \(address)\(path) (\(error)). Is Drover running? DROVER_ADDR names the gateway.")
+        }
+        guard (200..<300).contains(status) else {
+            let problem = try? JSONDecoder().decode(APIError.self, from: refusal)
+            throw Failure(description: "\(problem?.error ?? String(decoding: refusal, as: UTF8.self)) (HTTP \(status))")
+        }
+    }
+
     /// The body of a successful answer as it came, with the answer's headers.
     func raw(_ method: String = "GET", _ path: String, body: Data? = nil) async throws -> (Data, AnswerHeaders?) {
         let (status, headers, data) = try await exchange(method, path, body: body)

@@ -105,8 +105,17 @@ struct Events: AsyncParsableCommand {
     @Option(name: .customLong("priority", withSingleDash: true), help: "Priorities, comma-separated, or all.") var priority: String?
     @Option(name: .customLong("since", withSingleDash: true), help: "From this ISO 8601 time on.") var since: String?
     @Flag(name: .customLong("json", withSingleDash: true), help: "Print the API's answer as JSON.") var json = false
+    @Flag(
+        name: .customShort("f"),
+        help: "Follow the event stream (GET /v1/event/stream): every change of the cluster's state as it happens, until interrupted.")
+    var follow = false
+    @Option(
+        name: .customLong("topic", withSingleDash: true), help: "With -f: Topic or Topic:Key, such as Job:web or Node (repeatable; default: all).")
+    var topics: [String] = []
+    @Option(name: .customLong("index", withSingleDash: true), help: "With -f: start from this index (0: every event still kept).") var index: Int64?
 
     func run() async throws {
+        if follow { return try await followStream() }
         var items: [URLQueryItem] = []
         for (name, value) in [("node", node), ("job", job), ("level", level), ("priority", priority), ("since", since)] {
             if let value { items.append(URLQueryItem(name: name, value: value)) }
@@ -127,6 +136,29 @@ struct Events: AsyncParsableCommand {
                         $0.message,
                     ]
                 }))
+    }
+}
+
+extension Events {
+    /// Prints each event of the stream as it comes: its index, topic, type and key (or, with
+    /// `-json`, each frame as the server sent it).
+    func followStream() async throws {
+        var items = topics.map { URLQueryItem(name: "topic", value: $0) }
+        if let index { items.append(URLQueryItem(name: "index", value: String(index))) }
+        var components = URLComponents()
+        components.queryItems = items.isEmpty ? nil : items
+        // Written unbuffered: each event shows as it comes, also into a pipe.
+        let output = FileHandle.standardOutput
+        try await api.client.streamLines("/v1/event/stream\(components.string ?? "")") { line in
+            if json {
+                if line != "{}" { output.write(Data((line + "\n").utf8)) }
+                return
+            }
+            guard let frame = try? JSONDecoder().decode(EventStreamFrame.self, from: Data(line.utf8)) else { return }
+            for event in frame.events ?? [] {
+                output.write(Data("\(event.index)  \(event.topic)  \(event.type)  \(event.key)\n".utf8))
+            }
+        }
     }
 }
 

@@ -107,7 +107,7 @@ extension ControlPlane {
         let shutdowns = nodeConsumer(NodeShutdownRequest.self, queue: "health-monitor.shutdown", binding: "node.*.shutdown", nodeID: \.nodeID) {
             try await nodes.requestTermination(nodeID: $0.nodeID, reason: $0.reason.rawValue)
         }
-        return [outboxRelay, eventRelay, heartbeats, registrations, allocationStates, health, keepalives, shutdowns, sweep]
+        return [outboxRelay, heartbeats, registrations, allocationStates, health, keepalives, shutdowns, sweep]
     }
 
     /// A consumer of what a node says of itself: checked to come from that node, and
@@ -143,7 +143,7 @@ extension ControlPlane {
             try await Self.refusing { try await service.record(envelope.data) }
         }
         let watcher = IndexWatcher(database: database)
-        return [outboxRelay, eventRelay, replies, watcher, AutoscaleLoop(service: service, watcher: watcher, interval: interval, logger: logger)]
+        return [outboxRelay, replies, watcher, AutoscaleLoop(service: service, watcher: watcher, interval: interval, logger: logger)]
     }
 
     /// Log-collector's: node log messages as events (a redelivered one is recorded once, by its
@@ -185,7 +185,8 @@ extension ControlPlane {
     public var outboxRelay: OutboxRelay { OutboxRelay(database: database, bus: bus, logger: logger) }
 
     /// This process's event relay: publishes the event stream on the public events exchange
-    /// (one relay of the cluster at a time).
+    /// (one relay of the cluster at a time). api-gateway and scheduler run one each: every
+    /// relay holds a connection of its own for LISTEN, and two kinds of service are enough.
     public var eventRelay: EventRelay {
         EventRelay(database: database, bus: bus, exchange: bus.configuration.eventsExchange, logger: logger)
     }

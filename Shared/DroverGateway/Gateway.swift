@@ -86,6 +86,7 @@ public struct Gateway: Sendable {
         addNodeArrayRoutes(to: routes)
         addProjectRoutes(to: routes)
         addScheduleRoutes(to: routes)
+        addPluginRoutes(to: routes)
         addOpsRoutes(to: routes)
     }
 

@@ -41,7 +41,7 @@ extension Gateway {
                 guard RoutingKey.isValidWord(id) else {
                     throw ControlPlaneError.invalid([FieldError("id", "'\(id)' must be one routing-key word: no dots, '*', '#' or spaces")])
                 }
-                let (user, password) = try await broker { try await brokerUsers.enroll(nodeID: id) }
+                let (user, password) = try await brokerManagement { try await brokerUsers.enroll(nodeID: id) }
                 var endpoint = brokerEndpoint
                 endpoint.user = user
                 endpoint.password = password
@@ -57,7 +57,7 @@ extension Gateway {
                 let endpoint = brokerEndpoint
                 let users = brokerUsers
                 let joined = try await enrollment.join(nodeID: id, secret: body.enrollToken ?? "") { nodeID in
-                    let (user, password) = try await broker { try await users.enroll(nodeID: nodeID) }
+                    let (user, password) = try await brokerManagement { try await users.enroll(nodeID: nodeID) }
                     var node = endpoint
                     node.user = user
                     node.password = password
@@ -90,7 +90,7 @@ extension Gateway {
         routes.post("/v1/node/:id/purge", .node(.write)) { _, context in
             try await handle {
                 let id = context.parameters.get("id") ?? ""
-                let hadUser = try await broker { try await brokerUsers.remove(nodeID: id) }
+                let hadUser = try await brokerManagement { try await brokerUsers.remove(nodeID: id) }
                 try await database.enrollment.deleteNodeSecret(nodeID: id)
                 let known = try await nodes.purge(nodeID: id)
                 guard hadUser || known else { throw ControlPlaneError.notFound(kind: "node", id: id) }
@@ -100,7 +100,7 @@ extension Gateway {
     }
 
     /// Runs a call to the broker's management API; its failure is a 503 that says so.
-    private func broker<T>(_ call: () async throws -> T) async throws -> T {
+    func brokerManagement<T>(_ call: () async throws -> T) async throws -> T {
         do {
             return try await call()
         } catch let error as BrokerUsers.Failure {

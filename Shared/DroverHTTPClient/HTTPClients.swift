@@ -44,6 +44,32 @@ public enum HTTPClients {
         return (Int(response.status.code), response.headers, Data(buffer: bytes))
     }
 
+    /// Sends one request and hands its answer's body to `line` a line at a time (without the
+    /// newline) as it arrives, until the server ends it. A request that is refused (not 2xx)
+    /// gives no lines. - Returns: the status, and the body of a refusal (at most 1 MiB).
+    public static func streamLines(
+        _ method: String, _ url: String, headers: [String: String] = [:], caCertificate: String? = nil, _ line: (String) async throws -> Void
+    ) async throws -> (status: Int, refusal: Data) {
+        var request = HTTPClientRequest(url: url)
+        request.method = HTTPMethod(rawValue: method)
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        let response = try await client(caCertificate: caCertificate).execute(request, deadline: .distantFuture)
+        let status = Int(response.status.code)
+        guard (200..<300).contains(status) else { return (status, Data(buffer: try await response.body.collect(upTo: 1 << 20))) }
+        var pending: [UInt8] = []
+        for try await chunk in response.body {
+            pending += chunk.readableBytesView
+            while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                try await line(String(decoding: pending[..<newline], as: UTF8.self))
+                pending.removeSubrange(...newline)
+            }
+            // A line is at most 64 MiB (an event carries one object).
+            if pending.count > 64 << 20 { pending.removeAll() }
+        }
+        if !pending.isEmpty { try await line(String(decoding: pending, as: UTF8.self)) }
+        return (status, Data())
+    }
+
     /// Whether `error` is a TLS handshake that failed: most often a server certificate that does
     /// not chain to the trusted authorities, or does not name the host.
     public static func isHandshakeFailure(_ error: any Error) -> Bool {

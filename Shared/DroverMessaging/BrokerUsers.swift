@@ -72,7 +72,12 @@ public struct BrokerUsers: Sendable {
     /// - Returns: whether there was such a user.
     @discardableResult
     public func remove(nodeID: String) async throws -> Bool {
-        let user = Self.userName(of: nodeID)
+        try await removeUser(Self.userName(of: nodeID))
+    }
+
+    /// Deletes broker user `user` and closes every connection it has open.
+    /// - Returns: whether there was such a user.
+    private func removeUser(_ user: String) async throws -> Bool {
         let (status, _) = try await request("DELETE", "/api/users/\(escaped(user))", body: nil)
         guard status != 404 else { return false }
         guard (200..<300).contains(status) else { throw Failure(description: "deleting broker user \(user): HTTP \(status)") }
@@ -86,12 +91,101 @@ public struct BrokerUsers: Sendable {
         return true
     }
 
+    // MARK: Plugins
+
+    /// The public exchange the events are published on.
+    var eventsExchange: String { "\(exchange).events" }
+
+    /// The broker user name of plugin `name`.
+    public static func userName(ofPlugin name: String) -> String { "drover-plugin-\(name)" }
+
+    /// Plugin `name`'s queue.
+    public static func queue(ofPlugin name: String) -> String { "plugin.\(name)" }
+
+    /// Creates (or re-keys) plugin `name`'s user with a new password, its queue, and the queue's
+    /// bindings to the events exchange: exactly `bindings`. The user may declare, read and bind
+    /// only its own queues (`plugin.<name>`, `plugin.<name>.…`), bind them to the events exchange
+    /// only with `bindings`, and publish nowhere. - Returns: the user and its password.
+    public func createPlugin(name: String, bindings: [String]) async throws -> (user: String, password: String) {
+        let user = Self.userName(ofPlugin: name)
+        let queue = Self.queue(ofPlugin: name)
+        var random = SystemRandomNumberGenerator()
+        let password = (0..<32).map { _ in String("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".randomElement(using: &random)!) }
+            .joined()
+        let own = #"plugin\.\#(NSRegularExpression.escapedPattern(for: name))(\..+)?"#
+        let keys = bindings.map { NSRegularExpression.escapedPattern(for: $0) }.joined(separator: "|")
+        try await call("PUT", "/api/users/\(escaped(user))", ["password": password, "tags": ""])
+        try await call(
+            "PUT", "/api/permissions/\(escaped(vhost))/\(escaped(user))",
+            ["configure": "^\(own)$", "write": "^\(own)$", "read": "^(\(own)|\(NSRegularExpression.escapedPattern(for: eventsExchange)))$"])
+        try await call(
+            "PUT", "/api/topic-permissions/\(escaped(vhost))/\(escaped(user))", ["exchange": eventsExchange, "write": "^$", "read": "^(\(keys))$"])
+        try await send(
+            "PUT", "/api/queues/\(escaped(vhost))/\(escaped(queue))", ["durable": true, "auto_delete": false, "arguments": [String: String]()])
+        // Exactly the bindings asked for: those of an earlier creation that are not are removed.
+        var bound: Set<String> = []
+        for binding in try await boundKeys(of: queue) {
+            if bindings.contains(binding.key) {
+                bound.insert(binding.key)
+            } else {
+                try await send(
+                    "DELETE", "/api/bindings/\(escaped(vhost))/e/\(escaped(eventsExchange))/q/\(escaped(queue))/\(escaped(binding.properties))", nil)
+            }
+        }
+        for key in bindings where !bound.contains(key) {
+            try await send(
+                "POST", "/api/bindings/\(escaped(vhost))/e/\(escaped(eventsExchange))/q/\(escaped(queue))",
+                ["routing_key": key, "arguments": [String: String]()])
+        }
+        return (user, password)
+    }
+
+    /// The plugins' names and the keys their queues are bound to the events exchange with.
+    public func plugins() async throws -> [(name: String, bindings: [String])] {
+        let (status, data) = try await request("GET", "/api/users", body: nil)
+        guard (200..<300).contains(status) else { throw Failure(description: "listing broker users: HTTP \(status)") }
+        let users = (try? JSONSerialization.jsonObject(with: data)) as? [[String: Any]] ?? []
+        var plugins: [(String, [String])] = []
+        for name in users.compactMap({ $0["name"] as? String }).filter({ $0.hasPrefix("drover-plugin-") }).sorted() {
+            let plugin = String(name.dropFirst("drover-plugin-".count))
+            plugins.append((plugin, try await boundKeys(of: Self.queue(ofPlugin: plugin)).map(\.key).sorted()))
+        }
+        return plugins
+    }
+
+    /// Deletes plugin `name`'s user (closing its connections) and its queue.
+    /// - Returns: whether there was such a plugin.
+    @discardableResult
+    public func removePlugin(name: String) async throws -> Bool {
+        let existed = try await removeUser(Self.userName(ofPlugin: name))
+        let (status, _) = try await request("DELETE", "/api/queues/\(escaped(vhost))/\(escaped(Self.queue(ofPlugin: name)))", body: nil)
+        guard status == 404 || (200..<300).contains(status) else { throw Failure(description: "deleting plugin \(name)'s queue: HTTP \(status)") }
+        return existed || status != 404
+    }
+
+    /// The bindings of `queue` to the events exchange: each key and its properties key (what
+    /// deletes it).
+    private func boundKeys(of queue: String) async throws -> [(key: String, properties: String)] {
+        let (status, data) = try await request("GET", "/api/queues/\(escaped(vhost))/\(escaped(queue))/bindings", body: nil)
+        guard status != 404 else { return [] }
+        guard (200..<300).contains(status) else { throw Failure(description: "reading the bindings of \(queue): HTTP \(status)") }
+        let bindings = (try? JSONSerialization.jsonObject(with: data)) as? [[String: Any]] ?? []
+        return bindings.filter { $0["source"] as? String == eventsExchange }.compactMap { binding in
+            guard let key = binding["routing_key"] as? String, let properties = binding["properties_key"] as? String else { return nil }
+            return (key, properties)
+        }
+    }
+
     private func escaped(_ segment: String) -> String {
         segment.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? segment
     }
 
     private func call(_ method: String, _ path: String, _ body: [String: String]) async throws {
-        let (status, data) = try await request(method, path, body: try JSONSerialization.data(withJSONObject: body))
+        try await send(method, path, body)
+    }
+
+    private func send(_ method: String, _ path: String, _ body: [String: Any]?) async throws {
+        let (status, data) = try await request(method, path, body: try body.map { try JSONSerialization.data(withJSONObject: $0) })
         guard (200..<300).contains(status) else {
             throw Failure(description: "\(method) \(path) on the broker: HTTP \(status) \(String(decoding: data, as: UTF8.self))")
         }

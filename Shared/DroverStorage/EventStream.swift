@@ -154,7 +154,7 @@ extension Database {
 /// by default), under `event.<topic>.<type>.<key>` (``RoutingKey/event(topic:type:key:)``), each
 /// event in a ``MessageEnvelope`` (message id `event-<n>`, stable if it is published again).
 ///
-/// It runs in every control-plane service; one publishes at a time (an advisory lock held for a
+/// It runs in api-gateway and scheduler; one publishes at a time (an advisory lock held for a
 /// pass), in the stream's order, from the place recorded as published. Messages are not
 /// mandatory: an event no plugin is bound to is dropped by the broker. A publish that fails is
 /// tried again from the same place; a message may then be published twice (its id is the same).

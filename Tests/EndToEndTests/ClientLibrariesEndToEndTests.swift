@@ -36,6 +36,31 @@ struct ClientLibrariesEndToEndTests {
         }
     }
 
+    /// Plugin users as RabbitMQ enforces them: one reads what it is bound to on its own queue,
+    /// and is refused the internal exchange, other keys, another plugin's queue and publishing.
+    @Test func aPluginUserReadsItsOwnQueueAndNothingElse() async throws {
+        let python = try #require(TestEnvironment.python, "DROVER_TEST_PYTHON is not set")
+        try await Cluster.with { cluster in
+            let token = try #require(cluster.api.token)
+            let script = Self.scripts.appendingPathComponent("pika_plugin.py").path
+            let run = try await runShellWithStatus("\(python) \(script) 127.0.0.1 \(cluster.api.port) \(token) 2>&1", within: .seconds(120))
+            #expect(run.status == 0 && run.output.contains("all checks passed"), "\(run.output)")
+        }
+    }
+
+    /// The example notifier plugin (`examples/plugins/python-notifier`): a failed allocation is
+    /// reported with its job's owner and the last lines of its output.
+    @Test func theExampleNotifierReportsAFailedAllocationWithItsOwnerAndOutput() async throws {
+        let python = try #require(TestEnvironment.python, "DROVER_TEST_PYTHON is not set")
+        try await Cluster.with { cluster in
+            try await cluster.addAgent("notified")
+            let token = try #require(cluster.api.token)
+            let script = Self.scripts.appendingPathComponent("notifier_example.py").path
+            let run = try await runShellWithStatus("\(python) \(script) 127.0.0.1 \(cluster.api.port) \(token) 2>&1", within: .seconds(150))
+            #expect(run.status == 0 && run.output.contains("all checks passed"), "\(run.output)")
+        }
+    }
+
     /// chronos-python, unchanged, against the Chronos-shaped API: an `R3` job runs three times on
     /// a node and disables itself, a dependent job runs after its parent succeeds, stats, graph,
     /// search, update, delete, and a client without the token is refused.

@@ -42,7 +42,7 @@ start() {
         tls="-c ssl=on -c ssl_cert_file=$DIR/server.pem -c ssl_key_file=$DIR/server-key.pem"
     fi
     "${AS[@]}" "$PG_BIN/pg_ctl" -D "$DIR/data" -l "$DIR/postgres.log" -w -t 60 start \
-        -o "-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c max_connections=300 $tls ${DROVER_PG_OPTIONS:-}" >/dev/null \
+        -o "-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c max_connections=600 $tls ${DROVER_PG_OPTIONS:-}" >/dev/null \
         || { tail -20 "$DIR/postgres.log" >&2; die "postgres did not start; see $DIR/postgres.log"; }
     if [ -n "$fresh" ]; then
         "${AS[@]}" "$PG_BIN/psql" -q -h "$DIR" -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 \
