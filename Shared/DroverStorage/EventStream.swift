@@ -28,12 +28,15 @@ public struct EventStreamRepository: Sendable {
         }
     }
 
-    /// ``sequence(limit:)`` in `work`'s transaction; the lock it takes is held until it ends.
+    /// ``sequence(limit:)`` in `work`'s transaction, which holds the sequencing lock. Places go
+    /// on from the highest given: the highest kept, or the published place when retention has
+    /// removed every published event (only published ones are removed).
     static func sequence(in work: UnitOfWork, limit: Int) async throws -> Int {
         for try await count in try await work.query(
             """
             WITH next AS (
-                SELECT id, row_number() OVER (ORDER BY id) + coalesce((SELECT max(seq) FROM drover_event_log), 0) AS seq
+                SELECT id, row_number() OVER (ORDER BY id) + greatest(
+                    (SELECT coalesce(max(seq), 0) FROM drover_event_log), (SELECT seq FROM drover_event_cursor WHERE name = 'published')) AS seq
                 FROM (SELECT id FROM drover_event_log WHERE seq IS NULL ORDER BY id LIMIT \(Int32(limit))) AS unsequenced),
             placed AS (UPDATE drover_event_log l SET seq = next.seq FROM next WHERE l.id = next.id RETURNING 1)
             SELECT count(*)::int FROM placed

@@ -119,6 +119,24 @@ struct EventStreamTests {
         }
     }
 
+    /// Retention removes published events only, and places go on past those it removed.
+    @Test func placesGoOnPastWhatRetentionRemoved() async throws {
+        try await withMigratedDatabase { database in
+            let jobs = JobService(database: database)
+            _ = try await jobs.register(smallJob("one"))
+            try await database.eventStream.sequence()
+            let first = try await database.eventStream.latest()
+            #expect(first == 2, "the job and its evaluation")
+            #expect(try await database.eventStream.prune(olderThan: .zero) == 0, "nothing published yet")
+            try await database.client.query("UPDATE drover_event_cursor SET seq = \(first) WHERE name = 'published'")
+            #expect(try await database.eventStream.prune(olderThan: .zero) == 2)
+            _ = try await jobs.register(smallJob("two"))
+            let after = try await Self.all(database, after: first)
+            let latest = try await database.eventStream.latest()
+            #expect(after.map(\.key).contains("two") && latest == first + 2)
+        }
+    }
+
     @Test func routingKeysKeepAKeyOneWord() {
         #expect(RoutingKey.event(topic: "Allocation", type: "failed", key: "4f1c") == "event.allocation.failed.4f1c")
         #expect(RoutingKey.event(topic: "Job", type: "registered", key: "web.front #1*") == "event.job.registered.web%2Efront%20%231%2A")
