@@ -10,29 +10,19 @@ import json
 import os
 import subprocess
 import sys
-import urllib.error
-import urllib.request
+
+import drover_check
+from drover_check import check
 
 host, port, secret = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 base = f"http://{host}:{port}"
-notifier = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "plugins", "python-notifier", "notifier.py")
-
-
-def check(condition, what):
-    if not condition:
-        print(f"FAILED: {what}")
-        sys.exit(1)
-    print(f"ok: {what}")
 
 
 def call(method, path, body=None):
-    request = urllib.request.Request(base + path, method=method, headers={"X-Nomad-Token": secret, "Content-Type": "application/json"},
-                                     data=None if body is None else json.dumps(body).encode())
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return answer.status, json.loads(answer.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
+    return drover_check.call(base, method, path, body, secret)
+
+
+notifier = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "plugins", "python-notifier", "notifier.py")
 
 
 status, plugin = call("PUT", "/v1/plugin/notifier", {"Bindings": ["event.allocation.failed.*"]})

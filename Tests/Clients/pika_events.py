@@ -12,34 +12,21 @@ import json
 import os
 import sys
 import time
-import urllib.error
 import urllib.request
 
 import jsonschema
 import pika
 import yaml
 
+import drover_check
+from drover_check import check
+
 host, port, secret, amqp_url = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 base = f"http://{host}:{port}"
 
 
-def check(condition, what):
-    if not condition:
-        print(f"FAILED: {what}")
-        sys.exit(1)
-    print(f"ok: {what}")
-
-
 def call(method, path, body=None, token=secret):
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["X-Nomad-Token"] = token
-    request = urllib.request.Request(base + path, method=method, headers=headers, data=None if body is None else json.dumps(body).encode())
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return answer.status, json.loads(answer.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
+    return drover_check.call(base, method, path, body, token)
 
 
 # The message schema, as the AsyncAPI document writes it: its references resolve in the document.

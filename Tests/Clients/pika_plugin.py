@@ -7,36 +7,21 @@ not given, reading another plugin's queue, publishing. Exits 0 when every check 
 prints the first that failed and exits 1.
 """
 
-import json
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import pika
 import pika.exceptions
+
+import drover_check
+from drover_check import check
 
 host, port, secret = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 base = f"http://{host}:{port}"
 
 
-def check(condition, what):
-    if not condition:
-        print(f"FAILED: {what}")
-        sys.exit(1)
-    print(f"ok: {what}")
-
-
 def call(method, path, body=None, token=secret):
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["X-Nomad-Token"] = token
-    request = urllib.request.Request(base + path, method=method, headers=headers, data=None if body is None else json.dumps(body).encode())
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return answer.status, json.loads(answer.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
+    return drover_check.call(base, method, path, body, token)
 
 
 def refused(attempt):
