@@ -54,15 +54,15 @@ public struct BrokerUsers: Sendable {
         let id = NSRegularExpression.escapedPattern(for: nodeID)
         let own = #"node\.\#(id)(\..+)?"#
         let exchanges = "\(NSRegularExpression.escapedPattern(for: exchange))|\(NSRegularExpression.escapedPattern(for: deadLetterExchange))"
-        try await call("PUT", "/api/users/\(escaped(user))", ["password": password, "tags": ""])
-        try await call(
+        try await send("PUT", "/api/users/\(escaped(user))", ["password": password, "tags": ""])
+        try await send(
             "PUT", "/api/permissions/\(escaped(vhost))/\(escaped(user))",
             ["configure": "^\(own)$", "write": "^(\(own)|\(exchanges))$", "read": "^(\(own)|\(exchanges))$"])
-        try await call(
+        try await send(
             "PUT", "/api/topic-permissions/\(escaped(vhost))/\(escaped(user))",
             ["exchange": exchange, "write": #"^node\.\#(id)\."#, "read": #"^cluster\.((alloc|node|users)\.\#(id)|users\.all)\."#])
         // Dead letters are routed by queue name: the node's own queues only.
-        try await call(
+        try await send(
             "PUT", "/api/topic-permissions/\(escaped(vhost))/\(escaped(user))",
             ["exchange": deadLetterExchange, "write": "^\(own)$", "read": "^\(own)$"])
         return (user, password)
@@ -114,11 +114,11 @@ public struct BrokerUsers: Sendable {
             .joined()
         let own = #"plugin\.\#(NSRegularExpression.escapedPattern(for: name))(\..+)?"#
         let keys = bindings.map { NSRegularExpression.escapedPattern(for: $0) }.joined(separator: "|")
-        try await call("PUT", "/api/users/\(escaped(user))", ["password": password, "tags": ""])
-        try await call(
+        try await send("PUT", "/api/users/\(escaped(user))", ["password": password, "tags": ""])
+        try await send(
             "PUT", "/api/permissions/\(escaped(vhost))/\(escaped(user))",
             ["configure": "^\(own)$", "write": "^\(own)$", "read": "^(\(own)|\(NSRegularExpression.escapedPattern(for: eventsExchange)))$"])
-        try await call(
+        try await send(
             "PUT", "/api/topic-permissions/\(escaped(vhost))/\(escaped(user))", ["exchange": eventsExchange, "write": "^$", "read": "^(\(keys))$"])
         try await send(
             "PUT", "/api/queues/\(escaped(vhost))/\(escaped(queue))", ["durable": true, "auto_delete": false, "arguments": [String: String]()])
@@ -178,10 +178,6 @@ public struct BrokerUsers: Sendable {
 
     private func escaped(_ segment: String) -> String {
         segment.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? segment
-    }
-
-    private func call(_ method: String, _ path: String, _ body: [String: String]) async throws {
-        try await send(method, path, body)
     }
 
     private func send(_ method: String, _ path: String, _ body: [String: Any]?) async throws {

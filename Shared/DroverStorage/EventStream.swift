@@ -48,12 +48,7 @@ public struct EventStreamRepository: Sendable {
     /// Takes the lock that makes one sequencer at a time, for the rest of `work`'s transaction.
     /// - Returns: false when another transaction holds it.
     static func lockSequencing(in work: UnitOfWork) async throws -> Bool {
-        for try await held in try await work.query("SELECT pg_try_advisory_xact_lock(hashtextextended('drover:event-sequence', 0))").decode(
-            Bool.self)
-        {
-            return held
-        }
-        return false
+        try await work.tryLock("drover:event-sequence")
     }
 
     /// The last place given, 0 when none.
@@ -83,17 +78,13 @@ public struct EventStreamRepository: Sendable {
     /// What a stream asks for: `(topic, key)` pairs where `*` is any (a key matches an event's
     /// key or one of its filter keys), and a namespace (`*` for all; events without one, such as
     /// a node's, always pass).
-    public struct Filter: Sendable, Equatable {
+    public struct Filter: Sendable {
         public var topics: [(topic: String, key: String)]
         public var namespace: String
 
         public init(topics: [(topic: String, key: String)], namespace: String) {
             self.topics = topics
             self.namespace = namespace
-        }
-
-        public static func == (lhs: Filter, rhs: Filter) -> Bool {
-            lhs.namespace == rhs.namespace && lhs.topics.map(\.topic) == rhs.topics.map(\.topic) && lhs.topics.map(\.key) == rhs.topics.map(\.key)
         }
     }
 
@@ -187,7 +178,7 @@ public struct EventRelay: Service {
     public func run() async throws {
         let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { await listen(wake) }
+            group.addTask { await database.listen(on: "drover_events", retryAfter: pollInterval, logger: logger) { wake.yield() } }
             group.addTask {
                 while (try? await Task.sleep(for: pollInterval)) != nil { wake.yield() }
             }
@@ -260,27 +251,7 @@ public struct EventRelay: Service {
 
     /// Takes the lock that makes one publisher at a time, for the rest of `work`'s transaction.
     static func lockPublishing(in work: UnitOfWork) async throws -> Bool {
-        for try await held in try await work.query("SELECT pg_try_advisory_xact_lock(hashtextextended('drover:event-publish', 0))").decode(
-            Bool.self)
-        {
-            return held
-        }
-        return false
+        try await work.tryLock("drover:event-publish")
     }
 
-    private func listen(_ wake: AsyncStream<Void>.Continuation) async {
-        while !Task.isCancelled {
-            do {
-                try await database.client.withConnection { connection in
-                    try await connection.listen(on: "drover_events") { notifications in
-                        wake.yield()
-                        for try await _ in notifications { wake.yield() }
-                    }
-                }
-            } catch {
-                if Task.isCancelled { return }
-                try? await Task.sleep(for: pollInterval)
-            }
-        }
-    }
 }

@@ -135,7 +135,7 @@ public struct OutboxRelay: Service {
         let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         let handedOff = database.outboxHandOff.attach()
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { await listen(wake) }
+            group.addTask { await database.listen(on: "drover_outbox", retryAfter: configuration.pollInterval, logger: logger) { wake.yield() } }
             group.addTask {
                 for await _ in handedOff.cancelOnGracefulShutdown() { await publishHandedOff(database.outboxHandOff.take()) }
             }
@@ -262,19 +262,26 @@ public struct OutboxRelay: Service {
         return claimed.count
     }
 
-    private func listen(_ wake: AsyncStream<Void>.Continuation) async {
+}
+
+extension Database {
+    /// Calls `notified` whenever `channel` is notified (`NOTIFY`), and once each time listening
+    /// (re)starts, since what it announces may have happened before LISTEN took effect. While
+    /// the connection is lost it tries again every `retryAfter` (callers also poll at that pace).
+    /// Returns when the task is cancelled.
+    func listen(on channel: String, retryAfter: Duration, logger: Logger, _ notified: @escaping @Sendable () -> Void) async {
         while !Task.isCancelled {
             do {
-                try await database.client.withConnection { connection in
-                    try await connection.listen(on: "drover_outbox") { notifications in
-                        wake.yield()  // Rows may have arrived before LISTEN took effect.
-                        for try await _ in notifications { wake.yield() }
+                try await client.withConnection { connection in
+                    try await connection.listen(on: channel) { notifications in
+                        notified()
+                        for try await _ in notifications { notified() }
                     }
                 }
             } catch {
                 if Task.isCancelled { return }
-                logger.debug("Outbox LISTEN connection lost; polling until it is back", metadata: ["error": "\(error)"])
-                try? await Task.sleep(for: configuration.pollInterval)
+                logger.debug("LISTEN connection lost; polling until it is back", metadata: ["channel": "\(channel)", "error": "\(error)"])
+                try? await Task.sleep(for: retryAfter)
             }
         }
     }

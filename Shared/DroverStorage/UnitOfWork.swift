@@ -77,6 +77,15 @@ public final class UnitOfWork: Sendable {
         return index
     }
 
+    /// Takes the advisory lock named `name` for the rest of the transaction, if no other
+    /// transaction holds it. - Returns: whether it was taken.
+    public func tryLock(_ name: String) async throws -> Bool {
+        for try await taken in try await query("SELECT pg_try_advisory_xact_lock(hashtextextended(\(name), 0))").decode(Bool.self) {
+            return taken
+        }
+        return false
+    }
+
     /// Writes the outbox rows of the messages not written yet: just before the commit.
     func flush() async throws {
         var writes = SQLWrites()
