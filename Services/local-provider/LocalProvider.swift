@@ -62,6 +62,6 @@ struct LocalProvider: AsyncParsableCommand {
         }
         try await runtime.runService(
             bus: amqp, host: server.httpHost, port: server.configuredPort ?? 4640, workers: [creates, terminations],
-            tls: try server.tlsConfiguration())
+            tls: try server.tlsConfiguration(), shutdownTimeout: server.shutdownLimit(default: 25))
     }
 }

@@ -268,7 +268,9 @@ extension AgentOptions {
             routes: AgentAPI(
                 bus: amqp, node: node, shutdownScripts: shutdownScripts, users: users, dataDirectory: dataDirectory, settings: settings,
                 token: agentToken, joined: joined, caCertificate: caCert, clusterInit: clusterInit, registrations: registrations
-            ).addRoutes, tls: try server.tlsConfiguration())
+            ).addRoutes, tls: try server.tlsConfiguration(),
+            // Run-on-shutdown scripts have 60 s each when the node terminates.
+            shutdownTimeout: server.shutdownLimit(default: 300))
     }
 }
 

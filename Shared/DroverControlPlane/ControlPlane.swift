@@ -61,6 +61,10 @@ public struct ControlPlane: Sendable {
     /// The HTTP address this service listens on, `host:port`.
     public func address(defaultPort: Int) -> String { "\(options.server.httpHost):\(options.server.configuredPort ?? defaultPort)" }
 
+    /// Seconds a control-plane service has to shut down by default: within Kubernetes' default
+    /// grace period (30 s) before SIGKILL.
+    public static let shutdownTimeout: Double = 25
+
     /// Runs the database client, the bus and the HTTP port (the ops routes and `routes`);
     /// applies migrations; then runs `workers` until SIGTERM or SIGINT. `/readyz` also checks
     /// that the database answers.
@@ -69,7 +73,8 @@ public struct ControlPlane: Sendable {
         try await runtime.runService(
             bus: bus, host: options.server.httpHost, port: options.server.configuredPort ?? defaultPort,
             readiness: [ReadinessCheck("postgres") { await database.ping() }], dependencies: [database.client],
-            prepare: { try await database.migrate() }, workers: workers, routes: routes, tls: try options.server.tlsConfiguration())
+            prepare: { try await database.migrate() }, workers: workers, routes: routes, tls: try options.server.tlsConfiguration(),
+            shutdownTimeout: options.server.shutdownLimit(default: Self.shutdownTimeout))
     }
 }
 

@@ -75,6 +75,12 @@ public struct ServerOptions: ParsableArguments, Sendable {
     @Option(help: "The PEM private key of --tls-cert (env DROVER_TLS_KEY).")
     public var tlsKey: String? = environment("DROVER_TLS_KEY")
 
+    @Option(
+        help:
+            "Seconds shutting down may take before whatever still runs is cancelled; 0 for no limit (env DROVER_SHUTDOWN_TIMEOUT; each executable has its own default)."
+    )
+    public var shutdownTimeout: Double?
+
     public init() {}
 
     public func validate() throws {
@@ -90,6 +96,12 @@ public struct ServerOptions: ParsableArguments, Sendable {
             }
         default: throw ValidationError("--tls-cert and --tls-key go together: give both, or neither for plain HTTP")
         }
+        if let text = environment("DROVER_SHUTDOWN_TIMEOUT"), Double(text) == nil {
+            throw ValidationError("DROVER_SHUTDOWN_TIMEOUT: '\(text)' is not a number of seconds")
+        }
+        if let seconds = configuredShutdownTimeout, !(seconds >= 0 && seconds <= Self.maximumSeconds) {
+            throw ValidationError("--shutdown-timeout: must be 0 (no limit) to \(Int(Self.maximumSeconds)) seconds")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level: '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
         }
@@ -99,6 +111,15 @@ public struct ServerOptions: ParsableArguments, Sendable {
     public var configuredPort: Int? { httpPort ?? environment("DROVER_HTTP_PORT").flatMap(Int.init) }
 
     public var level: Logger.Level { Logger.Level(rawValue: logLevel) ?? .info }
+
+    /// `--shutdown-timeout`, else `DROVER_SHUTDOWN_TIMEOUT`; `nil` means the executable's own default.
+    var configuredShutdownTimeout: Double? { shutdownTimeout ?? environment("DROVER_SHUTDOWN_TIMEOUT").flatMap(Double.init) }
+
+    /// How long shutting down may take: the configured seconds, else `seconds`; nil for no limit (0).
+    public func shutdownLimit(default seconds: Double) -> Duration? {
+        let chosen = configuredShutdownTimeout ?? seconds
+        return chosen > 0 ? .milliseconds(Int64((chosen * 1000).rounded(.up))) : nil
+    }
 }
 
 extension ServerOptions {

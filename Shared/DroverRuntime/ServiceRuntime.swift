@@ -152,12 +152,75 @@ public struct ServiceRuntime: Sendable {
             }, logger: logger)
     }
 
-    /// Runs `services` until SIGTERM or SIGINT, then shuts them down in reverse order.
-    public func run(_ services: [any Service]) async throws {
-        let group = ServiceGroup(
-            configuration: .init(
-                services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+    /// Runs `services` until SIGTERM or SIGINT, then shuts them down in reverse order, each
+    /// after the one behind it has stopped.
+    ///
+    /// Shutting down is logged when it begins and when it ends, and a service still stopping is
+    /// named in a warning every `stallWarning`. After `shutdownTimeout` (nil: no limit) whatever
+    /// still runs is cancelled; what does not end within 5 s of that ends the process.
+    public func run(_ services: [any Service], shutdownTimeout: Duration? = nil, stallWarning: Duration = .seconds(5)) async throws {
+        let logger = self.logger
+        let watched: [any Service] = services.map { Watched($0, logger: logger, stallWarning: stallWarning) } + [ShutdownNotice(logger: logger)]
+        var configuration = ServiceGroupConfiguration(
+            services: watched.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)
+        configuration.maximumGracefulShutdownDuration = shutdownTimeout
+        configuration.maximumCancellationDuration = .seconds(5)
+        try await ServiceGroup(configuration: configuration).run()
+        logger.info("Stopped")
+    }
+}
+
+/// Logs that shutting down has begun. Run last in a group, it is the first to hear of it.
+struct ShutdownNotice: Service {
+    let logger: Logger
+
+    func run() async throws {
+        guard (try? await gracefulShutdown()) != nil else { return }
+        logger.info("Shutting down")
+    }
+}
+
+/// Runs `service`; once shutting down has begun, names it in a warning every `stallWarning`
+/// while it has not stopped, so that a process that does not end says what it waits for.
+public struct Watched: Service {
+    let service: any Service
+    let logger: Logger
+    let stallWarning: Duration
+
+    public init(_ service: any Service, logger: Logger, stallWarning: Duration = .seconds(5)) {
+        self.service = service
+        self.logger = logger
+        self.stallWarning = stallWarning
+    }
+
+    /// The wrapped service's type, or the worker's for one that waits for start-up.
+    var name: String {
+        if let gated = service as? AfterGate { return String(describing: type(of: gated.service)) }
+        return String(describing: type(of: service))
+    }
+
+    public func run() async throws {
+        let (name, logger, stallWarning) = (self.name, self.logger, self.stallWarning)
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                try await service.run()
+                return true
+            }
+            group.addTask {
+                guard (try? await gracefulShutdown()) != nil else { return false }
+                let began = ContinuousClock.now
+                while (try? await Task.sleep(for: stallWarning)) != nil {
+                    logger.warning("Still stopping", metadata: ["service": "\(name)", "since_shutdown": "\(ContinuousClock.now - began)"])
+                }
+                return false
+            }
+            defer { group.cancelAll() }
+            // The service's own end (or error) decides; the watch only ever ends by cancellation.
+            while let finished = try await group.next() {
+                if finished { return }
+            }
+        }
     }
 }
 
@@ -195,46 +258,19 @@ public struct Startup: Service {
 }
 
 /// Runs `service` once `gate` has opened: a worker that needs what start-up prepares.
-///
-/// A worker still running `stallWarning` after shutdown began is named in a warning, and again
-/// each `stallWarning` until it stops: the process is waiting for it.
 public struct AfterGate: Service {
     let gate: Gate
     let service: any Service
-    let logger: Logger?
-    let stallWarning: Duration
 
-    public init(_ gate: Gate, _ service: any Service, logger: Logger? = nil, stallWarning: Duration = .seconds(5)) {
+    public init(_ gate: Gate, _ service: any Service) {
         self.gate = gate
         self.service = service
-        self.logger = logger
-        self.stallWarning = stallWarning
     }
 
     public func run() async throws {
         await cancelWhenGracefulShutdown { await gate.wait() }
         guard gate.isOpen, !Task.isCancelled, !Task.isShuttingDownGracefully else { return }
-        guard let logger else { return try await service.run() }
-        try await withThrowingTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                try await service.run()
-                return true
-            }
-            group.addTask {
-                guard (try? await gracefulShutdown()) != nil else { return false }
-                let began = ContinuousClock.now
-                while (try? await Task.sleep(for: stallWarning)) != nil {
-                    logger.warning(
-                        "Still stopping a worker", metadata: ["worker": "\(type(of: service))", "since_shutdown": "\(ContinuousClock.now - began)"])
-                }
-                return false
-            }
-            defer { group.cancelAll() }
-            // The worker's own end (or error) decides; the watch only ever ends by cancellation.
-            while let finished = try await group.next() {
-                if finished { return }
-            }
-        }
+        try await service.run()
     }
 }
 
@@ -249,12 +285,12 @@ extension ServiceRuntime {
     /// the HTTP port, and, once `prepare` has succeeded, the `workers`, each its own entry of
     /// the `ServiceGroup`. `/readyz` passes while the bus is connected, `prepare` has finished and
     /// every check in `readiness` passes. Shutdown runs in reverse: the last worker stops first,
-    /// the bus and the database last.
+    /// the bus and the database last, within `shutdownTimeout` (see ``run(_:shutdownTimeout:stallWarning:)``).
     /// `routes` adds the service's own HTTP routes to the ops routes.
     public func runService(
         bus: AMQPBus, host: String, port: Int, readiness: [ReadinessCheck] = [], dependencies: [any Service] = [],
         prepare: @escaping @Sendable () async throws -> Void = {}, workers: [any Service],
-        routes: (Router<BasicRequestContext>) -> Void = { _ in }, tls: TLSConfiguration? = nil
+        routes: (Router<BasicRequestContext>) -> Void = { _ in }, tls: TLSConfiguration? = nil, shutdownTimeout: Duration?
     ) async throws {
         let gate = Gate()
         let checks = [ReadinessCheck("amqp") { bus.isConnected }] + readiness + [ReadinessCheck("startup") { gate.isOpen }]
@@ -262,6 +298,7 @@ extension ServiceRuntime {
         routes(router)
         let server = try httpServer(router: router, host: host, port: port, tls: tls)
         try await run(
-            dependencies + [bus, server, Startup(gate: gate, logger: logger, prepare: prepare)] + workers.map { AfterGate(gate, $0, logger: logger) })
+            dependencies + [bus, server, Startup(gate: gate, logger: logger, prepare: prepare)] + workers.map { AfterGate(gate, $0) },
+            shutdownTimeout: shutdownTimeout)
     }
 }

@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import ServiceLifecycle
+import ServiceLifecycleTestKit
 import Synchronization
 import Testing
 
@@ -93,6 +94,48 @@ import Testing
     }
 
     struct StartupFailed: Error {}
+
+    /// Shutting down is announced; a service that does not stop is named while it holds the
+    /// process up, and once the timeout has passed it is cancelled, so that the process ends.
+    @Test func aServiceThatIgnoresShutdownIsNamedThenCancelledAfterTheTimeout() async throws {
+        struct Stubborn: Service {
+            func run() async throws { try? await Task.sleep(for: .seconds(3600)) }  // until cancelled
+        }
+        struct Polite: Service {
+            func run() async throws { try? await gracefulShutdown() }
+        }
+        let logs = RecordedLogs()
+        let runtime = ServiceRuntime(name: "test", logger: Logger(label: "test") { _ in logs })
+        let began = ContinuousClock.now
+        try await testGracefulShutdown { trigger in
+            trigger.triggerGracefulShutdown()
+            try? await runtime.run([Polite(), Stubborn()], shutdownTimeout: .milliseconds(400), stallWarning: .milliseconds(100))
+        }
+        #expect(ContinuousClock.now - began >= .milliseconds(400), "it waited for the timeout")
+        let messages = logs.lines
+        #expect(messages.first == "Shutting down", "\(messages)")
+        #expect(messages.contains("Still stopping service=Stubborn"), "\(messages)")
+        #expect(!messages.contains("Still stopping service=Polite"), "\(messages)")
+    }
+}
+
+/// Keeps each log message with its `service` metadata, for tests.
+final class RecordedLogs: LogHandler, @unchecked Sendable {
+    private let recorded = Mutex<[String]>([])
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .info
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    var lines: [String] { recorded.withLock { $0 } }
+
+    func log(event: LogEvent) {
+        let service = event.metadata?["service"].map { " service=\($0)" } ?? ""
+        recorded.withLock { $0.append("\(event.message)\(service)") }
+    }
 }
 
 @Suite struct OptionsTests {
@@ -108,6 +151,8 @@ import Testing
     @Test(arguments: [
         (["--log-level", "loud"], "--log-level: 'loud' is not one of trace, debug, info"),
         (["--http-port", "70000"], "--http-port: 70000 is not a port"),
+        (["--shutdown-timeout=-1"], "--shutdown-timeout: must be 0 (no limit) to"),
+        (["--shutdown-timeout", "nan"], "--shutdown-timeout: must be 0 (no limit) to"),
     ])
     func badServerOptionsSayWhatIsWrong(_ example: (arguments: [String], message: String)) {
         let error = #expect(throws: (any Error).self) { try ServerOptions.parse(example.arguments) }
@@ -121,5 +166,8 @@ import Testing
         #expect(configuration.exchange == "fleet" && configuration.deadLetterExchange == "fleet.dead-letter")
         #expect(configuration.queueKind == .quorum)
         #expect(try ServerOptions.parse(["--http-port", "9000"]).configuredPort == 9000)
+        #expect(try ServerOptions.parse(["--shutdown-timeout", "0"]).shutdownLimit(default: 25) == nil, "0 is no limit")
+        #expect(try ServerOptions.parse(["--shutdown-timeout", "1.5"]).shutdownLimit(default: 25) == .milliseconds(1500))
+        #expect(try ServerOptions.parse([]).shutdownLimit(default: 25) == .seconds(25))
     }
 }
