@@ -157,16 +157,25 @@ public struct ServiceRuntime: Sendable {
     ///
     /// Shutting down is logged when it begins and when it ends, and a service still stopping is
     /// named in a warning every `stallWarning`. After `shutdownTimeout` (nil: no limit) whatever
-    /// still runs is cancelled; what does not end within 5 s of that ends the process.
+    /// still runs is cancelled, and `run` throws ``ShutdownTimedOut`` naming it; what does not end
+    /// within 5 s of that ends the process.
     public func run(_ services: [any Service], shutdownTimeout: Duration? = nil, stallWarning: Duration = .seconds(5)) async throws {
         let logger = self.logger
-        let watched: [any Service] = services.map { Watched($0, logger: logger, stallWarning: stallWarning) } + [ShutdownNotice(logger: logger)]
+        let cancelled = CancelledServices()
+        let watched: [any Service] =
+            services.map { Watched($0, logger: logger, stallWarning: stallWarning, cancelled: cancelled) } + [ShutdownNotice(logger: logger)]
         var configuration = ServiceGroupConfiguration(
             services: watched.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         configuration.maximumGracefulShutdownDuration = shutdownTimeout
         configuration.maximumCancellationDuration = .seconds(5)
         try await ServiceGroup(configuration: configuration).run()
+        let stuck = cancelled.names.withLock { $0 }
+        guard stuck.isEmpty else {
+            let error = ShutdownTimedOut(services: stuck)
+            logger.error("Stopped late", metadata: ["error": "\(error)"])
+            throw error
+        }
         logger.info("Stopped")
     }
 }
@@ -182,16 +191,19 @@ struct ShutdownNotice: Service {
 }
 
 /// Runs `service`; once shutting down has begun, names it in a warning every `stallWarning`
-/// while it has not stopped, so that a process that does not end says what it waits for.
-public struct Watched: Service {
+/// while it has not stopped, so that a process that does not end says what it waits for. A
+/// service that was still running when the group cancelled it is noted in `cancelled`.
+struct Watched: Service {
     let service: any Service
     let logger: Logger
     let stallWarning: Duration
+    let cancelled: CancelledServices?
 
-    public init(_ service: any Service, logger: Logger, stallWarning: Duration = .seconds(5)) {
+    init(_ service: any Service, logger: Logger, stallWarning: Duration = .seconds(5), cancelled: CancelledServices? = nil) {
         self.service = service
         self.logger = logger
         self.stallWarning = stallWarning
+        self.cancelled = cancelled
     }
 
     /// The wrapped service's type, or the worker's for one that waits for start-up.
@@ -200,8 +212,11 @@ public struct Watched: Service {
         return String(describing: type(of: service))
     }
 
-    public func run() async throws {
+    func run() async throws {
         let (name, logger, stallWarning) = (self.name, self.logger, self.stallWarning)
+        defer {
+            if Task.isCancelled && Task.isShuttingDownGracefully { cancelled?.names.withLock { $0.append(name) } }
+        }
         try await withThrowingTaskGroup(of: Bool.self) { group in
             group.addTask {
                 try await service.run()
@@ -221,6 +236,19 @@ public struct Watched: Service {
                 if finished { return }
             }
         }
+    }
+}
+
+/// The services a group cancelled while they were shutting down.
+final class CancelledServices: Sendable {
+    let names = Mutex<[String]>([])
+}
+
+/// Shutting down took longer than allowed, and the services named were cancelled.
+public struct ShutdownTimedOut: Error, CustomStringConvertible {
+    public var services: [String]
+    public var description: String {
+        "shutting down took longer than --shutdown-timeout; cancelled: \(services.joined(separator: ", "))"
     }
 }
 

@@ -107,15 +107,33 @@ import Testing
         let logs = RecordedLogs()
         let runtime = ServiceRuntime(name: "test", logger: Logger(label: "test") { _ in logs })
         let began = ContinuousClock.now
-        try await testGracefulShutdown { trigger in
+        let error = await testGracefulShutdown { trigger in
             trigger.triggerGracefulShutdown()
-            try? await runtime.run([Polite(), Stubborn()], shutdownTimeout: .milliseconds(400), stallWarning: .milliseconds(100))
+            return await #expect(throws: ShutdownTimedOut.self) {
+                try await runtime.run([Polite(), Stubborn()], shutdownTimeout: .milliseconds(400), stallWarning: .milliseconds(100))
+            }
         }
+        #expect(error?.services == ["Stubborn"])
         #expect(ContinuousClock.now - began >= .milliseconds(400), "it waited for the timeout")
         let messages = logs.lines
         #expect(messages.first == "Shutting down", "\(messages)")
         #expect(messages.contains("Still stopping service=Stubborn"), "\(messages)")
         #expect(!messages.contains("Still stopping service=Polite"), "\(messages)")
+        #expect(messages.last == "Stopped late", "\(messages)")
+    }
+
+    /// A group whose services all stop in time says so, and `run` returns.
+    @Test func servicesThatStopInTimeEndTheRunQuietly() async throws {
+        struct Polite: Service {
+            func run() async throws { try? await gracefulShutdown() }
+        }
+        let logs = RecordedLogs()
+        let runtime = ServiceRuntime(name: "test", logger: Logger(label: "test") { _ in logs })
+        try await testGracefulShutdown { trigger in
+            trigger.triggerGracefulShutdown()
+            try await runtime.run([Polite(), Polite()], shutdownTimeout: .seconds(60), stallWarning: .seconds(60))
+        }
+        #expect(logs.lines == ["Shutting down", "Stopped"])
     }
 }
 
