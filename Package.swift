@@ -20,6 +20,10 @@ let package = Package(
         .executable(name: "node-agent", targets: ["NodeAgent"]),
         .executable(name: "local-provider", targets: ["LocalProvider"]),
         .executable(name: "drover", targets: ["DroverCLI"]),
+        // For plugins written in Swift: the message contract and the bus (see examples/plugins).
+        .library(name: "DroverModel", targets: ["DroverModel"]),
+        .library(name: "DroverMessaging", targets: ["DroverMessaging"]),
+        .executable(name: "audit-plugin", targets: ["ExampleAuditPlugin"]),
         .executable(name: "messaging-bench", targets: ["MessagingBenchmark"]),
         .executable(name: "consumer-bench", targets: ["ConsumerBenchmark"]),
         .executable(name: "placement-bench", targets: ["PlacementBenchmark"]),
@@ -226,6 +230,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Services/local-provider",
+            swiftSettings: swiftSettings
+        ),
+        // The Swift plugin example, built here as well so that the tests run it (its own
+        // Package.swift is how a plugin outside this repository depends on the libraries).
+        .executableTarget(
+            name: "ExampleAuditPlugin",
+            dependencies: ["DroverMessaging", "DroverModel", .product(name: "Logging", package: "swift-log")],
+            path: "examples/plugins/swift-audit/Sources/AuditPlugin",
             swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -50,7 +50,7 @@ final class AMQPConsumer: DeliveryAcknowledger, @unchecked Sendable {
         link = ReconnectingConnection(
             role: "consumer", configuration: configuration, logger: self.logger, wake: wake, dimensions: [("queue", spec.queue)]
         ) { connection throws(AMQPError) in
-            try Self.declareTopology(of: spec, configuration: configuration, on: connection)
+            if spec.declaresTopology { try Self.declareTopology(of: spec, configuration: configuration, on: connection) }
             try connection.startConsuming(spec.queue, prefetch: spec.prefetch)
         }
         let thread = Thread { [self] in run() }

@@ -102,7 +102,11 @@ public struct BrokerUsers: Sendable {
     /// Plugin `name`'s queue.
     public static func queue(ofPlugin name: String) -> String { "plugin.\(name)" }
 
-    /// Creates (or re-keys) plugin `name`'s user with a new password, its queue, and the queue's
+    /// Where plugin `name`'s queue moves what the plugin rejects.
+    public static func deadLetterQueue(ofPlugin name: String) -> String { "plugin.\(name).dead-letter" }
+
+    /// Creates (or re-keys) plugin `name`'s user with a new password, its queue (what the plugin
+    /// rejects moves to ``deadLetterQueue(ofPlugin:)``), and the queue's
     /// bindings to the events exchange: exactly `bindings`. The user may declare, read and bind
     /// only its own queues (`plugin.<name>`, `plugin.<name>.…`), bind them to the events exchange
     /// only with `bindings`, and publish nowhere. - Returns: the user and its password.
@@ -120,8 +124,18 @@ public struct BrokerUsers: Sendable {
             ["configure": "^\(own)$", "write": "^\(own)$", "read": "^(\(own)|\(NSRegularExpression.escapedPattern(for: eventsExchange)))$"])
         try await send(
             "PUT", "/api/topic-permissions/\(escaped(vhost))/\(escaped(user))", ["exchange": eventsExchange, "write": "^$", "read": "^(\(keys))$"])
+        // What the plugin rejects goes to its own dead-letter queue, through the default exchange
+        // (dead-lettering is the broker's, not the plugin user's, so it needs no permission).
+        let deadLetters = Self.deadLetterQueue(ofPlugin: name)
         try await send(
-            "PUT", "/api/queues/\(escaped(vhost))/\(escaped(queue))", ["durable": true, "auto_delete": false, "arguments": [String: String]()])
+            "PUT", "/api/queues/\(escaped(vhost))/\(escaped(deadLetters))",
+            ["durable": true, "auto_delete": false, "arguments": ["x-max-length": 100_000, "x-message-ttl": 14 * 86_400 * 1000]])
+        try await send(
+            "PUT", "/api/queues/\(escaped(vhost))/\(escaped(queue))",
+            [
+                "durable": true, "auto_delete": false,
+                "arguments": ["x-dead-letter-exchange": "", "x-dead-letter-routing-key": deadLetters],
+            ])
         // Exactly the bindings asked for: those of an earlier creation that are not are removed.
         var bound: Set<String> = []
         for binding in try await boundKeys(of: queue) {
@@ -158,9 +172,13 @@ public struct BrokerUsers: Sendable {
     @discardableResult
     public func removePlugin(name: String) async throws -> Bool {
         let existed = try await removeUser(Self.userName(ofPlugin: name))
-        let (status, _) = try await request("DELETE", "/api/queues/\(escaped(vhost))/\(escaped(Self.queue(ofPlugin: name)))", body: nil)
-        guard status == 404 || (200..<300).contains(status) else { throw Failure(description: "deleting plugin \(name)'s queue: HTTP \(status)") }
-        return existed || status != 404
+        var found = existed
+        for queue in [Self.queue(ofPlugin: name), Self.deadLetterQueue(ofPlugin: name)] {
+            let (status, _) = try await request("DELETE", "/api/queues/\(escaped(vhost))/\(escaped(queue))", body: nil)
+            guard status == 404 || (200..<300).contains(status) else { throw Failure(description: "deleting \(queue): HTTP \(status)") }
+            found = found || status != 404
+        }
+        return found
     }
 
     /// The bindings of `queue` to the events exchange: each key and its properties key (what

@@ -85,6 +85,10 @@ public struct ConsumerSpec: Sendable, Equatable {
     /// Whether the queue is a dead-letter queue, declared with the bus's bounds on its length and age.
     public var isDeadLetterQueue = false
 
+    /// Whether the consumer declares its exchanges, queues and bindings on each connection; false
+    /// to read a queue someone else made (a plugin's, whose broker user may declare nothing).
+    public var declaresTopology = true
+
     /// A spec that reads the dead-letter queue of `queue`, for operators and tests.
     public static func deadLetters(of queue: String, kind: QueueKind = .classic) -> ConsumerSpec {
         var spec = ConsumerSpec(queue: "\(queue).dead-letter", bindings: [], kind: kind, deadLettering: false)
