@@ -76,7 +76,7 @@ struct ClientLibrariesEndToEndTests {
     }
 }
 
-/// The example provider plugin in Python (`examples/providers/python/provider.py`, pika) against
+/// The example provider plugin in Python (`examples/plugins/python-provider/provider.py`, pika) against
 /// a whole cluster: it makes a node array's machine as a node agent, the job runs there, and it
 /// takes the machine away once idle; every message it sends passes the autoscaler's checks.
 @Suite(.serialized, .enabled(if: TestEnvironment.runsClientLibraries), .timeLimit(.minutes(5)))
@@ -87,7 +87,7 @@ struct PythonProviderEndToEndTests {
         try await Cluster.with(environment: ["DROVER_AUTOSCALE_INTERVAL": "0.5", "DROVER_SCALE_DOWN_COOLDOWN": "1"]) { cluster in
             let root = cluster.logs.appendingPathComponent("python-machines")
             let script = ClientLibrariesEndToEndTests.scripts.deletingLastPathComponent().deletingLastPathComponent()
-                .appendingPathComponent("examples/providers/python/provider.py").path
+                .appendingPathComponent("examples/plugins/python-provider/provider.py").path
             let start =
                 "\(bin)/node-agent --data-dir \(root.path)/{name} --node-id {node_id} --node-name {name} --node-class {array} "
                 + "--meta nodearray={array} --cpu-total-compute {cpu} --memory-mb {memory_mb} --http-port 0"
