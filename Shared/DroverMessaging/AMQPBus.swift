@@ -8,11 +8,13 @@ import Synchronization
 /// Run it in the service's `ServiceGroup` before anything that uses it: on graceful shutdown it
 /// stops its consumers, lets accepted publishes be confirmed within the grace period, and closes.
 public final class AMQPBus: MessageBus, Service {
+    /// How this bus connects and behaves.
     public let configuration: Configuration
     private let logger: Logger
     private let publisher: AMQPPublisher
     private let consumers = Mutex<[AMQPConsumer]>([])
 
+    /// A bus for `configuration`; it connects on first use and keeps reconnecting until it runs and shuts down.
     public init(configuration: Configuration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger

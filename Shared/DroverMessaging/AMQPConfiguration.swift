@@ -4,10 +4,15 @@ import Foundation
 /// `amqps://…` for TLS (port 5671 by default), with `?cacertfile=PATH` naming the certificate
 /// authority the broker's certificate must chain to (else the system's).
 public struct AMQPEndpoint: Sendable, Equatable {
+    /// The broker's host name or address.
     public var host: String
+    /// The broker's port: 5672, or 5671 for `amqps`, unless the URL names one.
     public var port: Int
+    /// The broker user (`guest` when the URL has none).
     public var user: String
+    /// The broker user's password (`guest` when the URL has none).
     public var password: String
+    /// The virtual host: the URL's path, `/` when it has none.
     public var vhost: String
     /// Whether the connection runs over TLS, verifying the broker's certificate and host name.
     public var tls: Bool
@@ -64,14 +69,17 @@ public struct AMQPEndpoint: Sendable, Equatable {
 extension AMQPBus {
     /// How the bus connects and behaves; every field has a default but the URL.
     public struct Configuration: Sendable {
+        /// Where the broker is and who connects.
         public var endpoint: AMQPEndpoint
         /// The durable topic exchange everything is published to.
         public var exchange: String = "drover"
         /// Seconds between AMQP heartbeats; a silent broker is given up on after two.
         public var heartbeat: Int = 30
+        /// How long opening a connection may take.
         public var connectTimeout: Duration = .seconds(5)
         /// The first wait before reconnecting; it doubles, with jitter, up to `maximumBackoff`.
         public var initialBackoff: Duration = .milliseconds(100)
+        /// The longest wait between two connection attempts.
         public var maximumBackoff: Duration = .seconds(5)
         /// How many publishes may wait for their confirm at once.
         public var maximumUnconfirmed: Int = 2000
@@ -89,6 +97,8 @@ extension AMQPBus {
         /// they exist (a node, whose broker user may not configure them).
         public var declaresExchanges = true
 
+        /// A configuration for the broker at `url`, every other field at its default.
+        /// - Throws: ``MessagingError/invalidURL(_:reason:)`` naming what is wrong.
         public init(url: String) throws {
             self.endpoint = try AMQPEndpoint(url: url)
         }

@@ -12,6 +12,7 @@ public import Foundation
 /// read and write only its own queues (`node.<its id>`, `node.<its id>.…`). The broker checks
 /// the `user-id` of what it publishes.
 public struct BrokerUsers: Sendable {
+    /// The management API refused or could not be reached; `description` says which call and what it answered.
     public struct Failure: Error, CustomStringConvertible {
         public var description: String
     }
@@ -25,6 +26,9 @@ public struct BrokerUsers: Sendable {
     /// - Parameters:
     ///   - managementURL: `http://admin:password@host:15672`.
     ///   - vhost: the virtual host the cluster uses.
+    ///   - exchange: the cluster's internal exchange (`drover`); plugins read `<exchange>.events`.
+    ///   - deadLetterExchange: the exchange of its dead-letter queues.
+    /// - Throws: when `managementURL` is not an http(s) URL with a host.
     public init(managementURL: String, vhost: String, exchange: String, deadLetterExchange: String) throws {
         guard let components = URLComponents(string: managementURL), let host = components.host, components.scheme?.hasPrefix("http") == true,
             let base = URL(string: "\(components.scheme ?? "http")://\(host):\(components.port ?? 15672)")
@@ -226,8 +230,11 @@ extension Delivery {
     /// Refuses a message that speaks for another node than the one that sent it: its routing key
     /// must be under `node.<nodeID>.`, and when a node's broker user published it (the broker
     /// has checked `user-id`), that user must be node `nodeID`'s.
-    /// - Parameter requireIdentity: also refuse what any other user published (a shared user,
-    ///   or none named): only node `nodeID`'s own user may speak for it.
+    /// - Parameters:
+    ///   - nodeID: the node the message says it is from.
+    ///   - requireIdentity: also refuse what any other user published (a shared user, or none
+    ///     named): only node `nodeID`'s own user may speak for it.
+    /// - Throws: ``MessageRejected`` saying why.
     public func checkSentBy(node nodeID: String, requireIdentity: Bool = false) throws {
         guard routingKey.hasPrefix("node.\(nodeID).") else {
             throw MessageRejected("NodeID '\(nodeID)' does not match routing key '\(routingKey)'")

@@ -19,8 +19,10 @@ public final class InMemoryBus: MessageBus {
     }
 
     private let state = Mutex(State())
+    /// The name deliveries report as their exchange.
     public let exchange: String
 
+    /// An empty bus whose topic exchange is named `exchange`.
     public init(exchange: String = "drover") {
         self.exchange = exchange
     }

@@ -5,11 +5,17 @@ public import Foundation
 public struct OutgoingMessage: Sendable, Equatable {
     /// The exchange to publish to; `nil` is the bus's own topic exchange.
     public var exchange: String?
+    /// Where the exchange routes it.
     public var routingKey: String
+    /// The AMQP `message-id`, the envelope's `id`: consumers deduplicate on it.
     public var messageID: String
+    /// The AMQP `type`, the envelope's `type`.
     public var type: String
+    /// The payload's schema version (header `x-schema-version`).
     public var schemaVersion: Int
+    /// When the message was made (the AMQP `timestamp`).
     public var timestamp: Date
+    /// W3C trace context, carried in the `traceparent` header.
     public var traceparent: String?
     /// The whole JSON body, envelope included.
     public var body: [UInt8]
@@ -19,6 +25,7 @@ public struct OutgoingMessage: Sendable, Equatable {
     /// refused (``PublishRefused``) rather than dropped. Off only for advice that may be lost.
     public var mandatory: Bool
 
+    /// A message whose body is already encoded; ``init(_:routingKey:id:time:traceparent:)`` encodes a `DroverMessage`.
     public init(
         exchange: String? = nil, routingKey: String, messageID: String, type: String, schemaVersion: Int, timestamp: Date,
         traceparent: String? = nil, body: [UInt8], headers: [String: String] = [:], mandatory: Bool = true
@@ -38,8 +45,10 @@ public struct OutgoingMessage: Sendable, Equatable {
     /// Encodes `message` in a fresh envelope.
     /// - Parameters:
     ///   - message: the payload.
-    ///   - routingKey: where it goes, e.g. ``RoutingKey/nodeHeartbeat(_:)``.
+    ///   - routingKey: where it goes, e.g. `RoutingKey.nodeHeartbeat(nodeID)`.
     ///   - id: the message id; pass a stable one (an outbox row's) when a retry must keep it.
+    ///   - time: when the message was made.
+    ///   - traceparent: the W3C trace context of the operation that makes it, if any.
     /// - Throws: `EncodingError` when the payload cannot be encoded.
     public init<M: DroverMessage>(
         _ message: M, routingKey: String, id: String = UUID().uuidString.lowercased(), time: Date = Date(), traceparent: String? = nil
@@ -70,10 +79,12 @@ public struct ConsumerSpec: Sendable, Equatable {
     public var bindings: [String]
     /// How many unacknowledged deliveries the broker may hand this consumer at once.
     public var prefetch: UInt16
+    /// Classic or quorum; a classic spec follows the bus's ``AMQPBus/Configuration/queueKind``.
     public var kind: QueueKind
     /// Whether the queue has a dead-letter queue of its own; false for reading a dead-letter queue.
     public var deadLettering: Bool
 
+    /// A durable queue `queue` bound to the bus's exchange with `bindings`, with a dead-letter queue of its own unless `deadLettering` is false.
     public init(queue: String, bindings: [String], prefetch: UInt16 = 100, kind: QueueKind = .classic, deadLettering: Bool = true) {
         self.queue = queue
         self.bindings = bindings
@@ -102,25 +113,36 @@ public struct ConsumerSpec: Sendable, Equatable {
 
 /// Settles a delivery on the connection that received it.
 public protocol DeliveryAcknowledger: Sendable {
+    /// Applies `outcome` to `delivery`; called once per delivery.
     func settle(_ delivery: Delivery, _ outcome: Delivery.Outcome)
 }
 
 /// One message handed to a consumer. Settle it exactly once: ``ack()`` after the work it asked
 /// for has committed, ``requeue()`` to have it delivered again, or ``MessageBus/deadLetter(_:reason:)``.
 public struct Delivery: Sendable {
+    /// How a delivery is settled.
     public enum Outcome: Sendable, Equatable {
+        /// Handled: the broker forgets it.
         case ack
+        /// Not handled now: the broker delivers it again.
         case requeue
         /// Dropped by the broker (or dead-lettered by the queue's own policy).
         case reject
     }
 
+    /// The queue it was read from.
     public var queue: String
+    /// The exchange it was published to.
     public var exchange: String
+    /// The routing key it was published under.
     public var routingKey: String
+    /// The AMQP `message-id`: for Drover's messages, the envelope's `id`.
     public var messageID: String?
+    /// The AMQP `type`: for Drover's messages, the envelope's `type`.
     public var type: String?
+    /// Its AMQP headers whose values are text.
     public var headers: [String: String]
+    /// The message body: for Drover's messages, the JSON envelope.
     public var body: [UInt8]
     /// True when the broker delivered this message before and it was not acknowledged.
     public var redelivered: Bool
@@ -133,6 +155,7 @@ public struct Delivery: Sendable {
     public var userID: String?
     let acknowledger: any DeliveryAcknowledger
 
+    /// A delivery as the broker handed it over; `acknowledger` settles it on the connection it came from.
     public init(
         queue: String, exchange: String, routingKey: String, messageID: String?, type: String?, headers: [String: String],
         body: [UInt8], redelivered: Bool, deliveryTag: UInt64, connectionGeneration: UInt64, acknowledger: any DeliveryAcknowledger,
@@ -152,8 +175,11 @@ public struct Delivery: Sendable {
         self.acknowledger = acknowledger
     }
 
+    /// Done with: the broker forgets it. Call it once the work it asked for has committed.
     public func ack() { acknowledger.settle(self, .ack) }
+    /// Not handled now: the broker delivers it again, to this consumer or another.
     public func requeue() { acknowledger.settle(self, .requeue) }
+    /// Refused: the broker drops it, or moves it to the queue's dead-letter queue when it has one.
     public func reject() { acknowledger.settle(self, .reject) }
 }
 
@@ -195,6 +221,7 @@ public protocol MessageBus: Sendable {
 }
 
 extension MessageBus {
+    /// Publishes one message, as ``publish(_:)`` publishes several.
     public func publish(_ message: OutgoingMessage) async throws {
         try await publish([message])
     }
@@ -230,6 +257,7 @@ public struct PublishRefused: Error, CustomStringConvertible, Equatable {
     /// The ids of messages larger than the broker accepts; none of them was sent.
     public var tooLarge: [String]
 
+    /// The messages refused, by id.
     public init(unroutable: [String] = [], tooLarge: [String] = []) {
         self.unroutable = unroutable
         self.tooLarge = tooLarge
@@ -249,9 +277,13 @@ public struct PublishRefused: Error, CustomStringConvertible, Equatable {
 
 /// Errors of the bus, each with what happened and what to do.
 public enum MessagingError: Error, CustomStringConvertible, Equatable {
+    /// The AMQP URL is not one; `reason` says why.
     case invalidURL(String, reason: String)
+    /// A binding pattern that is not dot-separated words, `*` and `#`.
     case invalidBinding(String)
+    /// The broker could not be reached or refused the connection.
     case connectionFailed(String)
+    /// The bus stopped before the broker confirmed the message.
     case shutdown
     /// More messages wait to be published than the bus holds; the caller should retry later.
     case overloaded(limit: Int)

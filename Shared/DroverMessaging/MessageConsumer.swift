@@ -7,7 +7,9 @@ import Synchronization
 
 /// Thrown by a handler to refuse a message for good: it goes to the dead-letter queue with `reason`.
 public struct MessageRejected: Error, CustomStringConvertible {
+    /// Why, as the dead-letter header says it.
     public var reason: String
+    /// Refuses the message for `reason`.
     public init(_ reason: String) { self.reason = reason }
     public var description: String { reason }
 }
@@ -29,11 +31,14 @@ public struct MessageRejected: Error, CustomStringConvertible {
 /// outage, the whole batch is tried again once the backoff has passed; for any other error, each
 /// message of the batch is tried again on its own, so that one bad message holds up no other.
 public struct MessageConsumer<Message: DroverMessage>: Service {
+    /// Handles one message; returning acknowledges it, throwing retries it (or dead-letters it, for ``MessageRejected``).
     public typealias Handler = @Sendable (MessageEnvelope<Message>, Delivery) async throws -> Void
 
     /// One decoded message and its delivery.
     public struct Received: Sendable {
+        /// The decoded message.
         public let envelope: MessageEnvelope<Message>
+        /// The delivery to settle.
         public let delivery: Delivery
     }
 
@@ -54,9 +59,18 @@ public struct MessageConsumer<Message: DroverMessage>: Service {
     private let metrics: any MetricsFactory
     private let concurrency: Int
 
-    /// - Parameter concurrency: how many messages are handled at once (at most the queue's
-    ///   prefetch). Above 1, handlers run side by side and messages are settled in the order
-    ///   their handlers finish; use it only where handlers are safe to run concurrently.
+    /// A consumer of `spec`'s queue that hands each message to `handler`.
+    /// - Parameters:
+    ///   - type: the message type the queue carries; others are dead-lettered.
+    ///   - bus: the bus to consume from.
+    ///   - spec: the queue and its bindings.
+    ///   - logger: where refusals and retries are logged.
+    ///   - retry: how often and how soon a failed message is tried again.
+    ///   - concurrency: how many messages are handled at once (at most the queue's prefetch).
+    ///     Above 1, handlers run side by side and messages are settled in the order their
+    ///     handlers finish; use it only where handlers are safe to run concurrently.
+    ///   - metrics: where the consumer's counters go.
+    ///   - handler: handles one message; see ``Handler``.
     public init(
         _ type: Message.Type = Message.self, bus: any MessageBus, spec: ConsumerSpec, logger: Logger, retry: RetryPolicy = RetryPolicy(),
         concurrency: Int = 1, metrics: any MetricsFactory = MetricsSystem.factory, handler: @escaping Handler

@@ -29,8 +29,12 @@ public final class PluginQueue: Sendable {
     private let logger: Logger
     private let refused: Counter
 
-    /// Starts reading plugin `name`'s queue at `url`, the AMQP URL `drover plugin create` printed.
-    /// - Parameter prefetch: how many events may be handed over and not yet acknowledged.
+    /// Starts reading plugin `name`'s queue.
+    /// - Parameters:
+    ///   - url: the AMQP URL `drover plugin create` printed (the plugin's own broker user).
+    ///   - name: the plugin's name; its queue is `plugin.<name>`.
+    ///   - prefetch: how many events may be handed over and not yet acknowledged.
+    ///   - logger: where connections and refusals are logged.
     /// - Throws: ``MessagingError/invalidURL(_:reason:)`` for a URL that is not one.
     public init(url: String, plugin name: String, prefetch: UInt16 = 100, logger: Logger) throws {
         var configuration = try AMQPBus.Configuration(url: url)

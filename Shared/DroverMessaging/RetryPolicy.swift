@@ -18,6 +18,7 @@ public struct RetryPolicy: Sendable {
     /// Whether an error means a dependency is away rather than the message is at fault.
     public var isOutage: @Sendable (any Error) -> Bool
 
+    /// A policy; out-of-range values are raised to their least (one attempt, no negative delay).
     public init(
         maximumAttempts: Int = 5, initialDelay: Duration = .milliseconds(200), maximumDelay: Duration = .seconds(30),
         isOutage: @escaping @Sendable (any Error) -> Bool = RetryPolicy.isBusOutage

@@ -1,5 +1,6 @@
 /// An AMQP topic binding pattern, matched the way RabbitMQ matches it.
 public struct TopicPattern: Sendable, Hashable, CustomStringConvertible {
+    /// The pattern as given.
     public let pattern: String
     private let words: [Substring]
 

@@ -3,19 +3,36 @@ public import Foundation
 /// An ACL token as Nomad's API shows it. `SecretID` is present only in the answer that created
 /// the token (bootstrap or create): secrets are stored hashed and shown once.
 public struct ACLToken: Codable, Sendable, Equatable {
-    public enum Kind: String, Codable, Sendable { case client, management }
+    /// What a token may do.
+    public enum Kind: String, Codable, Sendable {
+        /// What its policies allow.
+        case client
+        /// Everything.
+        case management
+    }
 
+    /// The token's public id.
     public var accessorID: String
+    /// The secret that authenticates; shown only when the token is made.
     public var secretID: String?
+    /// A name for people.
     public var name: String
+    /// `client` or `management`.
     public var type: Kind
+    /// The policies of a client token.
     public var policies: [String]
+    /// As Nomad has it; informational (one region).
     public var global: Bool
+    /// When it was made.
     public var createTime: Date
+    /// When it stops working; never when absent.
     public var expirationTime: Date?
+    /// The cluster's index when it was made.
     public var createIndex: Int64
+    /// The cluster's index of its last change.
     public var modifyIndex: Int64
 
+    /// A token with every field given.
     public init(
         accessorID: String, secretID: String? = nil, name: String, type: Kind, policies: [String], global: Bool = false, createTime: Date,
         expirationTime: Date? = nil, createIndex: Int64, modifyIndex: Int64
@@ -77,13 +94,20 @@ public struct ACLToken: Codable, Sendable, Equatable {
 /// What `POST /v1/acl/token` (create) and `POST /v1/acl/token/:accessor` (update) take: Nomad's
 /// fields; `ExpirationTTL` as a duration (`"1h"`) or nanoseconds.
 public struct ACLTokenRequest: Decodable, Sendable, Equatable {
+    /// The token to update; absent to create one.
     public var accessorID: String?
+    /// A name for people.
     public var name: String
+    /// `client` or `management`.
     public var type: String
+    /// The policies of a client token; they must exist.
     public var policies: [String]
+    /// As Nomad has it; informational.
     public var global: Bool
+    /// How long the token works; for ever when absent.
     public var expirationTTL: Duration?
 
+    /// A request for a token.
     public init(name: String = "", type: String = "client", policies: [String] = [], expirationTTL: Duration? = nil) {
         self.name = name
         self.type = type
@@ -128,12 +152,18 @@ public struct ACLTokenRequest: Decodable, Sendable, Equatable {
 
 /// An ACL policy as Nomad's API shows it: `Rules` is the text of the rules, HCL or JSON.
 public struct ACLPolicy: Codable, Sendable, Equatable {
+    /// The policy's name: letters, digits and `-`.
     public var name: String
+    /// What it is for, in words.
     public var description: String
+    /// The rules, HCL or JSON, as Nomad writes them.
     public var rules: String
+    /// The cluster's index when it was made.
     public var createIndex: Int64
+    /// The cluster's index of its last change.
     public var modifyIndex: Int64
 
+    /// A policy `name` of `rules`.
     public init(name: String, description: String = "", rules: String, createIndex: Int64 = 0, modifyIndex: Int64 = 0) {
         self.name = name
         self.description = description
@@ -162,11 +192,16 @@ public struct ACLPolicy: Codable, Sendable, Equatable {
 
 /// A policy in a list: Nomad's `ACLPolicyListStub`, without the rules.
 public struct ACLPolicyStub: Codable, Sendable, Equatable {
+    /// The policy's name.
     public var name: String
+    /// What it is for.
     public var description: String
+    /// The cluster's index when it was made.
     public var createIndex: Int64
+    /// The cluster's index of its last change.
     public var modifyIndex: Int64
 
+    /// The stub of `policy`.
     public init(_ policy: ACLPolicy) {
         name = policy.name
         description = policy.description
@@ -197,15 +232,22 @@ enum ACLTime {
 /// A one-time token a node joins the cluster with (`drover node enroll-token create`). Its
 /// secret is shown once, when it is made; it is used up by the first node that joins with it.
 public struct EnrollmentToken: Codable, Sendable, Equatable {
+    /// The token's public id.
     public var accessorID: String
+    /// The secret to join with; shown only when the token is made.
     public var secret: String?
     /// The only node that may join with it; any node when nil.
     public var nodeID: String?
+    /// When it was made.
     public var createdAt: Date
+    /// When it stops working.
     public var expiresAt: Date
+    /// When a node joined with it; it works once.
     public var usedAt: Date?
+    /// The node that joined with it.
     public var usedBy: String?
 
+    /// A token with every field given.
     public init(
         accessorID: String, secret: String? = nil, nodeID: String? = nil, createdAt: Date, expiresAt: Date, usedAt: Date? = nil,
         usedBy: String? = nil
@@ -256,13 +298,18 @@ public struct EnrollmentToken: Codable, Sendable, Equatable {
 /// control plane's broker user (whose allocation updates alone it acts on), and its secret for
 /// the gateway. Kept by the agent in `<data-dir>/credentials.json`, mode 0600.
 public struct NodeJoin: Codable, Sendable, Equatable {
+    /// The node that joined.
     public var nodeID: String
+    /// The AMQP URL of its own broker user, password included.
     public var amqpURL: String
+    /// The control plane's broker user: the only one whose allocation updates the node acts on.
     public var controlPlaneUser: String
+    /// The node's secret for the gateway.
     public var nodeSecret: String
     /// The gateway the node joined through.
     public var address: String?
 
+    /// What node `nodeID` gets when it joins.
     public init(nodeID: String, amqpURL: String, controlPlaneUser: String, nodeSecret: String, address: String? = nil) {
         self.nodeID = nodeID
         self.amqpURL = amqpURL

@@ -6,11 +6,14 @@ public struct EvaluationPending: DroverMessage, Equatable {
     public static let messageType = "cluster.eval.pending"
     public static let schemaVersion = 1
 
+    /// The evaluation to process.
     public var evalID: String
+    /// The job it evaluates.
     public var jobID: String
     /// Why the evaluation was created: `job-register`, `job-deregister`, `node-update`, …
     public var triggeredBy: String
 
+    /// Evaluation `evalID` of job `jobID` waits.
     public init(evalID: String, jobID: String, triggeredBy: String) {
         self.evalID = evalID
         self.jobID = jobID
@@ -31,8 +34,10 @@ public struct AllocationUpdate: DroverMessage, Equatable {
     public static let messageType = "cluster.alloc.updated"
     public static let schemaVersion = 1
 
+    /// The allocation, with the job as it was placed.
     public var allocation: Allocation
 
+    /// The update of `allocation`.
     public init(allocation: Allocation) { self.allocation = allocation }
 
     enum CodingKeys: String, CodingKey {
@@ -54,6 +59,7 @@ public struct NodeHeartbeatTTL: DroverMessage, Equatable {
     public static let messageType = "cluster.node.heartbeat-ttl"
     public static let schemaVersion = 1
 
+    /// The node answered.
     public var nodeID: String
     /// Nanoseconds, as Nomad writes durations.
     public var heartbeatTTL: Int64
@@ -63,6 +69,7 @@ public struct NodeHeartbeatTTL: DroverMessage, Equatable {
     /// from senders that predate it.
     public var heartbeatGrace: Int64?
 
+    /// The answer to node `nodeID`: heartbeat every `heartbeatTTL`; declared down `grace` after a missed one.
     public init(nodeID: String, heartbeatTTL: Duration, status: Node.Status, grace: Duration? = nil) {
         self.nodeID = nodeID
         self.heartbeatTTL = GoDuration.nanoseconds(heartbeatTTL)
@@ -100,15 +107,20 @@ public struct ScheduledRunFailed: DroverMessage, Equatable {
 
     /// The scheduled job's name.
     public var name: String
+    /// The scheduled job's owner, as set on it (an e-mail address, by Chronos's custom).
     public var owner: String
+    /// The owner's name.
     public var ownerName: String
     /// The run's batch job.
     public var jobID: String
     /// When the run was due.
     public var due: Date
+    /// Why the run failed, in words.
     public var reason: String
+    /// Runs failed in a row, this one included.
     public var errorsSinceLastSuccess: Int
 
+    /// A failed run of scheduled job `name`.
     public init(name: String, owner: String, ownerName: String, jobID: String, due: Date, reason: String, errorsSinceLastSuccess: Int) {
         self.name = name
         self.owner = owner

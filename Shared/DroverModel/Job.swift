@@ -7,15 +7,25 @@ import Foundation
 /// the API stores. Fields this model does not know are ignored when decoding. Server-owned fields
 /// (`Status`, `Version`, indexes) are set by Drover and ignored on input.
 public struct Job: Codable, Sendable, Equatable {
+    /// The job's id, unique in its namespace.
     public var id: String
+    /// A name for people; the id when absent.
     public var name: String?
+    /// `service`, `batch` or `system`; `service` when absent.
     public var type: JobType?
+    /// 1 … 100; higher is placed first. 50 when absent.
     public var priority: Int?
+    /// The datacenters it may run in; `*` patterns allowed. Every datacenter when absent.
     public var datacenters: [String]?
+    /// Rules every node of every group must meet.
     public var constraints: [Constraint]?
+    /// Preferences for nodes, weighed in ranking.
     public var affinities: [Affinity]?
+    /// How allocations spread over the values of node attributes.
     public var spreads: [Spread]?
+    /// The groups to place: the unit of placement.
     public var taskGroups: [TaskGroup]
+    /// Free-form key-value data (Drover reads `owner` for notifications).
     public var meta: [String: String]?
     /// A periodic job is not run itself: each time its spec comes round a child is (Nomad's
     /// `Periodic`).
@@ -24,17 +34,28 @@ public struct Job: Codable, Sendable, Equatable {
     public var parentID: String?
 
     // Server-owned.
+    /// The region, as Nomad has it; informational.
     public var region: String?
+    /// The namespace; `default` when absent.
     public var namespace: String?
+    /// Whether the job was stopped (deregistered without being purged).
     public var stop: Bool?
+    /// `pending`, `running` or `dead`, derived from its allocations.
     public var status: String?
+    /// Why the status is what it is, when there is more to say.
     public var statusDescription: String?
+    /// Bumped on each registration that changes the job.
     public var version: Int?
+    /// When it was registered, in nanoseconds since 1970.
     public var submitTime: Int64?
+    /// The cluster's index when the job was first registered.
     public var createIndex: Int64?
+    /// The cluster's index of the job's last change, of any kind.
     public var modifyIndex: Int64?
+    /// The cluster's index of the last change of its specification.
     public var jobModifyIndex: Int64?
 
+    /// A job `id` of `type` with `taskGroups`, every other field at its default.
     public init(id: String, type: JobType = .service, taskGroups: [TaskGroup]) {
         self.id = id
         self.type = type
@@ -92,10 +113,15 @@ public struct Job: Codable, Sendable, Equatable {
         jobModifyIndex = try container.decodeIfPresent(Int64.self, forKey: .jobModifyIndex)
     }
 
+    /// The type, `service` when absent.
     public var jobType: JobType { type ?? .service }
+    /// The priority, 50 when absent.
     public var jobPriority: Int { priority ?? 50 }
+    /// The name, the id when absent.
     public var jobName: String { name ?? id }
+    /// The datacenters, every one (`*`) when absent.
     public var jobDatacenters: [String] { datacenters ?? ["*"] }
+    /// Whether it was stopped.
     public var isStopped: Bool { stop ?? false }
     /// A periodic job: it is never placed itself, only its children are.
     public var isPeriodicParent: Bool { periodic?.enabled == true }
@@ -123,6 +149,7 @@ public struct Job: Codable, Sendable, Equatable {
         return job
     }
 
+    /// The group called `name`, if the job has one.
     public func group(named name: String) -> TaskGroup? { taskGroups.first { $0.name == name } }
 
     /// The job with Nomad's defaults written into every field a client left out.
@@ -139,6 +166,7 @@ public struct Job: Codable, Sendable, Equatable {
     }
 }
 
+/// What kind of work a job is, as Nomad has it.
 public enum JobType: String, Codable, Sendable, CaseIterable {
     /// Long-running: restarted and rescheduled until stopped.
     case service
@@ -148,21 +176,32 @@ public enum JobType: String, Codable, Sendable, CaseIterable {
     case system
 }
 
+/// Tasks placed together on one node, `Count` times: Nomad's task group.
 public struct TaskGroup: Codable, Sendable, Equatable {
+    /// The group's name, unique in its job.
     public var name: String
+    /// How many allocations to run; 1 when absent.
     public var count: Int?
+    /// Rules the group's nodes must meet, besides the job's.
     public var constraints: [Constraint]?
+    /// Preferences for the group's nodes, besides the job's.
     public var affinities: [Affinity]?
+    /// How the group's allocations spread, besides the job's.
     public var spreads: [Spread]?
+    /// What the agent does when a task exits.
     public var restartPolicy: RestartPolicy?
+    /// What the scheduler does when an allocation fails.
     public var reschedulePolicy: ReschedulePolicy?
+    /// The tasks, run side by side in each allocation.
     public var tasks: [JobTask]
+    /// Free-form key-value data.
     public var meta: [String: String]?
     /// Nanoseconds an agent that has lost contact with the control plane lets the group's
     /// allocations run before it stops them itself (Nomad's `stop_after_client_disconnect`).
     /// Unset: a batch group stops when its node would be declared down, a service group runs on.
     public var stopAfterClientDisconnect: Int64?
 
+    /// A group `name` of `count` allocations of `tasks`.
     public init(name: String, count: Int = 1, tasks: [JobTask]) {
         self.name = name
         self.count = count
@@ -196,6 +235,7 @@ public struct TaskGroup: Codable, Sendable, Equatable {
         meta = try container.decodeIfPresent([String: String].self, forKey: .meta)
     }
 
+    /// The count, 1 when absent.
     public var groupCount: Int { count ?? 1 }
 
     /// What one allocation of this group asks of a node: the sum of its tasks' resources.
@@ -219,9 +259,12 @@ public struct TaskGroup: Codable, Sendable, Equatable {
 
 /// How much of a task's output its node keeps on disk, as Nomad's `LogConfig` says it.
 public struct LogConfig: Codable, Sendable, Equatable {
+    /// How many rotated files of each stream are kept.
     public var maxFiles: Int?
+    /// The size at which a stream's file is rotated, in MB.
     public var maxFileSizeMB: Int?
 
+    /// A log configuration; absent fields take Nomad's defaults.
     public init(maxFiles: Int? = nil, maxFileSizeMB: Int? = nil) {
         self.maxFiles = maxFiles
         self.maxFileSizeMB = maxFileSizeMB
@@ -241,20 +284,30 @@ public struct LogConfig: Codable, Sendable, Equatable {
     }
 }
 
+/// One process of a group: Nomad's task.
 public struct JobTask: Codable, Sendable, Equatable {
+    /// The task's name, unique in its group.
     public var name: String
+    /// `raw_exec` (as the agent's user) or `exec` (as another user, with privileges dropped).
     public var driver: String
+    /// The user an `exec` task runs as.
     public var user: String?
+    /// The command and its arguments.
     public var config: TaskConfig?
+    /// Environment variables of the process; loader variables (`LD_*` and the like) are refused.
     public var env: [String: String]?
+    /// What the task needs of its node.
     public var resources: Resources?
     /// Nanoseconds between SIGTERM and SIGKILL when the task is stopped.
     public var killTimeout: Int64?
+    /// Rules the task's node must meet, besides its group's and job's.
     public var constraints: [Constraint]?
+    /// Free-form key-value data.
     public var meta: [String: String]?
     /// How much of its output the node keeps on disk (Nomad's `LogConfig`).
     public var logConfig: LogConfig?
 
+    /// A task `name` running `command` with `args` under `driver`.
     public init(name: String, driver: String = "raw_exec", command: String, args: [String] = [], resources: Resources? = nil) {
         self.name = name
         self.driver = driver
@@ -308,9 +361,12 @@ public struct JobTask: Codable, Sendable, Equatable {
 /// A task's driver configuration. Drover's drivers read `command` and `args`; other keys a job
 /// file carries (for drivers Drover does not have) are ignored.
 public struct TaskConfig: Codable, Sendable, Equatable {
+    /// The executable, or a shell command line for a shell.
     public var command: String?
+    /// Its arguments.
     public var args: [String]?
 
+    /// A driver configuration of `command` and `args`.
     public init(command: String?, args: [String]? = nil) {
         self.command = command
         self.args = args
@@ -319,10 +375,14 @@ public struct TaskConfig: Codable, Sendable, Equatable {
 
 /// Resources in Nomad's units: CPU in MHz, memory and disk in MB.
 public struct Resources: Codable, Sendable, Equatable, Hashable {
+    /// CPU in MHz.
     public var cpu: Int
+    /// Memory in MB.
     public var memoryMB: Int
+    /// Disk in MB.
     public var diskMB: Int
 
+    /// Resources of `cpu` MHz, `memoryMB` and `diskMB`.
     public init(cpu: Int, memoryMB: Int, diskMB: Int = 0) {
         self.cpu = cpu
         self.memoryMB = memoryMB
@@ -335,7 +395,7 @@ public struct Resources: Codable, Sendable, Equatable, Hashable {
         case diskMB = "DiskMB"
     }
 
-    /// Present fields as given; absent ones as `-1` until ``withDefaults()``.
+    /// Present fields as given; absent ones as `-1` until `withDefaults()`.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         cpu = try container.decodeIfPresent(Int.self, forKey: .cpu) ?? -1
@@ -351,10 +411,12 @@ public struct Resources: Codable, Sendable, Equatable, Hashable {
     /// columns hold (32 bits), so that no sum of a group's resources overflows.
     public static let maximumTotal = Int(Int32.max)
 
+    /// The sum of two amounts, field by field; it saturates rather than overflowing.
     public static func + (lhs: Resources, rhs: Resources) -> Resources {
         Resources(cpu: lhs.cpu + rhs.cpu, memoryMB: lhs.memoryMB + rhs.memoryMB, diskMB: lhs.diskMB + rhs.diskMB)
     }
 
+    /// The difference of two amounts, field by field; it saturates rather than overflowing.
     public static func - (lhs: Resources, rhs: Resources) -> Resources {
         Resources(cpu: lhs.cpu - rhs.cpu, memoryMB: lhs.memoryMB - rhs.memoryMB, diskMB: lhs.diskMB - rhs.diskMB)
     }
@@ -362,10 +424,14 @@ public struct Resources: Codable, Sendable, Equatable, Hashable {
 
 /// A hard rule for placement: `LTarget Operand RTarget`, e.g. `${attr.kernel.name} = linux`.
 public struct Constraint: Codable, Sendable, Equatable, Hashable, CustomStringConvertible {
+    /// The left side: an interpolated node property such as `${attr.kernel.name}` or `${meta.rack}`.
     public var lTarget: String
+    /// The right side: a value, a pattern or a version range, by the operand.
     public var rTarget: String
+    /// `=`, `!=`, `<`, `<=`, `>`, `>=`, `regexp`, `version`, `semver`, `set_contains`, `set_contains_any`, `is_set`, `is_not_set`, `distinct_hosts`, `distinct_property`.
     public var operand: String
 
+    /// The rule `lTarget operand rTarget`.
     public init(_ lTarget: String, _ operand: String, _ rTarget: String) {
         self.lTarget = lTarget
         self.rTarget = rTarget
@@ -397,12 +463,16 @@ public struct Constraint: Codable, Sendable, Equatable, Hashable, CustomStringCo
 
 /// A soft preference: nodes matching it score higher (`Weight` > 0) or lower (< 0).
 public struct Affinity: Codable, Sendable, Equatable {
+    /// The left side: an interpolated node property.
     public var lTarget: String
+    /// The right side: the value preferred.
     public var rTarget: String
+    /// How the sides compare, as a constraint's operand.
     public var operand: String
     /// -100 … 100, not 0.
     public var weight: Int
 
+    /// The preference `lTarget operand rTarget` with `weight` (-100 … 100; negative avoids).
     public init(_ lTarget: String, _ operand: String, _ rTarget: String, weight: Int) {
         self.lTarget = lTarget
         self.rTarget = rTarget
@@ -429,11 +499,14 @@ public struct Affinity: Codable, Sendable, Equatable {
 /// Spreads a group's allocations over the values of a node attribute, evenly or by target
 /// percentages.
 public struct Spread: Codable, Sendable, Equatable {
+    /// The node attribute spread over, e.g. `${node.datacenter}`.
     public var attribute: String
     /// 0 … 100.
     public var weight: Int
+    /// The share each value should get; even when absent.
     public var spreadTarget: [SpreadTarget]?
 
+    /// A spread over `attribute` with `weight` and optional `targets`.
     public init(attribute: String, weight: Int = 50, targets: [SpreadTarget]? = nil) {
         self.attribute = attribute
         self.weight = weight
@@ -454,10 +527,14 @@ public struct Spread: Codable, Sendable, Equatable {
     }
 }
 
+/// The share of allocations one value of a spread's attribute should get.
 public struct SpreadTarget: Codable, Sendable, Equatable {
+    /// The attribute's value.
     public var value: String
+    /// Its share, 0 … 100.
     public var percent: Int
 
+    /// `percent` of the allocations for `value`.
     public init(value: String, percent: Int) {
         self.value = value
         self.percent = percent
@@ -473,11 +550,16 @@ public struct SpreadTarget: Codable, Sendable, Equatable {
 /// `Delay`; then fail the allocation (`Mode` `fail`) or wait out the interval (`delay`).
 /// Durations are nanoseconds, as in Nomad's JSON.
 public struct RestartPolicy: Codable, Sendable, Equatable {
+    /// Restarts per interval.
     public var attempts: Int?
+    /// The window restarts are counted in, in nanoseconds.
     public var interval: Int64?
+    /// The wait before a restart, in nanoseconds.
     public var delay: Int64?
+    /// `fail`: fail the allocation once the attempts are used; `delay`: wait for the next interval.
     public var mode: String?
 
+    /// A restart policy; absent fields take the job type's defaults.
     public init(attempts: Int? = nil, interval: Int64? = nil, delay: Int64? = nil, mode: String? = nil) {
         self.attempts = attempts
         self.interval = interval
@@ -504,11 +586,16 @@ public struct RestartPolicy: Codable, Sendable, Equatable {
 /// What the scheduler does when an allocation fails: place a replacement up to `Attempts` times
 /// per `Interval` (or without limit when `Unlimited`). Durations are nanoseconds.
 public struct ReschedulePolicy: Codable, Sendable, Equatable {
+    /// Replacements per interval.
     public var attempts: Int?
+    /// The window replacements are counted in, in nanoseconds.
     public var interval: Int64?
+    /// The wait before a replacement, in nanoseconds.
     public var delay: Int64?
+    /// Whether replacements are without limit.
     public var unlimited: Bool?
 
+    /// A reschedule policy; absent fields take the job type's defaults.
     public init(attempts: Int? = nil, interval: Int64? = nil, delay: Int64? = nil, unlimited: Bool? = nil) {
         self.attempts = attempts
         self.interval = interval
@@ -539,14 +626,18 @@ public struct ReschedulePolicy: Codable, Sendable, Equatable {
 
 /// When a periodic job's children run: Nomad's `Periodic` (cron only, as Nomad has it).
 public struct Periodic: Codable, Sendable, Equatable {
+    /// Whether children are launched.
     public var enabled: Bool
+    /// The cron expression (five fields, or `@hourly` and the like).
     public var spec: String
+    /// `cron`, the only kind Nomad has.
     public var specType: String
     /// No new child while the previous one still runs.
     public var prohibitOverlap: Bool
     /// IANA time zone the spec is read in.
     public var timeZone: String
 
+    /// Children on `spec` in `timeZone`.
     public init(spec: String, enabled: Bool = true, prohibitOverlap: Bool = false, timeZone: String = "UTC") {
         self.enabled = enabled
         self.spec = spec

@@ -26,6 +26,7 @@ public struct MessageEnvelope<Payload: Codable & Sendable>: Codable, Sendable {
     /// The message itself.
     public var data: Payload
 
+    /// An envelope with every field given.
     public init(id: String, type: String, version: Int, time: Date, traceparent: String?, data: Payload) {
         self.id = id
         self.type = type
@@ -45,6 +46,7 @@ extension MessageEnvelope where Payload: DroverMessage {
 
 /// The JSON coding every Drover message uses: ISO 8601 UTC dates with milliseconds, sorted keys.
 public enum MessageCoding {
+    /// The encoder of every message body.
     public static func encoder() -> JSONEncoder {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .custom { date, encoder in
@@ -55,6 +57,7 @@ public enum MessageCoding {
         return encoder
     }
 
+    /// The decoder of every message body; it also reads dates without fractional seconds.
     public static func decoder() -> JSONDecoder {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .custom { decoder in

@@ -1,16 +1,24 @@
 /// A machine that runs allocations, as its agent fingerprinted it and the control plane sees it.
 public struct Node: Codable, Sendable, Equatable {
+    /// Where a node is.
     public enum Status: String, Codable, Sendable {
+        /// `initializing`: registered, not ready yet; `ready`: takes work; `down`: missed its heartbeats.
         case initializing, ready, down
     }
 
+    /// Whether new work may be placed on a node.
     public enum Eligibility: String, Codable, Sendable {
+        /// `eligible`: it may; `ineligible`: it may not (drained, unhealthy, configuring, or set so).
         case eligible, ineligible
     }
 
+    /// The node's id.
     public var id: String
+    /// Its name; the host name by default.
     public var name: String
+    /// Its datacenter.
     public var datacenter: String
+    /// Its class, for constraints on `${node.class}`.
     public var nodeClass: String
     /// Driver name → whether the agent found it usable, and why not.
     public var drivers: [String: DriverInfo]
@@ -20,9 +28,13 @@ public struct Node: Codable, Sendable, Equatable {
     public var meta: [String: String]
     /// What the node offers in all.
     public var resources: Resources
+    /// Where it is.
     public var status: Status
+    /// The status in words.
     public var statusDescription: String?
+    /// Whether new work may be placed on it.
     public var schedulingEligibility: Eligibility
+    /// Whether it is draining.
     public var drain: Bool
     /// While draining: how (`Drain` is true exactly while this is set).
     public var drainStrategy: DrainStrategy?
@@ -38,9 +50,12 @@ public struct Node: Codable, Sendable, Equatable {
     /// How its cluster-init projects last converged, as its agent reports it; a node whose
     /// scripts failed takes no work.
     public var clusterInit: ClusterInitState?
+    /// The cluster's index when it registered.
     public var createIndex: Int64?
+    /// The cluster's index of its last change.
     public var modifyIndex: Int64?
 
+    /// A node with every field given.
     public init(
         id: String, name: String, datacenter: String = "dc1", nodeClass: String = "", drivers: [String: DriverInfo] = [:],
         attributes: [String: String] = [:], meta: [String: String] = [:], resources: Resources, status: Status = .ready,
@@ -86,11 +101,16 @@ public struct Node: Codable, Sendable, Equatable {
     public var isSchedulable: Bool { status == .ready && schedulingEligibility == .eligible && !drain }
 }
 
+/// What a node's agent found of one driver.
 public struct DriverInfo: Codable, Sendable, Equatable {
+    /// Whether the driver is there.
     public var detected: Bool
+    /// Whether it works.
     public var healthy: Bool
+    /// Why it does not, when it does not.
     public var healthDescription: String
 
+    /// A driver's state.
     public init(detected: Bool, healthy: Bool, healthDescription: String = "") {
         self.detected = detected
         self.healthy = healthy
@@ -111,6 +131,7 @@ public struct DrainSpec: Codable, Sendable, Equatable {
     /// Leave system jobs' allocations running (and out of the drain's completion).
     public var ignoreSystemJobs: Bool
 
+    /// A drain spec; a deadline of 0 waits for ever.
     public init(deadline: Int64 = 0, ignoreSystemJobs: Bool = false) {
         self.deadline = deadline
         self.ignoreSystemJobs = ignoreSystemJobs
@@ -130,12 +151,14 @@ public struct DrainSpec: Codable, Sendable, Equatable {
 
 /// A drain in progress: Nomad's `DrainStrategy`.
 public struct DrainStrategy: Codable, Sendable, Equatable {
+    /// What the drain asked.
     public var drainSpec: DrainSpec
     /// Unix nanoseconds when what is left is stopped; 0 for no deadline.
     public var forceDeadline: Int64
     /// Unix nanoseconds.
     public var startedAt: Int64
 
+    /// A drain of `drainSpec` that began at `startedAt` and stops what is left at `forceDeadline` (Unix nanoseconds; 0 for none).
     public init(drainSpec: DrainSpec, forceDeadline: Int64, startedAt: Int64) {
         self.drainSpec = drainSpec
         self.forceDeadline = forceDeadline
@@ -151,14 +174,20 @@ public struct DrainStrategy: Codable, Sendable, Equatable {
 
 /// How a drain ended: Nomad's `DrainMetadata`.
 public struct DrainMetadata: Codable, Sendable, Equatable {
+    /// How a drain ended.
     public enum Status: String, Codable, Sendable {
+        /// `draining`: still going; `complete`: everything moved; `canceled`: stopped by hand.
         case draining, complete, canceled
     }
 
+    /// How it ended.
     public var status: Status
+    /// When it began, in Unix nanoseconds.
     public var startedAt: Int64
+    /// When it last changed, in Unix nanoseconds.
     public var updatedAt: Int64
 
+    /// A drain's end.
     public init(status: Status, startedAt: Int64, updatedAt: Int64) {
         self.status = status
         self.startedAt = startedAt
@@ -174,10 +203,12 @@ public struct DrainMetadata: Codable, Sendable, Equatable {
 
 /// Why and since when a node should be taken away.
 public struct TerminationRequest: Codable, Sendable, Equatable {
+    /// Why: `requested`, `unhealthy`, `idle` or `deallocate`.
     public var reason: String
     /// Unix nanoseconds.
     public var requestedAt: Int64
 
+    /// A request for `reason` at `requestedAt`.
     public init(reason: String, requestedAt: Int64) {
         self.reason = reason
         self.requestedAt = requestedAt
@@ -191,11 +222,14 @@ public struct TerminationRequest: Codable, Sendable, Equatable {
 
 /// A node's last HealthCheck outcome.
 public struct NodeHealth: Codable, Sendable, Equatable {
+    /// Whether no script exited 254.
     public var healthy: Bool
     /// Unix nanoseconds.
     public var checkedAt: Int64
+    /// Every script's outcome.
     public var checks: [NodeHealthReport.Check]
 
+    /// A health outcome checked at `checkedAt` (Unix nanoseconds).
     public init(healthy: Bool, checkedAt: Int64, checks: [NodeHealthReport.Check]) {
         self.healthy = healthy
         self.checkedAt = checkedAt

@@ -1,16 +1,21 @@
 /// What every machine of an array is: what its node will report once its agent runs.
 public struct MachineType: Codable, Sendable, Equatable, Hashable {
+    /// Cores per machine.
     public var cores: Int
     /// CPU the node offers per core, in MHz (Nomad counts CPU in MHz): `cores × cpuPerCore` in all.
     public var cpuPerCore: Int
+    /// Memory per machine, in MB.
     public var memoryMB: Int
+    /// Disk per machine, in MB.
     public var diskMB: Int
+    /// GPUs per machine.
     public var gpus: Int
     /// Attributes its node reports besides the fingerprinted ones, for constraints.
     public var attributes: [String: String]
     /// Its node's class; the array's name when empty.
     public var nodeClass: String
 
+    /// A machine type; absent fields are 0 or empty.
     public init(
         cores: Int, cpuPerCore: Int = 1000, memoryMB: Int, diskMB: Int = 0, gpus: Int = 0, attributes: [String: String] = [:],
         nodeClass: String = ""
@@ -52,9 +57,13 @@ public struct MachineType: Codable, Sendable, Equatable, Hashable {
 /// A node array, as CycleCloud defines one: machines of one type, between limits, made and
 /// taken away by a provider.
 public struct NodeArray: Codable, Sendable, Equatable {
+    /// The array's name: lowercase letters, digits and `-`.
     public var name: String
+    /// What each machine is.
     public var machine: MachineType
+    /// Machines kept however idle.
     public var minCount: Int
+    /// Machines at most.
     public var maxCount: Int
     /// At most this many cores in all; nil for no such cap.
     public var maxCoreCount: Int?
@@ -66,9 +75,12 @@ public struct NodeArray: Codable, Sendable, Equatable {
     public var bootTimeout: Int64
     /// The provider plugin that makes its machines (`cluster.provider.<array>.*`).
     public var provider: String
+    /// The cluster's index when it was made.
     public var createIndex: Int64 = 0
+    /// The cluster's index of its last change.
     public var modifyIndex: Int64 = 0
 
+    /// An array with every field given; the idle times and BootTimeout default to CycleCloud's (1800 s).
     public init(
         name: String, machine: MachineType, minCount: Int = 0, maxCount: Int, maxCoreCount: Int? = nil, idleTimeAfterJobs: Int64 = 1800,
         idleTimeBeforeJobs: Int64 = 1800, bootTimeout: Int64 = 1800, provider: String
@@ -146,6 +158,7 @@ public struct NodeArray: Codable, Sendable, Equatable {
         return errors
     }
 
+    /// Whether `text` may name an array: 1 to 64 lowercase letters, digits and `-`, not starting with `-`.
     public static func isName(_ text: String) -> Bool {
         guard let first = text.unicodeScalars.first, text.unicodeScalars.count <= 64, ("a"..."z").contains(first) || ("A"..."Z").contains(first)
         else { return false }
@@ -188,7 +201,9 @@ public enum MachineState: String, Codable, Sendable, CaseIterable {
 public struct Machine: Codable, Sendable, Equatable {
     /// `<array>-<n>`.
     public var name: String
+    /// The array it belongs to.
     public var array: String
+    /// Where it is in its life: acquiring, preparing, ready, terminating, terminated, failed, off.
     public var state: MachineState
     /// When it entered its state (Unix nanoseconds).
     public var since: Int64
@@ -213,6 +228,7 @@ public struct Machine: Codable, Sendable, Equatable {
     /// Why its node's cluster-init failed, while it has failed.
     public var clusterInitFailure: String?
 
+    /// A machine with every field given.
     public init(
         name: String, array: String, state: MachineState, since: Int64, requestedAt: Int64? = nil, nodeID: String? = nil,
         runningAllocations: Int = 0, lastWorkAt: Int64? = nil, keepaliveUntil: Int64? = nil, termination: TerminationRequest? = nil,
@@ -260,12 +276,16 @@ public struct Machine: Codable, Sendable, Equatable {
 
 /// A target set as `jetpack autoscale` sets one: cores or machines, until it expires.
 public struct ScaleTarget: Codable, Sendable, Equatable {
+    /// The array the target is for.
     public var array: String
+    /// Cores to have, as machines of the array's type (rounded up).
     public var coreCount: Int?
+    /// Machines to have.
     public var count: Int?
     /// Unix nanoseconds.
     public var expiresAt: Int64
 
+    /// A target for `array` until `expiresAt` (Unix nanoseconds).
     public init(array: String, coreCount: Int? = nil, count: Int? = nil, expiresAt: Int64) {
         self.array = array
         self.coreCount = coreCount
@@ -284,12 +304,16 @@ public struct ScaleTarget: Codable, Sendable, Equatable {
 
 /// A provider that refused or did not answer: no new request to it until `until`.
 public struct ProviderBackoff: Codable, Sendable, Equatable {
+    /// The array whose provider it is.
     public var array: String
+    /// Failures in a row; the wait grows with them.
     public var failures: Int
     /// Unix nanoseconds.
     public var until: Int64
+    /// Why, in words.
     public var reason: String
 
+    /// A backoff after `failures` failures, until `until` (Unix nanoseconds).
     public init(array: String, failures: Int, until: Int64, reason: String) {
         self.array = array
         self.failures = failures
@@ -313,11 +337,13 @@ public struct ProviderBackoff: Codable, Sendable, Equatable {
 
 /// Arithmetic on numbers that came from outside: it saturates instead of trapping.
 public enum Saturating {
+    /// `a × b`, or the largest (smallest) Int where that overflows.
     public static func product(_ a: Int, _ b: Int) -> Int {
         let (value, overflow) = a.multipliedReportingOverflow(by: b)
         return overflow ? ((a < 0) != (b < 0) ? Int.min : Int.max) : value
     }
 
+    /// `a + b`, or the largest (smallest) Int64 where that overflows.
     public static func sum(_ a: Int64, _ b: Int64) -> Int64 {
         let (value, overflow) = a.addingReportingOverflow(b)
         return overflow ? (b > 0 ? Int64.max : Int64.min) : value
@@ -332,18 +358,22 @@ public enum Saturating {
 
 /// One array's autoscale decision, for `drover nodearray status`, events and metrics.
 public struct ArrayDecision: Codable, Sendable, Equatable {
+    /// The array decided for.
     public var array: String
     /// How many machines it should have.
     public var target: Int
     /// Machines the pending placements fill, and those placements.
     public var demandMachines: Int
+    /// The pending placements those machines are for.
     public var demandPlacements: Int
     /// Machines a `drover autoscale` target asks for (0 without one).
     public var requested: Int
     /// Machines it has or is getting (terminating ones aside).
     public var active: Int
+    /// Why, in words (`asked for 2 machine(s): 2 pending placement(s) need 2 machine(s)`).
     public var reason: String
 
+    /// A decision with every field given.
     public init(array: String, target: Int, demandMachines: Int, demandPlacements: Int, requested: Int, active: Int, reason: String) {
         self.array = array
         self.target = target
@@ -369,11 +399,16 @@ public struct ArrayDecision: Codable, Sendable, Equatable {
 /// `{"Name": "execute", "TargetCoreCount": 100}` or `{"Name": "execute", "TargetCount": 3}`,
 /// with an optional `Expiration` (a duration such as `"10m"`; 5 minutes by default).
 public struct TargetRequest: Codable, Sendable, Equatable {
+    /// The array (`Name`).
     public var array: String
+    /// Cores to have (`TargetCoreCount`).
     public var coreCount: Int?
+    /// Machines to have (`TargetCount`).
     public var count: Int?
+    /// How long the target holds (`Expiration`, a duration such as `10m`).
     public var expiration: String?
 
+    /// A request for `array`.
     public init(array: String, coreCount: Int? = nil, count: Int? = nil, expiration: String? = nil) {
         self.array = array
         self.coreCount = coreCount
@@ -423,16 +458,22 @@ public struct TargetRequest: Codable, Sendable, Equatable {
 /// An array as `GET /v1/nodearray/:name` and `drover nodearray status` show it: its definition,
 /// its machines, the target in force, the provider's backoff and the last decision.
 public struct NodeArrayStatus: Codable, Sendable, Equatable {
+    /// The array's definition.
     public var array: NodeArray
+    /// Its machines, terminated ones included until forgotten.
     public var machines: [Machine]
     /// State → how many machines are in it.
     public var counts: [String: Int]
+    /// The target in force, if any.
     public var target: ScaleTarget?
+    /// The provider's backoff, if it is backing off.
     public var backoff: ProviderBackoff?
+    /// The last decision made for it.
     public var lastDecision: ArrayDecision?
     /// Unix nanoseconds.
     public var decidedAt: Int64?
 
+    /// A status with every field given.
     public init(
         array: NodeArray, machines: [Machine], target: ScaleTarget? = nil, backoff: ProviderBackoff? = nil, lastDecision: ArrayDecision? = nil,
         decidedAt: Int64? = nil

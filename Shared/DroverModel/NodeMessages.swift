@@ -12,6 +12,7 @@ public struct NodeHeartbeat: DroverMessage, Equatable {
     /// When the agent started, so a restart can be told from a gap.
     public var agentStartedAt: Date
 
+    /// A heartbeat of node `nodeID`: its `sequence`-th since its agent started at `agentStartedAt`.
     public init(nodeID: String, sequence: UInt64, agentStartedAt: Date) {
         self.nodeID = nodeID
         self.sequence = sequence
@@ -30,19 +31,28 @@ public struct NodeLogMessage: DroverMessage, Equatable {
     public static let messageType = "node.log"
     public static let schemaVersion = 1
 
+    /// How serious a log message is.
     public enum Level: String, Codable, Sendable, CaseIterable {
+        /// `info`: for the record; `warn`: something to look at; `error`: something failed.
         case info, warn, error
     }
 
+    /// Who should look at a log message, and how soon; events list medium and high by default.
     public enum Priority: String, Codable, Sendable, CaseIterable {
+        /// `low`: detail; `medium`: worth reading; `high`: needs someone now.
         case low, medium, high
     }
 
+    /// The node that sent it.
     public var nodeID: String
+    /// The text, as given to `drover log`.
     public var message: String
+    /// How serious it is; also the third word of the routing key.
     public var level: Level
+    /// Who should look at it; also the fourth word of the routing key.
     public var priority: Priority
 
+    /// A log message of node `nodeID`.
     public init(nodeID: String, message: String, level: Level, priority: Priority) {
         self.nodeID = nodeID
         self.message = message
@@ -71,8 +81,10 @@ public struct NodeRegistration: DroverMessage, Equatable {
     public static let messageType = "node.register"
     public static let schemaVersion = 1
 
+    /// The node as its agent found it: resources, attributes, drivers, meta.
     public var node: Node
 
+    /// The registration of `node`.
     public init(node: Node) { self.node = node }
 
     enum CodingKeys: String, CodingKey {
@@ -85,15 +97,21 @@ public struct AllocationStatusReport: DroverMessage, Equatable {
     public static let messageType = "node.alloc-status"
     public static let schemaVersion = 1
 
+    /// The node that runs the allocation.
     public var nodeID: String
+    /// The allocation reported on.
     public var allocID: String
+    /// Where the allocation is: pending, running, complete, failed, lost.
     public var clientStatus: Allocation.ClientStatus
+    /// The status in words, e.g. `Tasks are running`.
     public var clientDescription: String
+    /// Each task's state, by task name.
     public var taskStates: [String: TaskState]
     /// Counts the reports about this allocation; a report older than one already recorded
     /// (reports may be handled out of order) is ignored.
     public var sequence: Int64
 
+    /// A report of allocation `allocID` on node `nodeID`.
     public init(
         nodeID: String, allocID: String, clientStatus: Allocation.ClientStatus, clientDescription: String, taskStates: [String: TaskState],
         sequence: Int64 = 0
@@ -130,19 +148,26 @@ public struct TaskOutputChunk: DroverMessage, Equatable {
     public static let messageType = "node.output"
     public static let schemaVersion = 1
 
+    /// Which of a task's outputs a chunk belongs to.
     public enum Stream: String, Codable, Sendable, CaseIterable {
+        /// Standard output or standard error.
         case stdout, stderr
     }
 
+    /// The node the task runs on; a chunk for another node's allocation is refused.
     public var nodeID: String
+    /// The allocation the task belongs to.
     public var allocID: String
+    /// The task's name within its group.
     public var task: String
+    /// Standard output or standard error.
     public var stream: Stream
     /// Where `data` starts in the stream.
     public var offset: Int64
     /// The bytes (base64 in JSON).
     public var data: Data
 
+    /// A chunk of `stream` of `task`, starting at byte `offset`.
     public init(nodeID: String, allocID: String, task: String, stream: Stream, offset: Int64, data: Data) {
         self.nodeID = nodeID
         self.allocID = allocID
@@ -196,12 +221,16 @@ public struct NodeHealthReport: DroverMessage, Equatable {
     public static let messageType = "node.health"
     public static let schemaVersion = 1
 
+    /// The outcome of one HealthCheck script.
     public struct Check: Codable, Sendable, Equatable {
+        /// The script's path.
         public var script: String
+        /// Its exit code: 0 healthy, 254 unhealthy, anything else an error of the script.
         public var exitCode: Int32
         /// The end of what it printed.
         public var output: String
 
+        /// The outcome of `script`.
         public init(script: String, exitCode: Int32, output: String) {
             self.script = script
             self.exitCode = exitCode
@@ -215,10 +244,14 @@ public struct NodeHealthReport: DroverMessage, Equatable {
         }
     }
 
+    /// The node checked.
     public var nodeID: String
+    /// Whether no script exited 254.
     public var healthy: Bool
+    /// Every script's outcome.
     public var checks: [Check]
 
+    /// A health report of node `nodeID`.
     public init(nodeID: String, healthy: Bool, checks: [Check]) {
         self.nodeID = nodeID
         self.healthy = healthy
@@ -247,9 +280,12 @@ public struct NodeKeepalive: DroverMessage, Equatable {
     public static let messageType = "node.keepalive"
     public static let schemaVersion = 1
 
+    /// The node to keep.
     public var nodeID: String
+    /// Until when; `nil` for ever (until a later keepalive says otherwise).
     public var until: Date?
 
+    /// Keeps node `nodeID` until `until`.
     public init(nodeID: String, until: Date?) {
         self.nodeID = nodeID
         self.until = until
@@ -272,13 +308,18 @@ public struct NodeShutdownRequest: DroverMessage, Equatable {
     public static let messageType = "node.shutdown"
     public static let schemaVersion = 1
 
+    /// Why the node asks to go.
     public enum Reason: String, Codable, Sendable, CaseIterable {
+        /// `requested`: `drover shutdown`; `unhealthy`: its own checks failed; `idle`: it has nothing to do; `deallocate`: to be stopped, not deleted, where the provider can.
         case requested, unhealthy, idle, deallocate
     }
 
+    /// The node that asks.
     public var nodeID: String
+    /// Why it asks.
     public var reason: Reason
 
+    /// Node `nodeID` asks to be taken away for `reason`.
     public init(nodeID: String, reason: Reason) {
         self.nodeID = nodeID
         self.reason = reason

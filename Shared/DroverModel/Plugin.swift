@@ -5,6 +5,7 @@ public struct PluginSpec: Codable, Sendable, Equatable {
     /// Binding keys on `drover.events`, such as `event.job.#` or `event.allocation.failed.*`.
     public var bindings: [String]
 
+    /// A plugin bound with `bindings`.
     public init(bindings: [String]) { self.bindings = bindings }
 
     enum CodingKeys: String, CodingKey { case bindings = "Bindings" }
@@ -24,6 +25,7 @@ public struct PluginSpec: Codable, Sendable, Equatable {
         return errors
     }
 
+    /// Whether `name` may name a plugin: 1 to 64 lowercase letters, digits and `-`, not starting with `-`.
     public static func isName(_ name: String) -> Bool {
         let bytes = Array(name.utf8)
         guard (1...64).contains(bytes.count), let first = bytes.first, first != UInt8(ascii: "-") else { return false }
@@ -47,13 +49,18 @@ public struct PluginSpec: Codable, Sendable, Equatable {
 /// A plugin as Drover made it: its broker user, the URL to connect with (with the password, shown
 /// once, when it is made), its queue and the keys it is bound with.
 public struct PluginAccess: Codable, Sendable, Equatable {
+    /// The plugin's name.
     public var name: String
+    /// Its broker user, `drover-plugin-<name>`.
     public var user: String
     /// `amqp://drover-plugin-<name>:<password>@host:port/vhost`; without the password in a list.
     public var url: String
+    /// Its queue, `plugin.<name>`, already bound when this is returned.
     public var queue: String
+    /// The keys its queue is bound to `drover.events` with.
     public var bindings: [String]
 
+    /// A plugin's access, as `drover plugin create` prints it.
     public init(name: String, user: String, url: String, queue: String, bindings: [String]) {
         self.name = name
         self.user = user

@@ -12,6 +12,7 @@ public struct ProjectFile: Codable, Sendable, Equatable {
     /// Base64 in JSON.
     public var content: Data
 
+    /// A file at `path` with `mode` and `content`.
     public init(path: String, mode: Int = 0o644, content: Data) {
         self.path = path
         self.mode = mode
@@ -31,15 +32,20 @@ public struct ProjectFile: Codable, Sendable, Equatable {
         content = try container.decode(Data.self, forKey: .content)
     }
 
+    /// Whether anyone may execute it.
     public var isExecutable: Bool { mode & 0o111 != 0 }
 }
 
 /// What `drover project upload` sends: every file of one version of a project.
 public struct ProjectUpload: Codable, Sendable, Equatable {
+    /// The project's name.
     public var name: String
+    /// The version uploaded.
     public var version: String
+    /// Its files.
     public var files: [ProjectFile]
 
+    /// A project version of `files`.
     public init(name: String, version: String, files: [ProjectFile]) {
         self.name = name
         self.version = version
@@ -84,15 +90,22 @@ public struct ProjectUpload: Codable, Sendable, Equatable {
 
 /// One version of a project as the control plane keeps it.
 public struct Project: Codable, Sendable, Equatable {
+    /// The project's name.
     public var name: String
+    /// The version.
     public var version: String
+    /// Its specs (`specs/<spec>/cluster-init`).
     public var specs: [String]
+    /// How many files it has.
     public var files: Int
+    /// How many bytes they hold.
     public var bytes: Int64
     /// Unix nanoseconds.
     public var uploadedAt: Int64
+    /// The cluster's index of its upload.
     public var modifyIndex: Int64
 
+    /// A project version with every field given.
     public init(name: String, version: String, specs: [String], files: Int, bytes: Int64, uploadedAt: Int64, modifyIndex: Int64) {
         self.name = name
         self.version = version
@@ -113,7 +126,9 @@ public struct Project: Codable, Sendable, Equatable {
         case modifyIndex = "ModifyIndex"
     }
 
+    /// The most files a project version may have.
     public static let maximumFiles = 10_000
+    /// The most bytes a project version may hold (64 MB).
     public static let maximumBytes = 64 << 20
     static let wordRule = "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
@@ -184,15 +199,22 @@ public struct Project: Codable, Sendable, Equatable {
 /// A project's spec given to a node array or to one node: `PROJECT[:SPEC[:VERSION]]`, as
 /// CycleCloud's `[[[cluster-init project:spec:version]]]`. No version means the newest upload.
 public struct ProjectAssignment: Codable, Sendable, Equatable {
+    /// The assignment's id.
     public var id: String
+    /// The project.
     public var project: String
+    /// The spec of it.
     public var spec: String
     /// Empty: the newest version uploaded when the node converges.
     public var version: String
+    /// The node array whose nodes run it; or
     public var nodeArray: String?
+    /// the one node that runs it.
     public var nodeID: String?
+    /// The cluster's index when it was made.
     public var createIndex: Int64
 
+    /// An assignment with every field given.
     public init(
         id: String = "", project: String, spec: String = "default", version: String = "", nodeArray: String? = nil, nodeID: String? = nil,
         createIndex: Int64 = 0
@@ -227,6 +249,7 @@ public struct ProjectAssignment: Codable, Sendable, Equatable {
         createIndex = try container.decodeIfPresent(Int64.self, forKey: .createIndex) ?? 0
     }
 
+    /// The fields that are wrong, each with why; empty when it is valid.
     public func validate() -> [FieldError] {
         var errors: [FieldError] = []
         if !Project.isWord(project) { errors.append(FieldError("Project", Project.wordRule)) }
@@ -245,13 +268,17 @@ public struct ProjectAssignment: Codable, Sendable, Equatable {
 /// One spec of a project as a node receives it, with the files it runs and tests (blobs are
 /// fetched one by one, when asked for).
 public struct ClusterInitSpec: Codable, Sendable, Equatable {
+    /// The project.
     public var project: String
+    /// The version given.
     public var version: String
+    /// The spec.
     public var spec: String
     /// The spec's files, with paths relative to its `cluster-init/` directory
     /// (`scripts/10-setup.sh`, `files/app.conf`, `tests/check.sh`).
     public var files: [ProjectFile]
 
+    /// A spec of a project version with its `files`.
     public init(project: String, version: String, spec: String, files: [ProjectFile]) {
         self.project = project
         self.version = version
@@ -298,10 +325,12 @@ public struct ScriptResult: Codable, Sendable, Equatable {
     public var script: String
     /// Nil when it could not start or ran out of time.
     public var exitCode: Int32?
+    /// How long it ran.
     public var milliseconds: Int64
     /// The end of what it printed.
     public var output: String
 
+    /// What `script` of `spec` did.
     public init(spec: String, script: String, exitCode: Int32?, milliseconds: Int64, output: String) {
         self.spec = spec
         self.script = script
@@ -318,11 +347,13 @@ public struct ScriptResult: Codable, Sendable, Equatable {
         case output = "Output"
     }
 
+    /// Whether it exited 0.
     public var succeeded: Bool { exitCode == 0 }
 }
 
 /// Where a node's configuration stands, as its agent reports it with its registration.
 public struct ClusterInitState: Codable, Sendable, Equatable {
+    /// Where a node's configuration stands.
     public enum Status: String, Codable, Sendable {
         /// Every assigned script succeeded (or none is assigned).
         case ready
@@ -330,14 +361,18 @@ public struct ClusterInitState: Codable, Sendable, Equatable {
         case failed
     }
 
+    /// Where it stands.
     public var status: Status
+    /// Why, in words.
     public var detail: String
     /// When the converge ended (Unix nanoseconds).
     public var at: Int64
     /// The specs it ran, `project:spec:version`.
     public var specs: [String]
+    /// What each script did.
     public var results: [ScriptResult]
 
+    /// A state with every field given.
     public init(status: Status, detail: String, at: Int64, specs: [String], results: [ScriptResult]) {
         self.status = status
         self.detail = detail
@@ -358,10 +393,12 @@ public struct ClusterInitState: Codable, Sendable, Equatable {
 /// What a node is given to converge: its assigned specs, in the order they were assigned, and
 /// the assignments that name a project, version or spec that was never uploaded.
 public struct NodeClusterInit: Codable, Sendable, Equatable {
+    /// The specs to run, in the order they were assigned.
     public var specs: [ClusterInitSpec]
     /// `project:spec:version` (version empty: no version of the project at all).
     public var missing: [String]
 
+    /// What a node is given: `specs`, and the assignments that could not be found.
     public init(specs: [ClusterInitSpec], missing: [String]) {
         self.specs = specs
         self.missing = missing

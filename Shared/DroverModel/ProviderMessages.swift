@@ -9,11 +9,16 @@ public struct ProviderCreateRequest: DroverMessage, Equatable {
     public static let messageType = "cluster.provider.create"
     public static let schemaVersion = 1
 
+    /// One machine the provider is asked to make.
     public struct MachineToMake: Codable, Sendable, Equatable {
+        /// The machine's name, `<array>-<n>`; the provider's replies name it.
         public var name: String
+        /// The id its node agent must join with (`--node-id`).
         public var nodeID: String
+        /// A one-time enrollment token for that node id, valid until the array's BootTimeout; give it to the agent in its environment (`DROVER_ENROLL_TOKEN`).
         public var enrollToken: String
 
+        /// A machine to make.
         public init(name: String, nodeID: String, enrollToken: String) {
             self.name = name
             self.nodeID = nodeID
@@ -27,14 +32,20 @@ public struct ProviderCreateRequest: DroverMessage, Equatable {
         }
     }
 
+    /// The request's id; a reply may carry it.
     public var requestID: String
+    /// The node array the machines are for.
     public var array: String
+    /// The provider asked; a provider acts only on requests with its own name.
     public var provider: String
+    /// What each machine must offer: cores, memory, disk, GPUs, node class.
     public var machineType: MachineType
+    /// The machines to make.
     public var machines: [MachineToMake]
     /// The gateway's address agents join through (`node-agent --address`).
     public var gateway: String
 
+    /// A request to `provider` for `machines` of `array`.
     public init(requestID: String, array: String, provider: String, machineType: MachineType, machines: [MachineToMake], gateway: String) {
         self.requestID = requestID
         self.array = array
@@ -60,10 +71,14 @@ public struct ProviderTerminateRequest: DroverMessage, Equatable {
     public static let messageType = "cluster.provider.terminate"
     public static let schemaVersion = 1
 
+    /// One machine the provider is asked to take away.
     public struct MachineToTerminate: Codable, Sendable, Equatable {
+        /// The machine's name.
         public var name: String
+        /// Its node's id, once it had one.
         public var nodeID: String?
 
+        /// A machine to take away.
         public init(name: String, nodeID: String?) {
             self.name = name
             self.nodeID = nodeID
@@ -75,12 +90,18 @@ public struct ProviderTerminateRequest: DroverMessage, Equatable {
         }
     }
 
+    /// The request's id; a reply may carry it.
     public var requestID: String
+    /// The node array the machines belong to.
     public var array: String
+    /// The provider asked.
     public var provider: String
+    /// The machines to take away.
     public var machines: [MachineToTerminate]
+    /// Whether to stop (deallocate) the machines rather than delete them, where the provider can.
     public var deallocate: Bool
 
+    /// A request to `provider` to take `machines` of `array` away.
     public init(requestID: String, array: String, provider: String, machines: [MachineToTerminate], deallocate: Bool) {
         self.requestID = requestID
         self.array = array
@@ -105,16 +126,24 @@ public struct ProviderReply: DroverMessage, Equatable {
     public static let messageType = "provider.reply"
     public static let schemaVersion = 1
 
+    /// What happened to the machines named.
     public enum Status: String, Codable, Sendable {
+        /// `created`: they exist and their agents will join; `failed`: they could not be made (see the reason); `terminated`: they are gone.
         case created, failed, terminated
     }
 
+    /// The id of the request answered.
     public var requestID: String
+    /// The node array the machines belong to.
     public var array: String
+    /// What happened to them.
     public var status: Status
+    /// The machines' names.
     public var machines: [String]
+    /// Why, for `failed`: shown to operators in the array's status and events.
     public var reason: String?
 
+    /// A reply about `machines` of `array`.
     public init(requestID: String, array: String, status: Status, machines: [String], reason: String? = nil) {
         self.requestID = requestID
         self.array = array

@@ -2,10 +2,13 @@ public import Foundation
 
 /// A time-based or dependent job, with Chronos's fields and names (`name`, `command`,
 /// `schedule`, `parents`, …), so that Chronos clients read and write it unchanged. Each run is a
-/// batch job of its own (``runJob(due:)``).
+/// batch job of its own (``runJob(due:extraArguments:)``).
 public struct ScheduledJob: Codable, Sendable, Equatable {
+    /// The job's name, unique; Chronos's key.
     public var name: String
+    /// The command each run runs.
     public var command: String
+    /// Its arguments, when it is not run with a shell.
     public var arguments: [String]
     /// Run `command` with `/bin/sh -c` (Chronos's default), or as an executable with `arguments`.
     public var shell: Bool
@@ -24,15 +27,21 @@ public struct ScheduledJob: Codable, Sendable, Equatable {
     public var prohibitOverlap: Bool
     /// Times a failed run is tried again.
     public var retries: Int
+    /// The owner, by Chronos's custom an e-mail address; failed runs name it.
     public var owner: String
+    /// The owner's name.
     public var ownerName: String
+    /// What the job is for, in words.
     public var description: String
+    /// Whether runs are held back.
     public var disabled: Bool
+    /// Cores each run needs.
     public var cpus: Double
     /// MB.
     public var mem: Double
     /// MB.
     public var disk: Double
+    /// The environment of each run.
     public var environmentVariables: [EnvironmentVariable]
     /// Chronos constraints: `[attribute, "EQUALS" | "LIKE" | "UNLIKE", value]`.
     public var constraints: [[String]]
@@ -40,23 +49,32 @@ public struct ScheduledJob: Codable, Sendable, Equatable {
     public var template: Job?
 
     // Kept by the control plane.
+    /// Runs that succeeded.
     public var successCount: Int
+    /// Runs that failed (after their retries).
     public var errorCount: Int
     /// ISO 8601, empty when never.
     public var lastSuccess: String
+    /// ISO 8601 time of the last failure, empty when never.
     public var lastError: String
+    /// Runs failed in a row since the last success.
     public var errorsSinceLastSuccess: Int
 
+    /// One environment variable of a run, as Chronos writes it.
     public struct EnvironmentVariable: Codable, Sendable, Equatable {
+        /// The variable's name.
         public var name: String
+        /// Its value.
         public var value: String
 
+        /// The variable `name` set to `value`.
         public init(name: String, value: String) {
             self.name = name
             self.value = value
         }
     }
 
+    /// A job with every field given; counts and times start empty.
     public init(
         name: String, command: String, schedule: String = "", parents: [String] = [], scheduleTimeZone: String = "", arguments: [String] = [],
         shell: Bool = true
@@ -144,9 +162,11 @@ public struct ScheduledJob: Codable, Sendable, Equatable {
         "\(name)-periodic-\(Int64((due.timeIntervalSince1970 * 1000).rounded(.down)))"
     }
 
-    /// Run `due` as a batch job: one task running the command with the job's resources,
+    /// A run as a batch job: one task running the command with the job's resources,
     /// environment and constraints, restarted `retries` times on failure.
-    /// - Parameter extraArguments: appended to this run's command (Chronos's `?arguments=`).
+    /// - Parameters:
+    ///   - due: when the run was due; it names the run (``runJobID(name:due:)``).
+    ///   - extraArguments: appended to this run's command (Chronos's `?arguments=`).
     public func runJob(due: Date, extraArguments: [String] = []) -> Job {
         if var child = template {
             child.id = Self.runJobID(name: name, due: due)

@@ -15,17 +15,22 @@ public struct StreamEvent: DroverMessage, Equatable {
     public static let messageType = "event"
     public static let schemaVersion = 1
 
+    /// The topic: `Job`, `Allocation`, `Evaluation`, `Node`, `NodeDrain`, `Schedule` or `NodeArray`.
     public var topic: String
+    /// What happened, e.g. `JobRegistered`, `AllocationUpdated`.
     public var type: String
     /// The object's id (a job's, an allocation's, a node's, a scheduled job's name, …).
     public var key: String
+    /// The namespace of a job's, allocation's or evaluation's event; empty for other topics.
     public var namespace: String
     /// Other ids the event is found by: an allocation's job and node, an evaluation's job.
     public var filterKeys: [String]
     /// The cluster's index when the change was made.
     public var index: Int64
+    /// The object changed, under its topic's name: `{"Allocation": {…}}`.
     public var payload: JSONValue
 
+    /// An event with every field given.
     public init(topic: String, type: String, key: String, namespace: String, filterKeys: [String], index: Int64, payload: JSONValue) {
         self.topic = topic
         self.type = type
@@ -53,9 +58,12 @@ public struct StreamEvent: DroverMessage, Equatable {
 
 /// A frame of `GET /v1/event/stream`: the events of one index, or none (a heartbeat, `{}`).
 public struct EventStreamFrame: Codable, Sendable, Equatable {
+    /// The index the frame's events were made at; absent in a heartbeat.
     public var index: Int64?
+    /// The events of that index; absent in a heartbeat.
     public var events: [StreamEvent]?
 
+    /// A frame; with neither field, a heartbeat.
     public init(index: Int64? = nil, events: [StreamEvent]? = nil) {
         self.index = index
         self.events = events
@@ -68,12 +76,19 @@ public struct EventStreamFrame: Codable, Sendable, Equatable {
 
 /// Any JSON value, kept exactly: integers stay 64-bit (nanosecond times do not fit a Double).
 public enum JSONValue: Codable, Sendable, Equatable {
+    /// JSON `null`.
     case null
+    /// `true` or `false`.
     case bool(Bool)
+    /// A number without a fraction that fits 64 bits.
     case integer(Int64)
+    /// Any other number.
     case number(Double)
+    /// A string.
     case string(String)
+    /// An array.
     case array([JSONValue])
+    /// An object.
     case object([String: JSONValue])
 
     public init(from decoder: any Decoder) throws {

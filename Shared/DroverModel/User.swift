@@ -1,14 +1,21 @@
 /// A user the cluster manages on its nodes (CycleCloud's cluster users), set over the API.
 public struct ClusterUser: Codable, Sendable, Equatable {
+    /// The user's name on the nodes.
     public var name: String
+    /// Its uid; the node picks one when absent.
     public var uid: Int?
+    /// Its supplementary groups.
     public var groups: [String]
+    /// Its login shell; the node's default when absent.
     public var shell: String?
+    /// SSH public keys it may log in with.
     public var sshKeys: [String]
+    /// Whether it may use sudo.
     public var sudo: Bool
     /// The node classes it is for; every node when empty.
     public var nodeClasses: [String]
 
+    /// A user with every field given.
     public init(
         name: String, uid: Int? = nil, groups: [String] = [], shell: String? = nil, sshKeys: [String] = [], sudo: Bool = false,
         nodeClasses: [String] = []
@@ -75,9 +82,12 @@ public struct ClusterUsers: DroverMessage, Equatable {
     public static let messageType = "cluster.users"
     public static let schemaVersion = 1
 
+    /// Every user the cluster manages.
     public var users: [ClusterUser]
+    /// The cluster's index of the last change of them.
     public var index: Int64
 
+    /// The users as of `index`.
     public init(users: [ClusterUser], index: Int64) {
         self.users = users
         self.index = index

@@ -2,9 +2,12 @@ public import Foundation
 
 /// One reason an input was refused: the field, as a path such as `Job.TaskGroups[0].Count`, and why.
 public struct FieldError: Codable, Sendable, Equatable, CustomStringConvertible {
+    /// The field, as a path such as `Job.TaskGroups[0].Count`.
     public var field: String
+    /// Why it was refused.
     public var reason: String
 
+    /// `field` was refused for `reason`.
     public init(_ field: String, _ reason: String) {
         self.field = field
         self.reason = reason
@@ -55,7 +58,9 @@ public struct FieldError: Codable, Sendable, Equatable, CustomStringConvertible 
 
 /// Refused input: every field that is wrong, each with its reason.
 public struct ValidationFailure: Error, Sendable, CustomStringConvertible {
+    /// Every field that is wrong.
     public var errors: [FieldError]
+    /// A refusal for `errors`.
     public init(_ errors: [FieldError]) { self.errors = errors }
     public var description: String { errors.map(\.description).joined(separator: "; ") }
 }
@@ -63,7 +68,9 @@ public struct ValidationFailure: Error, Sendable, CustomStringConvertible {
 /// The most a job may hold, so that no sum overflows, every value fits its column and no job
 /// costs the control plane more than a bounded amount of work. The OpenAPI document lists them.
 public enum JobLimits {
+    /// Task groups a job may have.
     public static let taskGroups = 100
+    /// Tasks a group may have.
     public static let tasksPerGroup = 100
     /// A group's `Count`.
     public static let count = 10_000
@@ -348,13 +355,18 @@ extension Job {
 /// must hold. Versions compare numerically part by part (`1.10 > 1.9`); a pre-release or build
 /// suffix after `-` or `+` is ignored.
 public struct VersionRequirement: Sendable, Equatable {
+    /// One comparison: `=`, `!=`, `<`, `<=`, `>`, `>=` or `~>` with a version.
     public struct Clause: Sendable, Equatable {
+        /// The comparison.
         public var comparison: String
+        /// The version's numeric parts.
         public var version: [Int]
     }
 
+    /// Every comparison; all must hold.
     public var clauses: [Clause]
 
+    /// The requirement `text`, or nil when it is not one.
     public init?(_ text: String) {
         var clauses: [Clause] = []
         for part in text.split(separator: ",") {
@@ -385,6 +397,7 @@ public struct VersionRequirement: Sendable, Equatable {
         return 0
     }
 
+    /// Whether `version` meets every clause.
     public func isSatisfied(by version: [Int]) -> Bool {
         clauses.allSatisfy { clause in
             let order = Self.compare(version, clause.version)
@@ -408,9 +421,12 @@ public struct VersionRequirement: Sendable, Equatable {
 /// The body of every error answer over HTTP (the gateway's and the agent's): what went wrong
 /// and, for invalid input, each field and why.
 public struct APIError: Codable, Sendable, Equatable {
+    /// What went wrong, in words.
     public var error: String
+    /// For invalid input, each field and why.
     public var fields: [FieldError]?
 
+    /// An error answer.
     public init(error: String, fields: [FieldError]? = nil) {
         self.error = error
         self.fields = fields
