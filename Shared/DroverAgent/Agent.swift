@@ -70,8 +70,11 @@ public struct AgentOptions: ParsableArguments, Sendable {
     @Option(help: "Disk to offer in MB, instead of what is free in the data dir.")
     var diskMB: Int?
 
-    @Option(help: "A one-time enrollment token to join the cluster with, on the first start (env DROVER_ENROLL_TOKEN).")
-    var enrollToken: String? = ProcessInfo.processInfo.environment["DROVER_ENROLL_TOKEN"]
+    @Option(
+        help:
+            "A one-time enrollment token to join the cluster with, on the first start (env DROVER_ENROLL_TOKEN, or a file named by DROVER_ENROLL_TOKEN_FILE)."
+    )
+    var enrollToken: String? = SecretSetting.value("DROVER_ENROLL_TOKEN")
 
     @Option(name: .customLong("address"), help: "The API gateway the node joins through (env DROVER_ADDR).")
     var address: String = ProcessInfo.processInfo.environment["DROVER_ADDR"] ?? "http://127.0.0.1:4646"
@@ -87,6 +90,7 @@ public struct AgentOptions: ParsableArguments, Sendable {
     var execUsers: String = ProcessInfo.processInfo.environment["DROVER_EXEC_USERS"] ?? ""
 
     public func validate() throws {
+        if let problem = SecretSetting.problem("DROVER_ENROLL_TOKEN") { throw ValidationError(problem) }
         if let nodeID = configuredNodeID, !RoutingKey.isValidWord(nodeID) {
             throw ValidationError("--node-id: '\(nodeID)' must be one routing-key word: no dots, '*', '#' or spaces")
         }

@@ -132,10 +132,17 @@ public struct AutoscaleOptions: ParsableArguments, Sendable {
 
 /// RabbitMQ's management API, where nodes' broker users are made and removed.
 public struct BrokerManagementOptions: ParsableArguments, Sendable {
-    @Option(help: "RabbitMQ's management API, with a user that may manage users, for nodes' broker users (env DROVER_AMQP_MANAGEMENT_URL).")
-    public var amqpManagementURL: String = ProcessInfo.processInfo.environment["DROVER_AMQP_MANAGEMENT_URL"] ?? "http://guest:guest@127.0.0.1:15680"
+    @Option(
+        help:
+            "RabbitMQ's management API, with a user that may manage users, for nodes' broker users (env DROVER_AMQP_MANAGEMENT_URL, or a file named by DROVER_AMQP_MANAGEMENT_URL_FILE)."
+    )
+    public var amqpManagementURL: String = SecretSetting.value("DROVER_AMQP_MANAGEMENT_URL") ?? "http://guest:guest@127.0.0.1:15680"
 
     public init() {}
+
+    public func validate() throws {
+        if let problem = SecretSetting.problem("DROVER_AMQP_MANAGEMENT_URL") { throw ValidationError(problem) }
+    }
 
     /// The node users of the cluster the bus settings `bus` name.
     public func brokerUsers(for bus: BusOptions) throws -> BrokerUsers {

@@ -83,7 +83,8 @@ public final class PluginQueue: Sendable {
 public struct PluginEvent: Sendable {
     /// The event: topic, type, key, index and the object as the HTTP API shows it.
     public let event: StreamEvent
-    /// The message's id (`event-<place>`): the same event delivered twice has the same id.
+    /// The message's id, `event-<n>` with `n` the event's number in the log: the same event delivered
+    /// twice has the same id.
     public let id: String
     /// When the change was published.
     public let time: Date

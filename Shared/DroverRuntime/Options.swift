@@ -8,11 +8,45 @@ private func environment(_ name: String) -> String? {
     ProcessInfo.processInfo.environment[name].flatMap { $0.isEmpty ? nil : $0 }
 }
 
+/// A setting that holds a secret (a URL with a password, a token) comes from the environment
+/// as `NAME`, or from the file `NAME_FILE` names: a mounted Kubernetes or compose secret, or a
+/// systemd credential, so that the secret is in no process's environment or command line.
+public enum SecretSetting {
+    /// `NAME`, else the contents of the file `NAME_FILE` (without its trailing line break); nil
+    /// when neither is set, or the file cannot be read (``problem(_:in:)`` says so).
+    /// - Parameter environment: the environment to read; the process's when nil.
+    public static func value(_ name: String, in environment: [String: String]? = nil) -> String? {
+        let environment = environment ?? ProcessInfo.processInfo.environment
+        if let value = environment[name], !value.isEmpty { return value }
+        guard let path = environment[name + "_FILE"], !path.isEmpty, let data = FileManager.default.contents(atPath: path) else { return nil }
+        var text = String(decoding: data, as: UTF8.self)
+        while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
+        return text.isEmpty ? nil : text
+    }
+
+    /// Why `NAME_FILE` cannot be used: both it and `NAME` are set, or the file cannot be read or
+    /// is empty. Nil when all is well.
+    /// - Parameter environment: the environment to read; the process's when nil.
+    public static func problem(_ name: String, in environment: [String: String]? = nil) -> String? {
+        let environment = environment ?? ProcessInfo.processInfo.environment
+        guard let path = environment[name + "_FILE"], !path.isEmpty else { return nil }
+        if let value = environment[name], !value.isEmpty { return "\(name) and \(name)_FILE are both set; set one" }
+        guard let data = FileManager.default.contents(atPath: path) else { return "\(name)_FILE: '\(path)' cannot be read" }
+        guard !String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            return "\(name)_FILE: '\(path)' is empty"
+        }
+        return nil
+    }
+}
+
 /// How a service reaches RabbitMQ.
 public struct BusOptions: ParsableArguments, Sendable {
     @Option(
-        name: .customLong("amqp-url"), help: "RabbitMQ URL, amqp://USER:PASSWORD@HOST:PORT[/VHOST], or amqps://… for TLS (env DROVER_AMQP_URL).")
-    public var amqpURL: String = environment("DROVER_AMQP_URL") ?? "amqp://guest:guest@127.0.0.1:5680"
+        name: .customLong("amqp-url"),
+        help:
+            "RabbitMQ URL, amqp://USER:PASSWORD@HOST:PORT[/VHOST], or amqps://… for TLS (env DROVER_AMQP_URL, or a file named by DROVER_AMQP_URL_FILE)."
+    )
+    public var amqpURL: String = SecretSetting.value("DROVER_AMQP_URL") ?? "amqp://guest:guest@127.0.0.1:5680"
 
     @Option(
         name: .customLong("amqp-ca-cert"),
@@ -30,6 +64,7 @@ public struct BusOptions: ParsableArguments, Sendable {
     public init() {}
 
     public func validate() throws {
+        if let problem = SecretSetting.problem("DROVER_AMQP_URL") { throw ValidationError(problem) }
         do { _ = try AMQPEndpoint(url: amqpURL) } catch { throw ValidationError("--amqp-url: \(error)") }
         guard !exchange.isEmpty else { throw ValidationError("--exchange: must not be empty") }
     }
@@ -48,10 +83,16 @@ public struct BusOptions: ParsableArguments, Sendable {
 public struct DatabaseOptions: ParsableArguments, Sendable {
     @Option(
         name: .customLong("postgres-url"),
-        help: "PostgreSQL URL, postgres://USER:PASSWORD@HOST:PORT/DATABASE[?sslmode=…] (env DROVER_POSTGRES_URL).")
-    public var postgresURL: String = environment("DROVER_POSTGRES_URL") ?? "postgres://drover:drover@127.0.0.1:5440/drover"
+        help:
+            "PostgreSQL URL, postgres://USER:PASSWORD@HOST:PORT/DATABASE[?sslmode=…] (env DROVER_POSTGRES_URL, or a file named by DROVER_POSTGRES_URL_FILE)."
+    )
+    public var postgresURL: String = SecretSetting.value("DROVER_POSTGRES_URL") ?? "postgres://drover:drover@127.0.0.1:5440/drover"
 
     public init() {}
+
+    public func validate() throws {
+        if let problem = SecretSetting.problem("DROVER_POSTGRES_URL") { throw ValidationError(problem) }
+    }
 }
 
 /// Where the service's HTTP port listens, and how it logs.

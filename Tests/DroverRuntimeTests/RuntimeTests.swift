@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Logging
@@ -175,6 +176,31 @@ final class RecordedLogs: LogHandler, @unchecked Sendable {
     func badServerOptionsSayWhatIsWrong(_ example: (arguments: [String], message: String)) {
         let error = #expect(throws: (any Error).self) { try ServerOptions.parse(example.arguments) }
         #expect(error.map { ServerOptions.message(for: $0) }?.contains(example.message) == true, "\(String(describing: error))")
+    }
+
+    /// A secret comes from `NAME`, or from the file `NAME_FILE` names (as a mounted secret),
+    /// without its line break; a file that cannot be used, or both set, is refused with a reason.
+    @Test func aSecretSettingComesFromItsVariableOrFromAFile() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("secret-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("amqp-url")
+        try "amqp://u:p@broker:5672/prod\n".write(to: file, atomically: true, encoding: .utf8)
+        let empty = directory.appendingPathComponent("empty")
+        try "\n".write(to: empty, atomically: true, encoding: .utf8)
+
+        #expect(SecretSetting.value("DROVER_AMQP_URL", in: ["DROVER_AMQP_URL": "amqp://a"]) == "amqp://a")
+        #expect(SecretSetting.value("DROVER_AMQP_URL", in: ["DROVER_AMQP_URL_FILE": file.path]) == "amqp://u:p@broker:5672/prod")
+        #expect(SecretSetting.value("DROVER_AMQP_URL", in: [:]) == nil)
+        #expect(SecretSetting.problem("DROVER_AMQP_URL", in: ["DROVER_AMQP_URL_FILE": file.path]) == nil)
+        #expect(
+            SecretSetting.problem("DROVER_AMQP_URL", in: ["DROVER_AMQP_URL": "amqp://a", "DROVER_AMQP_URL_FILE": file.path])?.contains("both set")
+                == true)
+        let missing = directory.appendingPathComponent("nothing").path
+        #expect(SecretSetting.value("DROVER_AMQP_URL", in: ["DROVER_AMQP_URL_FILE": missing]) == nil)
+        #expect(
+            SecretSetting.problem("DROVER_AMQP_URL", in: ["DROVER_AMQP_URL_FILE": missing]) == "DROVER_AMQP_URL_FILE: '\(missing)' cannot be read")
+        #expect(SecretSetting.problem("DROVER_AMQP_URL", in: ["DROVER_AMQP_URL_FILE": empty.path])?.hasSuffix("is empty") == true)
     }
 
     @Test func goodOptionsBuildTheBusConfiguration() throws {
