@@ -15,15 +15,17 @@ struct Drover: AsyncParsableCommand {
 }
 
 /// Where the API is (`--address`, else `DROVER_ADDR`, else the local default) and the ACL token
-/// to send (`--token`, else `DROVER_TOKEN`, else `NOMAD_TOKEN`, else, for a cluster on this
-/// machine, the management token `deploy/local/up` wrote).
+/// to send (`--token`, else `DROVER_TOKEN`, else `NOMAD_TOKEN`, else the file `DROVER_TOKEN_FILE`
+/// names, else, for a cluster on this machine, the management token `deploy/local/up` wrote).
 struct AddressOptions: ParsableArguments {
     @Option(name: .customLong("address"), help: "The API's address (env DROVER_ADDR).")
     var address: String = ProcessInfo.processInfo.environment["DROVER_ADDR"] ?? "http://127.0.0.1:4646"
 
     @Option(
         name: .customLong("token"),
-        help: "The ACL token's secret (env DROVER_TOKEN or NOMAD_TOKEN; for a local cluster, .drover/management.token).")
+        help:
+            "The ACL token's secret (env DROVER_TOKEN or NOMAD_TOKEN, or a file named by DROVER_TOKEN_FILE; for a local cluster, .drover/management.token)."
+    )
     var token: String?
 
     @Option(
@@ -38,11 +40,19 @@ struct AddressOptions: ParsableArguments {
         let environment = ProcessInfo.processInfo.environment
         if let token, !token.isEmpty { return token }
         for name in ["DROVER_TOKEN", "NOMAD_TOKEN"] { if let value = environment[name], !value.isEmpty { return value } }
+        // A token mounted as a file (a Kubernetes secret, say), without its line break.
+        if let path = environment["DROVER_TOKEN_FILE"], !path.isEmpty, let data = FileManager.default.contents(atPath: path) {
+            let token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            if !token.isEmpty { return token }
+        }
         guard let host = URL(string: address)?.host, ["127.0.0.1", "localhost", "::1", "[::1]"].contains(host) else { return nil }
         return LocalCluster.managementToken()
     }
 
     func validate() throws {
+        if let path = ProcessInfo.processInfo.environment["DROVER_TOKEN_FILE"], !path.isEmpty, !FileManager.default.isReadableFile(atPath: path) {
+            throw ValidationError("DROVER_TOKEN_FILE: '\(path)' cannot be read")
+        }
         guard let url = URL(string: address), url.scheme == "http" || url.scheme == "https", url.host != nil else {
             throw ValidationError("--address: '\(address)' is not an http(s) URL such as http://127.0.0.1:4646")
         }

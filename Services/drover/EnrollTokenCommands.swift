@@ -16,9 +16,14 @@ struct EnrollTokenCreate: AsyncParsableCommand {
     @Option(name: .customLong("ttl"), help: "How long it may be used, as 1h or 30m (at most 720h).") var ttl = "1h"
     @Option(name: .customLong("node"), help: "The only node id that may join with it; any when left out.") var node: String?
     @Flag(name: .customLong("json", withSingleDash: true), help: "Print the token as JSON.") var json = false
+    @Option(
+        name: .customLong("secret-file"),
+        help: "Write only the secret to this file (mode 0600), for node-agent's DROVER_ENROLL_TOKEN_FILE, and print nothing else.")
+    var secretFile: String?
 
     func validate() throws {
         guard GoDuration.parse(ttl) != nil else { throw ValidationError("--ttl: '\(ttl)' is not a duration such as 1h or 30m") }
+        if secretFile?.isEmpty == true { throw ValidationError("--secret-file: give a path") }
     }
 
     func run() async throws {
@@ -26,6 +31,16 @@ struct EnrollTokenCreate: AsyncParsableCommand {
         if let node { body["NodeID"] = node }
         let (token, _) = try await api.client.send(
             "POST", "/v1/enroll-tokens", body: try JSONSerialization.data(withJSONObject: body), as: EnrollmentToken.self)
+        if let secretFile {
+            guard let secret = token.secret else { throw APIClient.Failure(description: "the gateway answered without the token's secret") }
+            let written = FileManager.default.createFile(
+                atPath: secretFile, contents: Data((secret + "\n").utf8), attributes: [.posixPermissions: 0o600])
+            guard written, chmod(secretFile, 0o600) == 0 else {
+                throw APIClient.Failure(
+                    description: "cannot write \(secretFile): \(String(cString: strerror(errno))); give a path in a writable directory")
+            }
+            return print("Wrote the secret of enrollment token \(token.accessorID) to \(secretFile)")
+        }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]

@@ -316,4 +316,32 @@ struct NodesEndToEndTests {
             #expect(shared.output.contains("no identity of its own"))
         }
     }
+
+    /// Secrets as mounted files, as a container gets them: the CLI reads its token from
+    /// DROVER_TOKEN_FILE and writes the enrollment token's secret to a file of its own
+    /// (`--secret-file`, mode 0600), and the agent joins with DROVER_ENROLL_TOKEN_FILE.
+    @Test func aNodeJoinsWithTokensReadFromFiles() async throws {
+        try await Cluster.with { cluster in
+            let node = "\(cluster.run)-f"
+            let management = cluster.logs.appendingPathComponent("management-token")
+            try Data((try #require(cluster.api.token) + "\n").utf8).write(to: management)
+            let secret = cluster.logs.appendingPathComponent("enroll-token")
+            let binary = URL(fileURLWithPath: try #require(TestEnvironment.binDirectory)).appendingPathComponent("drover").path
+            let created = try await runShellWithStatus(
+                "env -u DROVER_TOKEN -u NOMAD_TOKEN DROVER_ADDR=http://127.0.0.1:\(cluster.api.port) DROVER_TOKEN_FILE=\(management.path) "
+                    + "\(binary) node enroll-token create --ttl 10m --node \(node) --secret-file \(secret.path) 2>&1")
+            #expect(created.status == 0 && created.output.contains("Wrote the secret"), "\(created.output)")
+            #expect((try FileManager.default.attributesOfItem(atPath: secret.path)[.posixPermissions] as? Int) == 0o600)
+            #expect(!created.output.contains(try String(contentsOf: secret, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+
+            _ = try await cluster.addAgent(
+                "f", environment: ["DROVER_ENROLL_TOKEN_FILE": secret.path, "DROVER_ADDR": "http://127.0.0.1:\(cluster.api.port)"], join: false)
+            let credentials = try Data(contentsOf: cluster.agentDirectory("f").appendingPathComponent("credentials.json"))
+            #expect(String(decoding: credentials, as: UTF8.self).contains("drover-node-\(node):"), "joined as itself")
+
+            let unreadable = try await runShellWithStatus(
+                "DROVER_ADDR=http://127.0.0.1:\(cluster.api.port) DROVER_TOKEN_FILE=/nonexistent \(binary) node status 2>&1")
+            #expect(unreadable.status != 0 && unreadable.output.contains("DROVER_TOKEN_FILE: '/nonexistent' cannot be read"), "\(unreadable.output)")
+        }
+    }
 }
