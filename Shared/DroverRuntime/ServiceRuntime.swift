@@ -214,8 +214,11 @@ struct Watched: Service {
 
     func run() async throws {
         let (name, logger, stallWarning) = (self.name, self.logger, self.stallWarning)
+        // Asked to stop before anything cancelled it: a service cancelled afterwards held the
+        // shutdown up (one the group cancels before asking it did not).
+        let asked = ShutdownAsked()
         defer {
-            if Task.isCancelled && Task.isShuttingDownGracefully { cancelled?.names.withLock { $0.append(name) } }
+            if Task.isCancelled && asked.isSet { cancelled?.names.withLock { $0.append(name) } }
         }
         try await withThrowingTaskGroup(of: Bool.self) { group in
             group.addTask {
@@ -223,7 +226,8 @@ struct Watched: Service {
                 return true
             }
             group.addTask {
-                guard (try? await gracefulShutdown()) != nil else { return false }
+                guard (try? await gracefulShutdown()) != nil, !Task.isCancelled else { return false }
+                asked.set()
                 let began = ContinuousClock.now
                 while (try? await Task.sleep(for: stallWarning)) != nil {
                     logger.warning("Still stopping", metadata: ["service": "\(name)", "since_shutdown": "\(ContinuousClock.now - began)"])
@@ -242,6 +246,13 @@ struct Watched: Service {
 /// The services a group cancelled while they were shutting down.
 final class CancelledServices: Sendable {
     let names = Mutex<[String]>([])
+}
+
+/// Whether a service was asked to shut down; set by one task, read by another.
+final class ShutdownAsked: Sendable {
+    private let value = Mutex(false)
+    var isSet: Bool { value.withLock { $0 } }
+    func set() { value.withLock { $0 = true } }
 }
 
 /// Shutting down took longer than allowed, and the services named were cancelled.
