@@ -3,7 +3,8 @@
 Usage: python pika_events.py HOST PORT MANAGEMENT_SECRET AMQP_URL
 Runs a batch job and checks that a queue bound to `event.allocation.#` on `drover.events` sees
 its allocation's whole life in order, the last event's allocation being what the HTTP API reports,
-that every event published meanwhile matches the AsyncAPI document's schema (`StreamEvent`), and
+that every event published meanwhile, of every topic (a drain, a node array and a time-based job
+make the rest), matches the AsyncAPI document's schema (`StreamEvent`), and
 that /v1/event/stream gives the same events. Exits 0 when every check holds; otherwise prints
 the first that failed and exits 1.
 """
@@ -107,17 +108,39 @@ with urllib.request.urlopen(stream, timeout=30) as answer:
 check([(e["Type"], e["Index"], e["Payload"]["Allocation"]["ClientStatus"]) for e in streamed]
       == [(e["Type"], e["Index"], e["Payload"]["Allocation"]["ClientStatus"]) for e in events], "the HTTP stream gives the same events in the same order")
 
-# Every event published meanwhile, whatever its topic, matches the schema.
-topics = set()
-while True:
+# Changes of every other topic: a drain of the node and its end (Node, NodeDrain), a node array
+# made and deleted (NodeArray), a time-based job defined, run and deleted (Schedule).
+status, nodes = call("GET", "/v1/nodes")
+check(status == 200 and nodes, f"the node is listed ({status})")
+node_id = nodes[0]["ID"]
+status, answer = call("POST", f"/v1/node/{node_id}/drain", {"DrainSpec": {"Deadline": 0}})
+check(status == 200, f"the node drains ({status} {answer})")
+status, answer = call("POST", f"/v1/node/{node_id}/drain", {"DrainSpec": None, "MarkEligible": True})
+check(status == 200, f"the drain is cancelled and the node eligible again ({status} {answer})")
+array = {"Name": "pika-array", "Provider": "nobody", "MinCount": 0, "MaxCount": 1, "MachineType": {"Cores": 1, "MemoryMB": 512}}
+status, answer = call("PUT", "/v1/nodearray/pika-array", array)
+check(status == 200, f"a node array is made ({status} {answer})")
+status, answer = call("DELETE", "/v1/nodearray/pika-array")
+check(status == 200, f"and deleted ({status} {answer})")
+status, answer = call("POST", "/v1/scheduler/iso8601", {"name": "pika-schedule", "command": "true", "schedule": "R1//PT1H", "owner": "ops@example.com"})
+check(status in (200, 204), f"a time-based job is defined ({status} {answer})")
+
+# Every event published meanwhile, whatever its topic, matches the schema; every topic appears.
+wanted = {"Job", "Evaluation", "Allocation", "Node", "NodeDrain", "NodeArray", "Schedule"}
+topics, types, deadline = set(), set(), time.time() + 60
+while not wanted <= topics and time.time() < deadline:
     method, properties, body = channel.basic_get(everything, auto_ack=True)
     if method is None:
-        break
+        time.sleep(0.2)
+        continue
     envelope = json.loads(body)
     problems = [f"{error.json_path}: {error.message}" for error in schema.iter_errors(envelope)]
     check(not problems, f"{method.routing_key} matches the schema {problems[:3]}")
     topics.add(envelope["data"]["Topic"])
-check({"Job", "Evaluation", "Allocation"} <= topics, f"the job, its evaluations and its allocation were all published: {sorted(topics)}")
+    types.add((envelope["data"]["Topic"], envelope["data"]["Type"]))
+check(wanted <= topics, f"every topic was published: {sorted(topics)}")
+print(f"{len(types)} event types checked against the schema: {sorted(types)}")
+call("DELETE", "/v1/scheduler/job/pika-schedule")
 
 status, _ = call("GET", "/v1/event/stream?topic=Allocation", token=None)
 check(status == 401, f"the stream needs a token ({status})")
