@@ -20,4 +20,5 @@ chown rabbitmq:rabbitmq "$conf" /var/lib/rabbitmq
 chmod 0600 "$conf"
 # Named after its port: with the host's network, nodes on one machine share its epmd.
 export RABBITMQ_NODENAME=${RABBITMQ_NODENAME:-rabbit-${RABBITMQ_NODE_PORT:-5672}@localhost} HOME=/var/lib/rabbitmq
-exec setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups /usr/sbin/rabbitmq-server
+# The server itself, not Debian's wrapper: it stops gracefully on SIGTERM.
+exec setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups /usr/lib/rabbitmq/bin/rabbitmq-server
