@@ -9,14 +9,20 @@ import Testing
 struct ClientLibrariesEndToEndTests {
     static let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Clients")
 
-    @Test func pythonNomadRunsAJobWithATokenAndIsRefusedWithout() async throws {
+    /// Runs `Tests/Clients/<script>` with the clients' Python and `arguments`, and expects it to
+    /// exit 0 saying "all checks passed" (its output is the failure's message otherwise).
+    static func runScript(_ script: String, _ arguments: String, within limit: Duration) async throws {
         let python = try #require(TestEnvironment.python, "DROVER_TEST_PYTHON is not set")
+        let path = scripts.appendingPathComponent(script).path
+        let run = try await runShellWithStatus("\(python) \(path) \(arguments) 2>&1", within: limit)
+        #expect(run.status == 0 && run.output.contains("all checks passed"), "\(run.output)")
+    }
+
+    @Test func pythonNomadRunsAJobWithATokenAndIsRefusedWithout() async throws {
         try await Cluster.with { cluster in
             try await cluster.addAgent("py")
             let token = try #require(cluster.api.token)
-            let script = Self.scripts.appendingPathComponent("python_nomad.py").path
-            let run = try await runShellWithStatus("\(python) \(script) 127.0.0.1 \(cluster.api.port) \(token) 2>&1", within: .seconds(120))
-            #expect(run.status == 0 && run.output.contains("all checks passed"), "\(run.output)")
+            try await Self.runScript("python_nomad.py", "127.0.0.1 \(cluster.api.port) \(token)", within: .seconds(120))
         }
     }
 
@@ -24,40 +30,30 @@ struct ClientLibrariesEndToEndTests {
     /// batch job's allocation from placement to completion in order, the last event's allocation
     /// being what the HTTP API reports; `/v1/event/stream` gives the same events.
     @Test func aPikaConsumerSeesAnAllocationsWholeLifeOnTheEventsExchange() async throws {
-        let python = try #require(TestEnvironment.python, "DROVER_TEST_PYTHON is not set")
         try await Cluster.with { cluster in
             try await cluster.addAgent("events")
             let token = try #require(cluster.api.token)
             let amqp = try #require(cluster.environment["DROVER_AMQP_URL"])
-            let script = Self.scripts.appendingPathComponent("pika_events.py").path
-            let run = try await runShellWithStatus(
-                "\(python) \(script) 127.0.0.1 \(cluster.api.port) \(token) '\(amqp)' 2>&1", within: .seconds(150))
-            #expect(run.status == 0 && run.output.contains("all checks passed"), "\(run.output)")
+            try await Self.runScript("pika_events.py", "127.0.0.1 \(cluster.api.port) \(token) '\(amqp)'", within: .seconds(150))
         }
     }
 
     /// Plugin users as RabbitMQ enforces them: one reads what it is bound to on its own queue,
     /// and is refused the internal exchange, other keys, another plugin's queue and publishing.
     @Test func aPluginUserReadsItsOwnQueueAndNothingElse() async throws {
-        let python = try #require(TestEnvironment.python, "DROVER_TEST_PYTHON is not set")
         try await Cluster.with { cluster in
             let token = try #require(cluster.api.token)
-            let script = Self.scripts.appendingPathComponent("pika_plugin.py").path
-            let run = try await runShellWithStatus("\(python) \(script) 127.0.0.1 \(cluster.api.port) \(token) 2>&1", within: .seconds(120))
-            #expect(run.status == 0 && run.output.contains("all checks passed"), "\(run.output)")
+            try await Self.runScript("pika_plugin.py", "127.0.0.1 \(cluster.api.port) \(token)", within: .seconds(120))
         }
     }
 
     /// The example notifier plugin (`examples/plugins/python-notifier`): a failed allocation is
     /// reported with its job's owner and the last lines of its output.
     @Test func theExampleNotifierReportsAFailedAllocationWithItsOwnerAndOutput() async throws {
-        let python = try #require(TestEnvironment.python, "DROVER_TEST_PYTHON is not set")
         try await Cluster.with { cluster in
             try await cluster.addAgent("notified")
             let token = try #require(cluster.api.token)
-            let script = Self.scripts.appendingPathComponent("notifier_example.py").path
-            let run = try await runShellWithStatus("\(python) \(script) 127.0.0.1 \(cluster.api.port) \(token) 2>&1", within: .seconds(150))
-            #expect(run.status == 0 && run.output.contains("all checks passed"), "\(run.output)")
+            try await Self.runScript("notifier_example.py", "127.0.0.1 \(cluster.api.port) \(token)", within: .seconds(150))
         }
     }
 
@@ -65,13 +61,10 @@ struct ClientLibrariesEndToEndTests {
     /// a node and disables itself, a dependent job runs after its parent succeeds, stats, graph,
     /// search, update, delete, and a client without the token is refused.
     @Test func chronosPythonSchedulesRunsAndChainsJobs() async throws {
-        let python = try #require(TestEnvironment.python, "DROVER_TEST_PYTHON is not set")
         try await Cluster.with { cluster in
             try await cluster.addAgent("chronos")
             let token = try #require(cluster.api.token)
-            let script = Self.scripts.appendingPathComponent("chronos_python.py").path
-            let run = try await runShellWithStatus("\(python) \(script) 127.0.0.1:\(cluster.api.port) \(token) 2>&1", within: .seconds(180))
-            #expect(run.status == 0 && run.output.contains("all checks passed"), "\(run.output)")
+            try await Self.runScript("chronos_python.py", "127.0.0.1:\(cluster.api.port) \(token)", within: .seconds(180))
         }
     }
 }

@@ -19,15 +19,8 @@ struct PluginEndToEndTests {
 
             let output = cluster.logs.appendingPathComponent("audit-plugin.out")
             let log = cluster.logs.appendingPathComponent("audit-plugin.log")
-            FileManager.default.createFile(atPath: output.path, contents: nil)
-            FileManager.default.createFile(atPath: log.path, contents: nil)
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: try #require(TestEnvironment.binDirectory)).appendingPathComponent("audit-plugin")
-            process.environment = ProcessInfo.processInfo.environment.merging(["DROVER_PLUGIN_URL": url, "DROVER_PLUGIN_NAME": "audit"]) { $1 }
-            process.standardOutput = try FileHandle(forWritingTo: output)
-            process.standardError = try FileHandle(forWritingTo: log)
-            try process.run()
-            defer { if process.isRunning { process.interrupt() } }
+            let running = try BackgroundProcess(
+                "audit-plugin", environment: ["DROVER_PLUGIN_URL": url, "DROVER_PLUGIN_NAME": "audit"], output: output, errors: log)
 
             let file = try cluster.writeJob("audited", job("audited", command: "echo audited"))
             #expect(try await cluster.cli("job run \(file)").status == 0)
@@ -69,9 +62,7 @@ struct PluginEndToEndTests {
                 return answer?.output.contains("not an event") == true
             }
 
-            process.terminate()
-            process.waitUntilExit()
-            #expect(process.terminationStatus == 0, "\((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
+            #expect(try await running.stop(SIGTERM) == 0, "\((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
             #expect(try await cluster.cli("plugin delete audit").status == 0)
         }
     }
@@ -81,17 +72,10 @@ struct PluginEndToEndTests {
     @Test func theCLIFollowsTheEventStream() async throws {
         try await Cluster.with { cluster in
             let output = cluster.logs.appendingPathComponent("events-follow.out")
-            FileManager.default.createFile(atPath: output.path, contents: nil)
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: try #require(TestEnvironment.binDirectory)).appendingPathComponent("drover")
-            process.arguments = ["events", "-f", "-topic", "Job", "-json"]
-            process.environment = ProcessInfo.processInfo.environment.merging([
-                "DROVER_ADDR": "http://127.0.0.1:\(cluster.api.port)", "DROVER_TOKEN": cluster.api.token ?? "",
-            ]) { $1 }
-            process.standardOutput = try FileHandle(forWritingTo: output)
-            process.standardError = process.standardOutput
-            try process.run()
-            defer { if process.isRunning { process.terminate() } }
+            let follower = try BackgroundProcess(
+                "drover", arguments: ["events", "-f", "-topic", "Job", "-json"],
+                environment: ["DROVER_ADDR": "http://127.0.0.1:\(cluster.api.port)", "DROVER_TOKEN": cluster.api.token ?? ""], output: output,
+                errors: output)
 
             try await cluster.addAgent("followed")
             let file = try cluster.writeJob("followed", job("followed", command: "true"))
@@ -105,8 +89,43 @@ struct PluginEndToEndTests {
             let events = frames.flatMap { $0["Events"] as? [[String: Any]] ?? [] }
             #expect(events.contains { $0["Type"] as? String == "JobRegistered" && $0["Key"] as? String == "followed" }, "\(text)")
             #expect(events.allSatisfy { $0["Topic"] as? String == "Job" }, "only the topic asked for: \(text)")
-            process.interrupt()
-            process.waitUntilExit()
+            _ = try await follower.stop(SIGINT)
         }
     }
+}
+
+/// An executable of the build run in the background, its output in files; stopped (and waited
+/// for without holding a thread) by ``stop(_:)``, or interrupted when it goes away.
+final class BackgroundProcess: Sendable {
+    private let process: Process
+    private let exited: AsyncStream<Int32>
+
+    init(_ executable: String, arguments: [String] = [], environment: [String: String], output: URL, errors: URL) throws {
+        for file in Set([output, errors]) { _ = FileManager.default.createFile(atPath: file.path, contents: nil) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try #require(TestEnvironment.binDirectory)).appendingPathComponent(executable)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        process.standardOutput = try FileHandle(forWritingTo: output)
+        process.standardError = errors == output ? process.standardOutput : try FileHandle(forWritingTo: errors)
+        let (exited, exit) = AsyncStream.makeStream(of: Int32.self, bufferingPolicy: .bufferingNewest(1))
+        process.terminationHandler = { finished in
+            exit.yield(finished.terminationStatus)
+            exit.finish()
+        }
+        try process.run()
+        self.process = process
+        self.exited = exited
+    }
+
+    /// Sends `signal` and returns the exit status, within 30 s.
+    func stop(_ signal: Int32) async throws -> Int32 {
+        kill(process.processIdentifier, signal)
+        return try await withTimeout(.seconds(30), "\(process.executableURL?.lastPathComponent ?? "a process") stopping") { [exited] in
+            for await status in exited { return status }
+            throw TestFailure("no exit status")
+        }
+    }
+
+    deinit { if process.isRunning { process.interrupt() } }
 }
