@@ -60,8 +60,10 @@ struct LocalProvider: AsyncParsableCommand {
             let reply = await machines.terminate(envelope.data)
             try await amqp.publish(reply, routingKey: RoutingKey.providerReply(reply.array, reply.status))
         }
-        try await runtime.runService(
-            bus: amqp, host: server.httpHost, port: server.configuredPort ?? 4640, workers: [creates, terminations],
-            tls: try server.tlsConfiguration(), shutdownTimeout: server.shutdownLimit(default: 25))
+        try await ServiceRuntime.endProcess {
+            try await runtime.runService(
+                bus: amqp, host: server.httpHost, port: server.configuredPort ?? 4640, workers: [creates, terminations],
+                tls: try server.tlsConfiguration(), shutdownTimeout: server.shutdownLimit(default: 25))
+        }
     }
 }

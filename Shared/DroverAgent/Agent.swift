@@ -122,8 +122,9 @@ public struct Agent: Sendable {
 
     public init(options: AgentOptions) { self.options = options }
 
-    /// Runs until SIGTERM or SIGINT.
-    public func run() async throws { try await options.runAgent() }
+    /// Runs until SIGTERM or SIGINT; once it has stopped, ends the process
+    /// (``ServiceRuntime/endProcess(after:)``).
+    public func run() async throws -> Never { try await ServiceRuntime.endProcess { try await options.runAgent() } }
 }
 
 extension AgentOptions {

@@ -67,14 +67,17 @@ public struct ControlPlane: Sendable {
 
     /// Runs the database client, the bus and the HTTP port (the ops routes and `routes`);
     /// applies migrations; then runs `workers` until SIGTERM or SIGINT. `/readyz` also checks
-    /// that the database answers.
-    public func run(defaultPort: Int, workers: [any Service], routes: (Router<BasicRequestContext>) -> Void = { _ in }) async throws {
+    /// that the database answers. Once they have stopped, it ends the process
+    /// (``ServiceRuntime/endProcess(after:)``).
+    public func run(defaultPort: Int, workers: [any Service], routes: (Router<BasicRequestContext>) -> Void = { _ in }) async throws -> Never {
         let database = self.database
-        try await runtime.runService(
-            bus: bus, host: options.server.httpHost, port: options.server.configuredPort ?? defaultPort,
-            readiness: [ReadinessCheck("postgres") { await database.ping() }], dependencies: [database.client],
-            prepare: { try await database.migrate() }, workers: workers, routes: routes, tls: try options.server.tlsConfiguration(),
-            shutdownTimeout: options.server.shutdownLimit(default: Self.shutdownTimeout))
+        try await ServiceRuntime.endProcess {
+            try await runtime.runService(
+                bus: bus, host: options.server.httpHost, port: options.server.configuredPort ?? defaultPort,
+                readiness: [ReadinessCheck("postgres") { await database.ping() }], dependencies: [database.client],
+                prepare: { try await database.migrate() }, workers: workers, routes: routes, tls: try options.server.tlsConfiguration(),
+                shutdownTimeout: options.server.shutdownLimit(default: Self.shutdownTimeout))
+        }
     }
 }
 

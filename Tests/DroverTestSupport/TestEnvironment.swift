@@ -152,6 +152,19 @@ public func runShellWithStatus(_ command: String, within limit: Duration = .seco
     }
 }
 
+/// What each thread of process `pid` is doing, for a test that found it stuck: each thread's
+/// state from `/proc`, and its stack from gdb where gdb is installed (lines cut at 240 characters).
+public func threadStacks(of pid: Int32) async -> String {
+    let command = """
+        for t in /proc/\(pid)/task/*; do echo "$(basename "$t") $(cut -d' ' -f2-3 "$t/stat") wchan=$(cat "$t/wchan" 2>/dev/null)"; done
+        if command -v gdb >/dev/null; then
+            gdb -p \(pid) -batch -nx -iex 'set debuginfod enabled off' -ex 'thread apply all bt 40' 2>/dev/null | grep -E '^(Thread|#)' | cut -c1-240
+        fi
+        """
+    let result = try? await runShellWithStatus(command, within: .seconds(90))
+    return result.map { String($0.output.suffix(60_000)) } ?? "(could not read them)"
+}
+
 /// A RabbitMQ virtual host of a test's own, so that messages one test leaves in a durable queue
 /// never reach the services of the next.
 public struct TestVirtualHost: Sendable {

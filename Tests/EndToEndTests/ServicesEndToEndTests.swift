@@ -160,9 +160,10 @@ final class RunningService: Sendable {
         do {
             return try await exitStatus("stopping after SIGTERM")
         } catch {
+            let stacks = await threadStacks(of: process.processIdentifier)
             Foundation.kill(process.processIdentifier, SIGKILL)
             _ = try? await exitStatus("exiting after SIGKILL")
-            throw TestFailure("\(error); the end of its log:\n\(output.suffix(3000))")
+            throw TestFailure("\(error); the end of its log:\n\(output.suffix(3000))\nits threads:\n\(stacks)")
         }
     }
 
