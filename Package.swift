@@ -401,7 +401,7 @@ let package = Package(
         .testTarget(
             name: "DroverRuntimeTests",
             dependencies: [
-                "DroverRuntime",
+                "DroverRuntime", "DroverTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
