@@ -158,8 +158,12 @@ public struct ServiceRuntime: Sendable {
     /// Shutting down is logged when it begins and when it ends, and a service still stopping is
     /// named in a warning every `stallWarning`. After `shutdownTimeout` (nil: no limit) whatever
     /// still runs is cancelled, and `run` throws ``ShutdownTimedOut`` naming it; what does not end
-    /// within 5 s of that ends the process.
-    public func run(_ services: [any Service], shutdownTimeout: Duration? = nil, stallWarning: Duration = .seconds(5)) async throws {
+    /// within `cancellationLimit` of a cancel ends the process with a crash (nil: no limit, for a
+    /// test that runs services inside its own process).
+    public func run(
+        _ services: [any Service], shutdownTimeout: Duration? = nil, stallWarning: Duration = .seconds(5),
+        cancellationLimit: Duration? = .seconds(5)
+    ) async throws {
         let logger = self.logger
         let cancelled = CancelledServices()
         let watched: [any Service] =
@@ -168,7 +172,7 @@ public struct ServiceRuntime: Sendable {
             services: watched.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         configuration.maximumGracefulShutdownDuration = shutdownTimeout
-        configuration.maximumCancellationDuration = .seconds(5)
+        configuration.maximumCancellationDuration = cancellationLimit
         try await ServiceGroup(configuration: configuration).run()
         let stuck = cancelled.names.withLock { $0 }
         guard stuck.isEmpty else {

@@ -123,7 +123,10 @@ import Testing
         let runtime = ServiceRuntime(name: "test", logger: Logger(label: "test") { _ in logs })
         let (starts, started) = AsyncStream.makeStream(of: Void.self)
         try await testGracefulShutdown { trigger in
-            let run = Task { try await runtime.run([Polite(started: started), Stubborn(started: started)], stallWarning: .milliseconds(50)) }
+            let run = Task {
+                try await runtime.run(
+                    [Polite(started: started), Stubborn(started: started)], stallWarning: .milliseconds(50), cancellationLimit: nil)
+            }
             var iterator = starts.makeAsyncIterator()
             _ = await iterator.next()
             _ = await iterator.next()
@@ -151,7 +154,8 @@ import Testing
                 group.addTask {
                     await #expect(throws: ShutdownTimedOut.self) {
                         try await runtime.run(
-                            [Polite(started: started), Stubborn(started: started)], shutdownTimeout: .milliseconds(500), stallWarning: .seconds(3600))
+                            [Polite(started: started), Stubborn(started: started)], shutdownTimeout: .milliseconds(500), stallWarning: .seconds(3600),
+                            cancellationLimit: nil)
                     }
                 }
                 // Both run; then shutting down begins.
@@ -177,7 +181,7 @@ import Testing
         let runtime = ServiceRuntime(name: "test", logger: Logger(label: "test") { _ in logs })
         try await testGracefulShutdown { trigger in
             trigger.triggerGracefulShutdown()
-            try await runtime.run([Polite(), Polite()], shutdownTimeout: .seconds(60), stallWarning: .seconds(60))
+            try await runtime.run([Polite(), Polite()], shutdownTimeout: .seconds(60), stallWarning: .seconds(60), cancellationLimit: nil)
         }
         #expect(logs.lines == ["Shutting down", "Stopped"])
     }
