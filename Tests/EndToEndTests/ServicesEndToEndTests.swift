@@ -305,3 +305,24 @@ struct ServicesEndToEndTests {
         try await sandbox.remove()
     }
 }
+
+/// What a test prints of a service that does not exit after SIGTERM (``threadStacks(of:)``).
+@Suite struct StuckProcessDiagnosticsTests {
+    /// Every thread of a running process is listed with its state, by its id and name.
+    @Test func aRunningProcessIsDescribedThreadByThread() async throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        process.arguments = ["60"]
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let pid = process.processIdentifier
+        defer { Foundation.kill(pid, SIGKILL) }
+        // Until it has become `sleep`, it is still the test's own fork.
+        try await eventually("the child to be sleep", within: .seconds(30)) {
+            (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) == "sleep\n"
+        }
+        let stacks = await threadStacks(of: pid)
+        let line = try #require(stacks.split(separator: "\n").first { $0.hasPrefix("\(pid) (sleep) ") }, "\(stacks)")
+        #expect(line.contains("wchan="), "\(line)")
+    }
+}
