@@ -226,12 +226,17 @@ struct Watched: Service {
         }
         try await withThrowingTaskGroup(of: Bool.self) { group in
             group.addTask {
-                try await service.run()
+                // Noted when the group asks, not when a task gets to run: under load a cancel can
+                // come before the watch below has seen the request.
+                try await withGracefulShutdownHandler {
+                    try await service.run()
+                } onGracefulShutdown: {
+                    asked.set()
+                }
                 return true
             }
             group.addTask {
                 guard (try? await gracefulShutdown()) != nil, !Task.isCancelled else { return false }
-                asked.set()
                 let began = ContinuousClock.now
                 while (try? await Task.sleep(for: stallWarning)) != nil {
                     logger.warning("Still stopping", metadata: ["service": "\(name)", "since_shutdown": "\(ContinuousClock.now - began)"])
