@@ -175,6 +175,7 @@ public struct EvaluationService: Sendable {
                     id: newID(), evalID: plan.evalID, name: placement.name, nodeID: placement.nodeID, nodeName: placement.nodeName,
                     jobID: job.id, jobVersion: job.version ?? 0, taskGroup: placement.taskGroup, resources: placement.resources,
                     createIndex: index, modifyIndex: index, createTime: nanos, modifyTime: nanos)
+                allocation.namespace = job.namespace ?? "default"
                 allocation.previousAllocation = placement.previousAllocation
                 allocation.rescheduleTracker = placement.rescheduleTracker
                 rows.append(allocation)

@@ -56,25 +56,33 @@ public struct JobService: Sendable {
             var seen: Set<String> = []
             for entry in valid { if seen.insert(entry.job.id).inserted { round.append(entry) } else { later.append(entry) } }
             let registrations = try await registerDistinct(round.map(\.job))
-            for (entry, registration) in zip(round, registrations) { results[entry.position] = .success(registration) }
+            for (entry, registration) in zip(round, registrations) { results[entry.position] = registration }
             valid = later
         }
         return results
     }
 
-    /// Registers valid, canonical jobs with distinct ids in one transaction.
-    private func registerDistinct(_ submitted: [Job]) async throws -> [JobRegistration] {
+    /// Registers valid, canonical jobs with distinct ids in one transaction; a job whose
+    /// namespace is missing or refuses its drivers, or whose id another namespace holds, is
+    /// refused alone.
+    private func registerDistinct(_ submitted: [Job]) async throws -> [Result<JobRegistration, ControlPlaneError>] {
         let time = now()
         return try await database.transaction { work in
             let (index, previous) = try await work.jobs.takeIndexLocking(submitted.map(\.id))
+            let namespaces = try await work.namespaces.holding(Array(Set(submitted.map { $0.namespace ?? Namespace.defaultName })))
             let nanos = time.unixNanoseconds
             var jobs: [Job] = []
             var versions: [Job] = []
             var evals: [Evaluation] = []
-            var registrations: [JobRegistration] = []
+            var registrations: [Result<JobRegistration, ControlPlaneError>] = []
             var events: [ClusterEvent] = []
             for var job in submitted {
                 let before = previous[job.id]
+                let refusals = Self.refusals(of: job, in: namespaces[job.namespace ?? Namespace.defaultName], holder: before?.spec.namespace)
+                guard refusals.isEmpty else {
+                    registrations.append(.failure(.invalid(refusals)))
+                    continue
+                }
                 let changed = before.map { $0.spec.userFields != job.userFields } ?? true
                 let version = before.map { changed ? $0.version + 1 : $0.version } ?? 0
                 job.version = version
@@ -93,13 +101,13 @@ public struct JobService: Sendable {
                         kept?.job.schedule == scheduled.schedule && kept?.job.scheduleTimeZone == scheduled.scheduleTimeZone
                         ? kept?.nextDue : schedule?.next(after: time)?.unixNanoseconds
                     try await work.schedules.put(scheduled.keeping(statsOf: kept?.job), nextDue: nextDue, remaining: nil, index: index)
-                    registrations.append(JobRegistration(evalID: "", jobModifyIndex: index, warnings: "", index: index))
+                    registrations.append(.success(JobRegistration(evalID: "", jobModifyIndex: index, warnings: "", index: index)))
                 } else {
                     // No longer periodic: its schedule goes.
                     if job.periodic != nil || previous[job.id]?.spec.periodic != nil { _ = try await work.schedules.delete(name: job.id) }
                     let evaluation = Evaluation(id: newID(), for: job, triggeredBy: Evaluation.Trigger.jobRegister, index: index, now: nanos)
                     evals.append(evaluation)
-                    registrations.append(JobRegistration(evalID: evaluation.id, jobModifyIndex: index, warnings: "", index: index))
+                    registrations.append(.success(JobRegistration(evalID: evaluation.id, jobModifyIndex: index, warnings: "", index: index)))
                 }
                 events.append(
                     ClusterEvent(
@@ -116,13 +124,36 @@ public struct JobService: Sendable {
         }
     }
 
+    /// Why `job` may not be registered in `namespace` (nil: there is no such namespace) when
+    /// the job id is held in the namespace `holder` (nil: by none): nothing when it may.
+    static func refusals(of job: Job, in namespace: Namespace?, holder: String?) -> [FieldError] {
+        let name = job.namespace ?? Namespace.defaultName
+        guard let namespace else {
+            return [FieldError("Job.Namespace", "namespace '\(name)' does not exist; create it with drover namespace apply \(name)")]
+        }
+        if let holder, holder != name {
+            // Job ids are unique across namespaces until they are keyed by namespace too.
+            return [FieldError("Job.ID", "'\(job.id)' is taken by a job of another namespace; choose another id")]
+        }
+        var errors: [FieldError] = []
+        for (g, group) in job.taskGroups.enumerated() {
+            for (t, task) in group.tasks.enumerated() where !(namespace.capabilities?.allows(driver: task.driver) ?? true) {
+                errors.append(FieldError("Job.TaskGroups[\(g)].Tasks[\(t)].Driver", "driver '\(task.driver)' is not enabled in namespace '\(name)'"))
+            }
+        }
+        return errors
+    }
+
     /// Stops a job (its allocations are stopped by the evaluation this creates); with `purge`
     /// it is also forgotten. Its blocked evaluations have nothing left to wait for.
-    /// - Throws: ``ControlPlaneError/notFound(kind:id:)``.
-    public func deregister(jobID: String, purge: Bool) async throws -> JobRegistration {
+    /// - Parameter namespace: the namespace the job must be in; nil: any.
+    /// - Throws: ``ControlPlaneError/notFound(kind:id:)``, also for a job of another namespace.
+    public func deregister(jobID: String, namespace: String? = nil, purge: Bool) async throws -> JobRegistration {
         let time = now()
         return try await database.transaction { work in
-            guard var job = try await work.jobs.lock(jobID) else { throw ControlPlaneError.notFound(kind: "job", id: jobID) }
+            guard var job = try await work.jobs.lock(jobID), namespace.map({ $0 == job.namespace ?? Namespace.defaultName }) ?? true else {
+                throw ControlPlaneError.notFound(kind: "job", id: jobID)
+            }
             let index = try await work.nextIndex()
             // A periodic job's schedule stops with it.
             if job.periodic != nil { _ = try await work.schedules.delete(name: jobID) }

@@ -19,6 +19,15 @@ public struct AccessConfiguration: Sendable {
     public static let disabled = AccessConfiguration(enabled: false)
 }
 
+/// Where a route's namespace capability is checked.
+enum NamespaceScope: Sendable {
+    /// By the route, against the namespace of what it touches (a job, an allocation, an
+    /// evaluation) or of what it lists; the guard refuses a success that made no check.
+    case object
+    /// By the guard, in a fixed namespace: Chronos's jobs live in `default`.
+    case fixed(String)
+}
+
 /// The gateway's routes, each added with what it requires of the caller's token: a route cannot be
 /// added without a rule. The rule is checked before the handler runs:
 /// - no token, an unknown one or an expired one: 401, with `WWW-Authenticate`;
@@ -26,25 +35,61 @@ public struct AccessConfiguration: Sendable {
 ///
 /// A token comes in `X-Nomad-Token`, as `Authorization: Bearer <secret>`, or as the password of
 /// HTTP basic authentication (what chronos-python and other httplib2 clients send, once challenged).
-/// Namespace capabilities are checked in the namespace of `?namespace=` (default `default`).
+/// The caller it resolves to is on the handler's context (``GatewayRequestContext/caller``).
+/// Namespace capabilities are checked against what a route touches (``NamespaceScope``), never
+/// against what the request says about itself.
 struct GuardedRouter {
-    let router: Router<BasicRequestContext>
+    let router: RouterGroup<GatewayRequestContext>
     let gateway: Gateway
 
-    typealias Handler = @Sendable (Request, BasicRequestContext) async throws -> Response
+    init(router: Router<BasicRequestContext>, gateway: Gateway) {
+        self.router = router.group(context: GatewayRequestContext.self)
+        self.gateway = gateway
+    }
 
-    func on(_ path: String, method: HTTPRequest.Method, _ requirement: Requirement, _ handler: @escaping Handler) {
+    typealias Handler = @Sendable (Request, GatewayRequestContext) async throws -> Response
+
+    func on(
+        _ path: String, method: HTTPRequest.Method, _ requirement: Requirement, scope: NamespaceScope = .object, _ handler: @escaping Handler
+    ) {
         let gateway = self.gateway
         router.on(RouterPath(path), method: method) { request, context in
-            if let refusal = await gateway.refusal(of: request, requirement, nodeID: context.parameters.get("id")) { return refusal }
-            return try await handler(request, context)
+            var context = context
+            switch await gateway.admit(request, requirement, scope: scope, nodeID: context.parameters.get("id")) {
+            case .refused(let response): return response
+            case .admitted(let caller): context.caller = caller
+            }
+            let response = try await handler(request, context)
+            // Fails closed: a route that should have checked a namespace and answered without
+            // doing so is a fault of the gateway's, and answers nothing of what it found.
+            if case .namespace = requirement, case .object = scope, !context.caller.madeNamespaceCheck, (200..<300).contains(response.status.code) {
+                gateway.logger.error("Route made no namespace check", metadata: ["path": "\(path)", "method": "\(method)"])
+                return Gateway.error(.forbidden, "Permission denied")
+            }
+            return response
         }
     }
 
-    func get(_ path: String, _ requirement: Requirement, _ handler: @escaping Handler) { on(path, method: .get, requirement, handler) }
-    func post(_ path: String, _ requirement: Requirement, _ handler: @escaping Handler) { on(path, method: .post, requirement, handler) }
-    func put(_ path: String, _ requirement: Requirement, _ handler: @escaping Handler) { on(path, method: .put, requirement, handler) }
-    func delete(_ path: String, _ requirement: Requirement, _ handler: @escaping Handler) { on(path, method: .delete, requirement, handler) }
+    func get(_ path: String, _ requirement: Requirement, scope: NamespaceScope = .object, _ handler: @escaping Handler) {
+        on(path, method: .get, requirement, scope: scope, handler)
+    }
+    func post(_ path: String, _ requirement: Requirement, scope: NamespaceScope = .object, _ handler: @escaping Handler) {
+        on(path, method: .post, requirement, scope: scope, handler)
+    }
+    func put(_ path: String, _ requirement: Requirement, scope: NamespaceScope = .object, _ handler: @escaping Handler) {
+        on(path, method: .put, requirement, scope: scope, handler)
+    }
+    func delete(_ path: String, _ requirement: Requirement, scope: NamespaceScope = .object, _ handler: @escaping Handler) {
+        on(path, method: .delete, requirement, scope: scope, handler)
+    }
+}
+
+/// What the guard decided about a request.
+enum Admission {
+    /// It may go on, as this caller.
+    case admitted(Caller)
+    /// This answers it.
+    case refused(Response)
 }
 
 extension Gateway {
@@ -73,31 +118,40 @@ extension Gateway {
         try await resolver.resolve(secret: Self.secret(of: request))
     }
 
-    /// The answer that refuses `request`, or nil when it may go on.
+    /// Whether `request` may go on, and as whom.
     /// - Parameter nodeID: the node the route is about, for ``Requirement/ownNode``.
-    func refusal(of request: Request, _ requirement: Requirement, nodeID: String? = nil) async -> Response? {
-        guard access.enabled, requirement != .open else { return nil }
+    func admit(_ request: Request, _ requirement: Requirement, scope: NamespaceScope = .object, nodeID: String? = nil) async -> Admission {
+        guard access.enabled else { return .admitted(Caller(.everything)) }
+        if requirement == .open { return .admitted(Caller(.nothing)) }
         let resolution: TokenResolver.Resolution
         do {
             // A joined node proves itself with its own secret, on the routes about itself.
             if requirement == .ownNode, let nodeID, let secret = request.headers[.init(Self.nodeSecretHeader)!] {
                 guard try await enrollment.verify(nodeID: nodeID, secret: secret) else {
-                    return Self.unauthorized(request, "node secret does not match node '\(nodeID)'")
+                    return .refused(Self.unauthorized(request, "node secret does not match node '\(nodeID)'"))
                 }
-                return nil
+                return .admitted(Caller(.nothing))
             }
             resolution = try await resolve(request)
         } catch {
             // Fails closed: an outage answers 503, anything else 500; never the handler.
-            return (try? await handle { throw error }) ?? Self.error(.internalServerError, "the token could not be checked")
+            return .refused((try? await handle { throw error }) ?? Self.error(.internalServerError, "the token could not be checked"))
         }
         switch resolution {
-        case .missing: return Self.unauthorized(request, "ACL token missing: send it in X-Nomad-Token or as Authorization: Bearer <secret>")
-        case .unknown: return Self.unauthorized(request, "ACL token not found")
-        case .expired: return Self.unauthorized(request, "ACL token expired")
+        case .missing: return .refused(Self.unauthorized(request, "ACL token missing: send it in X-Nomad-Token or as Authorization: Bearer <secret>"))
+        case .unknown: return .refused(Self.unauthorized(request, "ACL token not found"))
+        case .expired: return .refused(Self.unauthorized(request, "ACL token expired"))
         case .granted(let acl, _):
-            let namespace = request.uri.queryParameters.get("namespace").map { String($0) } ?? "default"
-            return acl.allows(requirement, namespace: namespace) ? nil : Self.error(.forbidden, "Permission denied")
+            let caller = Caller(.acl(acl))
+            switch requirement {
+            case .namespace(let capability):
+                if case .fixed(let namespace) = scope, !caller.allows(capability, in: namespace) {
+                    return .refused(Self.error(.forbidden, "Permission denied"))
+                }
+            default:
+                if !acl.allows(requirement) { return .refused(Self.error(.forbidden, "Permission denied")) }
+            }
+            return .admitted(caller)
         }
     }
 

@@ -13,9 +13,12 @@ extension Gateway {
         routes.get("/v1/event/stream", .anyToken) { request, _ in
             try await handle { try await eventStream(request) }
         }
-        routes.get("/v1/events", .namespace(.readJob)) { request, _ in
+        routes.get("/v1/events", .namespace(.readJob)) { request, context in
             try await handle {
-                let filter = try Self.eventFilter(request)
+                var filter = try Self.eventFilter(request)
+                // A job's events are read in its namespace; the cluster's own (nodes, arrays) by
+                // anyone who may read jobs somewhere.
+                filter.namespaces = try await listedNamespaces(request, caller: context.caller, .readJob)
                 return Self.json(try await database.events.list(filter), index: nil)
             }
         }

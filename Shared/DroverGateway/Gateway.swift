@@ -18,6 +18,7 @@ public struct Gateway: Sendable {
     let nodes: NodeLifecycle
     let users: UserService
     let nodeArrays: NodeArrayService
+    let namespaces: NamespaceService
     /// Time-based jobs: the Chronos-shaped routes and Nomad's `periodic/force`.
     let schedules: ScheduleService
     /// Registrations that arrive together are written in one transaction.
@@ -62,6 +63,7 @@ public struct Gateway: Sendable {
         self.nodes = NodeLifecycle(database: database)
         self.users = UserService(database: database)
         self.nodeArrays = NodeArrayService(database: database)
+        self.namespaces = NamespaceService(database: database)
         self.schedules = ScheduleService(database: database, replica: address, logger: logger)
         self.collector = GarbageCollector(database: database)
         self.registrations = GroupCommit(limit: 200) { batch in try await jobs.register(batch).map { $0.mapError { $0 } } }
@@ -87,6 +89,7 @@ public struct Gateway: Sendable {
         addProjectRoutes(to: routes)
         addScheduleRoutes(to: routes)
         addPluginRoutes(to: routes)
+        addNamespaceRoutes(to: routes)
         addOpsRoutes(to: routes)
     }
 
@@ -106,6 +109,14 @@ public struct Gateway: Sendable {
             if field.field.isEmpty { field.field = "body" }
             throw ControlPlaneError.invalid([field])
         }
+    }
+
+    /// Refuses a body with a field outside `shape` that is not empty: every such field named,
+    /// with `not supported yet` (``FieldShape``). A body that is not JSON is left to its decoder.
+    static func refuseUnsupported(_ body: ByteBuffer, shape: FieldShape, root: String) throws {
+        guard let json = try? JSONSerialization.jsonObject(with: Data(buffer: body), options: [.fragmentsAllowed]) else { return }
+        let errors = shape.unsupported(in: json, root: root)
+        guard errors.isEmpty else { throw ControlPlaneError.invalid(errors) }
     }
 
     /// Runs a read, as a blocking query when `?index=` is more than 0 (as Nomad's): waits (up to
@@ -155,6 +166,8 @@ public struct Gateway: Sendable {
             return Self.error(.badRequest, fields.count == 1 ? fields[0].description : "\(fields.count) fields are invalid", fields: fields)
         } catch ControlPlaneError.overloaded(let what) {
             return Self.unavailable("\(what); try again later")
+        } catch is AccessDenied {
+            return Self.error(.forbidden, "Permission denied")
         } catch ControlPlaneError.unauthorized(let why) {
             return Self.error(.unauthorized, why)
         } catch let error as HTTPError {

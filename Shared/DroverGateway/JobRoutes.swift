@@ -1,3 +1,4 @@
+import DroverAccess
 import DroverControlPlane
 import DroverModel
 import DroverScheduling
@@ -7,51 +8,49 @@ import Hummingbird
 /// `/v1/jobs`, `/v1/job/:id` and what hangs off a job.
 extension Gateway {
     func addJobRoutes(to routes: GuardedRouter) {
-        routes.get("/v1/jobs", .namespace(.listJobs)) { request, _ in
-            try await read(request) { try await database.jobs.list(prefix: request.uri.queryParameters.get("prefix") ?? "").map(JobListStub.init) }
+        routes.get("/v1/jobs", .namespace(.listJobs)) { request, context in
+            try await read(request) {
+                let namespaces = try await listedNamespaces(request, caller: context.caller, .listJobs)
+                return try await database.jobs.list(prefix: request.uri.queryParameters.get("prefix") ?? "", namespaces: namespaces).map(
+                    JobListStub.init)
+            }
         }
-        routes.post("/v1/jobs", .namespace(.submitJob)) { request, _ in try await register(request, pathID: nil) }
-        routes.put("/v1/jobs", .namespace(.submitJob)) { request, _ in try await register(request, pathID: nil) }
-        routes.post("/v1/job/:id", .namespace(.submitJob)) { request, context in try await register(request, pathID: context.parameters.get("id")) }
-        routes.put("/v1/job/:id", .namespace(.submitJob)) { request, context in try await register(request, pathID: context.parameters.get("id")) }
+        routes.post("/v1/jobs", .namespace(.submitJob)) { request, context in try await register(request, context, pathID: nil) }
+        routes.put("/v1/jobs", .namespace(.submitJob)) { request, context in try await register(request, context, pathID: nil) }
+        routes.post("/v1/job/:id", .namespace(.submitJob)) { request, context in
+            try await register(request, context, pathID: context.parameters.get("id"))
+        }
+        routes.put("/v1/job/:id", .namespace(.submitJob)) { request, context in
+            try await register(request, context, pathID: context.parameters.get("id"))
+        }
         routes.get("/v1/job/:id", .namespace(.readJob)) { request, context in
-            let id = context.parameters.get("id") ?? ""
-            return try await read(request) { try await database.jobs.read(id: id) ?? { throw ControlPlaneError.notFound(kind: "job", id: id) }() }
+            try await read(request) { try await job(request, context, .readJob) }
         }
         routes.get("/v1/job/:id/allocations", .namespace(.readJob)) { request, context in
-            let id = context.parameters.get("id") ?? ""
-            return try await read(request) {
-                guard try await database.jobs.read(id: id) != nil else { throw ControlPlaneError.notFound(kind: "job", id: id) }
-                return try await database.allocations.list(jobID: id)
-            }
+            try await read(request) { try await database.allocations.list(jobID: try await job(request, context, .readJob).id) }
         }
         routes.get("/v1/job/:id/evaluations", .namespace(.readJob)) { request, context in
-            let id = context.parameters.get("id") ?? ""
-            return try await read(request) {
-                guard try await database.jobs.read(id: id) != nil else { throw ControlPlaneError.notFound(kind: "job", id: id) }
-                return try await database.evaluations.list(jobID: id)
-            }
+            try await read(request) { try await database.evaluations.list(jobID: try await job(request, context, .readJob).id) }
         }
         routes.get("/v1/job/:id/summary", .namespace(.readJob)) { request, context in
-            let id = context.parameters.get("id") ?? ""
-            return try await read(request) {
+            try await read(request) {
+                let id = try await job(request, context, .readJob).id
                 guard let summary = try await jobs.summary(jobID: id) else { throw ControlPlaneError.notFound(kind: "job", id: id) }
-                return JobSummary(jobID: id, summary: summary)
+                return JobSummary(jobID: id, namespace: try Self.requestNamespace(request), summary: summary)
             }
         }
         // Nomad's `periodic/force`: a child of a periodic job now.
-        routes.post("/v1/job/:id/periodic/force", .namespace(.submitJob)) { _, context in
+        routes.post("/v1/job/:id/periodic/force", .namespace(.submitJob)) { request, context in
             try await handle {
-                let id = context.parameters.get("id") ?? ""
-                guard let job = try await database.jobs.read(id: id) else { throw ControlPlaneError.notFound(kind: "job", id: id) }
-                guard job.isPeriodicParent else { throw ControlPlaneError.invalid([FieldError("id", "job '\(id)' is not periodic")]) }
-                let registration = try await schedules.runNow(name: id)
+                let job = try await job(request, context, .submitJob)
+                guard job.isPeriodicParent else { throw ControlPlaneError.invalid([FieldError("id", "job '\(job.id)' is not periodic")]) }
+                let registration = try await schedules.runNow(name: job.id)
                 return Self.json(PeriodicForceResponse(evalID: registration.evalID, index: registration.index), index: registration.index)
             }
         }
         routes.post("/v1/job/:id/plan", .namespace(.submitJob)) { request, context in
             try await handle {
-                let job = try await decodeJob(request, pathID: context.parameters.get("id"))
+                let job = try await decodeJob(request, context, pathID: context.parameters.get("id"))
                 let plan = try await evaluations.dryRun(job)
                 return Self.json(PlanResponse(plan), index: watcher.latest)
             }
@@ -59,26 +58,46 @@ extension Gateway {
         routes.delete("/v1/job/:id", .namespace(.submitJob)) { request, context in
             try await handle {
                 let purge = try Self.flag("purge", of: request)
-                let result = try await jobs.deregister(jobID: context.parameters.get("id") ?? "", purge: purge)
+                let namespace = try Self.requestNamespace(request)
+                try context.caller.authorize(.submitJob, in: namespace)
+                let result = try await jobs.deregister(jobID: context.parameters.get("id") ?? "", namespace: namespace, purge: purge)
                 return Self.json(result, index: result.index)
             }
         }
     }
 
-    private func register(_ request: Request, pathID: String?) async throws -> Response {
+    /// The job the path names, in the namespace the request names, once the caller is known to
+    /// have `capability` there. A job of another namespace is not found, as in Nomad.
+    private func job(_ request: Request, _ context: GatewayRequestContext, _ capability: Capability) async throws -> Job {
+        let id = context.parameters.get("id") ?? ""
+        let namespace = try Self.requestNamespace(request)
+        try context.caller.authorize(capability, in: namespace)
+        guard let job = try await database.jobs.read(id: id), (job.namespace ?? Namespace.defaultName) == namespace else {
+            throw ControlPlaneError.notFound(kind: "job", id: id)
+        }
+        return job
+    }
+
+    private func register(_ request: Request, _ context: GatewayRequestContext, pathID: String?) async throws -> Response {
         try await handle {
-            let job = try await decodeJob(request, pathID: pathID)
+            let job = try await decodeJob(request, context, pathID: pathID)
             let result = try await registrations.call(job)
-            logger.info("Job registered", metadata: ["job_id": "\(job.id)", "eval_id": "\(result.evalID)"])
+            logger.info("Job registered", metadata: ["job_id": "\(job.id)", "namespace": "\(job.namespace ?? "")", "eval_id": "\(result.evalID)"])
             return Self.json(result, index: result.index)
         }
     }
 
     /// Reads `{"Job": …}` (or a bare job, as some clients send), refusing a body that is not a
     /// job with every bad field named.
-    private func decodeJob(_ request: Request, pathID: String?) async throws -> Job {
-        let body = try await request.body.collect(upTo: 8 << 20)
-        let job: Job
+    ///
+    /// The job is written to the request's namespace (Nomad's precedence: `?namespace=`, then the
+    /// job's own `Namespace`, then `default`), once the caller is known to have `submit-job` there.
+    private func decodeJob(_ request: Request, _ context: GatewayRequestContext, pathID: String?) async throws -> Job {
+        let body = try await request.body.collect(upTo: Self.jobBodyLimit)
+        // A job comes wrapped, {"Job": …} beside the request's own fields, or bare.
+        let wrapped = (try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any])?["Job"] != nil
+        try Self.refuseUnsupported(body, shape: wrapped ? .object(["Job": .job]) : .job, root: wrapped ? "" : "Job")
+        var job: Job
         do {
             job = try JSONDecoder().decode(JobRequest.self, from: Data(buffer: body)).job
         } catch let error as DecodingError {
@@ -91,11 +110,17 @@ extension Gateway {
             }
             throw ControlPlaneError.invalid([field])
         }
+        let namespace = try Self.requestNamespace(request, body: job.namespace)
+        try context.caller.authorize(.submitJob, in: namespace)
+        job.namespace = namespace
         if let pathID, pathID != job.id {
             throw ControlPlaneError.invalid([FieldError("Job.ID", "'\(job.id)' does not match the job id '\(pathID)' in the path")])
         }
         return job
     }
+
+    /// The largest job body read: 8 MiB.
+    static let jobBodyLimit = 8 << 20
 }
 
 /// `{"Job": {...}}`, as Nomad's clients send it, or the job object itself.
@@ -117,12 +142,13 @@ struct JobListStub: Encodable {
         case id = "ID", name = "Name", type = "Type", priority = "Priority", status = "Status", stop = "Stop"
         case datacenters = "Datacenters", version = "Version", submitTime = "SubmitTime"
         case createIndex = "CreateIndex", modifyIndex = "ModifyIndex", jobModifyIndex = "JobModifyIndex"
-        case parentID = "ParentID", periodic = "Periodic"
+        case parentID = "ParentID", periodic = "Periodic", namespace = "Namespace"
     }
 
     func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(job.id, forKey: .id)
+        try container.encode(job.namespace ?? Namespace.defaultName, forKey: .namespace)
         try container.encode(job.parentID ?? "", forKey: .parentID)
         try container.encode(job.isPeriodicParent, forKey: .periodic)
         try container.encode(job.jobName, forKey: .name)
@@ -141,9 +167,11 @@ struct JobListStub: Encodable {
 
 struct JobSummary: Encodable {
     var jobID: String
+    var namespace: String
     var summary: [String: GroupSummary]
     enum CodingKeys: String, CodingKey {
         case jobID = "JobID"
+        case namespace = "Namespace"
         case summary = "Summary"
     }
 }

@@ -9,8 +9,18 @@ extension Gateway {
         routes.get("/v1/client/fs/logs/:alloc", .namespace(.readLogs)) { request, context in
             try await handle {
                 let query = try LogsQuery(request)
+                // Checked in the namespace of the allocation's job; output whose allocation is gone
+                // (collected) is read by an unrestricted caller only.
                 let allocID = context.parameters.get("alloc") ?? ""
-                return try await logs(allocID: allocID, query: query)
+                let allocation = try await database.allocations.read(id: allocID)
+                if let allocation {
+                    try context.caller.authorize(.readLogs, in: allocation.jobNamespace)
+                } else if context.caller.isUnrestricted {
+                    _ = context.caller.allows(.readLogs, in: Namespace.defaultName)
+                } else {
+                    throw AccessDenied(capability: .readLogs, namespace: try Self.requestNamespace(request))
+                }
+                return try await logs(allocID: allocID, allocation: allocation, query: query)
             }
         }
     }
@@ -53,9 +63,8 @@ extension Gateway {
         }
     }
 
-    private func logs(allocID: String, query: LogsQuery) async throws -> Response {
+    private func logs(allocID: String, allocation: Allocation?, query: LogsQuery) async throws -> Response {
         let database = self.database
-        let allocation = try await database.allocations.read(id: allocID)
         var tasks = try await database.output.tasks(allocID: allocID)
         if let group = allocation?.job?.group(named: allocation?.taskGroup ?? "") { tasks = Array(Set(tasks + group.tasks.map(\.name))).sorted() }
         guard allocation != nil || !tasks.isEmpty else { throw ControlPlaneError.notFound(kind: "allocation", id: allocID) }

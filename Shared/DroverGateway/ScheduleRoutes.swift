@@ -10,10 +10,10 @@ import Hummingbird
 extension Gateway {
     func addScheduleRoutes(to routes: GuardedRouter) {
         for prefix in ["/v1/scheduler", "/scheduler"] {
-            routes.get("\(prefix)/jobs", .namespace(.listJobs)) { _, _ in
+            routes.get("\(prefix)/jobs", .namespace(.listJobs), scope: .fixed(Namespace.defaultName)) { _, _ in
                 try await handle { Self.json(try await database.schedules.list().map(\.job), index: nil) }
             }
-            routes.get("\(prefix)/jobs/search", .namespace(.listJobs)) { request, _ in
+            routes.get("\(prefix)/jobs/search", .namespace(.listJobs), scope: .fixed(Namespace.defaultName)) { request, _ in
                 try await handle {
                     let query = request.uri.queryParameters
                     func text(_ name: String) -> String? { query.get(name).map { String($0).lowercased() }.flatMap { $0.isEmpty ? nil : $0 } }
@@ -36,7 +36,7 @@ extension Gateway {
                 }
             }
             for (kind, method) in [("iso8601", HTTPRequest.Method.post), ("iso8601", .put), ("dependency", .post), ("dependency", .put)] {
-                routes.on("\(prefix)/\(kind)", method: method, .namespace(.submitJob)) { request, _ in
+                routes.on("\(prefix)/\(kind)", method: method, .namespace(.submitJob), scope: .fixed(Namespace.defaultName)) { request, _ in
                     try await handle {
                         let job = try Self.decodeBody(ScheduledJob.self, try await request.body.collect(upTo: 1 << 20))
                         if kind == "iso8601" && job.schedule.isEmpty {
@@ -50,7 +50,7 @@ extension Gateway {
                     }
                 }
             }
-            routes.get("\(prefix)/job/:name", .namespace(.readJob)) { _, context in
+            routes.get("\(prefix)/job/:name", .namespace(.readJob), scope: .fixed(Namespace.defaultName)) { _, context in
                 try await handle {
                     let name = context.parameters.get("name") ?? ""
                     guard let entry = try await database.schedules.read(name: name) else {
@@ -59,13 +59,13 @@ extension Gateway {
                     return Self.json(entry.job, index: entry.modifyIndex)
                 }
             }
-            routes.delete("\(prefix)/job/:name", .namespace(.submitJob)) { _, context in
+            routes.delete("\(prefix)/job/:name", .namespace(.submitJob), scope: .fixed(Namespace.defaultName)) { _, context in
                 try await handle {
                     try await schedules.delete(name: context.parameters.get("name") ?? "")
                     return Response(status: .noContent)
                 }
             }
-            routes.put("\(prefix)/job/:name", .namespace(.submitJob)) { request, context in
+            routes.put("\(prefix)/job/:name", .namespace(.submitJob), scope: .fixed(Namespace.defaultName)) { request, context in
                 try await handle {
                     // `?arguments=` (repeatable, or one string split at spaces) is appended to this run's command.
                     let given = request.uri.queryParameters.getAll("arguments").map { String($0) }
@@ -74,22 +74,22 @@ extension Gateway {
                     return Response(status: .noContent)
                 }
             }
-            routes.get("\(prefix)/job/stat/:name", .namespace(.readJob)) { _, context in
+            routes.get("\(prefix)/job/stat/:name", .namespace(.readJob), scope: .fixed(Namespace.defaultName)) { _, context in
                 try await handle { Self.json(try await schedules.stats(name: context.parameters.get("name") ?? ""), index: nil) }
             }
-            routes.delete("\(prefix)/task/kill/:name", .namespace(.submitJob)) { _, context in
+            routes.delete("\(prefix)/task/kill/:name", .namespace(.submitJob), scope: .fixed(Namespace.defaultName)) { _, context in
                 try await handle {
                     try await schedules.kill(name: context.parameters.get("name") ?? "")
                     return Response(status: .noContent)
                 }
             }
-            routes.get("\(prefix)/graph/dot", .namespace(.listJobs)) { _, _ in
+            routes.get("\(prefix)/graph/dot", .namespace(.listJobs), scope: .fixed(Namespace.defaultName)) { _, _ in
                 try await handle { Self.text(ScheduleGraph.dot(try await database.schedules.list().map(\.job))) }
             }
-            routes.get("\(prefix)/graph/csv", .namespace(.listJobs)) { _, _ in
+            routes.get("\(prefix)/graph/csv", .namespace(.listJobs), scope: .fixed(Namespace.defaultName)) { _, _ in
                 try await handle { Self.text(ScheduleGraph.csv(try await database.schedules.list().map { ($0.job, $0.running) })) }
             }
-            routes.get("\(prefix)/leader", .namespace(.listJobs)) { _, _ in
+            routes.get("\(prefix)/leader", .namespace(.listJobs), scope: .fixed(Namespace.defaultName)) { _, _ in
                 try await handle { Self.json(["leader": try await database.schedules.lastFiredBy() ?? ""], index: nil) }
             }
         }

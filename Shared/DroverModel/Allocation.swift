@@ -28,6 +28,8 @@ public struct Allocation: Codable, Sendable, Equatable {
     public var nodeName: String
     /// Its job.
     public var jobID: String
+    /// Its job's namespace; `default` when absent (allocations placed before namespaces).
+    public var namespace: String?
     /// The job's version it was placed from.
     public var jobVersion: Int
     /// Its group in the job.
@@ -96,6 +98,7 @@ public struct Allocation: Codable, Sendable, Equatable {
         case nodeID = "NodeID"
         case nodeName = "NodeName"
         case jobID = "JobID"
+        case namespace = "Namespace"
         case jobVersion = "JobVersion"
         case taskGroup = "TaskGroup"
         case job = "Job"
@@ -122,6 +125,9 @@ public struct Allocation: Codable, Sendable, Equatable {
 
     /// The name of a group's `index`-th allocation, `<job>.<group>[<index>]`.
     public static func name(job: String, group: String, index: Int) -> String { "\(job).\(group)[\(index)]" }
+
+    /// Its job's namespace, `default` when absent.
+    public var jobNamespace: String { namespace ?? "default" }
 
     /// Whether the allocation holds, or will hold, resources on its node.
     public var isLive: Bool { desiredStatus == .run && !clientStatus.isTerminal }

@@ -35,6 +35,8 @@ public struct Evaluation: Codable, Sendable, Equatable {
     public var triggeredBy: String
     /// The job it evaluates.
     public var jobID: String
+    /// That job's namespace; `default` when absent (evaluations made before namespaces).
+    public var namespace: String?
     /// The job's modify index it was made for.
     public var jobModifyIndex: Int64
     /// The node whose change made it, for node triggers.
@@ -91,7 +93,11 @@ public struct Evaluation: Codable, Sendable, Equatable {
             jobModifyIndex: job.jobModifyIndex ?? index, nodeID: nodeID, status: status, createIndex: index, modifyIndex: index,
             createTime: now, modifyTime: now)
         self.previousEval = previousEval
+        self.namespace = job.namespace ?? "default"
     }
+
+    /// Its job's namespace, `default` when absent.
+    public var jobNamespace: String { namespace ?? "default" }
 
     enum CodingKeys: String, CodingKey {
         case id = "ID"
@@ -99,6 +105,7 @@ public struct Evaluation: Codable, Sendable, Equatable {
         case type = "Type"
         case triggeredBy = "TriggeredBy"
         case jobID = "JobID"
+        case namespace = "Namespace"
         case jobModifyIndex = "JobModifyIndex"
         case nodeID = "NodeID"
         case status = "Status"

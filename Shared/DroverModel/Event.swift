@@ -92,5 +92,7 @@ public struct ClusterEvent: Codable, Sendable, Equatable {
         public static let projectChanged = "ProjectChanged"
         /// A time-based job was added, changed, run or deleted.
         public static let scheduleChanged = "Schedule"
+        /// A namespace was created, changed or deleted.
+        public static let namespaceChanged = "NamespaceChanged"
     }
 }

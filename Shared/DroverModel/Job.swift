@@ -4,7 +4,8 @@ import Foundation
 ///
 /// Fields a client leaves out are `nil` here and take Nomad's defaults when read through the
 /// accessors (`type`, `priority`, …); ``canonicalized()`` writes those defaults in, which is what
-/// the API stores. Fields this model does not know are ignored when decoding. Server-owned fields
+/// the API stores. Fields this model does not know are ignored when decoding; the gateway refuses
+/// them first, by name (``FieldShape/job``), unless they are empty. Server-owned fields
 /// (`Status`, `Version`, indexes) are set by Drover and ignored on input.
 public struct Job: Codable, Sendable, Equatable {
     /// The job's id, unique in its namespace.
@@ -62,7 +63,7 @@ public struct Job: Codable, Sendable, Equatable {
         self.taskGroups = taskGroups
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case id = "ID"
         case name = "Name"
         case type = "Type"
@@ -208,7 +209,7 @@ public struct TaskGroup: Codable, Sendable, Equatable {
         self.tasks = tasks
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case name = "Name"
         case count = "Count"
         case constraints = "Constraints"
@@ -278,7 +279,7 @@ public struct LogConfig: Codable, Sendable, Equatable {
         return files * megabytes << 20
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case maxFiles = "MaxFiles"
         case maxFileSizeMB = "MaxFileSizeMB"
     }
@@ -315,7 +316,7 @@ public struct JobTask: Codable, Sendable, Equatable {
         self.resources = resources
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case name = "Name"
         case driver = "Driver"
         case user = "User"
@@ -358,13 +359,17 @@ public struct JobTask: Codable, Sendable, Equatable {
     }
 }
 
-/// A task's driver configuration. Drover's drivers read `command` and `args`; other keys a job
-/// file carries (for drivers Drover does not have) are ignored.
+/// A task's driver configuration. Drover's drivers read `command` and `args`; the gateway refuses
+/// any other key (``FieldShape``).
 public struct TaskConfig: Codable, Sendable, Equatable {
     /// The executable, or a shell command line for a shell.
     public var command: String?
     /// Its arguments.
     public var args: [String]?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case command, args
+    }
 
     /// A driver configuration of `command` and `args`.
     public init(command: String?, args: [String]? = nil) {
@@ -389,7 +394,7 @@ public struct Resources: Codable, Sendable, Equatable, Hashable {
         self.diskMB = diskMB
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case cpu = "CPU"
         case memoryMB = "MemoryMB"
         case diskMB = "DiskMB"
@@ -438,7 +443,7 @@ public struct Constraint: Codable, Sendable, Equatable, Hashable, CustomStringCo
         self.operand = operand
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case lTarget = "LTarget"
         case rTarget = "RTarget"
         case operand = "Operand"
@@ -480,7 +485,7 @@ public struct Affinity: Codable, Sendable, Equatable {
         self.weight = weight
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case lTarget = "LTarget"
         case rTarget = "RTarget"
         case operand = "Operand"
@@ -513,7 +518,7 @@ public struct Spread: Codable, Sendable, Equatable {
         self.spreadTarget = targets
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case attribute = "Attribute"
         case weight = "Weight"
         case spreadTarget = "SpreadTarget"
@@ -540,7 +545,7 @@ public struct SpreadTarget: Codable, Sendable, Equatable {
         self.percent = percent
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case value = "Value"
         case percent = "Percent"
     }
@@ -567,7 +572,7 @@ public struct RestartPolicy: Codable, Sendable, Equatable {
         self.mode = mode
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case attempts = "Attempts"
         case interval = "Interval"
         case delay = "Delay"
@@ -603,7 +608,7 @@ public struct ReschedulePolicy: Codable, Sendable, Equatable {
         self.unlimited = unlimited
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case attempts = "Attempts"
         case interval = "Interval"
         case delay = "Delay"
@@ -646,7 +651,7 @@ public struct Periodic: Codable, Sendable, Equatable {
         self.timeZone = timeZone
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case enabled = "Enabled"
         case spec = "Spec"
         case specType = "SpecType"

@@ -11,12 +11,18 @@ public struct AllocationRepository: Sendable {
     // MARK: Reads
 
     /// The allocations of `jobID`, else of `nodeID`, else those whose id starts with `prefix`, oldest first.
-    public func list(jobID: String? = nil, nodeID: String? = nil, prefix: String = "") async throws -> [Allocation] {
+    /// - Parameter namespaces: only those of these namespaces; nil: of every namespace.
+    public func list(jobID: String? = nil, nodeID: String? = nil, prefix: String = "", namespaces: [String]? = nil) async throws -> [Allocation] {
         let query: PostgresQuery
         if let jobID {
             query = "SELECT spec::text FROM drover_allocations WHERE job_id = \(jobID) ORDER BY create_index, id"
         } else if let nodeID {
             query = "SELECT spec::text FROM drover_allocations WHERE node_id = \(nodeID) ORDER BY create_index, id"
+        } else if let namespaces {
+            query = """
+                SELECT spec::text FROM drover_allocations WHERE namespace = ANY(\(namespaces)) AND id LIKE \(JSONColumn.likePrefix(prefix))
+                ORDER BY create_index, id
+                """
         } else {
             query = "SELECT spec::text FROM drover_allocations WHERE id LIKE \(JSONColumn.likePrefix(prefix)) ORDER BY create_index, id"
         }
@@ -193,13 +199,16 @@ public struct AllocationRepository: Sendable {
         let specs = try allocations.map { try JSONColumn.encode($0) }
         try writes.add(
             """
-            INSERT INTO drover_allocations (id, job_id, job_version, node_id, eval_id, desired_status, client_status, cpu, memory_mb, disk_mb,
-                spec, create_index, modify_index)
-            SELECT id, job_id, job_version, node_id, eval_id, 'run', 'pending', cpu, memory_mb, disk_mb, spec::jsonb, \(index), \(index)
-            FROM unnest(\(allocations.map(\.id))::text[], \(allocations.map(\.jobID))::text[], \(allocations.map(\.jobVersion))::int[],
-                \(allocations.map(\.nodeID))::text[], \(allocations.map(\.evalID))::text[], \(allocations.map(\.resources.cpu))::int[],
-                \(allocations.map(\.resources.memoryMB))::int[], \(allocations.map(\.resources.diskMB))::int[], \(specs)::text[])
-                AS a(id, job_id, job_version, node_id, eval_id, cpu, memory_mb, disk_mb, spec)
+            INSERT INTO drover_allocations (id, job_id, namespace, job_version, node_id, eval_id, desired_status, client_status, cpu, memory_mb,
+                disk_mb, spec, create_index, modify_index)
+            SELECT id, job_id, namespace, job_version, node_id, eval_id, 'run', 'pending', cpu, memory_mb, disk_mb,
+                jsonb_set(spec::jsonb, '{Namespace}', to_jsonb(namespace)), \(index), \(index)
+            FROM (SELECT a.*, coalesce(nullif(a.given, ''), (SELECT j.namespace FROM drover_jobs j WHERE j.id = a.job_id), 'default') AS namespace
+                FROM unnest(\(allocations.map(\.id))::text[], \(allocations.map(\.jobID))::text[], \(allocations.map { $0.namespace ?? "" })::text[],
+                    \(allocations.map(\.jobVersion))::int[], \(allocations.map(\.nodeID))::text[], \(allocations.map(\.evalID))::text[],
+                    \(allocations.map(\.resources.cpu))::int[], \(allocations.map(\.resources.memoryMB))::int[],
+                    \(allocations.map(\.resources.diskMB))::int[], \(specs)::text[])
+                    AS a(id, job_id, given, job_version, node_id, eval_id, cpu, memory_mb, disk_mb, spec)) AS a
             """)
     }
 }

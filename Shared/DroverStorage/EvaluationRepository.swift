@@ -13,11 +13,13 @@ public struct EvaluationRepository: Sendable {
         let specs = try evals.map { try JSONColumn.encode($0) }
         try writes.add(
             """
-            INSERT INTO drover_evaluations (id, job_id, status, spec, create_index, modify_index)
-            SELECT id, job_id, status, spec::jsonb, create_index, modify_index
-            FROM unnest(\(evals.map(\.id))::text[], \(evals.map(\.jobID))::text[], \(evals.map(\.status.rawValue))::text[], \(specs)::text[],
-                \(evals.map(\.createIndex))::bigint[], \(evals.map(\.modifyIndex))::bigint[])
-                AS e(id, job_id, status, spec, create_index, modify_index)
+            INSERT INTO drover_evaluations (id, job_id, namespace, status, spec, create_index, modify_index)
+            SELECT id, job_id, namespace, status, jsonb_set(spec::jsonb, '{Namespace}', to_jsonb(namespace)), create_index, modify_index
+            FROM (SELECT e.*, coalesce(nullif(e.given, ''), (SELECT j.namespace FROM drover_jobs j WHERE j.id = e.job_id), 'default') AS namespace
+                FROM unnest(\(evals.map(\.id))::text[], \(evals.map(\.jobID))::text[], \(evals.map { $0.namespace ?? "" })::text[],
+                    \(evals.map(\.status.rawValue))::text[], \(specs)::text[], \(evals.map(\.createIndex))::bigint[],
+                    \(evals.map(\.modifyIndex))::bigint[])
+                    AS e(id, job_id, given, status, spec, create_index, modify_index)) AS e
             """)
     }
 
@@ -102,10 +104,16 @@ public struct EvaluationRepository: Sendable {
     }
 
     /// Evaluations of `jobID`, or (nil) those whose id starts with `prefix`, oldest first.
-    public func list(jobID: String? = nil, prefix: String = "") async throws -> [Evaluation] {
+    /// - Parameter namespaces: only those of these namespaces; nil: of every namespace.
+    public func list(jobID: String? = nil, prefix: String = "", namespaces: [String]? = nil) async throws -> [Evaluation] {
         let query: PostgresQuery =
             if let jobID {
                 "SELECT spec::text FROM drover_evaluations WHERE job_id = \(jobID) ORDER BY create_index, id"
+            } else if let namespaces {
+                """
+                SELECT spec::text FROM drover_evaluations WHERE namespace = ANY(\(namespaces)) AND id LIKE \(JSONColumn.likePrefix(prefix))
+                ORDER BY create_index, id
+                """
             } else {
                 "SELECT spec::text FROM drover_evaluations WHERE id LIKE \(JSONColumn.likePrefix(prefix)) ORDER BY create_index, id"
             }

@@ -43,6 +43,8 @@ public struct EventRepository: Sendable {
         public var since: Date?
         public var until: Date?
         public var limit: Int
+        /// Only events of no job or of a job of these namespaces; nil: of every namespace.
+        public var namespaces: [String]?
 
         /// By default medium and high priorities only, as CycleCloud's cluster page shows them.
         public init(
@@ -70,6 +72,8 @@ public struct EventRepository: Sendable {
                 SELECT id, time, node_id, job_id, alloc_id, type, level, priority, message FROM drover_events
                 WHERE (\(filter.nodeID)::text IS NULL OR node_id = \(filter.nodeID)) AND (\(filter.jobID)::text IS NULL OR job_id = \(filter.jobID))
                     AND level = ANY(\(levels)) AND priority = ANY(\(priorities))
+                    AND (\(filter.namespaces == nil) OR job_id IS NULL
+                        OR EXISTS (SELECT 1 FROM drover_jobs j WHERE j.id = job_id AND j.namespace = ANY(\(filter.namespaces ?? []))))
                     AND (\(filter.since)::timestamptz IS NULL OR time >= \(filter.since)) AND (\(filter.until)::timestamptz IS NULL OR time < \(filter.until))
                 ORDER BY id DESC LIMIT \(filter.limit)
             ) newest ORDER BY id

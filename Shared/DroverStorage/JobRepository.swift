@@ -42,11 +42,12 @@ public struct JobRepository: Sendable {
         let specs = try jobs.map { try JSONColumn.encode($0) }
         try writes.add(
             """
-            INSERT INTO drover_jobs (id, version, type, priority, stop, spec, submit_time, create_index, modify_index, job_modify_index)
-            SELECT id, version, type, priority, false, spec::jsonb, \(submitTime), create_index, \(index), \(index)
-            FROM unnest(\(jobs.map(\.id))::text[], \(jobs.map { $0.version ?? 0 })::int[], \(jobs.map(\.jobType.rawValue))::text[],
-                \(jobs.map(\.jobPriority))::int[], \(specs)::text[], \(jobs.map { $0.createIndex ?? index })::bigint[])
-                AS j(id, version, type, priority, spec, create_index)
+            INSERT INTO drover_jobs (id, namespace, version, type, priority, stop, spec, submit_time, create_index, modify_index, job_modify_index)
+            SELECT id, namespace, version, type, priority, false, spec::jsonb, \(submitTime), create_index, \(index), \(index)
+            FROM unnest(\(jobs.map(\.id))::text[], \(jobs.map { $0.namespace ?? "default" })::text[], \(jobs.map { $0.version ?? 0 })::int[],
+                \(jobs.map(\.jobType.rawValue))::text[], \(jobs.map(\.jobPriority))::int[], \(specs)::text[],
+                \(jobs.map { $0.createIndex ?? index })::bigint[])
+                AS j(id, namespace, version, type, priority, spec, create_index)
             ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, type = EXCLUDED.type, priority = EXCLUDED.priority,
                 stop = false, spec = EXCLUDED.spec, submit_time = EXCLUDED.submit_time, modify_index = EXCLUDED.modify_index,
                 job_modify_index = EXCLUDED.job_modify_index
@@ -100,8 +101,13 @@ public struct JobRepository: Sendable {
     }
 
     /// Jobs whose id starts with `prefix`, each with its status.
-    public func list(prefix: String = "") async throws -> [Job] {
-        try await read("\(unescaped: Self.columns) WHERE j.id LIKE \(JSONColumn.likePrefix(prefix)) ORDER BY j.id")
+    /// - Parameter namespaces: only the jobs of these namespaces; nil: of every namespace.
+    public func list(prefix: String = "", namespaces: [String]? = nil) async throws -> [Job] {
+        if let namespaces {
+            return try await read(
+                "\(unescaped: Self.columns) WHERE j.namespace = ANY(\(namespaces)) AND j.id LIKE \(JSONColumn.likePrefix(prefix)) ORDER BY j.id")
+        }
+        return try await read("\(unescaped: Self.columns) WHERE j.id LIKE \(JSONColumn.likePrefix(prefix)) ORDER BY j.id")
     }
 
     /// The job `id` with its status; nil when there is none.

@@ -716,6 +716,53 @@ public enum DroverSchema {
                                 RETURN NULL;
                             """),
                 ])),
+        Migration(
+            version: 16, name: "namespaces",
+            statements: [
+                // Namespaces are objects, as in Nomad; `default` always exists (the gateway refuses
+                // to delete it). A job names one that exists (the foreign key), and a namespace that
+                // still holds jobs cannot be deleted.
+                """
+                CREATE TABLE drover_namespaces (
+                    name text PRIMARY KEY, description text NOT NULL DEFAULT '', meta jsonb NOT NULL DEFAULT '{}', capabilities jsonb,
+                    create_index bigint NOT NULL, modify_index bigint NOT NULL)
+                """,
+                "INSERT INTO drover_namespaces (name, description, create_index, modify_index) VALUES ('default', 'Default shared namespace', 0, 0)",
+                // Jobs registered before namespaces were objects keep the namespace they named.
+                """
+                INSERT INTO drover_namespaces (name, create_index, modify_index)
+                SELECT DISTINCT spec->>'Namespace', 0, 0 FROM drover_jobs WHERE spec->>'Namespace' IS NOT NULL ON CONFLICT DO NOTHING
+                """,
+                // What follows rewrites rows, not what they mean: no events for it.
+                "ALTER TABLE drover_jobs DISABLE TRIGGER USER",
+                "ALTER TABLE drover_evaluations DISABLE TRIGGER USER",
+                "ALTER TABLE drover_allocations DISABLE TRIGGER USER",
+                "ALTER TABLE drover_jobs ADD COLUMN namespace text NOT NULL DEFAULT 'default' REFERENCES drover_namespaces (name)",
+                """
+                UPDATE drover_jobs SET namespace = coalesce(spec->>'Namespace', 'default'),
+                    spec = jsonb_set(spec, '{Namespace}', to_jsonb(coalesce(spec->>'Namespace', 'default')))
+                """,
+                "CREATE INDEX drover_jobs_namespace ON drover_jobs (namespace, id)",
+                // An evaluation's and an allocation's namespace is their job's, as a column (for
+                // lists and checks) and in the spec (for answers, messages and events).
+                "ALTER TABLE drover_evaluations ADD COLUMN namespace text NOT NULL DEFAULT 'default'",
+                """
+                UPDATE drover_evaluations e SET namespace = coalesce(j.namespace, 'default'),
+                    spec = jsonb_set(e.spec, '{Namespace}', to_jsonb(coalesce(j.namespace, 'default')))
+                FROM drover_evaluations e2 LEFT JOIN drover_jobs j ON j.id = e2.job_id WHERE e2.id = e.id
+                """,
+                "CREATE INDEX drover_evaluations_namespace ON drover_evaluations (namespace, create_index)",
+                "ALTER TABLE drover_allocations ADD COLUMN namespace text NOT NULL DEFAULT 'default'",
+                """
+                UPDATE drover_allocations a SET namespace = coalesce(j.namespace, 'default'),
+                    spec = jsonb_set(a.spec, '{Namespace}', to_jsonb(coalesce(j.namespace, 'default')))
+                FROM drover_allocations a2 LEFT JOIN drover_jobs j ON j.id = a2.job_id WHERE a2.id = a.id
+                """,
+                "CREATE INDEX drover_allocations_namespace ON drover_allocations (namespace, create_index)",
+                "ALTER TABLE drover_jobs ENABLE TRIGGER USER",
+                "ALTER TABLE drover_evaluations ENABLE TRIGGER USER",
+                "ALTER TABLE drover_allocations ENABLE TRIGGER USER",
+            ]),
     ]
 }
 
