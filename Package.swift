@@ -155,6 +155,7 @@ let package = Package(
                 "DroverStorage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Shared/DroverGateway",
             resources: [.copy("openapi.yaml")],

@@ -14,6 +14,8 @@ struct APIClient {
     var headers: [String: String] = [:]
     /// The authorities an https server's certificate must chain to; the system's when nil.
     var caCertificate: String? = nil
+    /// The namespace every `/v1/` request names (`?namespace=`), unless its path names one.
+    var namespace: String? = nil
 
     struct Failure: Error, CustomStringConvertible {
         var description: String
@@ -47,7 +49,8 @@ struct APIClient {
         if let token { headers["X-Nomad-Token"] = token }
         let (status, refusal): (Int, Data)
         do {
-            (status, refusal) = try await HTTPClients.streamLines("GET", address + path, headers: headers, caCertificate: caCertificate, line)
+            (status, refusal) = try await HTTPClients.streamLines(
+                "GET", address + namespaced(path), headers: headers, caCertificate: caCertificate, line)
         } catch {
             throw Failure(description: "cannot follow \(address)\(path) (\(error)). Is Drover running? DROVER_ADDR names the gateway.")
         }
@@ -78,6 +81,15 @@ struct APIClient {
         return (data, AnswerHeaders(headers: headers))
     }
 
+    /// `path` with `?namespace=` of ``namespace`` added, for the Nomad-shaped routes.
+    func namespaced(_ path: String) -> String {
+        guard let namespace, !namespace.isEmpty, path.hasPrefix("/v1/"), !path.hasPrefix("/v1/scheduler"), !path.contains("namespace=") else {
+            return path
+        }
+        let value = namespace.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(["-", "*"])) ?? namespace
+        return path + (path.contains("?") ? "&" : "?") + "namespace=" + value
+    }
+
     /// One request and its answer, whatever its status.
     func exchange(_ method: String, _ path: String, body: Data? = nil) async throws -> (Int, HTTPHeaders, Data) {
         var headers = headers
@@ -85,7 +97,8 @@ struct APIClient {
         if let token { headers["X-Nomad-Token"] = token }
         do {
             let answer = try await HTTPClients.send(
-                method, address + path, headers: headers, body: body, caCertificate: caCertificate, timeout: .seconds(400), limit: 1 << 30)
+                method, address + namespaced(path), headers: headers, body: body, caCertificate: caCertificate, timeout: .seconds(400),
+                limit: 1 << 30)
             return (answer.status, answer.headers, answer.body)
         } catch  where HTTPClients.isHandshakeFailure(error) {
             throw Failure(

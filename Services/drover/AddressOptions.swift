@@ -20,8 +20,14 @@ struct AddressOptions: ParsableArguments {
         help: "For an https address, the PEM file of the authority its certificate must chain to (env DROVER_CACERT or NOMAD_CACERT).")
     var caCert: String? = ProcessInfo.processInfo.environment["DROVER_CACERT"] ?? ProcessInfo.processInfo.environment["NOMAD_CACERT"]
 
+    @Option(
+        name: .customLong("namespace", withSingleDash: true),
+        help: "The namespace of the jobs, allocations and evaluations asked for; * for every one the token may read (env DROVER_NAMESPACE or NOMAD_NAMESPACE; default: default)."
+    )
+    var namespace: String? = ProcessInfo.processInfo.environment["DROVER_NAMESPACE"] ?? ProcessInfo.processInfo.environment["NOMAD_NAMESPACE"]
+
     /// A client of the API with the token to send.
-    var client: APIClient { APIClient(address: address, token: resolvedToken, caCertificate: caCert) }
+    var client: APIClient { APIClient(address: address, token: resolvedToken, caCertificate: caCert, namespace: namespace) }
 
     var resolvedToken: String? {
         let environment = ProcessInfo.processInfo.environment

@@ -7,7 +7,7 @@ struct Drover: AsyncParsableCommand {
         commandName: "drover", abstract: "Drover's command line: the cluster and this node.", version: "0.1.0",
         subcommands: [
             Status.self, JobCommand.self, NodeCommand.self, AllocCommand.self, EvalCommand.self, Events.self, ACLCommand.self, NodeArrayCommand.self,
-            AutoscaleCommand.self, ProjectCommand.self, ScheduleCommand.self, PluginCommand.self,
+            AutoscaleCommand.self, ProjectCommand.self, ScheduleCommand.self, PluginCommand.self, NamespaceCommand.self,
             // On a node, through its agent:
             Log.self, Keepalive.self, Shutdown.self, RunOnShutdown.self, Send.self, Config.self, Users.self, ReportIssue.self, Converge.self,
             TestCommand.self, Download.self,

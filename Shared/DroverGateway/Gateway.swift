@@ -6,6 +6,7 @@ public import DroverStorage
 import Foundation
 public import Hummingbird
 public import Logging
+import NIOCore
 
 /// Nomad's HTTP API (`/v1/...`): paths, field names and blocking queries as Nomad has them, so
 /// that Nomad clients work. Routes are grouped by resource, a file each; handlers are thin: they
@@ -166,6 +167,11 @@ public struct Gateway: Sendable {
             return Self.error(.badRequest, fields.count == 1 ? fields[0].description : "\(fields.count) fields are invalid", fields: fields)
         } catch ControlPlaneError.overloaded(let what) {
             return Self.unavailable("\(what); try again later")
+        } catch let error as NIOTooManyBytesError {
+            let limit = error.maxBytes.map { " of \($0) bytes" } ?? ""
+            return Self.error(
+                .contentTooLarge, "the body is larger than this route's limit\(limit); send a smaller one",
+                fields: [FieldError("body", "is larger than the limit\(limit)")])
         } catch is AccessDenied {
             return Self.error(.forbidden, "Permission denied")
         } catch ControlPlaneError.unauthorized(let why) {

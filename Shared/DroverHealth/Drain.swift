@@ -50,8 +50,11 @@ public enum DrainDecision {
     }
 
     /// The deadline a drain started at `now` (Unix nanoseconds) with `spec` has: none for 0, at
-    /// once below 0.
+    /// once below 0. A deadline past the end of time (`Int64.max` nanoseconds from now) is the end
+    /// of time: the sum saturates, since the spec is the caller's.
     public static func forceDeadline(for spec: DrainSpec, now: Int64) -> Int64 {
-        spec.deadline > 0 ? now + spec.deadline : spec.deadline < 0 ? now : 0
+        guard spec.deadline > 0 else { return spec.deadline < 0 ? now : 0 }
+        let (sum, overflow) = now.addingReportingOverflow(spec.deadline)
+        return overflow ? .max : sum
     }
 }

@@ -91,7 +91,7 @@ import Testing
         #expect(DrainDecision.next(Self.noDeadline, allocations: [], now: 0).complete)
     }
 
-    @Test(arguments: [(0, 0), (-1, 1_000), (5_000, 6_000)] as [(Int64, Int64)])
+    @Test(arguments: [(0, 0), (-1, 1_000), (5_000, 6_000), (.max, .max), (.min, 1_000), (.max - 999, .max)] as [(Int64, Int64)])
     func deadlines(deadline: Int64, expected: Int64) {
         #expect(DrainDecision.forceDeadline(for: DrainSpec(deadline: deadline), now: 1_000) == expected)
     }

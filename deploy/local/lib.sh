@@ -63,3 +63,45 @@ daemonize() {
     ) &
     echo $!
 }
+
+# supervise LOG PIDFILE COMMAND...: starts COMMAND as daemonize does, its pid in PIDFILE, its output
+# appended to LOG (never overwritten). When it ends, a line in LOG says how (exit status or
+# signal); a restart adds a line that names how the run before it ended. A LOG past 64 MiB is
+# rotated first: LOG.1 … LOG.5, the oldest dropped.
+supervise() {
+    local log=$1 pidfile=$2 last
+    shift 2
+    rotate_log "$log" $((64 << 20)) 5
+    if [ -s "$log" ]; then
+        last=$(grep -a '^=== .* ended: ' "$log" | tail -1 | sed 's/^=== [^ ]* ended: //')
+        printf '=== %s restarted; the run before it ended: %s\n' "$(date -u +%FT%TZ)" \
+            "${last:-with no record (its supervisor was stopped, or the machine)}" >> "$log"
+    fi
+    rm -f "$pidfile"
+    (
+        for fd in /proc/self/fd/*; do
+            n=${fd##*/}
+            if [ "$n" -gt 2 ] && [ "$n" != 255 ]; then eval "exec $n>&-" 2>/dev/null || true; fi
+        done
+        exec < /dev/null > /dev/null 2>&1
+        setsid "$@" >> "$log" 2>&1 &
+        child=$!
+        echo "$child" > "$pidfile"
+        status=0
+        wait "$child" || status=$?
+        if [ "$status" -gt 128 ]; then how="killed by signal $(kill -l $((status - 128)) 2>/dev/null || echo $((status - 128)))"; else how="exit status $status"; fi
+        printf '=== %s ended: %s\n' "$(date -u +%FT%TZ)" "$how" >> "$log"
+    ) &
+    for _ in $(seq 1 100); do [ -s "$pidfile" ] && return 0; sleep 0.05; done
+    die "could not start $1"
+}
+
+# rotate_log LOG BYTES COUNT: when LOG is larger than BYTES, moves it to LOG.1 (LOG.1 to LOG.2, …),
+# keeping COUNT rotated files.
+rotate_log() {
+    local log=$1 limit=$2 count=$3 i
+    [ -f "$log" ] && [ "$(stat -c %s "$log")" -gt "$limit" ] || return 0
+    rm -f "$log.$count"
+    for ((i = count - 1; i >= 1; i--)); do [ -f "$log.$i" ] && mv "$log.$i" "$log.$((i + 1))"; done
+    mv "$log" "$log.1"
+}
