@@ -22,7 +22,8 @@ struct AddressOptions: ParsableArguments {
 
     @Option(
         name: .customLong("namespace", withSingleDash: true),
-        help: "The namespace of the jobs, allocations and evaluations asked for; * for every one the token may read (env DROVER_NAMESPACE or NOMAD_NAMESPACE; default: default)."
+        help:
+            "The namespace of the jobs, allocations and evaluations asked for; * for every one the token may read (env DROVER_NAMESPACE or NOMAD_NAMESPACE; default: default)."
     )
     var namespace: String? = ProcessInfo.processInfo.environment["DROVER_NAMESPACE"] ?? ProcessInfo.processInfo.environment["NOMAD_NAMESPACE"]
 

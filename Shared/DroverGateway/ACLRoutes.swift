@@ -12,7 +12,7 @@ extension Gateway {
             // Open, as Nomad's: it works once, and then never again.
             routes.on("/v1/acl/bootstrap", method: method, .open) { request, _ in
                 try await handle {
-                    let body = try await request.body.collect(upTo: 64 << 10)
+                    let body = try await Self.body(of: request, upTo: 64 << 10)
                     var secret: String?
                     if body.readableBytes > 0 {
                         secret = try Self.decodeBody(BootstrapRequest.self, body).bootstrapSecret

@@ -24,7 +24,7 @@ extension Gateway {
         }
         routes.post("/v1/node/:id/issue-report", .ownNode) { request, context in
             try await handle {
-                let body = try await request.body.collect(upTo: 64 << 20)
+                let body = try await Self.body(of: request, upTo: 64 << 20)
                 guard body.readableBytes > 0 else { throw ControlPlaneError.invalid([FieldError("body", "the zip archive is missing")]) }
                 let summary = try await database.issueReports.store(Data(buffer: body), nodeID: context.parameters.get("id") ?? "")
                 return Self.json(summary, index: nil)

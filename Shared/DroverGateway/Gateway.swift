@@ -98,7 +98,16 @@ public struct Gateway: Sendable {
 
     /// Decodes a JSON body, refusing one that does not decode with the field named.
     static func decodeBody<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
-        try decodeBody(type, try await request.body.collect(upTo: 1 << 20))
+        try decodeBody(type, try await body(of: request, upTo: 1 << 20))
+    }
+
+    /// The whole body of `request`. - Throws: ``BodyTooLarge`` past `limit` bytes.
+    static func body(of request: Request, upTo limit: Int) async throws -> ByteBuffer {
+        do {
+            return try await request.body.collect(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw BodyTooLarge(limit: limit)
+        }
     }
 
     /// Decodes a JSON body already read, refusing one that does not decode with the field named.
@@ -167,11 +176,12 @@ public struct Gateway: Sendable {
             return Self.error(.badRequest, fields.count == 1 ? fields[0].description : "\(fields.count) fields are invalid", fields: fields)
         } catch ControlPlaneError.overloaded(let what) {
             return Self.unavailable("\(what); try again later")
-        } catch let error as NIOTooManyBytesError {
-            let limit = error.maxBytes.map { " of \($0) bytes" } ?? ""
+        } catch let error as BodyTooLarge {
             return Self.error(
-                .contentTooLarge, "the body is larger than this route's limit\(limit); send a smaller one",
-                fields: [FieldError("body", "is larger than the limit\(limit)")])
+                .contentTooLarge, "the body is larger than this route's limit of \(error.limit) bytes; send a smaller one",
+                fields: [FieldError("body", "is larger than the limit of \(error.limit) bytes")])
+        } catch is NIOTooManyBytesError {
+            return Self.error(.contentTooLarge, "the body is larger than this route takes; send a smaller one")
         } catch is AccessDenied {
             return Self.error(.forbidden, "Permission denied")
         } catch ControlPlaneError.unauthorized(let why) {
@@ -211,6 +221,11 @@ public struct Gateway: Sendable {
         response.status = status
         return response
     }
+}
+
+/// A request body past what its route takes: 413, naming the limit.
+struct BodyTooLarge: Error {
+    var limit: Int
 }
 
 /// The gateway's routes as an application of their own, on `host:port`: what the tests drive in

@@ -93,7 +93,7 @@ extension Gateway {
     /// The job is written to the request's namespace (Nomad's precedence: `?namespace=`, then the
     /// job's own `Namespace`, then `default`), once the caller is known to have `submit-job` there.
     private func decodeJob(_ request: Request, _ context: GatewayRequestContext, pathID: String?) async throws -> Job {
-        let body = try await request.body.collect(upTo: Self.jobBodyLimit)
+        let body = try await Self.body(of: request, upTo: Self.jobBodyLimit)
         // A job comes wrapped, {"Job": …} beside the request's own fields, or bare.
         let wrapped = (try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any])?["Job"] != nil
         try Self.refuseUnsupported(body, shape: wrapped ? .object(["Job": .job]) : .job, root: wrapped ? "" : "Job")

@@ -16,7 +16,8 @@ extension Gateway {
         routes.get("/v1/namespace/:name", .anyToken) { request, context in
             try await read(request) {
                 let name = context.parameters.get("name") ?? ""
-                guard context.caller.mayRead(namespace: name) else { throw AccessDenied(capability: .readJob, namespace: name) }
+                // A namespace the token holds nothing in is not found, whether it exists or not.
+                guard context.caller.mayRead(namespace: name) else { throw ControlPlaneError.notFound(kind: "namespace", id: name) }
                 return try await database.namespaces.read(name: name) ?? { throw ControlPlaneError.notFound(kind: "namespace", id: name) }()
             }
         }
@@ -38,7 +39,7 @@ extension Gateway {
     }
 
     private func putNamespace(_ request: Request, pathName: String?) async throws -> Response {
-        let body = try await request.body.collect(upTo: 1 << 20)
+        let body = try await Self.body(of: request, upTo: 1 << 20)
         try Self.refuseUnsupported(body, shape: .namespace, root: "")
         var namespace = try Self.decodeBody(Namespace.self, body)
         if let pathName {

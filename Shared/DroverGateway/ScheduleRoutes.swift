@@ -38,7 +38,7 @@ extension Gateway {
             for (kind, method) in [("iso8601", HTTPRequest.Method.post), ("iso8601", .put), ("dependency", .post), ("dependency", .put)] {
                 routes.on("\(prefix)/\(kind)", method: method, .namespace(.submitJob), scope: .fixed(Namespace.defaultName)) { request, _ in
                     try await handle {
-                        let job = try Self.decodeBody(ScheduledJob.self, try await request.body.collect(upTo: 1 << 20))
+                        let job = try Self.decodeBody(ScheduledJob.self, try await Self.body(of: request, upTo: 1 << 20))
                         if kind == "iso8601" && job.schedule.isEmpty {
                             throw ControlPlaneError.invalid([FieldError("schedule", "is required here; a job with parents goes to /dependency")])
                         }

@@ -199,7 +199,82 @@ struct GatewayTests {
         try await withGateway { client, _ in
             let document = try await client.execute(uri: "/v1/openapi.yaml", method: .get)
             #expect(document.status == .ok && String(buffer: document.body).hasPrefix("openapi:"))
+            // What it serves is what docs/ publishes.
+            let published = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../docs/openapi.yaml")
+            #expect(String(buffer: document.body) == (try String(contentsOf: published, encoding: .utf8)), "docs/openapi.yaml is the served document")
             #expect(try await client.execute(uri: "/v1/status/leader", method: .get).status == .ok)
+        }
+    }
+
+    @Test func aFieldDroverDoesNotImplementIsRefusedByNameAndAnEmptyOneIsNot() async throws {
+        try await withGateway { client, database in
+            func fields(_ body: String) async throws -> [String] {
+                let answer = try await client.execute(uri: "/v1/jobs", method: .post, body: ByteBuffer(string: body))
+                #expect(answer.status == .badRequest, "\(body.prefix(200)): \(answer.status)")
+                let object = try #require(try Self.json(answer.body) as? [String: Any])
+                let listed = (object["Fields"] as? [[String: Any]] ?? []).map { ($0["Field"] as? String ?? "", $0["Reason"] as? String ?? "") }
+                #expect(listed.allSatisfy { $0.1 == "not supported yet" }, "\(listed)")
+                return listed.map(\.0)
+            }
+            let unsupported = Self.job
+                .replacingOccurrences(
+                    of: #""Type": "batch","#, with: #""Type": "batch", "ParameterizedJob": {"Payload": "required"}, "Update": {"MaxParallel": 2},"#
+                )
+                .replacingOccurrences(of: #""Count": 2,"#, with: #""Count": 2, "Networks": [{"Mode": "bridge"}], "Services": [{"Name": "web"}],"#)
+                .replacingOccurrences(of: #""Driver": "raw_exec","#, with: #""Driver": "raw_exec", "Templates": [{"DestPath": "local/a"}],"#)
+            #expect(
+                try await fields(unsupported) == [
+                    "Job.ParameterizedJob", "Job.TaskGroups[0].Networks", "Job.TaskGroups[0].Services", "Job.TaskGroups[0].Tasks[0].Templates",
+                    "Job.Update",
+                ])
+            // The same for a bare job, for the driver's config, for resources and for the
+            // request's own fields.
+            let bare = String(Self.job.dropFirst(#"{"Job": "#.count).dropLast())
+            #expect(
+                try await fields(bare.replacingOccurrences(of: #""ID": "web","#, with: #""ID": "web", "Multiregion": {"Regions": [{"Name": "a"}]},"#))
+                    == ["Job.Multiregion"])
+            #expect(
+                try await fields(Self.job.replacingOccurrences(of: #""command": "/bin/true""#, with: #""command": "/bin/true", "image": "redis:7""#))
+                    == ["Job.TaskGroups[0].Tasks[0].Config.image"])
+            #expect(
+                try await fields(Self.job.replacingOccurrences(of: #""MemoryMB": 64"#, with: #""MemoryMB": 64, "Cores": 2, "MemoryMaxMB": 0"#)) == [
+                    "Job.TaskGroups[0].Tasks[0].Resources.Cores"
+                ])
+            #expect(try await fields(Self.job.replacingOccurrences(of: #"{"Job": "#, with: #"{"EnforceIndex": true, "Job": "#)) == ["EnforceIndex"])
+            #expect(try await count("drover_jobs", in: database) == 0, "nothing refused was stored")
+
+            // Empty fields ask for nothing: what clients that send every field of Nomad's send.
+            let empty = Self.job
+                .replacingOccurrences(
+                    of: #""Type": "batch","#,
+                    with: #""Type": "batch", "ParameterizedJob": null, "Update": {"MaxParallel": 0}, "AllAtOnce": false, "ConsulToken": "","#
+                )
+                .replacingOccurrences(of: #""Count": 2,"#, with: #""Count": 2, "Networks": [], "Services": null, "EphemeralDisk": {},"#)
+            let accepted = try await client.execute(uri: "/v1/jobs", method: .post, body: ByteBuffer(string: empty))
+            #expect(accepted.status == .ok, "\(String(buffer: accepted.body))")
+        }
+    }
+
+    @Test func hostileNumbersAndSizesAre4xxAndTheGatewayLivesOn() async throws {
+        try await withGateway { client, database in
+            // A drain deadline past the end of time is the end of time, not a crash.
+            try await database.transaction { work in
+                try await work.nodes.upsertReady(
+                    Node(id: "n1", name: "n1", resources: Resources(cpu: 1000, memoryMB: 1024)), index: try await work.nextIndex())
+            }
+            for deadline in ["9223372036854775807", "-9223372036854775808", "18446744073709551616", "1e308", "-1"] {
+                let answer = try await client.execute(
+                    uri: "/v1/node/n1/drain", method: .post, body: ByteBuffer(string: #"{"DrainSpec": {"Deadline": \#(deadline)}}"#))
+                #expect(answer.status == .ok || answer.status == .badRequest, "Deadline \(deadline): \(answer.status)")
+            }
+            #expect(try await client.execute(uri: "/v1/node/n1", method: .get).status == .ok, "the gateway lives on")
+            // A body past the limit is a 413 that names it.
+            let large = try await client.execute(
+                uri: "/v1/jobs", method: .post, body: ByteBuffer(string: #"{"Job": {"ID": ""# + String(repeating: "x", count: 9 << 20) + #""}}"#))
+            #expect(large.status == .contentTooLarge)
+            #expect(
+                (try Self.json(large.body) as? [String: Any])?["Error"] as? String
+                    == "the body is larger than this route's limit of 8388608 bytes; send a smaller one", "\(String(buffer: large.body))")
         }
     }
 }
