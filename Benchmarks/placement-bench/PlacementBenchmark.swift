@@ -94,7 +94,7 @@ struct PlacementBenchmark: ParsableCommand {
                     clock.measure {
                         let snapshot = ClusterSnapshot(nodes: cluster, usage: usage, jobAllocations: [])
                         _ = EvaluationRound.plan(
-                            [eval], jobs: [job.id: job], allocations: [:], snapshot: snapshot, configuration: .init(algorithm: algorithm), now: 0,
+                            [eval], jobs: [job.key: job], allocations: [:], snapshot: snapshot, configuration: .init(algorithm: algorithm), now: 0,
                             random: &random)
                     })
             }

@@ -87,8 +87,8 @@ public struct AutoscaleService: Sendable {
     /// The pending placements: what each blocked evaluation's job could not place.
     static func demand(in work: UnitOfWork) async throws -> [PendingPlacement] {
         let blocked = try await work.evaluations.blocked()
-        let jobs = Dictionary(try await work.jobs.specs(Array(Set(blocked.map(\.jobID)))).map { ($0.id, $0) }) { first, _ in first }
-        return blocked.flatMap { evaluation in jobs[evaluation.jobID].map { PendingPlacement.of(blocked: evaluation, job: $0) } ?? [] }
+        let jobs = Dictionary(try await work.jobs.specs(Array(Set(blocked.map(\.jobKey)))).map { ($0.key, $0) }) { first, _ in first }
+        return blocked.flatMap { evaluation in jobs[evaluation.jobKey].map { PendingPlacement.of(blocked: evaluation, job: $0) } ?? [] }
     }
 
     private func apply(

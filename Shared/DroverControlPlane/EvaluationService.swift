@@ -73,7 +73,7 @@ public struct EvaluationService: Sendable {
     private func apply(_ round: [Evaluation], in work: UnitOfWork) async throws -> [String: Outcome] {
         let time = now()
         // Read.
-        let (jobs, allocations) = try await work.jobs.withAllocations(round.map(\.jobID))
+        let (jobs, allocations) = try await work.jobs.withAllocations(round.map(\.jobKey))
         let nodes = try await work.nodes.withUsage()
         // Plan: pure, and as long as the cluster is large.
         let nanos = time.unixNanoseconds
@@ -117,7 +117,7 @@ public struct EvaluationService: Sendable {
         // (The statement's clauses see the rows as they were before it: the cancelling does not
         // see the new blocked evaluations, and the evaluations of this round were pending.)
         let reblocked = finished.filter { $0.status == .blocked }
-        try work.evaluations.cancelBlocked(of: (blocked + reblocked).map(\.jobID), except: reblocked.map(\.id), index: index, into: &writes)
+        try work.evaluations.cancelBlocked(of: (blocked + reblocked).map(\.jobKey), except: reblocked.map(\.id), index: index, into: &writes)
         try work.evaluations.insert(blocked, into: &writes)
         try work.evaluations.update(finished, index: index, into: &writes)
         try await writeChecked(writes, placements: placements, snapshot: planned.snapshot, in: work)
@@ -185,7 +185,8 @@ public struct EvaluationService: Sendable {
             let nodes = Set(plan.placements.map(\.nodeName)).sorted().joined(separator: ", ")
             events.append(
                 ClusterEvent(
-                    time: time, nodeID: nil, jobID: job.id, allocID: nil, type: ClusterEvent.Kind.allocationPlaced, level: .info, priority: .low,
+                    time: time, nodeID: nil, jobID: job.id, namespace: job.key.namespace, allocID: nil, type: ClusterEvent.Kind.allocationPlaced,
+                    level: .info, priority: .low,
                     message: "Placed \(plan.placements.count) allocation(s) of job \(job.id) on \(nodes)"))
         }
         try work.allocations.insert(rows, index: index, into: &writes)
@@ -200,16 +201,16 @@ public struct EvaluationService: Sendable {
         var job = submitted.canonicalized()
         job.stop = false
         let (jobs, allocations, nodes) = try await database.transaction { work in
-            let (jobs, allocations) = try await work.jobs.withAllocations([job.id])
+            let (jobs, allocations) = try await work.jobs.withAllocations([job.key])
             return (jobs, allocations, try await work.nodes.withUsage())
         }
-        if let current = jobs[job.id] {
+        if let current = jobs[job.key] {
             job.version = current.userFields == job.userFields ? current.version : (current.version ?? 0) + 1
         } else {
             job.version = 0
         }
         var snapshot = Self.snapshot(nodes)
-        snapshot.jobAllocations = allocations[job.id] ?? []
+        snapshot.jobAllocations = allocations[job.key] ?? []
         var random = SystemRandomNumberGenerator()
         return JobScheduler.plan(
             evalID: "", jobID: job.id, job: job, snapshot: snapshot, configuration: configuration, now: now().unixNanoseconds, random: &random)

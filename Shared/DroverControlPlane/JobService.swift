@@ -53,8 +53,8 @@ public struct JobService: Sendable {
         while !valid.isEmpty {
             var round: [(position: Int, job: Job)] = []
             var later: [(position: Int, job: Job)] = []
-            var seen: Set<String> = []
-            for entry in valid { if seen.insert(entry.job.id).inserted { round.append(entry) } else { later.append(entry) } }
+            var seen: Set<JobKey> = []
+            for entry in valid { if seen.insert(entry.job.key).inserted { round.append(entry) } else { later.append(entry) } }
             let registrations = try await registerDistinct(round.map(\.job))
             for (entry, registration) in zip(round, registrations) { results[entry.position] = registration }
             valid = later
@@ -68,7 +68,7 @@ public struct JobService: Sendable {
     private func registerDistinct(_ submitted: [Job]) async throws -> [Result<JobRegistration, ControlPlaneError>] {
         let time = now()
         return try await database.transaction { work in
-            let (index, previous) = try await work.jobs.takeIndexLocking(submitted.map(\.id))
+            let (index, previous) = try await work.jobs.takeIndexLocking(submitted.map(\.key))
             let namespaces = try await work.namespaces.holding(Array(Set(submitted.map { $0.namespace ?? Namespace.defaultName })))
             let nanos = time.unixNanoseconds
             var jobs: [Job] = []
@@ -77,8 +77,8 @@ public struct JobService: Sendable {
             var registrations: [Result<JobRegistration, ControlPlaneError>] = []
             var events: [ClusterEvent] = []
             for var job in submitted {
-                let before = previous[job.id]
-                let refusals = Self.refusals(of: job, in: namespaces[job.namespace ?? Namespace.defaultName], holder: before?.spec.namespace)
+                let before = previous[job.key]
+                let refusals = Self.refusals(of: job, in: namespaces[job.key.namespace])
                 guard refusals.isEmpty else {
                     registrations.append(.failure(.invalid(refusals)))
                     continue
@@ -104,14 +104,16 @@ public struct JobService: Sendable {
                     registrations.append(.success(JobRegistration(evalID: "", jobModifyIndex: index, warnings: "", index: index)))
                 } else {
                     // No longer periodic: its schedule goes.
-                    if job.periodic != nil || previous[job.id]?.spec.periodic != nil { _ = try await work.schedules.delete(name: job.id) }
+                    let scheduled = job.periodic != nil || previous[job.key]?.spec.periodic != nil
+                    if scheduled, job.key.namespace == Namespace.defaultName { _ = try await work.schedules.delete(name: job.id) }
                     let evaluation = Evaluation(id: newID(), for: job, triggeredBy: Evaluation.Trigger.jobRegister, index: index, now: nanos)
                     evals.append(evaluation)
                     registrations.append(.success(JobRegistration(evalID: evaluation.id, jobModifyIndex: index, warnings: "", index: index)))
                 }
                 events.append(
                     ClusterEvent(
-                        time: time, nodeID: nil, jobID: job.id, allocID: nil, type: ClusterEvent.Kind.jobRegistered, level: .info,
+                        time: time, nodeID: nil, jobID: job.id, namespace: job.key.namespace, allocID: nil, type: ClusterEvent.Kind.jobRegistered,
+                        level: .info,
                         priority: .low, message: "Job \(job.id) registered (version \(version))"))
             }
             var writes = SQLWrites()
@@ -124,18 +126,18 @@ public struct JobService: Sendable {
         }
     }
 
-    /// Why `job` may not be registered in `namespace` (nil: there is no such namespace) when
-    /// the job id is held in the namespace `holder` (nil: by none): nothing when it may.
-    static func refusals(of job: Job, in namespace: Namespace?, holder: String?) -> [FieldError] {
+    /// Why `job` may not be registered in `namespace` (nil: there is no such namespace):
+    /// nothing when it may.
+    static func refusals(of job: Job, in namespace: Namespace?) -> [FieldError] {
         let name = job.namespace ?? Namespace.defaultName
         guard let namespace else {
             return [FieldError("Job.Namespace", "namespace '\(name)' does not exist; create it with drover namespace apply \(name)")]
         }
-        if let holder, holder != name {
-            // Job ids are unique across namespaces until they are keyed by namespace too.
-            return [FieldError("Job.ID", "'\(job.id)' is taken by a job of another namespace; choose another id")]
-        }
         var errors: [FieldError] = []
+        // Schedules are keyed by name alone, in the default namespace (as Chronos's jobs are).
+        if job.isPeriodicParent, name != Namespace.defaultName {
+            errors.append(FieldError("Job.Periodic", "not supported yet outside the default namespace"))
+        }
         for (g, group) in job.taskGroups.enumerated() {
             for (t, task) in group.tasks.enumerated() where !(namespace.capabilities?.allows(driver: task.driver) ?? true) {
                 errors.append(FieldError("Job.TaskGroups[\(g)].Tasks[\(t)].Driver", "driver '\(task.driver)' is not enabled in namespace '\(name)'"))
@@ -146,19 +148,17 @@ public struct JobService: Sendable {
 
     /// Stops a job (its allocations are stopped by the evaluation this creates); with `purge`
     /// it is also forgotten. Its blocked evaluations have nothing left to wait for.
-    /// - Parameter namespace: the namespace the job must be in; nil: any.
-    /// - Throws: ``ControlPlaneError/notFound(kind:id:)``, also for a job of another namespace.
-    public func deregister(jobID: String, namespace: String? = nil, purge: Bool) async throws -> JobRegistration {
+    /// - Throws: ``ControlPlaneError/notFound(kind:id:)``.
+    public func deregister(_ key: JobKey, purge: Bool) async throws -> JobRegistration {
         let time = now()
+        let jobID = key.id
         return try await database.transaction { work in
-            guard var job = try await work.jobs.lock(jobID), namespace.map({ $0 == job.namespace ?? Namespace.defaultName }) ?? true else {
-                throw ControlPlaneError.notFound(kind: "job", id: jobID)
-            }
+            guard var job = try await work.jobs.lock(key) else { throw ControlPlaneError.notFound(kind: "job", id: jobID) }
             let index = try await work.nextIndex()
             // A periodic job's schedule stops with it.
-            if job.periodic != nil { _ = try await work.schedules.delete(name: jobID) }
+            if job.periodic != nil, key.namespace == Namespace.defaultName { _ = try await work.schedules.delete(name: jobID) }
             if purge {
-                try await work.jobs.delete(jobID)
+                try await work.jobs.delete(key)
             } else {
                 job.stop = true
                 job.modifyIndex = index
@@ -167,12 +167,13 @@ public struct JobService: Sendable {
             }
             let eval = Evaluation(id: newID(), for: job, triggeredBy: Evaluation.Trigger.jobDeregister, index: index, now: time.unixNanoseconds)
             var writes = SQLWrites()
-            try work.evaluations.cancelBlocked(of: [jobID], index: index, into: &writes)
+            try work.evaluations.cancelBlocked(of: [key], index: index, into: &writes)
             try work.evaluations.insert([eval], into: &writes)
             try work.events.record(
                 [
                     ClusterEvent(
-                        time: time, nodeID: nil, jobID: jobID, allocID: nil, type: ClusterEvent.Kind.jobDeregistered, level: .info, priority: .low,
+                        time: time, nodeID: nil, jobID: jobID, namespace: key.namespace, allocID: nil, type: ClusterEvent.Kind.jobDeregistered,
+                        level: .info, priority: .low,
                         message: "Job \(jobID) stopped\(purge ? " and purged" : "")")
                 ], into: &writes)
             work.send(try Messages.pending(eval))
@@ -192,7 +193,7 @@ public struct JobService: Sendable {
             if allocation.desiredStatus == .run {
                 try await work.stop(allocation, description: "alloc was stopped by a user", markLost: false, index: index, now: time)
             }
-            let job = try await work.jobs.spec(allocation.jobID) ?? Job(id: allocation.jobID, taskGroups: [])
+            let job = try await work.jobs.spec(allocation.jobKey) ?? Job(key: allocation.jobKey)
             let evals = try await work.evaluate([job], triggeredBy: Evaluation.Trigger.allocStop, index: index, now: time)
             return JobRegistration(evalID: evals[0], jobModifyIndex: job.jobModifyIndex ?? index, warnings: "", index: index)
         }
@@ -200,10 +201,10 @@ public struct JobService: Sendable {
 
     /// Per group, the job's allocations counted by client status; allocations still waiting for
     /// room (queued in a blocked evaluation) count as queued. Nil for an unknown job.
-    public func summary(jobID: String) async throws -> [String: GroupSummary]? {
-        guard let job = try await database.jobs.read(id: jobID) else { return nil }
+    public func summary(_ key: JobKey) async throws -> [String: GroupSummary]? {
+        guard let job = try await database.jobs.read(key) else { return nil }
         var summary = Dictionary(job.taskGroups.map { ($0.name, GroupSummary()) }, uniquingKeysWith: { first, _ in first })
-        for allocation in try await database.allocations.list(jobID: jobID) {
+        for allocation in try await database.allocations.list(job: key) {
             var group = summary[allocation.taskGroup] ?? GroupSummary()
             switch allocation.clientStatus {
             case .pending: group.starting += 1
@@ -214,7 +215,7 @@ public struct JobService: Sendable {
             }
             summary[allocation.taskGroup] = group
         }
-        for eval in try await database.evaluations.list(jobID: jobID) where eval.status == .blocked {
+        for eval in try await database.evaluations.list(job: key) where eval.status == .blocked {
             for (group, count) in eval.queuedAllocations ?? [:] { summary[group, default: GroupSummary()].queued += count }
         }
         return summary

@@ -226,7 +226,7 @@ public struct NodeLifecycle: Sendable {
         for allocation in allocations {
             try await work.stop(allocation, description: "alloc stopped by node drain", markLost: false, index: index, now: time)
         }
-        let jobs = try await work.jobs.specs(Array(Set(allocations.map(\.jobID)))).filter { !$0.isStopped }
+        let jobs = try await work.jobs.specs(Array(Set(allocations.map(\.jobKey)))).filter { !$0.isStopped }
         try await work.evaluate(jobs, triggeredBy: Evaluation.Trigger.nodeDrain, index: index, now: time)
     }
 

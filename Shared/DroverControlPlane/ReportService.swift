@@ -52,10 +52,10 @@ public struct ReportService: Sendable {
             if !lateIDs.isEmpty {
                 replacements = try await work.allocations.lockReplacements(of: lateIDs)
                 let batch = Set(
-                    try await work.jobs.specs(lateIDs.compactMap { current[$0]?.allocation.jobID }).filter { $0.jobType == .batch }.map(\.id))
+                    try await work.jobs.specs(lateIDs.compactMap { current[$0]?.allocation.jobKey }).filter { $0.jobType == .batch }.map(\.key))
                 completable = Set(
                     lateIDs.filter { id in
-                        guard let lost = current[id]?.allocation, batch.contains(lost.jobID) else { return false }
+                        guard let lost = current[id]?.allocation, batch.contains(lost.jobKey) else { return false }
                         // No replacement yet, or one that has not started.
                         return replacements[id].map { $0.clientStatus == .pending && $0.desiredStatus == .run } ?? true
                     })
@@ -79,7 +79,7 @@ public struct ReportService: Sendable {
             try work.events.record(
                 outcome.ended.filter { $0.clientStatus == .failed }.map { allocation in
                     ClusterEvent(
-                        time: time, nodeID: allocation.nodeID, jobID: allocation.jobID, allocID: allocation.id,
+                        time: time, nodeID: allocation.nodeID, jobID: allocation.jobID, namespace: allocation.jobNamespace, allocID: allocation.id,
                         type: ClusterEvent.Kind.allocationFailed, level: .warn, priority: .medium,
                         message: "Allocation \(allocation.name) failed: \(allocation.clientDescription)")
                 }, into: &writes)
@@ -99,7 +99,7 @@ public struct ReportService: Sendable {
             // A replacement for an allocation on a draining node runs: the old one may stop now.
             let started = outcome.started.compactMap { outcome.records[$0]?.allocation }
             let migrating = try await work.allocations.migrating(started.compactMap(\.previousAllocation))
-            let migrated = started.filter { $0.previousAllocation.map(migrating.contains) ?? false }.map(\.jobID)
+            let migrated = started.filter { $0.previousAllocation.map(migrating.contains) ?? false }.map(\.jobKey)
             if !migrated.isEmpty {
                 try await work.evaluate(try await work.jobs.specs(migrated), triggeredBy: Evaluation.Trigger.nodeDrain, index: index, now: time)
             }
@@ -107,9 +107,9 @@ public struct ReportService: Sendable {
             try await work.unblockEvaluations(index: index, capacityOnly: true)
             let wanted = outcome.endedWhileWanted
             guard !wanted.isEmpty else { return recorded }
-            let jobs = try await work.jobs.specs(Array(Set(wanted.map(\.jobID))))
-            let again = Set(outcome.jobsToEvaluate(jobs.map { AllocationReports.JobKind(id: $0.id, type: $0.jobType, stopped: $0.isStopped) }))
-            try await work.evaluate(jobs.filter { again.contains($0.id) }, triggeredBy: Evaluation.Trigger.allocFailure, index: index, now: time)
+            let jobs = try await work.jobs.specs(Array(Set(wanted.map(\.jobKey))))
+            let again = Set(outcome.jobsToEvaluate(jobs.map { AllocationReports.JobKind(id: $0.key, type: $0.jobType, stopped: $0.isStopped) }))
+            try await work.evaluate(jobs.filter { again.contains($0.key) }, triggeredBy: Evaluation.Trigger.allocFailure, index: index, now: time)
             return recorded
         }
     }

@@ -171,7 +171,7 @@ public struct ScheduleService: Sendable {
         for run in try await database.schedules.runs(of: name, limit: 1000) where run.state == .pending {
             guard let id = run.jobID else { continue }
             do {
-                _ = try await jobs.deregister(jobID: id, purge: false)
+                _ = try await jobs.deregister(JobKey(id: id), purge: false)
                 stopped += 1
             } catch ControlPlaneError.notFound {
                 continue

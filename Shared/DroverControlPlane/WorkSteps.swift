@@ -9,7 +9,7 @@ enum Messages {
     /// Hands a pending evaluation to a scheduler.
     static func pending(_ eval: Evaluation) throws -> OutgoingMessage {
         try OutgoingMessage(
-            EvaluationPending(evalID: eval.id, jobID: eval.jobID, triggeredBy: eval.triggeredBy),
+            EvaluationPending(evalID: eval.id, jobID: eval.jobID, namespace: eval.jobNamespace, triggeredBy: eval.triggeredBy),
             routingKey: RoutingKey.evaluation(eval.id, "pending"))
     }
 

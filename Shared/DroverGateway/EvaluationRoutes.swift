@@ -17,7 +17,7 @@ extension Gateway {
         routes.get("/v1/evaluation/:id/allocations", .namespace(.readJob)) { request, context in
             try await read(request) {
                 let eval = try await evaluation(request, context)
-                return try await database.allocations.list(jobID: eval.jobID).filter { $0.evalID == eval.id }
+                return try await database.allocations.list(job: eval.jobKey).filter { $0.evalID == eval.id }
             }
         }
     }

@@ -27,16 +27,16 @@ extension Gateway {
             try await read(request) { try await job(request, context, .readJob) }
         }
         routes.get("/v1/job/:id/allocations", .namespace(.readJob)) { request, context in
-            try await read(request) { try await database.allocations.list(jobID: try await job(request, context, .readJob).id) }
+            try await read(request) { try await database.allocations.list(job: try await job(request, context, .readJob).key) }
         }
         routes.get("/v1/job/:id/evaluations", .namespace(.readJob)) { request, context in
-            try await read(request) { try await database.evaluations.list(jobID: try await job(request, context, .readJob).id) }
+            try await read(request) { try await database.evaluations.list(job: try await job(request, context, .readJob).key) }
         }
         routes.get("/v1/job/:id/summary", .namespace(.readJob)) { request, context in
             try await read(request) {
-                let id = try await job(request, context, .readJob).id
-                guard let summary = try await jobs.summary(jobID: id) else { throw ControlPlaneError.notFound(kind: "job", id: id) }
-                return JobSummary(jobID: id, namespace: try Self.requestNamespace(request), summary: summary)
+                let key = try await job(request, context, .readJob).key
+                guard let summary = try await jobs.summary(key) else { throw ControlPlaneError.notFound(kind: "job", id: key.id) }
+                return JobSummary(jobID: key.id, namespace: key.namespace, summary: summary)
             }
         }
         // Nomad's `periodic/force`: a child of a periodic job now.
@@ -60,19 +60,19 @@ extension Gateway {
                 let purge = try Self.flag("purge", of: request)
                 let namespace = try Self.requestNamespace(request)
                 try context.caller.authorize(.submitJob, in: namespace)
-                let result = try await jobs.deregister(jobID: context.parameters.get("id") ?? "", namespace: namespace, purge: purge)
+                let result = try await jobs.deregister(JobKey(namespace: namespace, id: context.parameters.get("id") ?? ""), purge: purge)
                 return Self.json(result, index: result.index)
             }
         }
     }
 
     /// The job the path names, in the namespace the request names, once the caller is known to
-    /// have `capability` there. A job of another namespace is not found, as in Nomad.
+    /// have `capability` there. A job of another namespace is another job.
     private func job(_ request: Request, _ context: GatewayRequestContext, _ capability: Capability) async throws -> Job {
         let id = context.parameters.get("id") ?? ""
         let namespace = try Self.requestNamespace(request)
         try context.caller.authorize(capability, in: namespace)
-        guard let job = try await database.jobs.read(id: id), (job.namespace ?? Namespace.defaultName) == namespace else {
+        guard let job = try await database.jobs.read(JobKey(namespace: namespace, id: id)) else {
             throw ControlPlaneError.notFound(kind: "job", id: id)
         }
         return job

@@ -113,11 +113,11 @@ public struct AllocationReports: Sendable {
 
     /// A job as ``jobsToEvaluate(_:)`` weighs it.
     public struct JobKind: Sendable, Equatable {
-        public var id: String
+        public var id: JobKey
         public var type: JobType
         public var stopped: Bool
 
-        public init(id: String, type: JobType, stopped: Bool) {
+        public init(id: JobKey, type: JobType, stopped: Bool) {
             self.id = id
             self.type = type
             self.stopped = stopped
@@ -126,13 +126,13 @@ public struct AllocationReports: Sendable {
 
     /// The jobs to evaluate again, once each however many of their allocations ended: those not
     /// stopped with an allocation of ``endedWhileWanted`` that failed, or that is a service's.
-    public func jobsToEvaluate(_ jobs: [JobKind]) -> [String] {
+    public func jobsToEvaluate(_ jobs: [JobKind]) -> [JobKey] {
         let byID = Dictionary(jobs.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         return Set(
             endedWhileWanted.filter { allocation in
-                guard let job = byID[allocation.jobID], !job.stopped else { return false }
+                guard let job = byID[allocation.jobKey], !job.stopped else { return false }
                 return allocation.clientStatus == .failed || job.type == .service
-            }.map(\.jobID)
+            }.map(\.jobKey)
         ).sorted()
     }
 }

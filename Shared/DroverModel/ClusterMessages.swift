@@ -10,19 +10,24 @@ public struct EvaluationPending: DroverMessage, Equatable {
     public var evalID: String
     /// The job it evaluates.
     public var jobID: String
+    /// That job's namespace; `default` when absent (messages of schema version 1 before
+    /// namespaces).
+    public var namespace: String?
     /// Why the evaluation was created: `job-register`, `job-deregister`, `node-update`, …
     public var triggeredBy: String
 
-    /// Evaluation `evalID` of job `jobID` waits.
-    public init(evalID: String, jobID: String, triggeredBy: String) {
+    /// Evaluation `evalID` of job `jobID` of `namespace` waits.
+    public init(evalID: String, jobID: String, namespace: String = "default", triggeredBy: String) {
         self.evalID = evalID
         self.jobID = jobID
+        self.namespace = namespace
         self.triggeredBy = triggeredBy
     }
 
     enum CodingKeys: String, CodingKey {
         case evalID = "EvalID"
         case jobID = "JobID"
+        case namespace = "Namespace"
         case triggeredBy = "TriggeredBy"
     }
 }

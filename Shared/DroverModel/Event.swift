@@ -11,6 +11,8 @@ public struct ClusterEvent: Codable, Sendable, Equatable {
     public var nodeID: String?
     /// The job it concerns, if one.
     public var jobID: String?
+    /// That job's namespace; `default` when absent.
+    public var namespace: String?
     /// The allocation it concerns, if one.
     public var allocID: String?
     /// `NodeLog` for a node's message; otherwise what happened, e.g. `NodeDown`.
@@ -24,13 +26,14 @@ public struct ClusterEvent: Codable, Sendable, Equatable {
 
     /// An entry with every field given.
     public init(
-        id: Int64 = 0, time: Date, nodeID: String? = nil, jobID: String? = nil, allocID: String? = nil, type: String,
+        id: Int64 = 0, time: Date, nodeID: String? = nil, jobID: String? = nil, namespace: String? = nil, allocID: String? = nil, type: String,
         level: NodeLogMessage.Level, priority: NodeLogMessage.Priority, message: String
     ) {
         self.id = id
         self.time = time
         self.nodeID = nodeID
         self.jobID = jobID
+        self.namespace = jobID == nil ? nil : namespace ?? "default"
         self.allocID = allocID
         self.type = type
         self.level = level
@@ -43,6 +46,7 @@ public struct ClusterEvent: Codable, Sendable, Equatable {
         case time = "Time"
         case nodeID = "NodeID"
         case jobID = "JobID"
+        case namespace = "Namespace"
         case allocID = "AllocID"
         case type = "Type"
         case level = "Level"

@@ -108,3 +108,42 @@ public struct Namespace: Codable, Sendable, Equatable {
         return errors
     }
 }
+
+/// A job's identity: its namespace and its id, unique together (the same id lives in two
+/// namespaces side by side). Evaluations and allocations name their job by it.
+public struct JobKey: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public var namespace: String
+    public var id: String
+
+    /// The job `id` of `namespace`.
+    public init(namespace: String = Namespace.defaultName, id: String) {
+        self.namespace = namespace
+        self.id = id
+    }
+
+    public static func < (lhs: JobKey, rhs: JobKey) -> Bool { (lhs.namespace, lhs.id) < (rhs.namespace, rhs.id) }
+
+    /// `namespace/id`, as logs show it.
+    public var description: String { "\(namespace)/\(id)" }
+}
+
+extension Job {
+    /// Its namespace and id.
+    public var key: JobKey { JobKey(namespace: namespace ?? Namespace.defaultName, id: id) }
+
+    /// A job of no groups standing for `key`, whose spec is gone: evaluating it stops what it left.
+    public init(key: JobKey) {
+        self.init(id: key.id, taskGroups: [])
+        namespace = key.namespace
+    }
+}
+
+extension Evaluation {
+    /// Its job's namespace and id.
+    public var jobKey: JobKey { JobKey(namespace: jobNamespace, id: jobID) }
+}
+
+extension Allocation {
+    /// Its job's namespace and id.
+    public var jobKey: JobKey { JobKey(namespace: jobNamespace, id: jobID) }
+}

@@ -30,8 +30,8 @@ public struct EvaluationRound: Sendable {
         while !pending.isEmpty {
             var round: [Evaluation] = []
             var later: [Evaluation] = []
-            var seen: Set<String> = []
-            for eval in pending { if seen.insert(eval.jobID).inserted { round.append(eval) } else { later.append(eval) } }
+            var seen: Set<JobKey> = []
+            for eval in pending { if seen.insert(eval.jobKey).inserted { round.append(eval) } else { later.append(eval) } }
             rounds.append(round)
             pending = later
         }
@@ -41,15 +41,15 @@ public struct EvaluationRound: Sendable {
     /// Plans `round` (evaluations of distinct jobs) in order against `snapshot`, whose
     /// `jobAllocations` each plan replaces with its job's `allocations`.
     public static func plan(
-        _ round: [Evaluation], jobs: [String: Job], allocations: [String: [Allocation]], snapshot: ClusterSnapshot,
+        _ round: [Evaluation], jobs: [JobKey: Job], allocations: [JobKey: [Allocation]], snapshot: ClusterSnapshot,
         configuration: SchedulerConfiguration, now: Int64, random: inout some RandomNumberGenerator
     ) -> EvaluationRound {
         var result = EvaluationRound(snapshot: snapshot)
         let nodeIndex = Dictionary(snapshot.nodes.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { first, _ in first })
         for eval in round {
-            result.snapshot.jobAllocations = allocations[eval.jobID] ?? []
+            result.snapshot.jobAllocations = allocations[eval.jobKey] ?? []
             let plan = JobScheduler.plan(
-                evalID: eval.id, jobID: eval.jobID, job: jobs[eval.jobID], snapshot: result.snapshot, configuration: configuration, now: now,
+                evalID: eval.id, jobID: eval.jobID, job: jobs[eval.jobKey], snapshot: result.snapshot, configuration: configuration, now: now,
                 random: &random)
             // The next plan sees the room this one takes and frees.
             for placement in plan.placements {
@@ -63,7 +63,7 @@ public struct EvaluationRound: Sendable {
                     result.snapshot.used[node] = result.snapshot.used[node] - allocation.resources
                 }
             }
-            result.entries.append(Entry(evaluation: eval, job: jobs[eval.jobID], plan: plan))
+            result.entries.append(Entry(evaluation: eval, job: jobs[eval.jobKey], plan: plan))
         }
         return result
     }

@@ -10,12 +10,12 @@ public struct AllocationRepository: Sendable {
 
     // MARK: Reads
 
-    /// The allocations of `jobID`, else of `nodeID`, else those whose id starts with `prefix`, oldest first.
+    /// The allocations of `job`, else of `nodeID`, else those whose id starts with `prefix`, oldest first.
     /// - Parameter namespaces: only those of these namespaces; nil: of every namespace.
-    public func list(jobID: String? = nil, nodeID: String? = nil, prefix: String = "", namespaces: [String]? = nil) async throws -> [Allocation] {
+    public func list(job: JobKey? = nil, nodeID: String? = nil, prefix: String = "", namespaces: [String]? = nil) async throws -> [Allocation] {
         let query: PostgresQuery
-        if let jobID {
-            query = "SELECT spec::text FROM drover_allocations WHERE job_id = \(jobID) ORDER BY create_index, id"
+        if let job {
+            query = "SELECT spec::text FROM drover_allocations WHERE namespace = \(job.namespace) AND job_id = \(job.id) ORDER BY create_index, id"
         } else if let nodeID {
             query = "SELECT spec::text FROM drover_allocations WHERE node_id = \(nodeID) ORDER BY create_index, id"
         } else if let namespaces {
@@ -34,7 +34,7 @@ public struct AllocationRepository: Sendable {
         for try await (spec, job) in try await sql.query(
             """
             SELECT a.spec::text, v.spec::text FROM drover_allocations a
-            LEFT JOIN drover_job_versions v ON v.job_id = a.job_id AND v.version = a.job_version
+            LEFT JOIN drover_job_versions v ON v.namespace = a.namespace AND v.job_id = a.job_id AND v.version = a.job_version
             WHERE a.id = \(id)
             """
         ).decode((String, String?).self) {
@@ -95,7 +95,8 @@ public struct AllocationRepository: Sendable {
         for try await (id, system, wanted, running) in try await sql.query(
             """
             SELECT a.id, coalesce(j.type = 'system', false), a.desired_status = 'run', a.client_status IN ('pending', 'running')
-            FROM drover_allocations a LEFT JOIN drover_jobs j ON j.id = a.job_id WHERE a.node_id = \(nodeID) ORDER BY a.id
+            FROM drover_allocations a LEFT JOIN drover_jobs j ON j.namespace = a.namespace AND j.id = a.job_id WHERE a.node_id = \(nodeID)
+            ORDER BY a.id
             """
         ).decode((String, Bool, Bool, Bool).self) {
             allocations.append(OnDrainingNode(id: id, system: system, wanted: wanted, running: running))
@@ -138,9 +139,9 @@ public struct AllocationRepository: Sendable {
                         AND ((a.desired_status = 'run' AND a.client_status = 'pending' AND a.report_sequence = 0)
                             OR (a.desired_status <> 'run' AND a.client_status IN ('pending', 'running')))
                     ORDER BY a.notified_at LIMIT \(limit) FOR UPDATE OF a SKIP LOCKED)
-                RETURNING id, job_id, job_version, spec)
+                RETURNING id, namespace, job_id, job_version, spec)
             SELECT s.spec::text, v.spec::text FROM stale s
-            LEFT JOIN drover_job_versions v ON v.job_id = s.job_id AND v.version = s.job_version
+            LEFT JOIN drover_job_versions v ON v.namespace = s.namespace AND v.job_id = s.job_id AND v.version = s.job_version
             ORDER BY s.id
             """)
         for try await (spec, job) in rows.decode((String, String?).self) {
@@ -203,7 +204,7 @@ public struct AllocationRepository: Sendable {
                 disk_mb, spec, create_index, modify_index)
             SELECT id, job_id, namespace, job_version, node_id, eval_id, 'run', 'pending', cpu, memory_mb, disk_mb,
                 jsonb_set(spec::jsonb, '{Namespace}', to_jsonb(namespace)), \(index), \(index)
-            FROM (SELECT a.*, coalesce(nullif(a.given, ''), (SELECT j.namespace FROM drover_jobs j WHERE j.id = a.job_id), 'default') AS namespace
+            FROM (SELECT a.*, coalesce(nullif(a.given, ''), 'default') AS namespace
                 FROM unnest(\(allocations.map(\.id))::text[], \(allocations.map(\.jobID))::text[], \(allocations.map { $0.namespace ?? "" })::text[],
                     \(allocations.map(\.jobVersion))::int[], \(allocations.map(\.nodeID))::text[], \(allocations.map(\.evalID))::text[],
                     \(allocations.map(\.resources.cpu))::int[], \(allocations.map(\.resources.memoryMB))::int[],

@@ -15,7 +15,7 @@ public struct EvaluationRepository: Sendable {
             """
             INSERT INTO drover_evaluations (id, job_id, namespace, status, spec, create_index, modify_index)
             SELECT id, job_id, namespace, status, jsonb_set(spec::jsonb, '{Namespace}', to_jsonb(namespace)), create_index, modify_index
-            FROM (SELECT e.*, coalesce(nullif(e.given, ''), (SELECT j.namespace FROM drover_jobs j WHERE j.id = e.job_id), 'default') AS namespace
+            FROM (SELECT e.*, coalesce(nullif(e.given, ''), 'default') AS namespace
                 FROM unnest(\(evals.map(\.id))::text[], \(evals.map(\.jobID))::text[], \(evals.map { $0.namespace ?? "" })::text[],
                     \(evals.map(\.status.rawValue))::text[], \(specs)::text[], \(evals.map(\.createIndex))::bigint[],
                     \(evals.map(\.modifyIndex))::bigint[])
@@ -51,14 +51,15 @@ public struct EvaluationRepository: Sendable {
             """)
     }
 
-    /// Adds to `writes` cancelling the blocked evaluations of `jobIDs`, but for `kept`.
-    public func cancelBlocked(of jobIDs: [String], except kept: [String] = [], index: Int64, into writes: inout SQLWrites) throws {
-        guard !jobIDs.isEmpty else { return }
+    /// Adds to `writes` cancelling the blocked evaluations of the jobs `keys`, but for `kept`.
+    public func cancelBlocked(of keys: [JobKey], except kept: [String] = [], index: Int64, into writes: inout SQLWrites) throws {
+        guard !keys.isEmpty else { return }
         try writes.add(
             """
             UPDATE drover_evaluations SET status = 'canceled', modify_index = \(index),
                 spec = jsonb_set(jsonb_set(spec, '{Status}', '"canceled"'), '{ModifyIndex}', to_jsonb(\(index)))
-            WHERE job_id = ANY(\(jobIDs)) AND status = 'blocked' AND NOT (id = ANY(\(kept)))
+            WHERE (namespace, job_id) IN (SELECT * FROM unnest(\(keys.map(\.namespace))::text[], \(keys.map(\.id))::text[]))
+                AND status = 'blocked' AND NOT (id = ANY(\(kept)))
             """)
     }
 
@@ -89,11 +90,12 @@ public struct EvaluationRepository: Sendable {
         for try await spec in try await sql.query(
             """
             WITH evals AS MATERIALIZED (
-                    SELECT spec::text AS spec, job_id, status FROM drover_evaluations WHERE id = ANY(\(Array(Set(ids)).sorted()))
+                    SELECT spec::text AS spec, namespace, job_id, status FROM drover_evaluations WHERE id = ANY(\(Array(Set(ids)).sorted()))
                     ORDER BY id FOR UPDATE),
                 locks AS MATERIALIZED (
                     SELECT pg_advisory_xact_lock(key) FROM (
-                        SELECT DISTINCT hashtextextended('job:' || job_id, 0) AS key FROM evals WHERE status = 'pending' ORDER BY key) AS keys)
+                        SELECT DISTINCT hashtextextended('job:' || namespace || '/' || job_id, 0) AS key FROM evals WHERE status = 'pending'
+                        ORDER BY key) AS keys)
             SELECT evals.spec FROM evals CROSS JOIN (SELECT count(*) FROM locks) AS taken
             """
         ).decode(String.self) {
@@ -103,12 +105,12 @@ public struct EvaluationRepository: Sendable {
         return pending
     }
 
-    /// Evaluations of `jobID`, or (nil) those whose id starts with `prefix`, oldest first.
+    /// Evaluations of `job`, or (nil) those whose id starts with `prefix`, oldest first.
     /// - Parameter namespaces: only those of these namespaces; nil: of every namespace.
-    public func list(jobID: String? = nil, prefix: String = "", namespaces: [String]? = nil) async throws -> [Evaluation] {
+    public func list(job: JobKey? = nil, prefix: String = "", namespaces: [String]? = nil) async throws -> [Evaluation] {
         let query: PostgresQuery =
-            if let jobID {
-                "SELECT spec::text FROM drover_evaluations WHERE job_id = \(jobID) ORDER BY create_index, id"
+            if let job {
+                "SELECT spec::text FROM drover_evaluations WHERE namespace = \(job.namespace) AND job_id = \(job.id) ORDER BY create_index, id"
             } else if let namespaces {
                 """
                 SELECT spec::text FROM drover_evaluations WHERE namespace = ANY(\(namespaces)) AND id LIKE \(JSONColumn.likePrefix(prefix))

@@ -12,9 +12,9 @@ public struct EventRepository: Sendable {
     public func record(_ event: ClusterEvent, messageID: String? = nil) async throws {
         try await sql.query(
             """
-            INSERT INTO drover_events (message_id, time, node_id, job_id, alloc_id, type, level, priority, message)
-            VALUES (\(messageID), \(event.time), \(event.nodeID), \(event.jobID), \(event.allocID), \(event.type), \(event.level.rawValue),
-                \(event.priority.rawValue), \(event.message))
+            INSERT INTO drover_events (message_id, time, node_id, job_id, namespace, alloc_id, type, level, priority, message)
+            VALUES (\(messageID), \(event.time), \(event.nodeID), \(event.jobID), \(event.namespace), \(event.allocID), \(event.type),
+                \(event.level.rawValue), \(event.priority.rawValue), \(event.message))
             ON CONFLICT (message_id) DO NOTHING
             """)
     }
@@ -25,12 +25,12 @@ public struct EventRepository: Sendable {
         // Arrays hold no NULLs, so "" stands for none.
         try writes.add(
             """
-            INSERT INTO drover_events (time, node_id, job_id, alloc_id, type, level, priority, message)
-            SELECT time, NULLIF(node_id, ''), NULLIF(job_id, ''), NULLIF(alloc_id, ''), type, level, priority, message
+            INSERT INTO drover_events (time, node_id, job_id, namespace, alloc_id, type, level, priority, message)
+            SELECT time, NULLIF(node_id, ''), NULLIF(job_id, ''), NULLIF(namespace, ''), NULLIF(alloc_id, ''), type, level, priority, message
             FROM unnest(\(events.map(\.time))::timestamptz[], \(events.map { $0.nodeID ?? "" })::text[], \(events.map { $0.jobID ?? "" })::text[],
-                \(events.map { $0.allocID ?? "" })::text[], \(events.map(\.type))::text[], \(events.map(\.level.rawValue))::text[],
-                \(events.map(\.priority.rawValue))::text[], \(events.map(\.message))::text[])
-                AS e(time, node_id, job_id, alloc_id, type, level, priority, message)
+                \(events.map { $0.namespace ?? "" })::text[], \(events.map { $0.allocID ?? "" })::text[], \(events.map(\.type))::text[],
+                \(events.map(\.level.rawValue))::text[], \(events.map(\.priority.rawValue))::text[], \(events.map(\.message))::text[])
+                AS e(time, node_id, job_id, namespace, alloc_id, type, level, priority, message)
             """)
     }
 
@@ -66,22 +66,22 @@ public struct EventRepository: Sendable {
         let levels = filter.levels.map(\.rawValue).sorted()
         let priorities = filter.priorities.map(\.rawValue).sorted()
         var events: [ClusterEvent] = []
-        for try await (id, time, node, job, alloc, type, level, priority, message) in try await sql.query(
+        for try await (id, time, node, job, namespace, alloc, type, level, priority, message) in try await sql.query(
             """
             SELECT * FROM (
-                SELECT id, time, node_id, job_id, alloc_id, type, level, priority, message FROM drover_events
+                SELECT id, time, node_id, job_id, namespace, alloc_id, type, level, priority, message FROM drover_events
                 WHERE (\(filter.nodeID)::text IS NULL OR node_id = \(filter.nodeID)) AND (\(filter.jobID)::text IS NULL OR job_id = \(filter.jobID))
                     AND level = ANY(\(levels)) AND priority = ANY(\(priorities))
-                    AND (\(filter.namespaces == nil) OR job_id IS NULL
-                        OR EXISTS (SELECT 1 FROM drover_jobs j WHERE j.id = job_id AND j.namespace = ANY(\(filter.namespaces ?? []))))
+                    AND (\(filter.namespaces == nil) OR job_id IS NULL OR coalesce(namespace, 'default') = ANY(\(filter.namespaces ?? [])))
                     AND (\(filter.since)::timestamptz IS NULL OR time >= \(filter.since)) AND (\(filter.until)::timestamptz IS NULL OR time < \(filter.until))
                 ORDER BY id DESC LIMIT \(filter.limit)
             ) newest ORDER BY id
             """
-        ).decode((Int64, Date, String?, String?, String?, String, String, String, String).self) {
+        ).decode((Int64, Date, String?, String?, String?, String?, String, String, String, String).self) {
             events.append(
                 ClusterEvent(
-                    id: id, time: time, nodeID: node, jobID: job, allocID: alloc, type: type, level: NodeLogMessage.Level(rawValue: level) ?? .info,
+                    id: id, time: time, nodeID: node, jobID: job, namespace: namespace, allocID: alloc, type: type,
+                    level: NodeLogMessage.Level(rawValue: level) ?? .info,
                     priority: NodeLogMessage.Priority(rawValue: priority) ?? .low, message: message))
         }
         return events

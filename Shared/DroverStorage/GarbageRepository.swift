@@ -23,20 +23,24 @@ public struct GarbageRepository: Sendable {
         let rows = try await sql.query(
             """
             WITH dead AS (
-                SELECT j.id FROM drover_jobs j
+                SELECT j.namespace, j.id FROM drover_jobs j
                 WHERE (j.stop OR j.type = 'batch')
-                    AND NOT EXISTS (SELECT 1 FROM drover_allocations a WHERE a.job_id = j.id AND a.client_status IN ('pending', 'running'))
-                    AND NOT EXISTS (SELECT 1 FROM drover_evaluations e WHERE e.job_id = j.id AND e.status IN ('pending', 'blocked'))
+                    AND NOT EXISTS (SELECT 1 FROM drover_allocations a WHERE a.namespace = j.namespace AND a.job_id = j.id
+                        AND a.client_status IN ('pending', 'running'))
+                    AND NOT EXISTS (SELECT 1 FROM drover_evaluations e WHERE e.namespace = j.namespace AND e.job_id = j.id
+                        AND e.status IN ('pending', 'blocked'))
                     AND greatest(
                         j.submit_time,
-                        coalesce((SELECT max((a.spec->>'ModifyTime')::bigint) FROM drover_allocations a WHERE a.job_id = j.id), 0),
-                        coalesce((SELECT max((e.spec->>'ModifyTime')::bigint) FROM drover_evaluations e WHERE e.job_id = j.id), 0)
+                        coalesce((SELECT max((a.spec->>'ModifyTime')::bigint) FROM drover_allocations a
+                            WHERE a.namespace = j.namespace AND a.job_id = j.id), 0),
+                        coalesce((SELECT max((e.spec->>'ModifyTime')::bigint) FROM drover_evaluations e
+                            WHERE e.namespace = j.namespace AND e.job_id = j.id), 0)
                     ) < \(before)
                 FOR UPDATE OF j SKIP LOCKED),
-            allocations AS (DELETE FROM drover_allocations WHERE job_id IN (SELECT id FROM dead) RETURNING 1),
-            evaluations AS (DELETE FROM drover_evaluations WHERE job_id IN (SELECT id FROM dead) RETURNING 1),
-            versions AS (DELETE FROM drover_job_versions WHERE job_id IN (SELECT id FROM dead) RETURNING 1),
-            jobs AS (DELETE FROM drover_jobs WHERE id IN (SELECT id FROM dead) RETURNING 1)
+            allocations AS (DELETE FROM drover_allocations WHERE (namespace, job_id) IN (SELECT namespace, id FROM dead) RETURNING 1),
+            evaluations AS (DELETE FROM drover_evaluations WHERE (namespace, job_id) IN (SELECT namespace, id FROM dead) RETURNING 1),
+            versions AS (DELETE FROM drover_job_versions WHERE (namespace, job_id) IN (SELECT namespace, id FROM dead) RETURNING 1),
+            jobs AS (DELETE FROM drover_jobs WHERE (namespace, id) IN (SELECT namespace, id FROM dead) RETURNING 1)
             SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM evaluations), (SELECT count(*) FROM allocations),
                 (SELECT count(*) FROM versions)
             """)
@@ -69,8 +73,9 @@ public struct GarbageRepository: Sendable {
                 RETURNING 1),
             versions AS (
                 DELETE FROM drover_job_versions v
-                WHERE v.version <= (SELECT j.version FROM drover_jobs j WHERE j.id = v.job_id) - \(keepVersions)
-                    AND NOT EXISTS (SELECT 1 FROM drover_allocations a WHERE a.job_id = v.job_id AND a.job_version = v.version)
+                WHERE v.version <= (SELECT j.version FROM drover_jobs j WHERE j.namespace = v.namespace AND j.id = v.job_id) - \(keepVersions)
+                    AND NOT EXISTS (SELECT 1 FROM drover_allocations a WHERE a.namespace = v.namespace AND a.job_id = v.job_id
+                        AND a.job_version = v.version)
                 RETURNING 1)
             SELECT (SELECT count(*) FROM evaluations), (SELECT count(*) FROM allocations), (SELECT count(*) FROM versions)
             """)

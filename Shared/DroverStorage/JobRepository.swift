@@ -15,23 +15,26 @@ public struct JobRepository: Sendable {
         public var createIndex: Int64
     }
 
-    /// Takes the next index and locks the rows of `ids` (in id order), in one round trip.
+    /// Takes the next index and locks the rows of `keys` (in key order), in one round trip.
     /// - Returns: the index, and the jobs that exist.
-    public func takeIndexLocking(_ ids: [String]) async throws -> (index: Int64, current: [String: Current]) {
+    public func takeIndexLocking(_ keys: [JobKey]) async throws -> (index: Int64, current: [JobKey: Current]) {
         var index: Int64 = 0
-        var current: [String: Current] = [:]
-        for try await (next, id, version, spec, createIndex) in try await sql.query(
+        var current: [JobKey: Current] = [:]
+        for try await (next, version, spec, createIndex) in try await sql.query(
             """
             WITH next AS MATERIALIZED (
                     SELECT index, pg_notify('drover_state', index::text) FROM (SELECT nextval('drover_index') AS index) AS taken),
                 current AS MATERIALIZED (
-                    SELECT id, version, spec::text AS spec, create_index FROM drover_jobs WHERE id = ANY(\(ids)) ORDER BY id FOR UPDATE)
-            SELECT next.index, current.id, current.version, current.spec, current.create_index FROM next LEFT JOIN current ON true
+                    SELECT version, spec::text AS spec, create_index FROM drover_jobs
+                    WHERE (namespace, id) IN (SELECT * FROM unnest(\(keys.map(\.namespace))::text[], \(keys.map(\.id))::text[]))
+                    ORDER BY namespace, id FOR UPDATE)
+            SELECT next.index, current.version, current.spec, current.create_index FROM next LEFT JOIN current ON true
             """
-        ).decode((Int64, String?, Int?, String?, Int64?).self) {
+        ).decode((Int64, Int?, String?, Int64?).self) {
             index = next
-            if let id, let version, let spec, let createIndex {
-                current[id] = Current(version: version, spec: try JSONColumn.decode(Job.self, spec), createIndex: createIndex)
+            if let version, let spec, let createIndex {
+                let job = try JSONColumn.decode(Job.self, spec)
+                current[job.key] = Current(version: version, spec: job, createIndex: createIndex)
             }
         }
         return (index, current)
@@ -48,7 +51,7 @@ public struct JobRepository: Sendable {
                 \(jobs.map(\.jobType.rawValue))::text[], \(jobs.map(\.jobPriority))::int[], \(specs)::text[],
                 \(jobs.map { $0.createIndex ?? index })::bigint[])
                 AS j(id, namespace, version, type, priority, spec, create_index)
-            ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, type = EXCLUDED.type, priority = EXCLUDED.priority,
+            ON CONFLICT (namespace, id) DO UPDATE SET version = EXCLUDED.version, type = EXCLUDED.type, priority = EXCLUDED.priority,
                 stop = false, spec = EXCLUDED.spec, submit_time = EXCLUDED.submit_time, modify_index = EXCLUDED.modify_index,
                 job_modify_index = EXCLUDED.job_modify_index
             """)
@@ -56,38 +59,42 @@ public struct JobRepository: Sendable {
         let versionSpecs = try versions.map { try JSONColumn.encode($0) }
         try writes.add(
             """
-            INSERT INTO drover_job_versions (job_id, version, spec)
-            SELECT job_id, version, spec::jsonb FROM unnest(\(versions.map(\.id))::text[], \(versions.map { $0.version ?? 0 })::int[],
-                \(versionSpecs)::text[]) AS v(job_id, version, spec)
-            ON CONFLICT (job_id, version) DO UPDATE SET spec = EXCLUDED.spec
+            INSERT INTO drover_job_versions (namespace, job_id, version, spec)
+            SELECT namespace, job_id, version, spec::jsonb FROM unnest(\(versions.map(\.key.namespace))::text[], \(versions.map(\.id))::text[],
+                \(versions.map { $0.version ?? 0 })::int[], \(versionSpecs)::text[]) AS v(namespace, job_id, version, spec)
+            ON CONFLICT (namespace, job_id, version) DO UPDATE SET spec = EXCLUDED.spec
             """)
     }
 
-    /// The job `id`, its row locked until the transaction ends; nil when there is none.
-    public func lock(_ id: String) async throws -> Job? {
+    /// The job `key`, its row locked until the transaction ends; nil when there is none.
+    public func lock(_ key: JobKey) async throws -> Job? {
         var job: Job?
-        for try await spec in try await sql.query("SELECT spec::text FROM drover_jobs WHERE id = \(id) FOR UPDATE").decode(String.self) {
+        for try await spec in try await sql.query(
+            "SELECT spec::text FROM drover_jobs WHERE namespace = \(key.namespace) AND id = \(key.id) FOR UPDATE"
+        ).decode(String.self) {
             job = try JSONColumn.decode(Job.self, spec)
         }
         return job
     }
 
-    /// The job `id` as stored, without its derived status; nil when there is none.
-    public func spec(_ id: String) async throws -> Job? {
+    /// The job `key` as stored, without its derived status; nil when there is none.
+    public func spec(_ key: JobKey) async throws -> Job? {
         // Read to the end: the connection runs the caller's next query only after this one is done.
         var job: Job?
-        for try await spec in try await sql.query("SELECT spec::text FROM drover_jobs WHERE id = \(id)").decode(String.self) {
+        for try await spec in try await sql.query(
+            "SELECT spec::text FROM drover_jobs WHERE namespace = \(key.namespace) AND id = \(key.id)"
+        ).decode(String.self) {
             job = try JSONColumn.decode(Job.self, spec)
         }
         return job
     }
 
-    /// Forgets job `id` and its versions.
-    public func delete(_ id: String) async throws {
+    /// Forgets job `key` and its versions.
+    public func delete(_ key: JobKey) async throws {
         try await sql.query(
             """
-            WITH versions AS (DELETE FROM drover_job_versions WHERE job_id = \(id))
-            DELETE FROM drover_jobs WHERE id = \(id)
+            WITH versions AS (DELETE FROM drover_job_versions WHERE namespace = \(key.namespace) AND job_id = \(key.id))
+            DELETE FROM drover_jobs WHERE namespace = \(key.namespace) AND id = \(key.id)
             """)
     }
 
@@ -96,7 +103,7 @@ public struct JobRepository: Sendable {
         try await sql.query(
             """
             UPDATE drover_jobs SET stop = true, spec = \(try JSONColumn.encode(job))::jsonb, modify_index = \(index), job_modify_index = \(index)
-            WHERE id = \(job.id)
+            WHERE namespace = \(job.key.namespace) AND id = \(job.id)
             """)
     }
 
@@ -105,24 +112,27 @@ public struct JobRepository: Sendable {
     public func list(prefix: String = "", namespaces: [String]? = nil) async throws -> [Job] {
         if let namespaces {
             return try await read(
-                "\(unescaped: Self.columns) WHERE j.namespace = ANY(\(namespaces)) AND j.id LIKE \(JSONColumn.likePrefix(prefix)) ORDER BY j.id")
+                """
+                \(unescaped: Self.columns) WHERE j.namespace = ANY(\(namespaces)) AND j.id LIKE \(JSONColumn.likePrefix(prefix))
+                ORDER BY j.id, j.namespace
+                """)
         }
-        return try await read("\(unescaped: Self.columns) WHERE j.id LIKE \(JSONColumn.likePrefix(prefix)) ORDER BY j.id")
+        return try await read("\(unescaped: Self.columns) WHERE j.id LIKE \(JSONColumn.likePrefix(prefix)) ORDER BY j.id, j.namespace")
     }
 
-    /// The job `id` with its status; nil when there is none.
-    public func read(id: String) async throws -> Job? {
-        try await read("\(unescaped: Self.columns) WHERE j.id = \(id)").first
+    /// The job `key` with its status; nil when there is none.
+    public func read(_ key: JobKey) async throws -> Job? {
+        try await read("\(unescaped: Self.columns) WHERE j.namespace = \(key.namespace) AND j.id = \(key.id)").first
     }
 
     /// A job's spec and what its status is derived from: live allocations, any allocations,
     /// evaluations still to do.
     private static let columns = """
         SELECT j.spec::text,
-            EXISTS (SELECT 1 FROM drover_allocations a WHERE a.job_id = j.id AND a.desired_status = 'run'
+            EXISTS (SELECT 1 FROM drover_allocations a WHERE a.namespace = j.namespace AND a.job_id = j.id AND a.desired_status = 'run'
                     AND a.client_status IN ('pending', 'running')),
-            EXISTS (SELECT 1 FROM drover_allocations a WHERE a.job_id = j.id),
-            EXISTS (SELECT 1 FROM drover_evaluations e WHERE e.job_id = j.id AND e.status IN ('pending', 'blocked'))
+            EXISTS (SELECT 1 FROM drover_allocations a WHERE a.namespace = j.namespace AND a.job_id = j.id),
+            EXISTS (SELECT 1 FROM drover_evaluations e WHERE e.namespace = j.namespace AND e.job_id = j.id AND e.status IN ('pending', 'blocked'))
         FROM drover_jobs j
         """
 
@@ -150,10 +160,10 @@ public struct JobRepository: Sendable {
         var jobs: [Job] = []
         for try await spec in try await sql.query(
             """
-            SELECT j.spec::text FROM drover_jobs j WHERE j.id IN (
-                SELECT job_id FROM drover_allocations WHERE node_id = \(nodeID) AND desired_status = 'run'
+            SELECT j.spec::text FROM drover_jobs j WHERE (j.namespace, j.id) IN (
+                SELECT namespace, job_id FROM drover_allocations WHERE node_id = \(nodeID) AND desired_status = 'run'
                     AND client_status IN ('pending', 'running'))
-            ORDER BY j.id
+            ORDER BY j.namespace, j.id
             """
         ).decode(String.self) {
             jobs.append(try JSONColumn.decode(Job.self, spec))
@@ -161,10 +171,15 @@ public struct JobRepository: Sendable {
         return jobs
     }
 
-    /// The jobs `ids` that exist, as stored.
-    public func specs(_ ids: [String]) async throws -> [Job] {
+    /// The jobs `keys` that exist, as stored.
+    public func specs(_ keys: [JobKey]) async throws -> [Job] {
         var jobs: [Job] = []
-        for try await spec in try await sql.query("SELECT spec::text FROM drover_jobs WHERE id = ANY(\(ids)) ORDER BY id").decode(String.self) {
+        for try await spec in try await sql.query(
+            """
+            SELECT spec::text FROM drover_jobs
+            WHERE (namespace, id) IN (SELECT * FROM unnest(\(keys.map(\.namespace))::text[], \(keys.map(\.id))::text[])) ORDER BY namespace, id
+            """
+        ).decode(String.self) {
             jobs.append(try JSONColumn.decode(Job.self, spec))
         }
         return jobs
@@ -172,25 +187,26 @@ public struct JobRepository: Sendable {
 
     /// The jobs `ids` that exist, and every allocation of theirs, live or not, each with the
     /// job version it runs, by job: in one statement.
-    public func withAllocations(_ ids: [String]) async throws -> (jobs: [String: Job], allocations: [String: [Allocation]]) {
-        var jobs: [String: Job] = [:]
-        var allocations: [String: [Allocation]] = [:]
+    public func withAllocations(_ keys: [JobKey]) async throws -> (jobs: [JobKey: Job], allocations: [JobKey: [Allocation]]) {
+        var jobs: [JobKey: Job] = [:]
+        var allocations: [JobKey: [Allocation]] = [:]
         for try await (isJob, spec, version) in try await sql.query(
             """
-            SELECT true, spec::text, NULL::text FROM drover_jobs WHERE id = ANY(\(ids))
+            WITH keys AS MATERIALIZED (SELECT * FROM unnest(\(keys.map(\.namespace))::text[], \(keys.map(\.id))::text[]) AS k(namespace, id))
+            SELECT true, spec::text, NULL::text FROM drover_jobs WHERE (namespace, id) IN (SELECT namespace, id FROM keys)
             UNION ALL
             SELECT false, a.spec::text, v.spec::text FROM drover_allocations a
-            LEFT JOIN drover_job_versions v ON v.job_id = a.job_id AND v.version = a.job_version
-            WHERE a.job_id = ANY(\(ids))
+            LEFT JOIN drover_job_versions v ON v.namespace = a.namespace AND v.job_id = a.job_id AND v.version = a.job_version
+            WHERE (a.namespace, a.job_id) IN (SELECT namespace, id FROM keys)
             """
         ).decode((Bool, String, String?).self) {
             if isJob {
                 let job = try JSONColumn.decode(Job.self, spec)
-                jobs[job.id] = job
+                jobs[job.key] = job
             } else {
                 var allocation = try JSONColumn.decode(Allocation.self, spec)
                 allocation.job = try version.map { try JSONColumn.decode(Job.self, $0) }
-                allocations[allocation.jobID, default: []].append(allocation)
+                allocations[allocation.jobKey, default: []].append(allocation)
             }
         }
         return (jobs, allocations)

@@ -763,6 +763,43 @@ public enum DroverSchema {
                 "ALTER TABLE drover_evaluations ENABLE TRIGGER USER",
                 "ALTER TABLE drover_allocations ENABLE TRIGGER USER",
             ]),
+        Migration(
+            version: 17, name: "jobs keyed by namespace",
+            statements: [
+                // A job is (namespace, id): the same id lives in two namespaces side by side. What
+                // names a job (its versions, evaluations, allocations, events) names both.
+                "ALTER TABLE drover_job_versions ADD COLUMN namespace text NOT NULL DEFAULT 'default'",
+                "UPDATE drover_job_versions v SET namespace = j.namespace FROM drover_jobs j WHERE j.id = v.job_id AND j.namespace <> 'default'",
+                "ALTER TABLE drover_job_versions DROP CONSTRAINT drover_job_versions_pkey",
+                "ALTER TABLE drover_job_versions ADD PRIMARY KEY (namespace, job_id, version)",
+                "ALTER TABLE drover_jobs DROP CONSTRAINT drover_jobs_pkey",
+                "ALTER TABLE drover_jobs ADD PRIMARY KEY (namespace, id)",
+                "DROP INDEX drover_jobs_namespace",
+                "DROP INDEX drover_evaluations_job",
+                "DROP INDEX drover_evaluations_blocked",
+                "CREATE INDEX drover_evaluations_job ON drover_evaluations (namespace, job_id)",
+                "CREATE INDEX drover_evaluations_blocked ON drover_evaluations (namespace, job_id) WHERE status = 'blocked'",
+                "DROP INDEX drover_allocations_job",
+                "CREATE INDEX drover_allocations_job ON drover_allocations (namespace, job_id)",
+                "ALTER TABLE drover_events ADD COLUMN namespace text",
+                "UPDATE drover_events e SET namespace = j.namespace FROM drover_jobs j WHERE j.id = e.job_id",
+                // The job's status, as its events show it, from the allocations of its namespace.
+                """
+                CREATE OR REPLACE FUNCTION drover_job_object(spec jsonb, stopped boolean, of_job text) RETURNS jsonb LANGUAGE sql STABLE AS $$
+                    SELECT spec || jsonb_build_object('Status', CASE
+                        WHEN stopped THEN 'dead'
+                        WHEN coalesce((spec->'Periodic'->>'Enabled')::boolean, false) THEN 'running'
+                        WHEN EXISTS (SELECT 1 FROM drover_allocations a WHERE a.namespace = coalesce(spec->>'Namespace', 'default')
+                            AND a.job_id = of_job AND a.desired_status = 'run' AND a.client_status IN ('pending', 'running')) THEN 'running'
+                        WHEN coalesce(spec->>'Type', 'service') = 'batch'
+                            AND NOT EXISTS (SELECT 1 FROM drover_evaluations e WHERE e.namespace = coalesce(spec->>'Namespace', 'default')
+                                AND e.job_id = of_job AND e.status IN ('pending', 'blocked'))
+                            AND EXISTS (SELECT 1 FROM drover_allocations a WHERE a.namespace = coalesce(spec->>'Namespace', 'default')
+                                AND a.job_id = of_job) THEN 'dead'
+                        ELSE 'pending' END)
+                $$
+                """,
+            ]),
     ]
 }
 

@@ -250,22 +250,23 @@ public struct ScheduleRepository: Sendable {
     /// registered, or none of its allocations is still going and one has ended), locked
     /// (skipping those another replica holds), with their batch jobs' allocations counted. Runs
     /// still going, or waiting for a node, are not looked at, so they never hold the others up.
+    /// Scheduled jobs run in the default namespace.
     public func lockOpenRuns(limit: Int) async throws -> [OpenRun] {
         var found: [OpenRun] = []
         for try await (name, due, jobID, registered, complete, failed, live, created) in try await sql.query(
             """
-            SELECT r.job_name, r.due, r.job_id, EXISTS (SELECT 1 FROM drover_jobs j WHERE j.id = r.job_id),
-                (SELECT count(*) FROM drover_allocations a WHERE a.job_id = r.job_id AND a.client_status = 'complete'),
-                (SELECT count(*) FROM drover_allocations a WHERE a.job_id = r.job_id AND a.client_status IN ('failed', 'lost')),
-                (SELECT count(*) FROM drover_allocations a WHERE a.job_id = r.job_id AND a.client_status IN ('pending', 'running')
+            SELECT r.job_name, r.due, r.job_id, EXISTS (SELECT 1 FROM drover_jobs j WHERE j.namespace = 'default' AND j.id = r.job_id),
+                (SELECT count(*) FROM drover_allocations a WHERE a.namespace = 'default' AND a.job_id = r.job_id AND a.client_status = 'complete'),
+                (SELECT count(*) FROM drover_allocations a WHERE a.namespace = 'default' AND a.job_id = r.job_id AND a.client_status IN ('failed', 'lost')),
+                (SELECT count(*) FROM drover_allocations a WHERE a.namespace = 'default' AND a.job_id = r.job_id AND a.client_status IN ('pending', 'running')
                     AND a.desired_status = 'run'),
                 r.created_at
             FROM drover_schedule_runs r
             WHERE r.state = 'pending' AND (
-                NOT EXISTS (SELECT 1 FROM drover_jobs j WHERE j.id = r.job_id)
-                OR (NOT EXISTS (SELECT 1 FROM drover_allocations a WHERE a.job_id = r.job_id AND a.client_status IN ('pending', 'running')
+                NOT EXISTS (SELECT 1 FROM drover_jobs j WHERE j.namespace = 'default' AND j.id = r.job_id)
+                OR (NOT EXISTS (SELECT 1 FROM drover_allocations a WHERE a.namespace = 'default' AND a.job_id = r.job_id AND a.client_status IN ('pending', 'running')
                         AND a.desired_status = 'run')
-                    AND EXISTS (SELECT 1 FROM drover_allocations a WHERE a.job_id = r.job_id
+                    AND EXISTS (SELECT 1 FROM drover_allocations a WHERE a.namespace = 'default' AND a.job_id = r.job_id
                         AND a.client_status IN ('complete', 'failed', 'lost'))))
             ORDER BY r.due LIMIT \(Int32(limit)) FOR UPDATE OF r SKIP LOCKED
             """

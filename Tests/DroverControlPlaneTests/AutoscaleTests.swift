@@ -79,7 +79,7 @@ struct AutoscaleUseCaseTests {
             #expect(try await database.nodeArrays.machines().map(\.state) == [.ready, .ready, .ready])
 
             // The job goes; past the idle time and the cooldown, all three are drained, then taken away.
-            _ = try await jobs.deregister(jobID: "big", purge: false)
+            _ = try await jobs.deregister(JobKey(id: "big"), purge: false)
             clock.advance(120)
             let down = try await service.round()
             #expect(down.actions.filter { if case .drain(_, _, true, _) = $0 { true } else { false } }.count == 3, "\(down.actions)")

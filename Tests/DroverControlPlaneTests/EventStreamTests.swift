@@ -25,7 +25,7 @@ struct EventStreamTests {
             try await nodes.register(node: testNode("n1"))
             let registration = try await jobs.register(smallJob("web"))
             _ = try await EvaluationService(database: database).process(evalID: registration.evalID)
-            let allocation = try #require(try await database.allocations.list(jobID: "web").first)
+            let allocation = try #require(try await database.allocations.list(job: JobKey(id: "web")).first)
             var snapshots: [Allocation] = []
             for (status, sequence) in [(Allocation.ClientStatus.running, Int64(1)), (.complete, 2)] {
                 _ = try await reports.record([
@@ -60,7 +60,7 @@ struct EventStreamTests {
             #expect(seen.map(\.clientStatus) == [.pending, .running, .complete])
             // The job as GET /v1/job/:id shows it (its status derived), and the node as GET /v1/node/:id.
             let job = try #require(try events.first { $0.topic == "Job" }?.object(Job.self, named: "Job"))
-            let read = try #require(try await database.jobs.read(id: "web"))
+            let read = try #require(try await database.jobs.read(JobKey(id: "web")))
             let texts = try [job, read].map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
             #expect(job == read, "\(texts[0])\n\(texts[1])")
             #expect(try events[0].object(Node.self, named: "Node")?.id == "n1")
@@ -83,7 +83,7 @@ struct EventStreamTests {
             #expect(try await Self.all(database, namespace: "other").map(\.topic) == ["Node"])
             // From a place on: only what came after it; and from an index, what was made at it or later.
             let place = try await database.eventStream.latest()
-            _ = try await jobs.deregister(jobID: "web", purge: false)
+            _ = try await jobs.deregister(JobKey(id: "web"), purge: false)
             let after = try await Self.all(database, after: place, topics: [("Job", "*")])
             #expect(after.map { "\($0.key) \($0.type)" } == ["web JobDeregistered"])
             let fromIndex = try await database.eventStream.position(fromIndex: after[0].index)
@@ -99,7 +99,7 @@ struct EventStreamTests {
             _ = try await jobs.register(smallJob("web"))
             let place = try await database.eventStream.latest()
             _ = try await nodes.drain(nodeID: "n1", spec: DrainSpec(deadline: 60_000_000_000), markEligible: false)
-            _ = try await jobs.deregister(jobID: "web", purge: true)
+            _ = try await jobs.deregister(JobKey(id: "web"), purge: true)
             let events = try await Self.all(database, after: place)
             #expect(events.contains { $0.topic == "NodeDrain" && $0.type == "NodeDrain" && $0.key == "n1" })
             #expect(events.contains { $0.topic == "Node" && $0.type == "NodeEligibility" && $0.key == "n1" })

@@ -45,7 +45,7 @@ struct ReliabilityTests {
                 "UPDATE drover_evaluations SET notified_at = now() - interval '2 minutes'", logger: database.logger)
             try await database.client.query(
                 "UPDATE drover_allocations SET notified_at = now() - interval '2 minutes'", logger: database.logger)
-            let allocation = try #require(try await database.allocations.list(jobID: "web").first)
+            let allocation = try #require(try await database.allocations.list(job: JobKey(id: "web")).first)
             let sent = try await reconciliation.resend()
             #expect(sent.evaluations == [pending] && sent.allocations == [allocation.id])
             #expect(try await outboxTypes(database).sorted() == [AllocationUpdate.messageType, EvaluationPending.messageType].sorted())
@@ -59,7 +59,7 @@ struct ReliabilityTests {
             try await database.client.query(
                 "UPDATE drover_allocations SET notified_at = now() - interval '2 minutes'", logger: database.logger)
             #expect(try await reconciliation.resend().allocations.isEmpty)
-            let stopping = try await jobs.deregister(jobID: "web", purge: false).evalID
+            let stopping = try await jobs.deregister(JobKey(id: "web"), purge: false).evalID
             _ = try await processor.process(evalID: stopping)
             #expect(try await database.allocations.read(id: allocation.id)?.desiredStatus == .stop)
             #expect(try await reconciliation.resend().allocations.isEmpty, "a change of what is wanted counts as telling the node")
@@ -132,7 +132,7 @@ struct GarbageCollectionTests {
             var done = smallJob("done", cpu: 100)
             done.type = .batch
             _ = try await processor.process(evalID: try await jobs.register(done).evalID)
-            let finished = try #require(try await database.allocations.list(jobID: "done").first)
+            let finished = try #require(try await database.allocations.list(job: JobKey(id: "done")).first)
             #expect(
                 try await reports.record(
                     AllocationStatusReport(nodeID: "n1", allocID: finished.id, clientStatus: .complete, clientDescription: "", taskStates: [:])))
@@ -142,7 +142,7 @@ struct GarbageCollectionTests {
                 web.meta = ["version": "\(version)"]
                 _ = try await processor.process(evalID: try await jobs.register(web).evalID)
             }
-            let running = try await database.allocations.list(jobID: "web").filter { $0.desiredStatus == .run }
+            let running = try await database.allocations.list(job: JobKey(id: "web")).filter { $0.desiredStatus == .run }
             #expect(running.count == 1)
 
             let collector = GarbageCollector(database: database)
@@ -151,12 +151,12 @@ struct GarbageCollectionTests {
             #expect(young.jobVersions >= 1, "versions past the newest six go whatever their age")
             let collected = try await collector.collect(forced: true)
             #expect(collected.jobs == 1)
-            #expect(try await database.jobs.read(id: "done") == nil)
-            #expect(try await database.allocations.list(jobID: "done").isEmpty)
-            #expect(try await database.evaluations.list(jobID: "done").isEmpty)
+            #expect(try await database.jobs.read(JobKey(id: "done")) == nil)
+            #expect(try await database.allocations.list(job: JobKey(id: "done")).isEmpty)
+            #expect(try await database.evaluations.list(job: JobKey(id: "done")).isEmpty)
             // The service stays, with its running allocation and the versions it may need.
-            #expect(try await database.jobs.read(id: "web") != nil)
-            #expect(try await database.allocations.list(jobID: "web").filter { $0.desiredStatus == .run }.map(\.id) == running.map(\.id))
+            #expect(try await database.jobs.read(JobKey(id: "web")) != nil)
+            #expect(try await database.allocations.list(job: JobKey(id: "web")).filter { $0.desiredStatus == .run }.map(\.id) == running.map(\.id))
             var versions = 0
             for try await count in try await database.client.query(
                 "SELECT count(*)::int8 FROM drover_job_versions WHERE job_id = 'web'", logger: database.logger
@@ -183,14 +183,15 @@ struct LateCompletionTests {
             var batch = smallJob("batch", cpu: 100)
             batch.type = .batch
             _ = try await processor.process(evalID: try await jobs.register(batch).evalID)
-            let original = try #require(try await database.allocations.list(jobID: "batch").first)
+            let original = try #require(try await database.allocations.list(job: JobKey(id: "batch")).first)
             #expect(original.nodeID == "n1")
             try await nodes.register(node: testNode("n2"), at: t0.addingTimeInterval(10))
             // n1 falls silent: down, its allocation lost and replaced on n2 (not started yet).
             #expect(try await nodes.expireNodes(at: t0.addingTimeInterval(16)) == ["n1"])
-            let update = try #require(try await database.evaluations.list(jobID: "batch").first { $0.triggeredBy == Evaluation.Trigger.nodeUpdate })
+            let update = try #require(
+                try await database.evaluations.list(job: JobKey(id: "batch")).first { $0.triggeredBy == Evaluation.Trigger.nodeUpdate })
             _ = try await processor.process(evalID: update.id)
-            let replacement = try #require(try await database.allocations.list(jobID: "batch").first { $0.id != original.id })
+            let replacement = try #require(try await database.allocations.list(job: JobKey(id: "batch")).first { $0.id != original.id })
             #expect(replacement.nodeID == "n2" && replacement.previousAllocation == original.id)
             #expect(try await database.allocations.read(id: original.id)?.clientStatus == .lost)
 

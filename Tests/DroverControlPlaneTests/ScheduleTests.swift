@@ -75,7 +75,7 @@ struct ScheduleUseCaseTests {
             // Each run is a batch job of its own, named after its due time.
             for offset in [0, 2, 4] {
                 let id = ScheduledJob.runJobID(name: "three", due: Self.start.addingTimeInterval(Double(offset)))
-                let job = try #require(try await database.jobs.read(id: id), "\(id)")
+                let job = try #require(try await database.jobs.read(JobKey(id: id)), "\(id)")
                 #expect(job.type == .batch && job.parentID == "three" && job.meta?["drover.schedule.parent"] == "three")
             }
         }
@@ -128,10 +128,10 @@ struct ScheduleUseCaseTests {
                     ],
                     firedBy: "dead", at: clock.now.unixNanoseconds)
             }
-            #expect(try await database.jobs.read(id: "minutely-periodic-1800000660000") == nil)
+            #expect(try await database.jobs.read(JobKey(id: "minutely-periodic-1800000660000")) == nil)
             clock.advance(11)
             try await service.settle()
-            #expect(try await database.jobs.read(id: "minutely-periodic-1800000660000") != nil)
+            #expect(try await database.jobs.read(JobKey(id: "minutely-periodic-1800000660000")) != nil)
         }
     }
 
@@ -155,7 +155,7 @@ struct ScheduleUseCaseTests {
                 .decode(String.self) {
                     _ = try await EvaluationService(database: database).process(evalID: eval)
                 }
-                let allocation = try #require(try await database.allocations.list(jobID: id).first)
+                let allocation = try #require(try await database.allocations.list(job: JobKey(id: id)).first)
                 #expect(try await service.settle() == 0, "still running")
                 _ = try await reports.record(
                     AllocationStatusReport(nodeID: "n1", allocID: allocation.id, clientStatus: status, clientDescription: "", taskStates: [:]))
@@ -204,13 +204,13 @@ struct PeriodicJobTests {
 
             clock.advance(300)
             let child = try #require(try await schedules.fire().first)
-            let spec = try #require(try await database.jobs.read(id: child))
+            let spec = try #require(try await database.jobs.read(JobKey(id: child)))
             #expect(spec.parentID == "nightly" && spec.periodic == nil && spec.taskGroups == entry.job.template?.taskGroups)
             #expect(try await count("drover_evaluations", in: database) == 1, "the child's")
             // Forced: another child now.
             #expect(try await schedules.runNow(name: "nightly").evalID != "")
             // Stopped: its schedule goes with it.
-            _ = try await jobs.deregister(jobID: "nightly", purge: false)
+            _ = try await jobs.deregister(JobKey(id: "nightly"), purge: false)
             #expect(try await database.schedules.read(name: "nightly") == nil)
         }
     }

@@ -47,7 +47,7 @@ struct UseCaseTests {
             var changed = smallJob("web")
             changed.taskGroups[0].tasks[0].config?.args = ["x"]
             _ = try await jobs.register(changed)
-            #expect(try await database.jobs.read(id: "web")?.version == 1, "an unchanged job keeps its version")
+            #expect(try await database.jobs.read(JobKey(id: "web"))?.version == 1, "an unchanged job keeps its version")
             #expect(try await count("drover_job_versions", in: database) == 2)
             #expect(try await count("drover_evaluations", in: database) == 3)
             #expect(try await count("drover_outbox", in: database) == 3)
@@ -81,9 +81,9 @@ struct UseCaseTests {
             #expect(try results[2].get().index == first && results[3].get().index == first)
             #expect(try results[4].get().index > first)
             #expect(Set(registered.map(\.evalID)).count == 4)
-            #expect(try await database.jobs.read(id: "old")?.version == 1)
-            #expect(try await database.jobs.read(id: "a")?.version == 0)
-            #expect(try await database.jobs.read(id: "bad") == nil)
+            #expect(try await database.jobs.read(JobKey(id: "old"))?.version == 1)
+            #expect(try await database.jobs.read(JobKey(id: "a"))?.version == 0)
+            #expect(try await database.jobs.read(JobKey(id: "bad")) == nil)
             #expect(try await count("drover_job_versions", in: database) == 4, "old v0 and v1, a, b")
             #expect(try await count("drover_evaluations", in: database) == 5)
             #expect(try await count("drover_outbox", in: database) == 5)
@@ -131,7 +131,7 @@ struct UseCaseTests {
             #expect(unblocked.count == 1)
             #expect(try await nodes.register(node: testNode("n1")).isEmpty, "an unchanged registration changes nothing")
             #expect(try await processor.process(evalID: unblocked[0]) == .applied(placed: 1, stopped: 0, queued: 0))
-            let allocation = try #require(try await database.allocations.list(jobID: "web").first)
+            let allocation = try #require(try await database.allocations.list(job: JobKey(id: "web")).first)
             let foreign = AllocationStatusReport(
                 nodeID: "n2", allocID: allocation.id, clientStatus: .running, clientDescription: "", taskStates: [:])
             await #expect(throws: ControlPlaneError.self) { try await reports.record(foreign) }
@@ -143,7 +143,7 @@ struct UseCaseTests {
             #expect(!(try await reports.record(report)), "a finished allocation does not come back")
             #expect(try await database.allocations.read(id: allocation.id)?.clientStatus == .complete)
             // A service allocation that ended is evaluated again so that it is replaced.
-            #expect(try await database.evaluations.list(jobID: "web").contains { $0.triggeredBy == Evaluation.Trigger.allocFailure })
+            #expect(try await database.evaluations.list(job: JobKey(id: "web")).contains { $0.triggeredBy == Evaluation.Trigger.allocFailure })
         }
     }
 
@@ -163,22 +163,22 @@ struct UseCaseTests {
             #expect(outcomes[evals[1]] == .applied(placed: 1, stopped: 0, queued: 0))
             #expect(outcomes[evals[2]] == .applied(placed: 0, stopped: 0, queued: 1))
             #expect(outcomes[evals[3]] == .applied(placed: 0, stopped: 0, queued: 0))
-            #expect(try await database.allocations.list(jobID: "a").count == 1)
+            #expect(try await database.allocations.list(job: JobKey(id: "a")).count == 1)
             // One index per round: the second evaluation of `a` made a second round.
             #expect(try await database.currentIndex() == before + 2)
             #expect(try await processor.process(evalIDs: evals).values.allSatisfy { $0 == .skipped })
 
             // The blocked evaluation of `c`, unblocked and still without room, waits again as itself.
-            let blocked = try await database.evaluations.list(jobID: "c").filter { $0.status == .blocked }
+            let blocked = try await database.evaluations.list(job: JobKey(id: "c")).filter { $0.status == .blocked }
             #expect(blocked.count == 1)
             let unblocked = try await nodes.register(node: testNode("n1", cpu: 1301))
             #expect(unblocked == blocked.map(\.id))
             #expect(try await processor.process(evalIDs: unblocked) == [unblocked[0]: .applied(placed: 0, stopped: 0, queued: 1)])
-            let after = try await database.evaluations.list(jobID: "c")
+            let after = try await database.evaluations.list(job: JobKey(id: "c"))
             #expect(after.count == 2)
             #expect(after.first { $0.id == unblocked[0] }?.status == .blocked)
             // Stopping the job cancels it, and its record says so.
-            _ = try await jobs.deregister(jobID: "c", purge: false)
+            _ = try await jobs.deregister(JobKey(id: "c"), purge: false)
             #expect(try await database.evaluations.read(id: unblocked[0])?.status == .canceled)
         }
     }
@@ -194,7 +194,7 @@ struct UseCaseTests {
             for name in ["a", "b"] {
                 let eval = try await jobs.register(smallJob(name)).evalID
                 _ = try await processor.process(evalID: eval)
-                allocations.append(try #require(try await database.allocations.list(jobID: name).first))
+                allocations.append(try #require(try await database.allocations.list(job: JobKey(id: name)).first))
             }
             let before = try await database.currentIndex()
             func report(_ allocation: Allocation, _ status: Allocation.ClientStatus, _ sequence: Int64, node: String = "n1")
@@ -253,9 +253,10 @@ struct UseCaseTests {
             }
             #expect(try await nodes.expireNodes(at: t0.addingTimeInterval(100)).isEmpty, "down once")
             #expect(try await database.nodes.read(id: "n1")?.status == .down)
-            let update = try #require(try await database.evaluations.list(jobID: "web").first { $0.triggeredBy == Evaluation.Trigger.nodeUpdate })
+            let update = try #require(
+                try await database.evaluations.list(job: JobKey(id: "web")).first { $0.triggeredBy == Evaluation.Trigger.nodeUpdate })
             #expect(try await processor.process(evalID: update.id) == .applied(placed: 0, stopped: 1, queued: 1))
-            #expect(try await database.allocations.list(jobID: "web").map(\.clientStatus) == [.lost])
+            #expect(try await database.allocations.list(job: JobKey(id: "web")).map(\.clientStatus) == [.lost])
 
             // Back: ready again, and the lost allocation is sent to stop once more.
             let outbox = try await count("drover_outbox", in: database)
@@ -264,7 +265,7 @@ struct UseCaseTests {
             #expect(try await nodes.heartbeat(next, at: t0.addingTimeInterval(200), ttl: .seconds(20)) == .ready)
             #expect(try await database.nodes.read(id: "n1")?.status == .ready)
             #expect(try await count("drover_outbox", in: database) > outbox)
-            #expect(try await database.allocations.list(jobID: "web").map(\.clientStatus) == [.lost], "lost stays lost")
+            #expect(try await database.allocations.list(job: JobKey(id: "web")).map(\.clientStatus) == [.lost], "lost stays lost")
         }
     }
 
@@ -294,7 +295,7 @@ struct UseCaseTests {
             let (jobs, nodes) = (JobService(database: database), NodeLifecycle(database: database))
             try await nodes.register(node: testNode("n1"))
             _ = try await EvaluationService(database: database).process(evalID: try await jobs.register(smallJob("web")).evalID)
-            let allocation = try #require(try await database.allocations.list(jobID: "web").first)
+            let allocation = try #require(try await database.allocations.list(job: JobKey(id: "web")).first)
             let output = OutputService(database: database, cap: 1 << 20)
             func chunk(node: String = "n1", alloc: String? = nil, offset: Int64 = 0, size: Int = 5) -> TaskOutputChunk {
                 TaskOutputChunk(
@@ -321,7 +322,7 @@ struct UseCaseTests {
             let (jobs, nodes, reports) = (JobService(database: database), NodeLifecycle(database: database), ReportService(database: database))
             try await nodes.register(node: testNode("n1"))
             _ = try await EvaluationService(database: database).process(evalID: try await jobs.register(smallJob("web")).evalID)
-            let allocation = try #require(try await database.allocations.list(jobID: "web").first)
+            let allocation = try #require(try await database.allocations.list(job: JobKey(id: "web")).first)
             #expect(
                 try await reports.record(
                     AllocationStatusReport(nodeID: "n1", allocID: allocation.id, clientStatus: .failed, clientDescription: "exit 3", taskStates: [:]))

@@ -64,7 +64,7 @@ struct AllocationReportsTests {
     ) {
         let outcome = AllocationReports.fold([report("a", end, 1), report("b", end, 1)], into: records(allocation("a"), allocation("b")))
         #expect(outcome.finished == ["a", "b"])
-        let jobs = outcome.jobsToEvaluate([AllocationReports.JobKind(id: "web", type: type, stopped: stopped)])
-        #expect(jobs == (again ? ["web"] : []), "once per job, however many of its allocations ended")
+        let jobs = outcome.jobsToEvaluate([AllocationReports.JobKind(id: JobKey(id: "web"), type: type, stopped: stopped)])
+        #expect(jobs == (again ? [JobKey(id: "web")] : []), "once per job, however many of its allocations ended")
     }
 }

@@ -76,7 +76,7 @@ struct EvaluationResultTests {
         }
         var random = SplitMix64(seed: 1)
         let round = EvaluationRound.plan(
-            [eval("ea", job: "a"), eval("eb", job: "b")], jobs: ["a": sized("a"), "b": sized("b")], allocations: [:],
+            [eval("ea", job: "a"), eval("eb", job: "b")], jobs: [JobKey(id: "a"): sized("a"), JobKey(id: "b"): sized("b")], allocations: [:],
             snapshot: ClusterSnapshot(nodes: [node], usage: [:], jobAllocations: []), configuration: .init(), now: 0, random: &random)
         #expect(round.entries.map(\.plan.placements.count) == [1, 0], "the second does not fit beside the first")
         #expect(round.entries[1].plan.queued == ["g": 1])

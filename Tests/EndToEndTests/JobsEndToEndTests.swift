@@ -241,6 +241,36 @@ struct JobsEndToEndTests {
         }
     }
 
+    @Test func theSameJobIDRunsInTwoNamespacesSideBySide() async throws {
+        try await Cluster.with { cluster in
+            try await cluster.addAgent("a")
+            let created = try await cluster.cli("namespace apply -description 'the dev team' dev")
+            #expect(created.status == 0, "\(created.output)")
+            let file = try cluster.writeJob("twin", job("twin", count: 2, command: "echo \"$NOMAD_NAMESPACE $NOMAD_JOB_ID\""))
+            for namespace in ["default", "dev"] {
+                let run = try await cluster.cli("job run -namespace \(namespace) \(file)")
+                #expect(run.status == 0 && run.output.contains("2 of 2 allocation(s) completed"), "\(namespace): \(run.output)")
+            }
+            // Two jobs, each with its own allocations, each having run in its own namespace.
+            let listed = try await cluster.cli("namespace list")
+            #expect(listed.output.contains("default") && listed.output.contains("dev"), "\(listed.output)")
+            let outputs = try FileManager.default.subpathsOfDirectory(atPath: cluster.logs.path).filter { $0.hasSuffix("logs/t.stdout.0") }
+            let lines = try outputs.map { try String(contentsOfFile: cluster.logs.appendingPathComponent($0).path, encoding: .utf8) }
+            #expect(lines.sorted() == ["default twin\n", "default twin\n", "dev twin\n", "dev twin\n"])
+            #expect(try await cluster.allocations("twin").count == 2, "default's twin has its own two")
+            let dev = try await cluster.api.request("GET", "/v1/job/twin/allocations?namespace=dev")
+            let devAllocations = try JSONSerialization.jsonObject(with: Data(dev.body.utf8)) as? [[String: Any]] ?? []
+            #expect(
+                devAllocations.count == 2
+                    && devAllocations.allSatisfy { $0["Namespace"] as? String == "dev" && $0["ClientStatus"] as? String == "complete" })
+            // A namespace that holds a job stays until the job is purged.
+            #expect(try await cluster.cli("namespace delete dev").status != 0)
+            #expect(try await cluster.cli("job stop -namespace dev -purge twin").status == 0)
+            #expect(try await cluster.cli("namespace delete dev").status == 0)
+            #expect(try await cluster.allocations("twin").count == 2, "default's twin is untouched")
+        }
+    }
+
     @Test func aJobThatFitsNowhereSaysWhyAndRunsOnceANodeWithRoomJoins() async throws {
         try await Cluster.with { cluster in
             try await cluster.addAgent("small", cpu: 500)
