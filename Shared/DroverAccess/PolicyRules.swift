@@ -84,6 +84,10 @@ public struct PolicyRules: Sendable, Equatable {
     public var node: AccessLevel?
     public var agent: AccessLevel?
     public var `operator`: AccessLevel?
+    /// Rules for what Drover does not have yet, read and kept (in the policy's text) but granting
+    /// nothing until the feature exists: `host_volume "<name>" { … }`, `plugin { … }`,
+    /// `quota { … }`, and `variables { path "…" { capabilities = […] } }` in a namespace block.
+    public var inert: Set<String> = []
 
     public init(
         namespaces: [String: Set<Capability>] = [:], node: AccessLevel? = nil, agent: AccessLevel? = nil, operator: AccessLevel? = nil
@@ -132,6 +136,20 @@ public struct PolicyRules: Sendable, Equatable {
                     }
                     if let granted = namespaceRule(body, path: location, errors: &errors) { rules.namespaces[name, default: []].formUnion(granted) }
                 }
+            case "host_volume":
+                guard case .block(let volumes) = value else {
+                    errors.append(FieldError(path, "must name each volume, as host_volume \"data\" { policy = \"read\" }"))
+                    continue
+                }
+                for (name, body) in volumes {
+                    inertRule(
+                        body, path: "\(path).\(name)", policies: ["deny", "read", "write", "mount-readonly"],
+                        capabilities: ["deny", "mount-readonly", "mount-readwrite"], errors: &errors)
+                }
+                rules.inert.insert(key)
+            case "plugin", "quota":
+                inertRule(value, path: path, policies: key == "plugin" ? ["deny", "read", "list", "write"] : ["deny", "read", "write"], errors: &errors)
+                rules.inert.insert(key)
             case "node", "agent", "operator":
                 let level = levelRule(value, path: path, errors: &errors)
                 switch key {
@@ -140,7 +158,8 @@ public struct PolicyRules: Sendable, Equatable {
                 default: rules.operator = level
                 }
             default:
-                errors.append(FieldError(path, "is not a rule Drover knows; use namespace, node, agent or operator"))
+                errors.append(
+                    FieldError(path, "is not a rule Drover knows; use namespace, node, agent, operator, host_volume, plugin or quota"))
             }
         }
         guard errors.isEmpty else { throw PolicyRulesError(errors.sorted { $0.field < $1.field }) }
@@ -171,12 +190,49 @@ public struct PolicyRules: Sendable, Equatable {
                         errors.append(FieldError("\(path).capabilities[\(index)]", "'\(name)' is not a capability, such as read-job or submit-job"))
                     }
                 }
+            case ("variables", .block(let paths)):
+                // Kept inert until Drover has variables: read, checked, granting nothing.
+                for (key, rule) in paths {
+                    guard key == "path", case .block(let globs) = rule else {
+                        errors.append(FieldError("\(path).variables.\(key)", "must be path \"<glob>\" { capabilities = [...] }"))
+                        continue
+                    }
+                    for (glob, body) in globs {
+                        inertRule(
+                            body, path: "\(path).variables.path.\(glob)", policies: [],
+                            capabilities: ["write", "read", "list", "destroy", "deny"], errors: &errors)
+                    }
+                }
+            case ("variables", _): errors.append(FieldError("\(path).variables", "must be a block of path rules"))
             case ("policy", _): errors.append(FieldError("\(path).policy", "must be a string: deny, read, write or scale"))
             case ("capabilities", _): errors.append(FieldError("\(path).capabilities", "must be a list of strings"))
-            default: errors.append(FieldError("\(path).\(key)", "is not policy or capabilities"))
+            default: errors.append(FieldError("\(path).\(key)", "is not policy, capabilities or variables"))
             }
         }
         return granted
+    }
+
+    /// Checks a rule of what Drover does not have yet: a block of a `policy` among `policies`
+    /// and `capabilities` among `capabilities`.
+    private static func inertRule(
+        _ value: RuleTree, path: String, policies: Set<String>, capabilities allowed: Set<String> = [], errors: inout [FieldError]
+    ) {
+        guard case .block(let entries) = value else {
+            errors.append(FieldError(path, "must be a block, as { policy = \"read\" }"))
+            return
+        }
+        for (key, value) in entries {
+            switch (key, value) {
+            case ("policy", .string(let policy)) where policies.contains(policy): continue
+            case ("policy", _) where !policies.isEmpty:
+                errors.append(FieldError("\(path).policy", "must be one of \(policies.sorted().joined(separator: ", "))"))
+            case ("capabilities", .list(let names)) where !allowed.isEmpty:
+                for (index, name) in names.enumerated() where !allowed.contains(name) {
+                    errors.append(FieldError("\(path).capabilities[\(index)]", "must be one of \(allowed.sorted().joined(separator: ", "))"))
+                }
+            default: errors.append(FieldError("\(path).\(key)", "is not \(policies.isEmpty ? "" : "policy or ")capabilities"))
+            }
+        }
     }
 
     private static func levelRule(_ value: RuleTree, path: String, errors: inout [FieldError]) -> AccessLevel? {

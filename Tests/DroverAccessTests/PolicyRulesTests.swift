@@ -72,7 +72,10 @@ struct PolicyRulesTests {
         (#"namespace "default" { capabilities = ["read-job", "fly"] }"#, "Rules.namespace.default.capabilities[1]"),
         (#"node { policy = "write" extra = "x" }"#, "Rules.node.extra"),
         (#"node { }"#, "Rules.node.policy"),
-        (#"quota { policy = "read" }"#, "Rules.quota"),
+        (#"quota { policy = "admin" }"#, "Rules.quota.policy"),
+        (#"host_volume "data" { policy = "own" }"#, "Rules.host_volume.data.policy"),
+        (#"namespace "a" { variables { path "*" { capabilities = ["fly"] } } }"#, "Rules.namespace.a.variables.path.*.capabilities[0]"),
+        (#"storage { policy = "read" }"#, "Rules.storage"),
         (#"namespace { policy = "read" }"#, "Rules.namespace.policy"),
         (#"node { policy = "read""#, "Rules"),
         (#"node { policy = "read }"#, "Rules"),
@@ -88,6 +91,24 @@ struct PolicyRulesTests {
         } catch {
             #expect(error.fields.map(\.field).contains(field), "\(error.fields)")
         }
+    }
+
+    @Test func rulesOfWhatDroverDoesNotHaveYetAreReadAndGrantNothing() throws {
+        let rules = try PolicyRules(
+            parsing: #"""
+                namespace "dev" {
+                  policy = "read"
+                  variables { path "project/*" { capabilities = ["read", "list"] } }
+                }
+                host_volume "data" { policy = "write" }
+                plugin { policy = "read" }
+                quota { policy = "read" }
+                """#)
+        #expect(rules.inert == ["host_volume", "plugin", "quota"])
+        #expect(rules.namespaces == ["dev": Capability.read])
+        let acl = ACL(policies: [rules])
+        #expect(acl.allows(.namespace(.readJob), namespace: "dev") && !acl.allows(.namespace(.submitJob), namespace: "dev"))
+        #expect(!acl.allows(.node(.read)) && !acl.allows(.operator(.read)), "an inert rule grants nothing else")
     }
 
     @Test func requirementsReadBackAsWritten() {
