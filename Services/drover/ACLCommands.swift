@@ -4,8 +4,8 @@ import Foundation
 
 struct ACLCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "acl", abstract: "Bootstrap the cluster's ACLs; manage policies and tokens.",
-        subcommands: [ACLBootstrap.self, ACLPolicyCommand.self, ACLTokenCommand.self])
+        commandName: "acl", abstract: "Bootstrap the cluster's ACLs; manage policies, roles and tokens.",
+        subcommands: [ACLBootstrap.self, ACLPolicyCommand.self, ACLRoleCommand.self, ACLTokenCommand.self])
 }
 
 struct ACLBootstrap: AsyncParsableCommand {
@@ -95,6 +95,118 @@ struct ACLPolicyDelete: AsyncParsableCommand {
     }
 }
 
+// MARK: Roles
+
+struct ACLRoleCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "role", abstract: "Create, change, list, show and delete ACL roles: named sets of policies that tokens hold.",
+        subcommands: [ACLRoleCreate.self, ACLRoleUpdate.self, ACLRoleList.self, ACLRoleInfo.self, ACLRoleDelete.self])
+}
+
+/// What `acl role create` and `update` say of a role.
+struct ACLRoleOptions: ParsableArguments {
+    @Option(name: .customLong("name", withSingleDash: true), help: "The role's name: letters, digits and dashes.") var name: String
+    @Option(name: .customLong("description", withSingleDash: true), help: "What the role is for.") var description = ""
+    @Option(name: .customLong("policy", withSingleDash: true), help: "A policy the role grants; repeat for more.") var policies: [String] = []
+
+    func validate() throws {
+        if policies.isEmpty { throw ValidationError("-policy: name at least one policy the role grants") }
+    }
+
+    var role: ACLRole { ACLRole(name: name, description: description, policies: policies.map(ACLRole.PolicyLink.init)) }
+}
+
+struct ACLRoleCreate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "create", abstract: "Creates a role.")
+
+    @OptionGroup var api: AddressOptions
+    @OptionGroup var options: ACLRoleOptions
+    @Flag(name: .customLong("json", withSingleDash: true), help: "Print the role as JSON.") var json = false
+
+    func run() async throws {
+        let (role, _) = try await api.client.send("POST", "/v1/acl/role", body: try JSONEncoder().encode(options.role), as: ACLRole.self)
+        printRole(role, json: json)
+    }
+}
+
+struct ACLRoleUpdate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "update", abstract: "Replaces a role's name, description and policies; its tokens have the new grants at once.")
+
+    @OptionGroup var api: AddressOptions
+    @OptionGroup var options: ACLRoleOptions
+    @Argument(help: "The role's id.") var id: String
+    @Flag(name: .customLong("json", withSingleDash: true), help: "Print the role as JSON.") var json = false
+
+    func run() async throws {
+        var role = options.role
+        role.id = id
+        let (updated, _) = try await api.client.send(
+            "POST", "/v1/acl/role/\(pathComponent(id))", body: try JSONEncoder().encode(role), as: ACLRole.self)
+        printRole(updated, json: json)
+    }
+}
+
+struct ACLRoleList: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "Lists roles.")
+
+    @OptionGroup var api: AddressOptions
+    @Flag(name: .customLong("json", withSingleDash: true), help: "Print the API's answer as JSON.") var json = false
+
+    func run() async throws {
+        if json { return print(try await api.client.get("/v1/acl/roles", as: RawJSON.self).0.pretty) }
+        let (roles, _) = try await api.client.get("/v1/acl/roles", as: [ACLRole].self)
+        if roles.isEmpty { return print("No ACL roles found") }
+        print(
+            table(
+                ["ID", "Name", "Description", "Policies"],
+                roles.map { [$0.id, $0.name, $0.description, $0.policies.map(\.name).joined(separator: ",")] }))
+    }
+}
+
+struct ACLRoleInfo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "info", abstract: "Shows a role, by id or, with -by-name, by name.")
+
+    @OptionGroup var api: AddressOptions
+    @Flag(name: .customLong("by-name", withSingleDash: true), help: "The argument is the role's name.") var byName = false
+    @Argument(help: "The role's id (or name, with -by-name).") var role: String
+    @Flag(name: .customLong("json", withSingleDash: true), help: "Print the role as JSON.") var json = false
+
+    func run() async throws {
+        let path = byName ? "/v1/acl/role/name/\(pathComponent(role))" : "/v1/acl/role/\(pathComponent(role))"
+        printRole(try await api.client.get(path, as: ACLRole.self).0, json: json)
+    }
+}
+
+struct ACLRoleDelete: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "delete", abstract: "Deletes a role; its tokens lose what it granted.")
+
+    @OptionGroup var api: AddressOptions
+    @Argument(help: "The role's id.") var id: String
+
+    func run() async throws {
+        _ = try await api.client.raw("DELETE", "/v1/acl/role/\(pathComponent(id))")
+        print("ACL role \(id) successfully deleted")
+    }
+}
+
+func printRole(_ role: ACLRole, json: Bool) {
+    if json {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return print(String(decoding: (try? encoder.encode(role)) ?? Data(), as: UTF8.self))
+    }
+    print(
+        """
+        ID           = \(role.id)
+        Name         = \(role.name)
+        Description  = \(role.description)
+        Policies     = \(role.policies.map(\.name).joined(separator: ","))
+        Create Index = \(role.createIndex)
+        Modify Index = \(role.modifyIndex)
+        """)
+}
+
 // MARK: Tokens
 
 struct ACLTokenCommand: AsyncParsableCommand {
@@ -112,6 +224,10 @@ struct ACLTokenCreate: AsyncParsableCommand {
     @Option(name: .customLong("type", withSingleDash: true), help: "client (holds policies) or management (may do anything).")
     var type = "client"
     @Option(name: .customLong("policy", withSingleDash: true), help: "A policy the token holds; repeat for more.") var policies: [String] = []
+    @Option(name: .customLong("role-name", withSingleDash: true), help: "A role the token holds, by name; repeat for more.")
+    var roleNames: [String] = []
+    @Option(name: .customLong("role-id", withSingleDash: true), help: "A role the token holds, by id; repeat for more.")
+    var roleIDs: [String] = []
     @Option(name: .customLong("ttl", withSingleDash: true), help: "How long the token lives, as 1h or 30m; forever when left out.")
     var ttl: String?
     @Flag(name: .customLong("json", withSingleDash: true), help: "Print the token as JSON.") var json = false
@@ -122,6 +238,8 @@ struct ACLTokenCreate: AsyncParsableCommand {
 
     func run() async throws {
         var body: [String: Any] = ["Name": name, "Type": type, "Policies": policies]
+        let roles = roleNames.map { ["Name": $0] } + roleIDs.map { ["ID": $0] }
+        if !roles.isEmpty { body["Roles"] = roles }
         if let ttl { body["ExpirationTTL"] = ttl }
         let (token, _) = try await api.client.send("POST", "/v1/acl/token", body: try JSONSerialization.data(withJSONObject: body), as: ACLToken.self)
         printToken(token, json: json)
@@ -197,6 +315,7 @@ func printToken(_ token: ACLToken, json: Bool) {
         Type         = \(token.type.rawValue)
         Global       = \(token.global)
         Policies     = [\(token.policies.joined(separator: " "))]
+        Roles        = [\(token.roles.compactMap(\.name).joined(separator: " "))]
         Create Time  = \(token.createTime)
         Expiry Time  = \(token.expirationTime.map { "\($0)" } ?? "<none>")
         Create Index = \(token.createIndex)

@@ -148,7 +148,8 @@ public struct PolicyRules: Sendable, Equatable {
                 }
                 rules.inert.insert(key)
             case "plugin", "quota":
-                inertRule(value, path: path, policies: key == "plugin" ? ["deny", "read", "list", "write"] : ["deny", "read", "write"], errors: &errors)
+                inertRule(
+                    value, path: path, policies: key == "plugin" ? ["deny", "read", "list", "write"] : ["deny", "read", "write"], errors: &errors)
                 rules.inert.insert(key)
             case "node", "agent", "operator":
                 let level = levelRule(value, path: path, errors: &errors)

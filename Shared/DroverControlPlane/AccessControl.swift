@@ -83,7 +83,7 @@ public struct ACLService: Sendable {
 
     /// Creates a token. - Returns: it, with its secret, which is never shown again.
     public func createToken(_ request: ACLTokenRequest, now: Date = Date()) async throws -> ACLToken {
-        try await validate(request, creating: true)
+        let roles = try await validate(request, creating: true)
         let secret = Self.newSecret()
         return try await database.transaction { work in
             let index = try await work.nextIndex()
@@ -91,6 +91,7 @@ public struct ACLService: Sendable {
                 accessorID: Self.newSecret(), name: request.name, type: ACLToken.Kind(rawValue: request.type) ?? .client,
                 policies: request.policies, global: request.global, createTime: now,
                 expirationTime: request.expirationTTL.map { now.addingTimeInterval($0.timeInterval) }, createIndex: index, modifyIndex: index)
+            token.roles = roles.map { ACLRoleLink(id: $0.id, name: $0.name) }
             try await work.acl.insert(token, secretHash: Self.hash(secret))
             token.secretID = secret
             return token
@@ -102,7 +103,7 @@ public struct ACLService: Sendable {
         if let given = request.accessorID, given != accessorID {
             throw ControlPlaneError.invalid([FieldError("AccessorID", "'\(given)' does not match the accessor '\(accessorID)' in the path")])
         }
-        try await validate(request, creating: false)
+        let roles = try await validate(request, creating: false)
         let token = try await database.transaction { work in
             guard let existing = try await work.acl.token(accessorID: accessorID) else {
                 throw ControlPlaneError.notFound(kind: "ACL token", id: accessorID)
@@ -111,7 +112,8 @@ public struct ACLService: Sendable {
                 throw ControlPlaneError.invalid([FieldError("Type", "a token's type cannot change (it is \(existing.type.rawValue))")])
             }
             let index = try await work.nextIndex()
-            _ = try await work.acl.update(accessorID: accessorID, name: request.name, policies: request.policies, index: index)
+            _ = try await work.acl.update(
+                accessorID: accessorID, name: request.name, policies: request.policies, roles: roles.map(\.id), index: index)
             return try await work.acl.token(accessorID: accessorID) ?? existing
         }
         resolver?.invalidate()
@@ -129,18 +131,26 @@ public struct ACLService: Sendable {
         return index
     }
 
-    private func validate(_ request: ACLTokenRequest, creating: Bool) async throws {
+    /// - Returns: the roles the request links to, as they are.
+    private func validate(_ request: ACLTokenRequest, creating: Bool) async throws -> [ACLRole] {
         var errors: [FieldError] = []
         if request.name.utf8.count > JobLimits.shortString { errors.append(FieldError("Name", "is longer than \(JobLimits.shortString) bytes")) }
         switch ACLToken.Kind(rawValue: request.type) {
         case .management:
             if !request.policies.isEmpty { errors.append(FieldError("Policies", "a management token holds no policies: it may do anything")) }
+            if !request.roles.isEmpty { errors.append(FieldError("Roles", "a management token holds no roles: it may do anything")) }
         case .client:
-            if request.policies.isEmpty { errors.append(FieldError("Policies", "a client token needs at least one policy")) }
+            if request.policies.isEmpty && request.roles.isEmpty {
+                errors.append(FieldError("Policies", "a client token needs at least one policy or role"))
+            }
         case nil:
             errors.append(FieldError("Type", "'\(request.type)' is not client or management"))
         }
         if request.policies.count > JobLimits.rules { errors.append(FieldError("Policies", "holds more than \(JobLimits.rules) policies")) }
+        if request.roles.count > JobLimits.rules { errors.append(FieldError("Roles", "holds more than \(JobLimits.rules) roles")) }
+        for (position, link) in request.roles.enumerated() where (link.id ?? "").isEmpty && (link.name ?? "").isEmpty {
+            errors.append(FieldError("Roles[\(position)]", "name the role by ID or Name"))
+        }
         if !creating, request.expirationTTL != nil {
             errors.append(FieldError("ExpirationTTL", "is set when a token is made and cannot change"))
         }
@@ -153,6 +163,66 @@ public struct ACLService: Sendable {
         guard missing.isEmpty else {
             throw ControlPlaneError.invalid(missing.map { FieldError("Policies[\($0.offset)]", "there is no policy '\($0.element)'") })
         }
+        let byID = Dictionary(
+            try await database.acl.roles(ids: request.roles.compactMap(\.id)).map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        let byName = Dictionary(
+            try await database.acl.roles(names: request.roles.compactMap(\.name)).map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        var roles: [ACLRole] = []
+        for (position, link) in request.roles.enumerated() {
+            let role = link.id.flatMap { $0.isEmpty ? nil : byID[$0] } ?? link.name.flatMap { byName[$0] }
+            guard let role, link.name.map({ $0.isEmpty || $0 == role.name }) ?? true else {
+                errors.append(FieldError("Roles[\(position)]", "there is no role \(link.id.map { "'\($0)'" } ?? "named '\(link.name ?? "")'")"))
+                continue
+            }
+            if !roles.contains(where: { $0.id == role.id }) { roles.append(role) }
+        }
+        guard errors.isEmpty else { throw ControlPlaneError.invalid(errors) }
+        return roles
+    }
+
+    // MARK: Roles
+
+    /// Creates a role (no `id`) or replaces the role `id`.
+    /// - Returns: the role as stored.
+    /// - Throws: ``ControlPlaneError/invalid(_:)`` naming each bad field; ``ControlPlaneError/notFound(kind:id:)``.
+    public func put(role submitted: ACLRole, id: String?) async throws -> ACLRole {
+        var role = submitted
+        var errors = Self.validate(policyName: role.name, field: "Name")
+        if let id, !role.id.isEmpty, role.id != id {
+            errors.append(FieldError("ID", "'\(role.id)' does not match the role '\(id)' in the path"))
+        }
+        if role.description.utf8.count > JobLimits.shortString {
+            errors.append(FieldError("Description", "is longer than \(JobLimits.shortString) bytes"))
+        }
+        if role.policies.isEmpty { errors.append(FieldError("Policies", "a role needs at least one policy")) }
+        if role.policies.count > JobLimits.rules { errors.append(FieldError("Policies", "holds more than \(JobLimits.rules) policies")) }
+        guard errors.isEmpty else { throw ControlPlaneError.invalid(errors) }
+        let known = Set(try await database.acl.policies(named: role.policies.map(\.name)).map(\.name))
+        let missing = role.policies.enumerated().filter { !known.contains($0.element.name) }
+        guard missing.isEmpty else {
+            throw ControlPlaneError.invalid(missing.map { FieldError("Policies[\($0.offset)]", "there is no policy '\($0.element.name)'") })
+        }
+        role.id = id ?? Self.newSecret()
+        let stored = try await database.transaction { work in
+            if id != nil, try await work.acl.roles(ids: [role.id]).isEmpty { throw ControlPlaneError.notFound(kind: "ACL role", id: role.id) }
+            if let holder = try await work.acl.roles(names: [role.name]).first, holder.id != role.id {
+                throw ControlPlaneError.invalid([FieldError("Name", "another role is named '\(role.name)'")])
+            }
+            let index = try await work.nextIndex()
+            try await work.acl.upsert(role, index: index)
+            return try await work.acl.roles(ids: [role.id]).first ?? role
+        }
+        resolver?.invalidate()
+        return stored
+    }
+
+    public func deleteRole(id: String) async throws -> Int64 {
+        let index = try await database.transaction { work in
+            guard try await work.acl.deleteRole(id: id) else { throw ControlPlaneError.notFound(kind: "ACL role", id: id) }
+            return try await work.nextIndex()
+        }
+        resolver?.invalidate()
+        return index
     }
 
     static func validate(policyName name: String, field: String) -> [FieldError] {
@@ -240,7 +310,10 @@ public final class TokenResolver: Sendable {
     private func lookUp(_ key: Data) async throws -> Resolution {
         guard let token = try await database.acl.token(secretHash: key) else { return .unknown }
         if token.type == .management { return .granted(.management, token) }
-        let rules = try await database.acl.policies(named: token.policies).compactMap { policy in
+        // Its own policies and its roles'.
+        let roles = try await database.acl.roles(ids: token.roles.compactMap(\.id))
+        let names = Array(Set(token.policies + roles.flatMap { $0.policies.map(\.name) }))
+        let rules = try await database.acl.policies(named: names).compactMap { policy in
             // Rules are checked when written; one that no longer reads grants nothing.
             try? PolicyRules(parsing: policy.rules)
         }

@@ -5,7 +5,8 @@ import Foundation
 import Hummingbird
 
 /// Nomad's ACL API: `/v1/acl/bootstrap`, `/v1/acl/policies`, `/v1/acl/policy/:name`,
-/// `/v1/acl/tokens`, `/v1/acl/token[/:accessor]`, `/v1/acl/token/self`.
+/// `/v1/acl/tokens`, `/v1/acl/token[/:accessor]`, `/v1/acl/token/self`, `/v1/acl/roles`,
+/// `/v1/acl/role[/:id]`, `/v1/acl/role/name/:name`.
 extension Gateway {
     func addACLRoutes(to routes: GuardedRouter) {
         for method in [HTTPRequest.Method.put, .post] {
@@ -36,6 +37,18 @@ extension Gateway {
                     return Self.json(token, index: token.createIndex)
                 }
             }
+            routes.on("/v1/acl/role", method: method, .management) { request, _ in
+                try await handle {
+                    let role = try await acl.put(role: try await Self.decodeBody(ACLRole.self, request), id: nil)
+                    return Self.json(role, index: role.modifyIndex)
+                }
+            }
+            routes.on("/v1/acl/role/:id", method: method, .management) { request, context in
+                try await handle {
+                    let role = try await acl.put(role: try await Self.decodeBody(ACLRole.self, request), id: context.parameters.get("id") ?? "")
+                    return Self.json(role, index: role.modifyIndex)
+                }
+            }
             routes.on("/v1/acl/token/:accessor", method: method, .management) { request, context in
                 try await handle {
                     let request = try await Self.decodeBody(ACLTokenRequest.self, request)
@@ -56,6 +69,30 @@ extension Gateway {
         routes.delete("/v1/acl/policy/:name", .management) { _, context in
             try await handle {
                 let index = try await acl.deletePolicy(name: context.parameters.get("name") ?? "")
+                return Self.json(["Index": index], index: index)
+            }
+        }
+        routes.get("/v1/acl/roles", .management) { request, _ in
+            try await read(request) {
+                let prefix = request.uri.queryParameters.get("prefix") ?? ""
+                return try await database.acl.roles().filter { $0.id.hasPrefix(prefix) }
+            }
+        }
+        routes.get("/v1/acl/role/:id", .management) { request, context in
+            let id = context.parameters.get("id") ?? ""
+            return try await read(request) {
+                try await database.acl.roles(ids: [id]).first ?? { throw ControlPlaneError.notFound(kind: "ACL role", id: id) }()
+            }
+        }
+        routes.get("/v1/acl/role/name/:name", .management) { request, context in
+            let name = context.parameters.get("name") ?? ""
+            return try await read(request) {
+                try await database.acl.roles(names: [name]).first ?? { throw ControlPlaneError.notFound(kind: "ACL role", id: name) }()
+            }
+        }
+        routes.delete("/v1/acl/role/:id", .management) { _, context in
+            try await handle {
+                let index = try await acl.deleteRole(id: context.parameters.get("id") ?? "")
                 return Self.json(["Index": index], index: index)
             }
         }

@@ -21,6 +21,8 @@ public struct ACLToken: Codable, Sendable, Equatable {
     public var type: Kind
     /// The policies of a client token.
     public var policies: [String]
+    /// The roles of a client token, each granting its policies.
+    public var roles: [ACLRoleLink] = []
     /// As Nomad has it; informational (one region).
     public var global: Bool
     /// When it was made.
@@ -55,6 +57,7 @@ public struct ACLToken: Codable, Sendable, Equatable {
         case name = "Name"
         case type = "Type"
         case policies = "Policies"
+        case roles = "Roles"
         case global = "Global"
         case createTime = "CreateTime"
         case expirationTime = "ExpirationTime"
@@ -69,6 +72,7 @@ public struct ACLToken: Codable, Sendable, Equatable {
         name = try container.decodeIfPresent(String.self, forKey: .name) ?? ""
         type = try container.decode(Kind.self, forKey: .type)
         policies = try container.decodeIfPresent([String].self, forKey: .policies) ?? []
+        roles = try container.decodeIfPresent([ACLRoleLink].self, forKey: .roles) ?? []
         global = try container.decodeIfPresent(Bool.self, forKey: .global) ?? false
         createTime = try ACLTime.decode(container, .createTime) ?? Date(timeIntervalSince1970: 0)
         expirationTime = try ACLTime.decode(container, .expirationTime)
@@ -83,6 +87,7 @@ public struct ACLToken: Codable, Sendable, Equatable {
         try container.encode(name, forKey: .name)
         try container.encode(type, forKey: .type)
         try container.encode(policies, forKey: .policies)
+        try container.encode(roles, forKey: .roles)
         try container.encode(global, forKey: .global)
         try container.encode(ACLTime.text(createTime), forKey: .createTime)
         try container.encode(expirationTime.map(ACLTime.text), forKey: .expirationTime)
@@ -102,6 +107,8 @@ public struct ACLTokenRequest: Decodable, Sendable, Equatable {
     public var type: String
     /// The policies of a client token; they must exist.
     public var policies: [String]
+    /// The roles of a client token, by `ID` or `Name`; they must exist.
+    public var roles: [ACLRoleLink] = []
     /// As Nomad has it; informational.
     public var global: Bool
     /// How long the token works; for ever when absent.
@@ -121,6 +128,7 @@ public struct ACLTokenRequest: Decodable, Sendable, Equatable {
         case name = "Name"
         case type = "Type"
         case policies = "Policies"
+        case roles = "Roles"
         case global = "Global"
         case expirationTTL = "ExpirationTTL"
     }
@@ -131,6 +139,7 @@ public struct ACLTokenRequest: Decodable, Sendable, Equatable {
         name = try container.decodeIfPresent(String.self, forKey: .name) ?? ""
         type = try container.decodeIfPresent(String.self, forKey: .type) ?? "client"
         policies = try container.decodeIfPresent([String].self, forKey: .policies) ?? []
+        roles = try container.decodeIfPresent([ACLRoleLink].self, forKey: .roles) ?? []
         global = try container.decodeIfPresent(Bool.self, forKey: .global) ?? false
         if let text = try? container.decodeIfPresent(String.self, forKey: .expirationTTL) {
             guard let duration = GoDuration.parse(text) else {
@@ -214,6 +223,76 @@ public struct ACLPolicyStub: Codable, Sendable, Equatable {
         case description = "Description"
         case createIndex = "CreateIndex"
         case modifyIndex = "ModifyIndex"
+    }
+}
+
+/// A token's link to a role, as Nomad writes it: by `ID` or by `Name` (one is enough on input;
+/// both are shown).
+public struct ACLRoleLink: Codable, Sendable, Equatable, Hashable {
+    public var id: String?
+    public var name: String?
+
+    public init(id: String? = nil, name: String? = nil) {
+        self.id = id
+        self.name = name
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id = "ID"
+        case name = "Name"
+    }
+}
+
+/// An ACL role: a named set of policies that tokens link to, so that a team's grants change in
+/// one place (Nomad's `ACLRole`).
+public struct ACLRole: Codable, Sendable, Equatable {
+    /// A policy the role grants, by name.
+    public struct PolicyLink: Codable, Sendable, Equatable, Hashable {
+        public var name: String
+        public init(name: String) { self.name = name }
+        enum CodingKeys: String, CodingKey { case name = "Name" }
+    }
+
+    /// The role's id, given when it is made.
+    public var id: String
+    /// Its name, unique: letters, digits and `-`.
+    public var name: String
+    /// What it is for.
+    public var description: String
+    /// The policies it grants; they must exist.
+    public var policies: [PolicyLink]
+    /// The cluster's index when it was made.
+    public var createIndex: Int64
+    /// The cluster's index of its last change.
+    public var modifyIndex: Int64
+
+    /// A role with every field given.
+    public init(id: String = "", name: String, description: String = "", policies: [PolicyLink], createIndex: Int64 = 0, modifyIndex: Int64 = 0) {
+        self.id = id
+        self.name = name
+        self.description = description
+        self.policies = policies
+        self.createIndex = createIndex
+        self.modifyIndex = modifyIndex
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id = "ID"
+        case name = "Name"
+        case description = "Description"
+        case policies = "Policies"
+        case createIndex = "CreateIndex"
+        case modifyIndex = "ModifyIndex"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decodeIfPresent(String.self, forKey: .id) ?? ""
+        name = try container.decodeIfPresent(String.self, forKey: .name) ?? ""
+        description = try container.decodeIfPresent(String.self, forKey: .description) ?? ""
+        policies = try container.decodeIfPresent([PolicyLink].self, forKey: .policies) ?? []
+        createIndex = try container.decodeIfPresent(Int64.self, forKey: .createIndex) ?? 0
+        modifyIndex = try container.decodeIfPresent(Int64.self, forKey: .modifyIndex) ?? 0
     }
 }
 

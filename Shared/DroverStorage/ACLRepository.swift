@@ -76,18 +76,19 @@ public struct ACLRepository: Sendable {
     public func insert(_ token: ACLToken, secretHash: Data) async throws {
         try await sql.query(
             """
-            INSERT INTO drover_acl_tokens (accessor_id, secret_hash, name, type, policies, global, create_time, expiration_time,
+            INSERT INTO drover_acl_tokens (accessor_id, secret_hash, name, type, policies, roles, global, create_time, expiration_time,
                 create_index, modify_index)
-            VALUES (\(token.accessorID), \(secretHash), \(token.name), \(token.type.rawValue), \(token.policies), \(token.global),
-                \(token.createTime), \(token.expirationTime), \(token.createIndex), \(token.modifyIndex))
+            VALUES (\(token.accessorID), \(secretHash), \(token.name), \(token.type.rawValue), \(token.policies),
+                \(token.roles.compactMap(\.id)), \(token.global), \(token.createTime), \(token.expirationTime), \(token.createIndex),
+                \(token.modifyIndex))
             """)
     }
 
-    /// Changes a token's name and policies. - Returns: whether there was such a token.
-    public func update(accessorID: String, name: String, policies: [String], index: Int64) async throws -> Bool {
+    /// Changes a token's name, policies and roles (by id). - Returns: whether there was such a token.
+    public func update(accessorID: String, name: String, policies: [String], roles: [String], index: Int64) async throws -> Bool {
         for try await _ in try await sql.query(
             """
-            UPDATE drover_acl_tokens SET name = \(name), policies = \(policies), modify_index = \(index)
+            UPDATE drover_acl_tokens SET name = \(name), policies = \(policies), roles = \(roles), modify_index = \(index)
             WHERE accessor_id = \(accessorID) RETURNING accessor_id
             """
         ).decode(String.self) {
@@ -97,12 +98,12 @@ public struct ACLRepository: Sendable {
     }
 
     public func token(accessorID: String) async throws -> ACLToken? {
-        try await tokens(where: "WHERE accessor_id = $1", accessorID).first
+        try await tokens(where: "WHERE t.accessor_id = $1", accessorID).first
     }
 
     /// The token whose secret hashes to `secretHash`, expired or not.
     public func token(secretHash: Data) async throws -> ACLToken? {
-        try await tokens(where: "WHERE secret_hash = $1", secretHash).first
+        try await tokens(where: "WHERE t.secret_hash = $1", secretHash).first
     }
 
     public func tokens() async throws -> [ACLToken] { try await tokens(where: "", String?.none) }
@@ -112,17 +113,22 @@ public struct ACLRepository: Sendable {
         if let value { try bindings.append(value) }
         let query = PostgresQuery(
             unsafeSQL: """
-                SELECT accessor_id, name, type, policies, global, create_time, expiration_time, create_index, modify_index
-                FROM drover_acl_tokens \(clause) ORDER BY create_index
+                SELECT t.accessor_id, t.name, t.type, t.policies, t.global, t.create_time, t.expiration_time, t.create_index, t.modify_index,
+                    coalesce((SELECT array_agg(r.id ORDER BY r.name) FROM drover_acl_roles r WHERE r.id = ANY(t.roles)), '{}'),
+                    coalesce((SELECT array_agg(r.name ORDER BY r.name) FROM drover_acl_roles r WHERE r.id = ANY(t.roles)), '{}')
+                FROM drover_acl_tokens t \(clause) ORDER BY t.create_index
                 """, binds: bindings)
         var found: [ACLToken] = []
-        for try await (accessor, name, type, policies, global, created, expires, createIndex, modifyIndex) in try await sql.query(query).decode(
-            (String, String, String, [String], Bool, Date, Date?, Int64, Int64).self)
+        for try await (accessor, name, type, policies, global, created, expires, createIndex, modifyIndex, roleIDs, roleNames)
+            in try await sql
+            .query(query).decode((String, String, String, [String], Bool, Date, Date?, Int64, Int64, [String], [String]).self)
         {
-            found.append(
-                ACLToken(
-                    accessorID: accessor, name: name, type: ACLToken.Kind(rawValue: type) ?? .client, policies: policies, global: global,
-                    createTime: created, expirationTime: expires, createIndex: createIndex, modifyIndex: modifyIndex))
+            var token = ACLToken(
+                accessorID: accessor, name: name, type: ACLToken.Kind(rawValue: type) ?? .client, policies: policies, global: global,
+                createTime: created, expirationTime: expires, createIndex: createIndex, modifyIndex: modifyIndex)
+            // A role deleted since is left out: it grants nothing.
+            token.roles = zip(roleIDs, roleNames).map { ACLRoleLink(id: $0, name: $1) }
+            found.append(token)
         }
         return found
     }
@@ -134,6 +140,52 @@ public struct ACLRepository: Sendable {
         {
             return true
         }
+        return false
+    }
+
+    // MARK: Roles
+
+    /// Creates or replaces the role `role.id`, at `index`.
+    public func upsert(_ role: ACLRole, index: Int64) async throws {
+        try await sql.query(
+            """
+            INSERT INTO drover_acl_roles (id, name, description, policies, create_index, modify_index)
+            VALUES (\(role.id), \(role.name), \(role.description), \(role.policies.map(\.name)), \(index), \(index))
+            ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, description = EXCLUDED.description, policies = EXCLUDED.policies,
+                modify_index = EXCLUDED.modify_index
+            """)
+    }
+
+    /// Every role, by name.
+    public func roles() async throws -> [ACLRole] { try await roles(where: "", [String]()) }
+
+    /// The roles whose ids are among `ids`.
+    public func roles(ids: [String]) async throws -> [ACLRole] { try await roles(where: "WHERE id = ANY($1)", ids) }
+
+    /// The roles whose names are among `names`.
+    public func roles(names: [String]) async throws -> [ACLRole] { try await roles(where: "WHERE name = ANY($1)", names) }
+
+    private func roles(where clause: String, _ values: [String]) async throws -> [ACLRole] {
+        var bindings = PostgresBindings()
+        if !clause.isEmpty { try bindings.append(values) }
+        let query = PostgresQuery(
+            unsafeSQL: "SELECT id, name, description, policies, create_index, modify_index FROM drover_acl_roles \(clause) ORDER BY name",
+            binds: bindings)
+        var found: [ACLRole] = []
+        for try await (id, name, description, policies, created, modified) in try await sql.query(query).decode(
+            (String, String, String, [String], Int64, Int64).self)
+        {
+            found.append(
+                ACLRole(
+                    id: id, name: name, description: description, policies: policies.map(ACLRole.PolicyLink.init), createIndex: created,
+                    modifyIndex: modified))
+        }
+        return found
+    }
+
+    /// - Returns: whether there was such a role.
+    public func deleteRole(id: String) async throws -> Bool {
+        for try await _ in try await sql.query("DELETE FROM drover_acl_roles WHERE id = \(id) RETURNING id").decode(String.self) { return true }
         return false
     }
 

@@ -800,6 +800,17 @@ public enum DroverSchema {
                 $$
                 """,
             ]),
+        Migration(
+            version: 18, name: "ACL roles",
+            statements: [
+                """
+                CREATE TABLE drover_acl_roles (
+                    id text PRIMARY KEY, name text NOT NULL UNIQUE, description text NOT NULL, policies text[] NOT NULL,
+                    create_index bigint NOT NULL, modify_index bigint NOT NULL)
+                """,
+                // A token's roles, by id; a deleted role's id stays and grants nothing.
+                "ALTER TABLE drover_acl_tokens ADD COLUMN roles text[] NOT NULL DEFAULT '{}'",
+            ]),
     ]
 }
 

@@ -233,6 +233,49 @@ struct AccessTests {
         }
     }
 
+    @Test func aRoleGrantsItsPoliciesToTheTokensThatLinkToIt() async throws {
+        try await withGateway { client, _ in
+            let (management, _) = try await Self.tokens(client)
+            let writer = String(decoding: try JSONEncoder().encode(["Rules": #"namespace "default" { policy = "write" }"#]), as: UTF8.self)
+            #expect(try await Self.send(client, .post, "/v1/acl/policy/writer", token: management, body: writer).status == .ok)
+            let created = try await Self.send(
+                client, .post, "/v1/acl/role", token: management, body: #"{"Name": "team", "Policies": [{"Name": "readonly"}]}"#)
+            #expect(created.status == .ok, "\(String(buffer: created.body))")
+            let roleID = try #require(try Self.object(created)["ID"] as? String)
+            // Linked by name; the token shows the role by id and name.
+            let made = try Self.object(
+                try await Self.send(client, .post, "/v1/acl/token", token: management, body: #"{"Roles": [{"Name": "team"}]}"#))
+            let secret = try #require(made["SecretID"] as? String)
+            #expect((made["Roles"] as? [[String: Any]])?.first?["ID"] as? String == roleID)
+            #expect(try await Self.send(client, .get, "/v1/jobs", token: secret).status == .ok, "the role's read policy")
+            #expect(try await Self.send(client, .post, "/v1/jobs", token: secret, body: "{}").status == .forbidden)
+            // Changing the role changes what its tokens may do.
+            let widened = try await Self.send(
+                client, .post, "/v1/acl/role/\(roleID)", token: management,
+                body: #"{"Name": "team", "Policies": [{"Name": "readonly"}, {"Name": "writer"}]}"#)
+            #expect(widened.status == .ok)
+            #expect(try await Self.send(client, .post, "/v1/jobs", token: secret, body: "{}").status != .forbidden)
+            #expect(try await Self.send(client, .get, "/v1/acl/role/name/team", token: management).status == .ok)
+            let listed = try JSONSerialization.jsonObject(
+                with: Data(buffer: try await Self.send(client, .get, "/v1/acl/roles", token: management).body))
+            #expect((listed as? [[String: Any]])?.map { $0["Name"] as? String } == ["team"])
+            // Refused: an unknown role or policy, a name taken, a role of no policy.
+            let unknown = try await Self.send(client, .post, "/v1/acl/token", token: management, body: #"{"Roles": [{"Name": "nope"}]}"#)
+            #expect(unknown.status == .badRequest && String(buffer: unknown.body).contains("Roles[0]"))
+            let twice = try await Self.send(
+                client, .post, "/v1/acl/role", token: management, body: #"{"Name": "team", "Policies": [{"Name": "writer"}]}"#)
+            #expect(twice.status == .badRequest && String(buffer: twice.body).contains("another role"))
+            #expect(try await Self.send(client, .post, "/v1/acl/role", token: management, body: #"{"Name": "empty"}"#).status == .badRequest)
+            let missing = try await Self.send(
+                client, .post, "/v1/acl/role", token: management, body: #"{"Name": "x", "Policies": [{"Name": "nope"}]}"#)
+            #expect(missing.status == .badRequest && String(buffer: missing.body).contains("Policies[0]"))
+            // A deleted role grants nothing, at once.
+            #expect(try await Self.send(client, .delete, "/v1/acl/role/\(roleID)", token: management).status == .ok)
+            #expect(try await Self.send(client, .get, "/v1/jobs", token: secret).status == .forbidden)
+            #expect(try await Self.send(client, .get, "/v1/acl/role/\(roleID)", token: management).status == .notFound)
+        }
+    }
+
     @Test func anOperatorMayChooseTheBootstrapSecret() async throws {
         try await withGateway { client, _ in
             #expect(try await Self.send(client, .post, "/v1/acl/bootstrap", token: nil, body: #"{"BootstrapSecret": "short"}"#).status == .badRequest)

@@ -434,6 +434,18 @@ struct JobsEndToEndTests {
 
             #expect(try await cluster.cli("acl token delete \(accessor)").status == 0)
             #expect(try await cluster.cli("job status --token \(secret)").status != 0, "a revoked token is refused")
+
+            // A role: the token holds it by name and has its policies.
+            let role = try await cluster.cli("acl role create -name readers -description 'read jobs' -policy reader -json")
+            #expect(role.status == 0, "\(role.output)")
+            let roleID = try #require((try JSONSerialization.jsonObject(with: Data(role.output.utf8)) as? [String: Any])?["ID"] as? String)
+            #expect(try await cluster.cli("acl role list").output.contains("readers"))
+            #expect(try await cluster.cli("acl role info -by-name readers").output.contains(roleID))
+            let held = try await cluster.cli("acl token create -name via-role -role-name readers -json")
+            let viaRole = try #require((try JSONSerialization.jsonObject(with: Data(held.output.utf8)) as? [String: Any])?["SecretID"] as? String)
+            #expect(try await cluster.cli("job status --token \(viaRole)").status == 0)
+            #expect(try await cluster.cli("acl role delete \(roleID)").status == 0)
+            #expect(try await cluster.cli("job status --token \(viaRole)").status != 0, "a deleted role grants nothing")
             #expect(try await cluster.cli("acl policy delete reader").status == 0)
             #expect(try await cluster.cli("acl bootstrap").output.contains("already done"), "bootstrap works once")
         }
