@@ -57,20 +57,25 @@ struct AddressOptions: ParsableArguments {
 /// `$DROVER_DATA_DIR/management.token`, else `.drover/management.token` in the current directory
 /// or one above it, or above this executable (a build inside the repository).
 enum LocalCluster {
-    static func managementToken() -> String? {
+    /// Where a local cluster's state may be: `DROVER_DATA_DIR`, then `.drover/` in the current
+    /// directory or one above it, or above this executable.
+    static func directories() -> [URL] {
         var candidates: [URL] = []
-        if let data = ProcessInfo.processInfo.environment["DROVER_DATA_DIR"] {
-            candidates.append(URL(fileURLWithPath: data).appendingPathComponent("management.token"))
-        }
+        if let data = ProcessInfo.processInfo.environment["DROVER_DATA_DIR"], !data.isEmpty { candidates.append(URL(fileURLWithPath: data)) }
         for start in [
             FileManager.default.currentDirectoryPath, CommandLine.arguments.first.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path },
         ] {
             guard var directory = start.map({ URL(fileURLWithPath: $0).standardizedFileURL }) else { continue }
             while directory.path != "/" {
-                candidates.append(directory.appendingPathComponent(".drover/management.token"))
+                candidates.append(directory.appendingPathComponent(".drover"))
                 directory.deleteLastPathComponent()
             }
         }
+        return candidates
+    }
+
+    static func managementToken() -> String? {
+        let candidates = directories().map { $0.appendingPathComponent("management.token") }
         for file in candidates {
             if let text = try? String(contentsOf: file, encoding: .utf8) {
                 let token = text.trimmingCharacters(in: .whitespacesAndNewlines)

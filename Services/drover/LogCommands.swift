@@ -164,28 +164,51 @@ extension Events {
 
 /// Where this node's agent answers, for the commands run on a node, and the agent's token:
 /// `--agent-token`, else `DROVER_AGENT_TOKEN`, else `agent.token` in the agent's data directory
-/// (readable by the agent's user and root only).
+/// (readable by the agent's user and root only). Without `--data-dir` or `DROVER_NODE_DATA_DIR`,
+/// the token is looked for where an agent keeps it by default, then in the agent directories of
+/// a cluster `deploy/local/up` runs here (`.drover/agents/<n>`, the agent whose port `--agent`
+/// names).
 struct AgentOptions: ParsableArguments {
     @Option(name: .customLong("agent"), help: "The local node agent's address (env DROVER_AGENT_ADDR).")
     var agent: String = ProcessInfo.processInfo.environment["DROVER_AGENT_ADDR"] ?? "http://127.0.0.1:4651"
 
-    @Option(name: .customLong("data-dir"), help: "The local agent's data directory, where its agent.token is (env DROVER_NODE_DATA_DIR).")
-    var dataDir: String = ProcessInfo.processInfo.environment["DROVER_NODE_DATA_DIR"] ?? ".drover/node-agent"
+    @Option(
+        name: .customLong("data-dir"),
+        help:
+            "The local agent's data directory, where its agent.token is (env DROVER_NODE_DATA_DIR; default: where the agent keeps it, or a local cluster's agent)."
+    )
+    var dataDir: String? = ProcessInfo.processInfo.environment["DROVER_NODE_DATA_DIR"].flatMap { $0.isEmpty ? nil : $0 }
 
     @Option(name: .customLong("agent-token"), help: "The agent's token, instead of reading it from the data directory (env DROVER_AGENT_TOKEN).")
     var agentToken: String?
+
+    /// Where the agent's token may be, in the order looked.
+    var tokenFiles: [URL] {
+        if let dataDir { return [URL(fileURLWithPath: dataDir).appendingPathComponent("agent.token")] }
+        var directories = [NodeDataDirectory.standard()]
+        // deploy/local/up's agents: agent n answers on 4650 + n.
+        let number = URL(string: agent).flatMap { url in url.port.map { $0 - 4650 } }.flatMap { $0 > 0 ? $0 : nil } ?? 1
+        directories += LocalCluster.directories().map { $0.appendingPathComponent("agents/\(number)").path }
+        return directories.map { URL(fileURLWithPath: $0).appendingPathComponent("agent.token") }
+    }
 
     /// A client of the agent's routes, sending its token.
     var client: APIClient {
         get throws {
             var token = agentToken ?? ProcessInfo.processInfo.environment["DROVER_AGENT_TOKEN"]
             if token?.isEmpty ?? true {
-                let file = URL(fileURLWithPath: dataDir).appendingPathComponent("agent.token")
-                do {
-                    token = try String(contentsOf: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-                } catch {
+                var tried: [String] = []
+                for file in tokenFiles {
+                    do {
+                        token = try String(contentsOf: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+                        break
+                    } catch {
+                        tried.append("\(file.path) (\(FileManager.default.fileExists(atPath: file.path) ? "not readable" : "not there"))")
+                    }
+                }
+                guard let found = token, !found.isEmpty else {
                     throw APIClient.Failure(
-                        description: "cannot read the agent's token from \(file.path) (\(error.localizedDescription)).\n"
+                        description: "cannot read the agent's token; looked in:\n  " + tried.joined(separator: "\n  ") + "\n"
                             + "Run this as the agent's user or root, point --data-dir (DROVER_NODE_DATA_DIR) at the agent's data directory, "
                             + "or pass --agent-token.")
                 }

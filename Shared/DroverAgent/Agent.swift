@@ -18,8 +18,11 @@ public struct AgentOptions: ParsableArguments, Sendable {
 
     public init() {}
 
-    @Option(help: "Directory for the agent's state; the node id is kept there (env DROVER_NODE_DATA_DIR).")
-    var dataDir: String = ProcessInfo.processInfo.environment["DROVER_NODE_DATA_DIR"] ?? ".drover/node-agent"
+    @Option(
+        help:
+            "Directory for the agent's state; the node id is kept there (env DROVER_NODE_DATA_DIR; default /var/lib/drover/agent for root, else ~/.local/state/drover/agent)."
+    )
+    var dataDir: String = NodeDataDirectory.configured()
 
     @Option(help: "This node's id; by default one is made on first start and kept in the data dir (env DROVER_NODE_ID).")
     var nodeID: String?

@@ -229,9 +229,12 @@ public struct ACLPolicyStub: Codable, Sendable, Equatable {
 /// A token's link to a role, as Nomad writes it: by `ID` or by `Name` (one is enough on input;
 /// both are shown).
 public struct ACLRoleLink: Codable, Sendable, Equatable, Hashable {
+    /// The role's id.
     public var id: String?
+    /// The role's name.
     public var name: String?
 
+    /// A link to the role `id` or the role `name`.
     public init(id: String? = nil, name: String? = nil) {
         self.id = id
         self.name = name
@@ -248,7 +251,9 @@ public struct ACLRoleLink: Codable, Sendable, Equatable, Hashable {
 public struct ACLRole: Codable, Sendable, Equatable {
     /// A policy the role grants, by name.
     public struct PolicyLink: Codable, Sendable, Equatable, Hashable {
+        /// The policy's name.
         public var name: String
+        /// A link to the policy `name`.
         public init(name: String) { self.name = name }
         enum CodingKeys: String, CodingKey { case name = "Name" }
     }

@@ -112,7 +112,9 @@ public struct Namespace: Codable, Sendable, Equatable {
 /// A job's identity: its namespace and its id, unique together (the same id lives in two
 /// namespaces side by side). Evaluations and allocations name their job by it.
 public struct JobKey: Hashable, Sendable, Comparable, CustomStringConvertible {
+    /// The job's namespace.
     public var namespace: String
+    /// The job's id, unique in its namespace.
     public var id: String
 
     /// The job `id` of `namespace`.
@@ -121,6 +123,7 @@ public struct JobKey: Hashable, Sendable, Comparable, CustomStringConvertible {
         self.id = id
     }
 
+    /// By namespace, then id.
     public static func < (lhs: JobKey, rhs: JobKey) -> Bool { (lhs.namespace, lhs.id) < (rhs.namespace, rhs.id) }
 
     /// `namespace/id`, as logs show it.

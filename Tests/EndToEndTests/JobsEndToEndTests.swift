@@ -135,9 +135,12 @@ final class Cluster: Sendable {
     }
 
     /// Runs the `drover` CLI against this cluster. - Returns: its output and exit status.
-    func cli(_ arguments: String) async throws -> (output: String, status: Int32) {
+    /// - Parameter directory: where it runs; the test's own working directory when nil.
+    func cli(_ arguments: String, in directory: URL? = nil) async throws -> (output: String, status: Int32) {
         let binary = URL(fileURLWithPath: try #require(TestEnvironment.binDirectory)).appendingPathComponent("drover").path
-        return try await runShellWithStatus("DROVER_ADDR=http://127.0.0.1:\(api.port) DROVER_TOKEN=\(api.token ?? "") \(binary) \(arguments) 2>&1")
+        let change = directory.map { "cd '\($0.path)' && " } ?? ""
+        return try await runShellWithStatus(
+            "\(change)DROVER_ADDR=http://127.0.0.1:\(api.port) DROVER_TOKEN=\(api.token ?? "") \(binary) \(arguments) 2>&1")
     }
 
     func writeJob(_ name: String, _ json: String) throws -> String {

@@ -78,6 +78,23 @@ struct LogsEndToEndTests {
             let lifecycle = try await cluster.json("/v1/events?job=big&priority=all") as? [[String: Any]] ?? []
             #expect(Set(lifecycle.compactMap { $0["Type"] as? String }).isSuperset(of: ["JobRegistered", "AllocationPlaced"]))
             #expect(try await cluster.cli("log '' \(agentAddress)").status != 0)
+
+            // With no --data-dir, from the root of a cluster deploy/local/up runs (its agent n's
+            // state in .drover/agents/<n>, answering on 4650 + n), the command finds the token.
+            let root = cluster.logs.appendingPathComponent("repository")
+            let agents = root.appendingPathComponent(".drover/agents")
+            try FileManager.default.createDirectory(at: agents, withIntermediateDirectories: true)
+            try FileManager.default.createSymbolicLink(
+                at: agents.appendingPathComponent(String(agent.port - 4650)), withDestinationURL: cluster.agentDirectory("a"))
+            let found = try await cluster.cli("log 'found without flags' --agent http://127.0.0.1:\(agent.port)", in: root)
+            #expect(found.status == 0, "\(found.output)")
+            try await eventually("the message found without flags listed") {
+                let events = (try? await cluster.json("/v1/events?node=\(node)")) as? [[String: Any]] ?? []
+                return events.contains { $0["Message"] as? String == "found without flags" }
+            }
+            // Elsewhere, the error names every place it looked.
+            let lost = try await cluster.cli("log hello --agent http://127.0.0.1:\(agent.port)", in: cluster.logs)
+            #expect(lost.status != 0 && lost.output.contains("looked in:") && lost.output.contains("agent.token (not there)"), "\(lost.output)")
             #expect(try await cluster.api.get("/v1/events?level=loud").status == 400)
 
             // The allocation and its node go; the output stays.
