@@ -241,7 +241,7 @@ public struct AutoscaleService: Sendable {
                     if let nodeID = machine.nodeID, try await work.nodes.lock(nodeID) {
                         let index = try await work.nextIndex()
                         _ = try await work.evaluateJobs(onNode: nodeID, index: index, now: time)
-                        try await work.nodes.delete(nodeID)
+                        try await work.nodes.delete(nodeID, at: time, index: index)
                         try await work.enrollment.deleteNodeSecret(nodeID: nodeID)
                     }
                     machine.state = .terminated

@@ -55,6 +55,7 @@ public struct EnrollmentService: Sendable {
                 throw ControlPlaneError.unauthorized("enrollment token not found, already used, expired, or for another node")
             }
             try await work.enrollment.setNodeSecret(nodeID: nodeID, secretHash: ACLService.hash(nodeSecret), at: now)
+            try await work.nodes.removeTombstone(nodeID)
             let broker = try await makeBrokerUser(nodeID)
             return NodeJoin(nodeID: nodeID, amqpURL: broker.amqpURL, controlPlaneUser: broker.controlPlaneUser, nodeSecret: nodeSecret)
         }

@@ -37,6 +37,15 @@ public struct NodeLifecycle: Sendable {
         guard problems.isEmpty else { throw ControlPlaneError.invalid(problems) }
         let time = time ?? now()
         return try await database.transaction { work in
+            // A purged node stays gone until it enrolls again, whatever was still queued.
+            if let purged = try await work.nodes.tombstone(reported.id) {
+                throw ControlPlaneError.invalid([
+                    FieldError(
+                        "Node.ID",
+                        "node \(reported.id) was purged at \(purged.formatted(Date.ISO8601FormatStyle())); it registers again once it enrolls again (drover node enroll)"
+                    )
+                ])
+            }
             let previous = try await work.nodes.lockReported(reported.id)
             if Registration.isRepeat(reported, previous: previous?.spec, status: previous?.status) { return [] }
             let node = Registration.recorded(reported)
@@ -142,7 +151,7 @@ public struct NodeLifecycle: Sendable {
             guard try await work.nodes.lock(nodeID) else { return false }
             let index = try await work.nextIndex()
             let evaluations = try await work.evaluateJobs(onNode: nodeID, index: index, now: time)
-            try await work.nodes.delete(nodeID)
+            try await work.nodes.delete(nodeID, at: time, index: index)
             try await work.note(
                 ClusterEvent.Kind.nodePurged, "Node \(nodeID) removed; \(evaluations.count) job(s) to reschedule", level: .warn, priority: .medium,
                 nodeID: nodeID, at: time)

@@ -811,6 +811,13 @@ public enum DroverSchema {
                 // A token's roles, by id; a deleted role's id stays and grants nothing.
                 "ALTER TABLE drover_acl_tokens ADD COLUMN roles text[] NOT NULL DEFAULT '{}'",
             ]),
+        Migration(
+            version: 19, name: "node tombstones",
+            statements: [
+                // A purged node's registrations are refused until it enrolls again: one still queued
+                // when it was purged does not bring it back.
+                "CREATE TABLE drover_node_tombstones (node_id text PRIMARY KEY, purged_at timestamptz NOT NULL, index bigint NOT NULL)"
+            ]),
     ]
 }
 

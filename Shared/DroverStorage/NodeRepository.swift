@@ -139,13 +139,30 @@ public struct NodeRepository: Sendable {
         return found
     }
 
-    /// Forgets node `nodeID` and its heartbeat deadline.
-    public func delete(_ nodeID: String) async throws {
+    /// Forgets node `nodeID` and its heartbeat deadline, and leaves a tombstone (purged at
+    /// `time`, change `index`) that refuses its registrations until it enrolls again.
+    public func delete(_ nodeID: String, at time: Date, index: Int64) async throws {
         try await sql.query(
             """
-            WITH heartbeat AS (DELETE FROM drover_node_heartbeats WHERE node_id = \(nodeID))
+            WITH heartbeat AS (DELETE FROM drover_node_heartbeats WHERE node_id = \(nodeID)),
+                tombstone AS (
+                    INSERT INTO drover_node_tombstones (node_id, purged_at, index) VALUES (\(nodeID), \(time), \(index))
+                    ON CONFLICT (node_id) DO UPDATE SET purged_at = EXCLUDED.purged_at, index = EXCLUDED.index)
             DELETE FROM drover_nodes WHERE id = \(nodeID)
             """)
+    }
+
+    /// When node `nodeID` was purged, if it was and has not enrolled since.
+    public func tombstone(_ nodeID: String) async throws -> Date? {
+        for try await time in try await sql.query("SELECT purged_at FROM drover_node_tombstones WHERE node_id = \(nodeID)").decode(Date.self) {
+            return time
+        }
+        return nil
+    }
+
+    /// Lifts node `nodeID`'s tombstone: it enrolled again.
+    public func removeTombstone(_ nodeID: String) async throws {
+        try await sql.query("DELETE FROM drover_node_tombstones WHERE node_id = \(nodeID)")
     }
 
     /// Takes the next index and locks `nodeIDs` (in id order), in one statement.

@@ -39,6 +39,23 @@ func testNode(_ id: String, cpu: Int = 1000) -> Node {
 /// its own, time passed in where a rule depends on it.
 @Suite(.serialized, .enabled(if: TestEnvironment.runsStorageIntegration))
 struct UseCaseTests {
+    @Test func aPurgedNodeStaysGoneUntilItEnrollsAgain() async throws {
+        try await withMigratedDatabase { database in
+            let nodes = NodeLifecycle(database: database)
+            try await nodes.register(node: testNode("n1"))
+            #expect(try await nodes.purge(nodeID: "n1"))
+            // A registration still queued when the node was purged does not bring it back.
+            #expect(await refusedFields { try await nodes.register(node: testNode("n1")) } == ["Node.ID"])
+            #expect(try await database.nodes.status("n1", lock: false) == nil)
+            // Enrolled again, it registers.
+            let enrollment = EnrollmentService(database: database)
+            let token = try await enrollment.createToken(lifetime: .seconds(600), nodeID: "n1")
+            _ = try await enrollment.join(nodeID: "n1", secret: try #require(token.secret)) { _ in ("amqp://n1@broker", "drover") }
+            try await nodes.register(node: testNode("n1"))
+            #expect(try await database.nodes.status("n1", lock: false) == .ready)
+        }
+    }
+
     @Test func registeringWritesTheJobAVersionAnEvaluationAndItsMessageInOneTransaction() async throws {
         try await withMigratedDatabase { database in
             let jobs = JobService(database: database)

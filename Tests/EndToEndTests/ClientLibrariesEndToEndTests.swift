@@ -18,6 +18,18 @@ struct ClientLibrariesEndToEndTests {
         #expect(run.status == 0 && run.output.contains("all checks passed"), "\(run.output)")
     }
 
+    /// Every number and string field of every route in the OpenAPI document, sent Int64.max,
+    /// Int64.min, 2^64, -1, 1e308, NaN, "" and a 10 MB string: a 2xx or a 4xx each time, and a
+    /// gateway that still answers.
+    @Test func hostileValuesInEveryFieldOfEveryRouteAre4xxAndTheGatewayLivesOn() async throws {
+        try await Cluster.with { cluster in
+            try await cluster.addAgent("hostile")
+            let token = try #require(cluster.api.token)
+            try await Self.runScript("hostile_values.py", "127.0.0.1 \(cluster.api.port) \(token)", within: .seconds(240))
+            #expect(!cluster.api.output.contains("Fatal error"), "the gateway did not trap")
+        }
+    }
+
     @Test func pythonNomadRunsAJobWithATokenAndIsRefusedWithout() async throws {
         try await Cluster.with { cluster in
             try await cluster.addAgent("py")
