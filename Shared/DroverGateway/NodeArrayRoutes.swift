@@ -17,7 +17,9 @@ extension Gateway {
             routes.on("/v1/nodearray/:name", method: method, .operator(.write)) { request, context in
                 try await handle {
                     let name = context.parameters.get("name") ?? ""
-                    let array = try await Self.decodeBody(NodeArray.self, request)
+                    let body = try await Self.body(of: request, upTo: 1 << 20)
+                    try Self.refuseUnsupported(body, shape: .nodeArray, root: "")
+                    let array = try Self.decodeBody(NodeArray.self, body)
                     guard array.name == name else {
                         throw ControlPlaneError.invalid([FieldError("Name", "'\(array.name)' does not match the name '\(name)' in the path")])
                     }
@@ -38,7 +40,9 @@ extension Gateway {
         for method in [HTTPRequest.Method.put, .post] {
             routes.on("/v1/autoscale", method: method, .node(.write)) { request, _ in
                 try await handle {
-                    let requests = try await Self.decodeBody([TargetRequest].self, request)
+                    let body = try await Self.body(of: request, upTo: 1 << 20)
+                    try Self.refuseUnsupported(body, shape: .targets, root: "")
+                    let requests = try Self.decodeBody([TargetRequest].self, body)
                     return Self.json(try await nodeArrays.setTargets(requests), index: nil)
                 }
             }

@@ -23,7 +23,9 @@ extension Gateway {
             routes.on("/v1/project/:name/:version", method: method, .operator(.write)) { request, context in
                 try await handle {
                     // Base64 makes the largest project (64 MiB of files) about 86 MiB of JSON.
-                    let upload = try Self.decodeBody(ProjectUpload.self, try await Self.body(of: request, upTo: 96 << 20))
+                    let body = try await Self.body(of: request, upTo: 96 << 20)
+                    try Self.refuseUnsupported(body, shape: .projectUpload, root: "")
+                    let upload = try Self.decodeBody(ProjectUpload.self, body)
                     let (name, version) = (context.parameters.get("name") ?? "", context.parameters.get("version") ?? "")
                     var mismatches: [FieldError] = []
                     if upload.name != name { mismatches.append(FieldError("Name", "'\(upload.name)' does not match '\(name)' in the path")) }

@@ -38,7 +38,9 @@ extension Gateway {
             for (kind, method) in [("iso8601", HTTPRequest.Method.post), ("iso8601", .put), ("dependency", .post), ("dependency", .put)] {
                 routes.on("\(prefix)/\(kind)", method: method, .namespace(.submitJob), scope: .fixed(Namespace.defaultName)) { request, _ in
                     try await handle {
-                        let job = try Self.decodeBody(ScheduledJob.self, try await Self.body(of: request, upTo: 1 << 20))
+                        let body = try await Self.body(of: request, upTo: 1 << 20)
+                        try Self.refuseUnsupported(body, shape: .scheduledJob, root: "")
+                        let job = try Self.decodeBody(ScheduledJob.self, body)
                         if kind == "iso8601" && job.schedule.isEmpty {
                             throw ControlPlaneError.invalid([FieldError("schedule", "is required here; a job with parents goes to /dependency")])
                         }

@@ -50,6 +50,21 @@ public indirect enum FieldShape: Sendable {
             ])
     }()
 
+    /// A Chronos job as Drover reads it (``ScheduledJob``).
+    public static let scheduledJob: FieldShape = .object(
+        ScheduledJob.CodingKeys.self,
+        ["template": job, "environmentVariables": .list(.object(ScheduledJob.EnvironmentVariable.CodingKeys.self)), "constraints": .value])
+
+    /// A node array as Drover reads it (``NodeArray``).
+    public static let nodeArray: FieldShape = .object(
+        NodeArray.CodingKeys.self, ["MachineType": .object(MachineType.CodingKeys.self, ["Attributes": .map(.value)])])
+
+    /// The targets `POST /v1/autoscale` takes (``TargetRequest``).
+    public static let targets: FieldShape = .list(.object(TargetRequest.CodingKeys.self))
+
+    /// A project version as uploaded (``ProjectUpload``).
+    public static let projectUpload: FieldShape = .object(ProjectUpload.CodingKeys.self, ["Files": .list(.object(ProjectFile.CodingKeys.self))])
+
     /// A namespace as Drover reads it (``Namespace``).
     public static let namespace: FieldShape = .object(
         Namespace.CodingKeys.self, ["Meta": .map(.value), "Capabilities": .object(Namespace.Capabilities.CodingKeys.self)])

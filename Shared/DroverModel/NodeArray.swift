@@ -32,7 +32,7 @@ public struct MachineType: Codable, Sendable, Equatable, Hashable {
     /// The CPU one machine offers in all, in MHz; saturates instead of trapping.
     public var cpu: Int { Saturating.product(max(0, cores), max(0, cpuPerCore)) }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case cores = "Cores"
         case cpuPerCore = "CPUPerCore"
         case memoryMB = "MemoryMB"
@@ -96,7 +96,7 @@ public struct NodeArray: Codable, Sendable, Equatable {
         self.provider = provider
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case name = "Name"
         case machine = "MachineType"
         case minCount = "MinCount"
@@ -249,7 +249,7 @@ public struct Machine: Codable, Sendable, Equatable {
         self.terminateRequestedAt = terminateRequestedAt
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case name = "Name"
         case array = "NodeArray"
         case state = "State"
@@ -294,7 +294,7 @@ public struct ScaleTarget: Codable, Sendable, Equatable {
     }
 
     /// `jetpack autoscale`'s names: `Name`, `TargetCoreCount`, `TargetCount`.
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case array = "Name"
         case coreCount = "TargetCoreCount"
         case count = "TargetCount"
@@ -321,7 +321,7 @@ public struct ProviderBackoff: Codable, Sendable, Equatable {
         self.reason = reason
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case array = "NodeArray"
         case failures = "Failures"
         case until = "Until"
@@ -384,7 +384,7 @@ public struct ArrayDecision: Codable, Sendable, Equatable {
         self.reason = reason
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case array = "NodeArray"
         case target = "Target"
         case demandMachines = "DemandMachines"
@@ -416,7 +416,7 @@ public struct TargetRequest: Codable, Sendable, Equatable {
         self.expiration = expiration
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case array = "Name"
         case coreCount = "TargetCoreCount"
         case count = "TargetCount"
@@ -487,7 +487,7 @@ public struct NodeArrayStatus: Codable, Sendable, Equatable {
         self.decidedAt = decidedAt
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case array = "NodeArray"
         case machines = "Machines"
         case counts = "Counts"

@@ -19,7 +19,7 @@ public struct ProjectFile: Codable, Sendable, Equatable {
         self.content = content
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case path = "Path"
         case mode = "Mode"
         case content = "Content"
@@ -52,7 +52,7 @@ public struct ProjectUpload: Codable, Sendable, Equatable {
         self.files = files
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case name = "Name"
         case version = "Version"
         case files = "Files"
@@ -116,7 +116,7 @@ public struct Project: Codable, Sendable, Equatable {
         self.modifyIndex = modifyIndex
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case name = "Name"
         case version = "Version"
         case specs = "Specs"
@@ -228,7 +228,7 @@ public struct ProjectAssignment: Codable, Sendable, Equatable {
         self.createIndex = createIndex
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case id = "ID"
         case project = "Project"
         case spec = "Spec"
@@ -286,7 +286,7 @@ public struct ClusterInitSpec: Codable, Sendable, Equatable {
         self.files = files
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case project = "Project"
         case version = "Version"
         case spec = "Spec"
@@ -339,7 +339,7 @@ public struct ScriptResult: Codable, Sendable, Equatable {
         self.output = output
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case spec = "Spec"
         case script = "Script"
         case exitCode = "ExitCode"
@@ -381,7 +381,7 @@ public struct ClusterInitState: Codable, Sendable, Equatable {
         self.results = results
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case status = "Status"
         case detail = "Detail"
         case at = "At"
@@ -404,7 +404,7 @@ public struct NodeClusterInit: Codable, Sendable, Equatable {
         self.missing = missing
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case specs = "Specs"
         case missing = "Missing"
     }

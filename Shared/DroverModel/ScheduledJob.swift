@@ -72,6 +72,10 @@ public struct ScheduledJob: Codable, Sendable, Equatable {
             self.name = name
             self.value = value
         }
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case name, value
+        }
     }
 
     /// A job with every field given; counts and times start empty.
@@ -107,7 +111,7 @@ public struct ScheduledJob: Codable, Sendable, Equatable {
         self.errorsSinceLastSuccess = 0
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case name, command, arguments, shell, schedule, scheduleTimeZone, parents, epsilon, missedRuns, prohibitOverlap, retries, owner,
             ownerName, description, disabled, cpus, mem, disk, environmentVariables, constraints, template, successCount, errorCount,
             lastSuccess, lastError, errorsSinceLastSuccess
