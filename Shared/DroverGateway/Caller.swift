@@ -53,8 +53,15 @@ final class Caller: Sendable {
         }
     }
 
+    /// Whether the caller may do anything in every namespace (ACLs off, or a management token):
+    /// a namespace check, as ``allows(_:in:)`` is.
+    func allowsEverywhere() -> Bool {
+        checked.store(true, ordering: .relaxed)
+        return isUnrestricted
+    }
+
     /// Whether the caller is unrestricted: ACLs off, or a management token.
-    var isUnrestricted: Bool {
+    private var isUnrestricted: Bool {
         switch grant {
         case .everything: true
         case .acl(let acl): acl.isManagement
@@ -114,10 +121,7 @@ extension Gateway {
             try caller.authorize(capability, in: named)
             return [named]
         }
-        if caller.isUnrestricted {
-            _ = caller.allows(capability, in: Namespace.defaultName)
-            return nil
-        }
+        if caller.allowsEverywhere() { return nil }
         return try await database.namespaces.list().map(\.name).filter { caller.allows(capability, in: $0) }
     }
 }

@@ -124,8 +124,13 @@ public struct Gateway: Sendable {
     /// Refuses a body with a field outside `shape` that is not empty: every such field named,
     /// with `not supported yet` (``FieldShape``). A body that is not JSON is left to its decoder.
     static func refuseUnsupported(_ body: ByteBuffer, shape: FieldShape, root: String) throws {
+        try refuseUnsupported(body) { shape.unsupported(in: $0, root: root) }
+    }
+
+    /// Refuses a body for what `unsupported` finds in it, read once.
+    static func refuseUnsupported(_ body: ByteBuffer, _ unsupported: (Any) -> [FieldError]) throws {
         guard let json = try? JSONSerialization.jsonObject(with: Data(buffer: body), options: [.fragmentsAllowed]) else { return }
-        let errors = shape.unsupported(in: json, root: root)
+        let errors = unsupported(json)
         guard errors.isEmpty else { throw ControlPlaneError.invalid(errors) }
     }
 

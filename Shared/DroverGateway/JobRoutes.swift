@@ -94,9 +94,7 @@ extension Gateway {
     /// job's own `Namespace`, then `default`), once the caller is known to have `submit-job` there.
     private func decodeJob(_ request: Request, _ context: GatewayRequestContext, pathID: String?) async throws -> Job {
         let body = try await Self.body(of: request, upTo: Self.jobBodyLimit)
-        // A job comes wrapped, {"Job": …} beside the request's own fields, or bare.
-        let wrapped = (try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any])?["Job"] != nil
-        try Self.refuseUnsupported(body, shape: wrapped ? .object(["Job": .job]) : .job, root: wrapped ? "" : "Job")
+        try Self.refuseUnsupported(body, FieldShape.unsupportedInJobRequest)
         var job: Job
         do {
             job = try JSONDecoder().decode(JobRequest.self, from: Data(buffer: body)).job

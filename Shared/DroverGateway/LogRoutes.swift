@@ -15,9 +15,7 @@ extension Gateway {
                 let allocation = try await database.allocations.read(id: allocID)
                 if let allocation {
                     try context.caller.authorize(.readLogs, in: allocation.jobNamespace)
-                } else if context.caller.isUnrestricted {
-                    _ = context.caller.allows(.readLogs, in: Namespace.defaultName)
-                } else {
+                } else if !context.caller.allowsEverywhere() {
                     throw AccessDenied(capability: .readLogs, namespace: try Self.requestNamespace(request))
                 }
                 return try await logs(allocID: allocID, allocation: allocation, query: query)

@@ -69,6 +69,13 @@ public indirect enum FieldShape: Sendable {
     public static let namespace: FieldShape = .object(
         Namespace.CodingKeys.self, ["Meta": .map(.value), "Capabilities": .object(Namespace.Capabilities.CodingKeys.self)])
 
+    /// The fields of a job request outside ``job``: `{"Job": …}` beside the request's own fields
+    /// (refused unless empty too), or a bare job, whose paths are rooted at `Job` all the same.
+    public static func unsupportedInJobRequest(_ json: Any) -> [FieldError] {
+        if let wrapper = json as? [String: Any], wrapper["Job"] != nil { return FieldShape.object(["Job": job]).unsupported(in: json, root: "") }
+        return job.unsupported(in: json, root: "Job")
+    }
+
     /// The fields of `json` (a value of `JSONSerialization`) outside this shape whose values are
     /// not empty, each as a ``FieldError`` at its path under `root`.
     public func unsupported(in json: Any, root: String) -> [FieldError] {
