@@ -203,6 +203,7 @@ extension AgentOptions {
         let heartbeats = Heartbeats(bus: amqp, nodeID: id, interval: .milliseconds(Int(heartbeatInterval * 1000)), logger: logger)
         // Until the control plane says, the node is taken as declared down after two intervals
         // and the default grace of 10 s.
+        let leaseFile = TaskLease.file(in: dataDirectory)
         let contact = ControlPlaneContact(downAfter: .milliseconds(Int(heartbeatInterval * 2000)) + .seconds(10))
         let registrations = Registrations(bus: amqp, node: node, interval: .milliseconds(Int(registrationInterval * 1000)), logger: logger)
         let control = MessageConsumer(
@@ -213,6 +214,11 @@ extension AgentOptions {
             registrations.acknowledge()
             heartbeats.use(ttl: envelope.data.ttl)
             contact.answered(downAfter: envelope.data.downAfter)
+            do {
+                try TaskLease.renew(leaseFile, ttl: envelope.data.ttl, grace: envelope.data.downAfter - envelope.data.ttl)
+            } catch {
+                agentLogger.warning("Could not renew the tasks' lease", metadata: ["file": "\(leaseFile.path)", "error": "\(error)"])
+            }
         }
         let users = NodeUsers(file: dataDirectory.appendingPathComponent("users.json"), nodeClass: nodeClass)
         let usersConsumer = MessageConsumer(

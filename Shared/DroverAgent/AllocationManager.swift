@@ -18,14 +18,17 @@ actor AllocationManager {
     private let reports: @Sendable (AllocationStatusReport) -> Void
     private let execUsers: ExecUsers
     private var runners: [String: AllocationRunner] = [:]
+    private let leaseFile: URL?
 
     /// - Parameter reports: called with every report an allocation makes, in order.
     /// - Parameter execUsers: the users `exec` tasks may run as.
+    /// - Parameter fenced: whether tasks are fenced by the agent's lease (``TaskLease``).
     init(
-        nodeID: String, datacenter: String, dataDirectory: URL, execUsers: ExecUsers = ExecUsers(), logger: Logger,
+        nodeID: String, datacenter: String, dataDirectory: URL, execUsers: ExecUsers = ExecUsers(), fenced: Bool = true, logger: Logger,
         reports: @escaping @Sendable (AllocationStatusReport) -> Void
     ) {
         self.execUsers = execUsers
+        self.leaseFile = fenced ? TaskLease.file(in: dataDirectory) : nil
         self.nodeID = nodeID
         self.datacenter = datacenter
         self.root = dataDirectory.appendingPathComponent("alloc")
@@ -36,7 +39,7 @@ actor AllocationManager {
     private func runner(for record: AllocationRecord) -> AllocationRunner {
         AllocationRunner(
             record: record, directory: root.appendingPathComponent(record.allocation.id), nodeID: nodeID, datacenter: datacenter,
-            execUsers: execUsers, logger: logger, report: reports)
+            execUsers: execUsers, leaseFile: leaseFile, logger: logger, report: reports)
     }
 
     /// Reads every allocation a previous agent recorded; adopts running tasks, reports the rest.

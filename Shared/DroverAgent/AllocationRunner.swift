@@ -76,15 +76,19 @@ actor AllocationRunner {
     private let datacenter: String
     private let report: @Sendable (AllocationStatusReport) -> Void
     private let logger: Logger
+    /// The agent's lease (``TaskLease``): tasks that must not outlive it are fenced by it. Nil
+    /// runs every task unfenced.
+    private let leaseFile: URL?
 
     var allocation: Allocation { record.allocation }
     var clientStatus: Allocation.ClientStatus { record.clientStatus }
 
     init(
-        record: AllocationRecord, directory: URL, nodeID: String, datacenter: String, execUsers: ExecUsers = ExecUsers(), logger: Logger,
-        report: @escaping @Sendable (AllocationStatusReport) -> Void
+        record: AllocationRecord, directory: URL, nodeID: String, datacenter: String, execUsers: ExecUsers = ExecUsers(), leaseFile: URL? = nil,
+        logger: Logger, report: @escaping @Sendable (AllocationStatusReport) -> Void
     ) {
         self.execUsers = execUsers
+        self.leaseFile = leaseFile
         self.record = record
         self.directory = directory
         self.nodeID = nodeID
@@ -123,6 +127,11 @@ actor AllocationRunner {
         for task in group.tasks {
             guard let taskRecord = record.tasks[task.name], taskRecord.state.state != .dead else { continue }
             let exitFile = paths(task.name).exit
+            if let reason = TaskLease.fenceReason(paths(task.name).fence) {
+                // Its watchdog stopped it while the agent was away: its allocation has been
+                // replaced, so it is lost, never run again here.
+                return fenced(task.name, reason: reason)
+            }
             if let pid = taskRecord.pid, let ticks = taskRecord.startTicks,
                 let process = TaskProcess(adopting: pid, startTicks: ticks, exitFile: exitFile)
             {
@@ -235,6 +244,10 @@ actor AllocationRunner {
                 current = nil
             }
             if stopping { return }
+            if let reason = TaskLease.fenceReason(paths(task.name).fence) {
+                // Stopped by its watchdog while this agent had no answers: never restarted here.
+                return fenced(task.name, reason: reason, exitCode: code)
+            }
             record.tasks[task.name]?.pid = nil
             append(task.name, event("Terminated", "Exit Code: \(code)", exitCode: Int(code)))
             switch restarts.exited(code: code, at: .now) {
@@ -285,6 +298,16 @@ actor AllocationRunner {
         ]
         environment.merge(nomad) { $1 }
         environment.merge(task.env ?? [:]) { $1 }
+        var fence: TaskProcess.Fence?
+        if let leaseFile, let after = TaskLease.fenceAfter(type: allocation.job?.jobType ?? .service, stopAfter: group?.stopAfterClientDisconnect) {
+            if Self.bashAvailable {
+                let timeout = min(max(task.killTimeoutNanoseconds, 0), JobLimits.killTimeout)
+                fence = TaskProcess.Fence(
+                    leaseFile: leaseFile, fenceFile: paths.fence, after: after, killTimeoutSeconds: (timeout + 999_999_999) / 1_000_000_000)
+            } else {
+                logger.warning("No /bin/bash on this node: the task runs without its lease's fence", metadata: ["task": "\(task.name)"])
+            }
+        }
         var cgroup: String?
         if task.driver == "exec" {
             cgroup = try ExecDriver.prepareCgroup(allocation: allocation.id, task: task.name, resources: resources)
@@ -294,7 +317,8 @@ actor AllocationRunner {
             TaskProcess.Launch(
                 command: task.config?.command ?? "", args: task.config?.args ?? [], environment: environment, workingDirectory: paths.taskDir,
                 stdout: paths.logs.appendingPathComponent("\(task.name).stdout.0"),
-                stderr: paths.logs.appendingPathComponent("\(task.name).stderr.0"), exitFile: paths.exit, user: task.user, cgroup: cgroup))
+                stderr: paths.logs.appendingPathComponent("\(task.name).stderr.0"), exitFile: paths.exit, user: task.user, cgroup: cgroup,
+                fence: fence))
         processes[task.name] = process
         record.tasks[task.name]?.pid = process.pid
         record.tasks[task.name]?.startTicks = process.startTicks
@@ -315,7 +339,11 @@ actor AllocationRunner {
         var control: URL
         /// Where the task's exit code is recorded: in ``control``, so a task cannot forge it.
         var exit: URL
+        /// Where the task's watchdog records why it fenced the task, in ``control`` too.
+        var fence: URL
     }
+
+    private static let bashAvailable = FileManager.default.isExecutableFile(atPath: "/bin/bash")
 
     private func paths(_ task: String) -> Paths {
         let allocDir = directory.appendingPathComponent("alloc")
@@ -323,7 +351,7 @@ actor AllocationRunner {
         let control = directory.appendingPathComponent(".drover")
         return Paths(
             allocDir: allocDir, logs: allocDir.appendingPathComponent("logs"), taskDir: taskDir, local: taskDir.appendingPathComponent("local"),
-            control: control, exit: control.appendingPathComponent("\(task).exit"))
+            control: control, exit: control.appendingPathComponent("\(task).exit"), fence: control.appendingPathComponent("\(task).fence"))
     }
 
     // MARK: State
@@ -347,6 +375,26 @@ actor AllocationRunner {
         } else {
             publish()
         }
+    }
+
+    /// Task `name` was fenced by its lease: the allocation is lost, what is left of it killed.
+    private func fenced(_ name: String, reason: String, exitCode: Int32? = nil) {
+        stopping = true
+        append(name, event("Fenced", reason, exitCode: exitCode.map(Int.init)))
+        // Every process of the group's tasks, those adopted and those found by their mark.
+        for process in processes.values { process.signal(SIGKILL) }
+        for task in record.tasks.keys {
+            for straggler in TaskProcess.marked(paths(task).exit.path) { kill(straggler, SIGKILL) }
+        }
+        for sibling in record.tasks.keys where record.tasks[sibling]?.state.state != .dead {
+            record.tasks[sibling]?.state.state = .dead
+            record.tasks[sibling]?.state.failed = true
+            record.tasks[sibling]?.state.finishedAt = Self.rfc3339()
+        }
+        record.tasks[name]?.state.exitCode = exitCode.map(Int.init)
+        record.tasks[name]?.pid = nil
+        logger.warning("Task fenced by the agent's lease", metadata: ["task": "\(name)", "reason": "\(reason)"])
+        finish(.lost, "task \(name) was fenced: \(reason)")
     }
 
     private func finish(_ status: Allocation.ClientStatus, _ description: String) {

@@ -31,6 +31,28 @@ final class TaskProcess: Sendable {
         + #"setpriv --reuid="$DROVER_USER" --regid="$DROVER_GROUP" --init-groups --inh-caps=-all --bounding-set=-all --no-new-privs -- "$0" "$@"; "#
         + #"code=$?; echo "$code" > "$DROVER_EXIT_FILE"; exit "$code""#
 
+    /// The wrapper of a task fenced by its lease (``TaskLease``): the same, in `bash`, with the
+    /// lease's watchdog beside the task, killed once the task has ended.
+    static func fencedWrapper(exec: Bool) -> String {
+        let start = exec ? #"trap : TERM INT; echo $$ > "$DROVER_CGROUP/cgroup.procs" || exit 125; "# : "trap : TERM INT; "
+        let run =
+            exec
+            ? #"setpriv --reuid="$DROVER_USER" --regid="$DROVER_GROUP" --init-groups --inh-caps=-all --bounding-set=-all --no-new-privs -- "$0" "$@"; "#
+            : #""$0" "$@"; "#
+        return start + "( " + TaskLease.watchdog + " ) & drover_watchdog=$!; " + run
+            + #"code=$?; kill -KILL "$drover_watchdog" 2>/dev/null; echo "$code" > "$DROVER_EXIT_FILE"; exit "$code""#
+    }
+
+    /// What a task's watchdog needs: where the lease and the fence are, when to fence, and how
+    /// long the task has between SIGTERM and SIGKILL.
+    struct Fence {
+        var leaseFile: URL
+        var fenceFile: URL
+        /// ``TaskLease/fenceAfter(type:stopAfter:)``.
+        var after: String
+        var killTimeoutSeconds: Int64
+    }
+
     struct Launch {
         var command: String
         var args: [String]
@@ -42,6 +64,8 @@ final class TaskProcess: Sendable {
         /// For the exec driver: run as this user, inside this cgroup.
         var user: String?
         var cgroup: String?
+        /// When set, the task stops itself once the agent's lease runs out.
+        var fence: Fence?
     }
 
     /// Starts a task. - Throws: when the process cannot be started, with the reason.
@@ -51,17 +75,23 @@ final class TaskProcess: Sendable {
         let stdout = try Self.openForAppending(launch.stdout.path)
         let stderr = try Self.openForAppending(launch.stderr.path)
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        var arguments = ["-c"]
-        if launch.cgroup != nil {
-            // Join the cgroup as root, then drop to the task's user for the task alone: the
-            // wrapper stays root and records the exit code where the task cannot write.
-            arguments += [Self.execWrapper, launch.command]
-        } else {
-            arguments += [Self.wrapper, launch.command]
-        }
-        process.arguments = arguments + launch.args
         var environment = launch.environment
+        // Join the cgroup as root, then drop to the task's user for the task alone: the wrapper
+        // stays root and records the exit code where the task cannot write.
+        let wrapper: String
+        if let fence = launch.fence {
+            unlink(fence.fenceFile.path)
+            process.executableURL = URL(fileURLWithPath: "/bin/bash")
+            wrapper = Self.fencedWrapper(exec: launch.cgroup != nil)
+            environment["DROVER_LEASE_FILE"] = fence.leaseFile.path
+            environment["DROVER_FENCE_FILE"] = fence.fenceFile.path
+            environment["DROVER_FENCE_AFTER"] = fence.after
+            environment["DROVER_KILL_TIMEOUT"] = String(max(fence.killTimeoutSeconds, 1))
+        } else {
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            wrapper = launch.cgroup != nil ? Self.execWrapper : Self.wrapper
+        }
+        process.arguments = ["-c", wrapper, launch.command] + launch.args
         environment["DROVER_EXIT_FILE"] = launch.exitFile.path
         environment[Self.marker] = launch.exitFile.path
         if let cgroup = launch.cgroup {
