@@ -19,30 +19,35 @@ import Foundation
 /// move. The boot's id (`/proc/sys/kernel/random/boot_id`) comes first: a lease of an earlier boot
 /// fences nothing, since none of that boot's tasks survived it.
 enum TaskLease {
-    /// The lease's one line: `<boot id> <answered> <gone> <earliest>`, in whole seconds of the
-    /// boot-time clock.
+    /// The lease's one line: `<boot id> <answered> <gone> <earliest>`, in hundredths of a second
+    /// of the boot-time clock (what `/proc/uptime` counts in).
     /// - `answered`: the answer's time. A group's `StopAfterClientDisconnect` counts from it.
     /// - `gone`: when a batch task must have ended. The control plane declares the node down, and
     ///   starts a replacement, no sooner than `ttl + grace` after the heartbeat that this answers
-    ///   reached it. 2 s come off for the answer's trip back and the watchdog's one-second check.
+    ///   reached it. 2 s come off for the answer's trip back and the watchdog's half-second check.
     /// - `earliest`: no batch task is fenced before it, half the grace past the next heartbeat's
     ///   due time, so a living agent that answers on time never loses its tasks.
     ///
     /// A batch task is fenced at `gone` less its kill timeout (the time it may take to end after
     /// SIGTERM), but not before `earliest`. `answered` and `earliest` are rounded up and `gone`
-    /// down. The watchdog compares whole seconds, so rounding this way keeps each bound on its
-    /// safe side.
+    /// down, which keeps each bound on its safe side.
     static func line(bootID: String, answeredAt: Duration, ttl: Duration, grace: Duration) -> String {
         let ttl = max(ttl, .zero)
         let grace = max(grace, .zero)
         let gone = answeredAt + ttl + grace - .seconds(2)
         let earliest = answeredAt + ttl + grace / 2
-        return "\(bootID) \(seconds(answeredAt, up: true)) \(seconds(gone, up: false)) \(seconds(earliest, up: true))\n"
+        return "\(bootID) \(hundredths(answeredAt, up: true)) \(hundredths(gone, up: false)) \(hundredths(earliest, up: true))\n"
     }
 
-    private static func seconds(_ duration: Duration, up: Bool) -> Int64 {
-        let (whole, fraction) = duration.components
-        return up && fraction > 0 ? whole + 1 : (!up && fraction < 0 ? whole - 1 : whole)
+    /// `duration` in hundredths of a second, rounded up or down.
+    private static func hundredths(_ duration: Duration, up: Bool) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        let unit: Int64 = 10_000_000_000_000_000
+        var whole = seconds * 100 + attoseconds / unit
+        let rest = attoseconds % unit
+        if up && rest > 0 { whole += 1 }
+        if !up && rest < 0 { whole -= 1 }
+        return whole
     }
 
     /// What the task's watchdog is told: `down` (fenced at the lease's batch deadline), a number
@@ -88,8 +93,8 @@ enum TaskLease {
     /// The watchdog, run by the task's wrapper (`bash`) as a subshell in the background, so that
     /// `$$` is the wrapper's pid, which leads the task's process group. It closes every inherited
     /// descriptor above 2 (one of them tells the agent that the wrapper has ended, and `sh` cannot
-    /// close those past 9), waits a second at a time on a pipe of its own (no process started per
-    /// second) and ends when the wrapper or the task has. What is left of the task after its kill
+    /// close those past 9), waits half a second at a time on a pipe of its own (no process started
+    /// for it) and ends when the wrapper or the task has. What is left of the task after its kill
     /// timeout gets SIGKILL: its process group, and every process that carries its mark
     /// (``TaskProcess/marker``), as the agent's own stop does.
     static let watchdog = #"""
@@ -98,21 +103,22 @@ enum TaskLease {
         read -r boot < /proc/sys/kernel/random/boot_id
         exec {tick}<> <(:)
         while :; do
-          read -r -t 1 -u "$tick"
+          read -r -t 0.5 -u "$tick"
           kill -0 "$$" 2>/dev/null || exit 0
           [ -e "$DROVER_EXIT_FILE" ] && exit 0
           read -r owner answered gone earliest < "$DROVER_LEASE_FILE" 2>/dev/null || continue
           [ "$owner" = "$boot" ] || continue
           if [ "$DROVER_FENCE_AFTER" = down ]; then
-            deadline=$((gone - DROVER_KILL_TIMEOUT))
+            deadline=$((gone - DROVER_KILL_TIMEOUT * 100))
             [ "$deadline" -lt "$earliest" ] 2>/dev/null && deadline=$earliest
           else
-            deadline=$((answered + DROVER_FENCE_AFTER))
+            deadline=$((answered + DROVER_FENCE_AFTER * 100))
           fi
           read -r now _ < /proc/uptime
-          now=${now%.*}
+          now=${now/./}
+          now=$((10#$now))
           [ "$now" -lt "$deadline" ] 2>/dev/null && continue
-          echo "no answer from the control plane for $((now - answered))s: stopped before its node could be declared down" > "$DROVER_FENCE_FILE"
+          echo "no answer from the control plane for $(((now - answered) / 100))s: stopped before its node could be declared down" > "$DROVER_FENCE_FILE"
           kill -TERM -- "-$$" 2>/dev/null
           read -r -t "$DROVER_KILL_TIMEOUT" -u "$tick"
           for environ in /proc/[0-9]*/environ; do

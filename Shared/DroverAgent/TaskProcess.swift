@@ -111,6 +111,15 @@ final class TaskProcess: Sendable {
         process.terminationHandler = { finished in
             exit.complete(finished.terminationReason == .uncaughtSignal ? 128 + finished.terminationStatus : finished.terminationStatus)
         }
+        // The child starts with the mask of the thread that spawns it, and the agent's threads
+        // block most signals: a task would never see its SIGTERM, only the SIGKILL after its
+        // kill timeout. Spawn with every signal open, then close them again. A signal sent to the
+        // agent in that moment may reach this thread instead of the one that waits for it.
+        var open = sigset_t()
+        var previous = sigset_t()
+        sigemptyset(&open)
+        pthread_sigmask(SIG_SETMASK, &open, &previous)
+        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
         try process.run()
         try? stdout.close()
         try? stderr.close()

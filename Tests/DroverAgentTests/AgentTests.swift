@@ -169,6 +169,28 @@ struct AllocationRunnerTests {
         #expect(reports.all.withLock { $0.last?.clientStatus } == .complete)
     }
 
+    /// The agent's threads block most signals; a task starts with none blocked, so a stop reaches
+    /// it as SIGTERM, and it ends on its own before the SIGKILL.
+    @Test func aStoppedTaskGetsItsSIGTERMAndEndsOnItsOwn() async throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("drover-agent-term-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let reports = Reports()
+        let manager = AllocationManager(nodeID: "n1", datacenter: "dc1", dataDirectory: root, logger: Logger(label: "test")) { reports.add($0) }
+        let runs = root.appendingPathComponent("runs")
+        var running = allocation("trap 'echo stopped >> \(runs.path); exit 143' TERM; echo run >> \(runs.path); sleep 300 & wait $!")
+        running.job?.taskGroups[0].tasks[0].killTimeout = 300_000_000_000
+        try await manager.apply(running)
+        try await withTimeout(.seconds(30), "the task running") {
+            while (try? String(contentsOf: runs, encoding: .utf8)) != "run\n" { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        running.desiredStatus = .stop
+        let stop = running
+        try await withTimeout(.seconds(60), "the task ending on its SIGTERM, long before its 300 s kill timeout") {
+            try await manager.apply(stop)
+        }
+        #expect(try String(contentsOf: runs, encoding: .utf8) == "run\nstopped\n")
+    }
+
     @Test func aTaskWhoseDirectoryCannotBeMadeFailsWithTheDriversReason() async throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("drover-agent-test-file-\(UUID().uuidString)")
         _ = FileManager.default.createFile(atPath: file.path, contents: Data())

@@ -9,11 +9,13 @@ import Testing
 /// The lease's arithmetic, pure: what the agent writes after an answer, and which tasks it fences.
 struct TaskLeaseTests {
     @Test func theLeaseBoundsAFenceBetweenTheNextHeartbeatAndTheDownDeclaration() {
-        // Answered at 100.25 s, TTL 10 s, grace 10 s: gone by 118, never before 115.25.
-        #expect(TaskLease.line(bootID: "b", answeredAt: .milliseconds(100_250), ttl: .seconds(10), grace: .seconds(10)) == "b 101 118 116\n")
-        #expect(TaskLease.line(bootID: "b", answeredAt: .seconds(50), ttl: .seconds(2), grace: .seconds(2)) == "b 50 52 53\n")
+        // Answered at 100.255 s, TTL 10 s, grace 10 s: gone by 118.255, never before 115.255, in
+        // hundredths rounded to the safe side.
+        #expect(
+            TaskLease.line(bootID: "b", answeredAt: .milliseconds(100_255), ttl: .seconds(10), grace: .seconds(10)) == "b 10026 11825 11526\n")
+        #expect(TaskLease.line(bootID: "b", answeredAt: .seconds(50), ttl: .seconds(2), grace: .seconds(2)) == "b 5000 5200 5300\n")
         // Hostile durations from the control plane count as none.
-        #expect(TaskLease.line(bootID: "b", answeredAt: .seconds(50), ttl: .seconds(-5), grace: .seconds(-5)) == "b 50 48 50\n")
+        #expect(TaskLease.line(bootID: "b", answeredAt: .seconds(50), ttl: .seconds(-5), grace: .seconds(-5)) == "b 5000 4800 5000\n")
     }
 
     @Test func batchTasksAreFencedAtTheDeclarationAGroupsOwnLimitWinsAndServicesRunOn() {
@@ -68,7 +70,8 @@ struct TaskFenceTests {
         allocation.job?.taskGroups[0].tasks[0].killTimeout = 1_000_000_000
         let (final, _) = try await run(allocation, lease: lease, in: root)
         #expect(final?.clientStatus == .lost)
-        #expect(final?.clientDescription.hasPrefix("task t was fenced: no answer from the control plane for ") == true, "\(String(describing: final))")
+        #expect(
+            final?.clientDescription.hasPrefix("task t was fenced: no answer from the control plane for ") == true, "\(String(describing: final))")
         #expect(final?.taskStates["t"]?.events.contains { $0.type == "Fenced" } == true)
         #expect(final?.taskStates["t"]?.restarts == 0, "a fenced task is not restarted in place")
         #expect(try String(contentsOf: runs, encoding: .utf8) == "run\n")
@@ -76,6 +79,20 @@ struct TaskFenceTests {
         try await withTimeout(.seconds(30), "every process of the task gone") {
             while !TaskProcess.marked(mark).isEmpty { try await Task.sleep(for: .milliseconds(50)) }
         }
+    }
+
+    @Test func aFencedTaskIsAskedToStopWithSIGTERMFirst() async throws {
+        let root = try scratch()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let lease = root.appendingPathComponent("lease")
+        try writeLease(lease, answeredAgo: .seconds(600))
+        let runs = root.appendingPathComponent("runs")
+        let allocation = AllocationRunnerTests().allocation(
+            "trap 'echo stopped >> \(runs.path); exit 143' TERM; echo run >> \(runs.path); sleep 300 & wait $!")
+        let (final, _) = try await run(allocation, lease: lease, in: root)
+        #expect(final?.clientStatus == .lost)
+        #expect(try String(contentsOf: runs, encoding: .utf8) == "run\nstopped\n")
+        #expect(final?.taskStates["t"]?.events.last { $0.type == "Fenced" }?.exitCode == 143)
     }
 
     @Test(arguments: ["current", "another boot's"])

@@ -177,9 +177,24 @@ func job(_ id: String, type: String = "batch", count: Int = 1, cpu: Int = 100, c
     {"Job": {"ID": "\(id)", "Type": "\(type)", "Constraints": [\(constraints)], "TaskGroups": [{"Name": "g", "Count": \(count),
       "RestartPolicy": {"Attempts": 0, "Mode": "fail"},
       "Tasks": [{"Name": "t", "Driver": "raw_exec", "KillTimeout": 2000000000,
-        "Config": {"command": "/bin/sh", "args": ["-c", \(String(reflecting: command))]},
+        "Config": {"command": "/bin/sh", "args": ["-c", \(jsonString(command))]},
         "Resources": {"CPU": \(cpu), "MemoryMB": 32}}]}]}}
     """
+}
+
+/// `text` as a JSON string literal, quotes and escapes included.
+func jsonString(_ text: String) -> String {
+    var literal = "\""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": literal += "\\\""
+        case "\\": literal += "\\\\"
+        case "\n": literal += "\\n"
+        case _ where scalar.value < 0x20: literal += String(format: "\\u%04x", scalar.value)
+        default: literal.unicodeScalars.append(scalar)
+        }
+    }
+    return literal + "\""
 }
 
 /// The pids of processes whose command line contains `text` (`[x]yz` keeps pgrep's own shell out).

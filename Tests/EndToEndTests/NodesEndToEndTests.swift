@@ -55,6 +55,54 @@ struct NodesEndToEndTests {
         }
     }
 
+    /// Six batch tasks on a node whose agent is killed with SIGKILL: each task's watchdog stops it
+    /// before the node is declared down, so its replacement never runs beside it, and the agent
+    /// that comes back reports them lost and runs none of them again. The grace is 4 s here, so
+    /// that the fence has room before the declaration.
+    @Test func batchTasksOfAKilledAgentFenceThemselvesSoNoneRunsTwiceAndEveryJobCompletes() async throws {
+        try await Cluster.with(environment: ["DROVER_HEARTBEAT_MIN_TTL": "2", "DROVER_HEARTBEAT_GRACE": "4"]) { cluster in
+            try await cluster.addAgent("a")
+            let marker = "fence-\(cluster.run)"
+            let runs = cluster.logs.appendingPathComponent("runs-\(marker)")
+            // Each run says when it started, and when it ended or was stopped, by the boot-time clock.
+            let at = #"$(cut -d\  -f1 /proc/uptime)"#
+            let command =
+                ": \(marker); trap 'echo stopped $NOMAD_ALLOC_NAME \(at) >> \(runs.path); exit 143' TERM; "
+                + "echo start $NOMAD_ALLOC_NAME \(at) >> \(runs.path); sleep 15 & wait $!; echo end $NOMAD_ALLOC_NAME \(at) >> \(runs.path)"
+            let submitted = try await cluster.api.request("POST", "/v1/jobs", body: job("fenced", count: 6, command: command))
+            #expect(submitted.status == 200, "\(submitted.body)")
+            try await eventually("six running on a") {
+                let allocations = (try? await cluster.allocations("fenced")) ?? []
+                return allocations.count == 6
+                    && allocations.allSatisfy { $0["ClientStatus"] as? String == "running" && $0["NodeName"] as? String == "a" }
+            }
+            try await cluster.addAgent("b")
+            try await cluster.agents.value[0].kill()
+            try await eventually("node a down", within: .seconds(30)) { await cluster.nodeStatus("a") == "down" }
+            try await eventually("every task done on b", within: .seconds(90)) {
+                let allocations = (try? await cluster.allocations("fenced")) ?? []
+                return allocations.filter { $0["NodeName"] as? String == "b" && $0["ClientStatus"] as? String == "complete" }.count == 6
+            }
+            // The agent comes back to its fenced tasks: reported lost, none started again.
+            try await cluster.addAgent("a")
+            try await eventually("the job complete") {
+                ((try? await cluster.json("/v1/job/fenced")) as? [String: Any])?["Status"] as? String == "dead"
+            }
+            let allocations = try await cluster.allocations("fenced")
+            #expect(allocations.filter { $0["NodeName"] as? String == "a" && $0["ClientStatus"] as? String == "lost" }.count == 6)
+            #expect(try await processes(matching: marker).isEmpty)
+
+            let lines = try String(contentsOf: runs, encoding: .utf8).split(separator: "\n").map { $0.split(separator: " ") }
+            let names = Set(lines.map { String($0[1]) })
+            #expect(names.count == 6, "\(lines)")
+            for name in names {
+                let events = lines.filter { $0[1] == name }.map { (String($0[0]), Double($0[2]) ?? -1) }
+                #expect(events.map(\.0) == ["start", "stopped", "start", "end"], "\(name): \(events)")
+                if events.count == 4 { #expect(events[1].1 < events[2].1, "\(name) stopped before its replacement started: \(events)") }
+            }
+        }
+    }
+
     @Test func aDrainStartsReplacementsElsewhereBeforeStoppingAndCompletesOnceBothStopped() async throws {
         try await Cluster.with { cluster in
             try await cluster.addAgent("a")
