@@ -57,8 +57,9 @@ cleanup() {
 trap cleanup EXIT
 MANAGEMENT="http://127.0.0.1:$((AMQP_PORT + 10000))"
 
-# start_gateway SIDE PORT: a fresh database and virtual host, the gateway, bootstrap, 200 jobs;
-# prints the scoped token's secret.
+# start_gateway SIDE PORT: a fresh database and virtual host (with a queue that takes every
+# message, as a scheduler's would, so the outbox empties), the gateway, bootstrap, 200 jobs; the
+# scoped token's secret goes to $WORK/SIDE.token. Run in this shell, so that cleanup stops it.
 start_gateway() {
     local side=$1 port=$2
     psql -q "postgres://drover:drover@127.0.0.1:$PG_PORT/drover" -c "DROP DATABASE IF EXISTS bench_$side" -c "CREATE DATABASE bench_$side" >/dev/null
@@ -75,15 +76,20 @@ start_gateway() {
         sleep 0.1
     done
     curl -fs "http://127.0.0.1:$port/readyz" >/dev/null || die "the $side gateway is not ready; see $WORK/$side-gateway.log"
+    curl -fs -u guest:guest -X PUT -H 'content-type: application/json' \
+        --data '{"durable": false, "arguments": {"x-max-length": 1000, "x-overflow": "drop-head"}}' "$MANAGEMENT/api/queues/bench-$side/sink" >/dev/null
+    curl -fs -u guest:guest -X POST -H 'content-type: application/json' --data '{"routing_key": "#"}' \
+        "$MANAGEMENT/api/bindings/bench-$side/e/drover/q/sink" >/dev/null
     local management
-    management=$(curl -fs -X POST "http://127.0.0.1:$port/v1/acl/bootstrap" | grep -o '"SecretID":"[^"]*"' | cut -d'"' -f4)
+    management=$(curl -fs -X POST "http://127.0.0.1:$port/v1/acl/bootstrap" | grep -o '"SecretID":"[^"]*"' | cut -d'"' -f4 || true)
+    [ -n "$management" ] || die "the $side gateway did not bootstrap ACLs; see $WORK/$side-gateway.log"
     curl -fs -H "X-Nomad-Token: $management" -X POST "http://127.0.0.1:$port/v1/acl/policy/default-write" \
         --data '{"Name": "default-write", "Rules": "namespace \"default\" { policy = \"write\" }"}' >/dev/null
     for i in $(seq 1 200); do
         curl -fs -H "X-Nomad-Token: $management" -X POST "http://127.0.0.1:$port/v1/jobs" --data "$(job "listed-$i")" >/dev/null
     done
     curl -fs -H "X-Nomad-Token: $management" -X POST "http://127.0.0.1:$port/v1/acl/token" \
-        --data '{"Name": "bench", "Type": "client", "Policies": ["default-write"]}' | grep -o '"SecretID":"[^"]*"' | cut -d'"' -f4
+        --data '{"Name": "bench", "Type": "client", "Policies": ["default-write"]}' | grep -o '"SecretID":"[^"]*"' | cut -d'"' -f4 >"$WORK/$side.token"
 }
 
 job() {
@@ -108,8 +114,10 @@ function init(args) token = args[1] end
 LUA
 
 say "== gateways"
-BASE_TOKEN=$(start_gateway base 4700)
-HEAD_TOKEN=$(start_gateway head 4701)
+start_gateway base 4700
+start_gateway head 4701
+BASE_TOKEN=$(cat "$WORK/base.token")
+HEAD_TOKEN=$(cat "$WORK/head.token")
 [ -n "$BASE_TOKEN" ] && [ -n "$HEAD_TOKEN" ] || die "a scoped token could not be made; see $WORK/*-gateway.log"
 
 # round SIDE ROUTE: requests per second of one wrk run; non-2xx answers fail the run.

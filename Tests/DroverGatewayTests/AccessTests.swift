@@ -296,6 +296,37 @@ struct AccessTests {
 
 /// The challenge a 401 carries: Bearer on Nomad's routes; Basic on the Chronos-shaped ones, since
 /// chronos-python (httplib2) sends its username and password (the token) only after a Basic challenge.
+/// The guard fails closed: a route that answers a success without checking the namespace of
+/// what it touched is a fault of the gateway's, and answers 403 with nothing of what it found.
+@Suite(.serialized, .enabled(if: TestEnvironment.runsStorageIntegration))
+struct FailClosedTests {
+    @Test(arguments: [AccessConfiguration(), AccessConfiguration.disabled])
+    func aRouteThatForgetsItsNamespaceCheckAnswers403AndOneThatChecksAnswers(access: AccessConfiguration) async throws {
+        let probes: @Sendable (GuardedRouter) -> Void = { routes in
+            routes.get("/probe/unchecked", .namespace(.readJob)) { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "secret"))) }
+            routes.get("/probe/checked", .namespace(.readJob)) { _, context in
+                try context.caller.authorize(.readJob, in: "default")
+                return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "allowed")))
+            }
+            routes.get("/probe/fixed", .namespace(.readJob), scope: .fixed("default")) { _, _ in Response(status: .ok) }
+        }
+        try await withTestGateway(access: access, extraRoutes: probes) { client, _ in
+            var headers = HTTPFields()
+            if access.enabled {
+                let token = try await client.execute(uri: "/v1/acl/bootstrap", method: .post).body
+                let secret = try #require((try JSONSerialization.jsonObject(with: Data(buffer: token)) as? [String: Any])?["SecretID"] as? String)
+                headers[.init("X-Nomad-Token")!] = secret
+            }
+            let unchecked = try await client.execute(uri: "/probe/unchecked", method: .get, headers: headers)
+            #expect(unchecked.status == .forbidden)
+            #expect(!String(buffer: unchecked.body).contains("secret"))
+            let checked = try await client.execute(uri: "/probe/checked", method: .get, headers: headers)
+            #expect(checked.status == .ok && String(buffer: checked.body) == "allowed")
+            #expect(try await client.execute(uri: "/probe/fixed", method: .get, headers: headers).status == .ok, "the guard checked it")
+        }
+    }
+}
+
 @Suite struct ChallengeTests {
     @Test(arguments: [("/v1/jobs", "Bearer"), ("/scheduler/jobs", "Basic"), ("/v1/scheduler/iso8601", "Basic")])
     func aMissingTokenIsChallengedAsTheRoutesClientsExpect(_ example: (path: String, scheme: String)) {
