@@ -303,7 +303,9 @@ struct FailClosedTests {
     @Test(arguments: [AccessConfiguration(), AccessConfiguration.disabled])
     func aRouteThatForgetsItsNamespaceCheckAnswers403AndOneThatChecksAnswers(access: AccessConfiguration) async throws {
         let probes: @Sendable (GuardedRouter) -> Void = { routes in
-            routes.get("/probe/unchecked", .namespace(.readJob)) { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "secret"))) }
+            routes.get("/probe/unchecked", .namespace(.readJob)) { _, _ in
+                Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "secret")))
+            }
             routes.get("/probe/checked", .namespace(.readJob)) { _, context in
                 try context.caller.authorize(.readJob, in: "default")
                 return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "allowed")))
