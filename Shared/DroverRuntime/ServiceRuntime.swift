@@ -227,11 +227,17 @@ struct Watched: Service {
         try await withThrowingTaskGroup(of: Bool.self) { group in
             group.addTask {
                 // Noted when the group asks, not when a task gets to run: under load a cancel can
-                // come before the watch below has seen the request.
-                try await withGracefulShutdownHandler {
-                    try await service.run()
-                } onGracefulShutdown: {
-                    asked.set()
+                // come before the watch below has seen the request. An ask that comes after the
+                // cancel does not count: a group that has timed out still asks the services it
+                // had not reached yet, as it goes on down the list.
+                try await withTaskCancellationHandler {
+                    try await withGracefulShutdownHandler {
+                        try await service.run()
+                    } onGracefulShutdown: {
+                        asked.set()
+                    }
+                } onCancel: {
+                    asked.cancelled()
                 }
                 return true
             }
@@ -257,11 +263,14 @@ final class CancelledServices: Sendable {
     let names = Mutex<[String]>([])
 }
 
-/// Whether a service was asked to shut down; set by one task, read by another.
+/// Whether a service was asked to shut down before it was cancelled; set by one task, read by
+/// another.
 final class ShutdownAsked: Sendable {
-    private let value = Mutex(false)
-    var isSet: Bool { value.withLock { $0 } }
-    func set() { value.withLock { $0 = true } }
+    private let value = Mutex((asked: false, cancelled: false))
+    var isSet: Bool { value.withLock { $0.asked } }
+    /// Asked to shut down: counts only while not cancelled yet.
+    func set() { value.withLock { if !$0.cancelled { $0.asked = true } } }
+    func cancelled() { value.withLock { $0.cancelled = true } }
 }
 
 /// Shutting down took longer than allowed, and the services named were cancelled.
