@@ -166,6 +166,7 @@ let package = Package(
             name: "DroverAgent",
             dependencies: [
                 "CDroverSystem",
+                "DroverProcess",
                 "DroverMessaging",
                 "DroverHTTPClient",
                 "DroverModel",
@@ -180,9 +181,10 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        .target(name: "DroverProcess", path: "Shared/DroverProcess", swiftSettings: swiftSettings),
         .target(
             name: "DroverProviders",
-            dependencies: ["DroverModel", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["DroverModel", "DroverProcess", .product(name: "Logging", package: "swift-log")],
             path: "Shared/DroverProviders",
             swiftSettings: swiftSettings
         ),
@@ -341,7 +343,10 @@ let package = Package(
         // MARK: Tests
         .target(
             name: "DroverTestSupport",
-            dependencies: ["DroverStorage", .product(name: "PostgresNIO", package: "postgres-nio"), .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "DroverStorage", "DroverProcess", .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Tests/DroverTestSupport"
         ),
         .testTarget(name: "DroverModelTests", dependencies: ["DroverModel"], path: "Tests/DroverModelTests"),
@@ -392,7 +397,7 @@ let package = Package(
         .testTarget(
             name: "DroverAgentTests",
             dependencies: [
-                "DroverAgent", "DroverModel", "DroverMessaging", "DroverTestSupport",
+                "DroverAgent", "DroverModel", "DroverMessaging", "DroverProcess", "DroverTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/DroverAgentTests"
@@ -413,7 +418,8 @@ let package = Package(
             path: "Tests/DroverRuntimeTests"
         ),
         .testTarget(
-            name: "EndToEndTests", dependencies: ["DroverMessaging", "DroverModel", "DroverTestSupport"], path: "Tests/EndToEndTests"),
+            name: "EndToEndTests", dependencies: ["DroverMessaging", "DroverModel", "DroverProcess", "DroverTestSupport"], path: "Tests/EndToEndTests"
+        ),
     ]
 )
 

@@ -1,5 +1,6 @@
 import DroverMessaging
 import DroverModel
+import DroverProcess
 import DroverRuntime
 import Foundation
 import Logging
@@ -43,7 +44,7 @@ func runScript(
         exit.finish()
     }
     do {
-        try process.run()
+        try ProcessLaunch.run(process)
     } catch {
         return (nil, "cannot start \(path): \(error)")
     }
@@ -183,7 +184,7 @@ struct NodeTermination: Sendable {
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return false }
+        guard (try? ProcessLaunch.run(process)) != nil else { return false }
         let output = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) == "stopping"

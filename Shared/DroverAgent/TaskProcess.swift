@@ -1,4 +1,5 @@
 import DroverModel
+import DroverProcess
 import Foundation
 import Synchronization
 
@@ -120,7 +121,7 @@ final class TaskProcess: Sendable {
         sigemptyset(&open)
         pthread_sigmask(SIG_SETMASK, &open, &previous)
         defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
-        try process.run()
+        try ProcessLaunch.run(process)
         try? stdout.close()
         try? stderr.close()
         self.pid = process.processIdentifier

@@ -1,4 +1,5 @@
 public import DroverModel
+import DroverProcess
 public import Foundation
 public import Logging
 import Synchronization
@@ -90,7 +91,7 @@ public final class LocalMachines: Sendable {
         process.standardOutput = output
         process.standardError = output
         process.standardInput = FileHandle.nullDevice
-        try process.run()
+        try ProcessLaunch.run(process)
         try "\(process.processIdentifier)\n".write(to: directory.appendingPathComponent("agent.pid"), atomically: true, encoding: .utf8)
         running.withLock { $0[machine.name] = process }
         logger.info(

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DroverMessaging
 import DroverModel
+import DroverProcess
 import DroverTestSupport
 import Foundation
 import Logging
@@ -260,7 +261,7 @@ struct RecoveryTests {
         orphan.executableURL = URL(fileURLWithPath: "/bin/sh")
         orphan.arguments = ["-c", "sleep 60"]
         orphan.environment = [TaskProcess.marker: folder.appendingPathComponent(".drover").appendingPathComponent("t.exit").path]
-        try orphan.run()
+        try ProcessLaunch.run(orphan)
         defer { orphan.terminate() }
         #expect(getpgid(orphan.processIdentifier) == orphan.processIdentifier)
         // Until the child has exec'd, /proc shows the test's own environment, not the mark.

@@ -1,3 +1,4 @@
+import DroverProcess
 import Foundation
 import Synchronization
 
@@ -137,7 +138,7 @@ public func runShellWithStatus(_ command: String, within limit: Duration = .seco
         exit.yield($0.terminationStatus)
         exit.finish()
     }
-    try process.run()
+    try ProcessLaunch.run(process)
     let printed = { String(decoding: (try? Data(contentsOf: file)) ?? Data(), as: UTF8.self) }
     do {
         let status = try await withTimeout(limit, "`\(command)`") {

@@ -1,3 +1,4 @@
+import DroverProcess
 import DroverTestSupport
 import Foundation
 import Testing
@@ -108,7 +109,7 @@ struct PythonProviderEndToEndTests {
             let output = try FileHandle(forWritingTo: log)
             provider.standardOutput = output
             provider.standardError = output
-            try provider.run()
+            try ProcessLaunch.run(provider)
             defer {
                 // SIGTERM, and SIGKILL if it has not gone within 10 s: never wait for ever.
                 if provider.isRunning { provider.terminate() }

@@ -1,3 +1,4 @@
+import DroverProcess
 import DroverTestSupport
 import Foundation
 import Testing
@@ -113,7 +114,7 @@ final class BackgroundProcess: Sendable {
             exit.yield(finished.terminationStatus)
             exit.finish()
         }
-        try process.run()
+        try ProcessLaunch.run(process)
         self.process = process
         self.exited = exited
     }

@@ -1,3 +1,4 @@
+import DroverProcess
 import DroverTestSupport
 import Foundation
 import Testing
@@ -66,7 +67,7 @@ final class RunningService: Sendable {
             exit.yield(finished.terminationStatus)
             exit.finish()
         }
-        try process.run()
+        try ProcessLaunch.run(process)
     }
 
     var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
@@ -314,7 +315,7 @@ struct ServicesEndToEndTests {
         process.executableURL = URL(fileURLWithPath: "/bin/sleep")
         process.arguments = ["60"]
         process.standardInput = FileHandle.nullDevice
-        try process.run()
+        try ProcessLaunch.run(process)
         let pid = process.processIdentifier
         defer { Foundation.kill(pid, SIGKILL) }
         // Until it has become `sleep`, it is still the test's own fork.
