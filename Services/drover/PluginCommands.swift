@@ -34,7 +34,7 @@ struct PluginCreate: AsyncParsableCommand {
 
     func run() async throws {
         let (data, _) = try await api.client.raw(
-            "PUT", "/v1/plugin/\(pathComponent(name))", body: try JSONEncoder().encode(PluginSpec(bindings: bindings)))
+            "PUT", "/v1/bus/plugin/\(pathComponent(name))", body: try JSONEncoder().encode(PluginSpec(bindings: bindings)))
         if json { return print(String(decoding: data, as: UTF8.self)) }
         let plugin = try JSONDecoder().decode(PluginAccess.self, from: data)
         print("Plugin \(plugin.name): queue \(plugin.queue), bound to drover.events with \(plugin.bindings.joined(separator: ", "))")
@@ -51,8 +51,8 @@ struct PluginList: AsyncParsableCommand {
     @Flag(name: .customLong("json", withSingleDash: true), help: "Print the API's answer as JSON.") var json = false
 
     func run() async throws {
-        if json { return print(try await api.client.get("/v1/plugins", as: RawJSON.self).0.pretty) }
-        let plugins = try await api.client.get("/v1/plugins", as: [PluginAccess].self).0
+        if json { return print(try await api.client.get("/v1/bus/plugins", as: RawJSON.self).0.pretty) }
+        let plugins = try await api.client.get("/v1/bus/plugins", as: [PluginAccess].self).0
         if plugins.isEmpty { return print("No plugins") }
         print(table(["Name", "User", "Queue", "Bindings"], plugins.map { [$0.name, $0.user, $0.queue, $0.bindings.joined(separator: " ")] }))
     }
@@ -66,7 +66,7 @@ struct PluginDelete: AsyncParsableCommand {
     @Argument(help: "The plugin's name.") var name: String
 
     func run() async throws {
-        _ = try await api.client.raw("DELETE", "/v1/plugin/\(pathComponent(name))")
+        _ = try await api.client.raw("DELETE", "/v1/bus/plugin/\(pathComponent(name))")
         print("Plugin \(name) deleted")
     }
 }

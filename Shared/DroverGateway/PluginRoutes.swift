@@ -8,7 +8,7 @@ import Hummingbird
 extension Gateway {
     func addPluginRoutes(to routes: GuardedRouter) {
         // Makes (or re-keys, and binds again) a plugin: its password is shown in this answer only.
-        routes.put("/v1/plugin/:name", .operator(.write)) { request, context in
+        routes.put("/v1/bus/plugin/:name", .operator(.write)) { request, context in
             try await handle {
                 let name = context.parameters.get("name") ?? ""
                 let spec = try await Self.decodeBody(PluginSpec.self, request)
@@ -24,7 +24,7 @@ extension Gateway {
                     PluginAccess(name: name, user: user, url: endpoint.url, queue: BrokerUsers.queue(ofPlugin: name), bindings: bindings), index: nil)
             }
         }
-        routes.get("/v1/plugins", .operator(.read)) { _, _ in
+        routes.get("/v1/bus/plugins", .operator(.read)) { _, _ in
             try await handle {
                 let plugins = try await brokerManagement { try await brokerUsers.plugins() }
                 return Self.json(
@@ -38,7 +38,7 @@ extension Gateway {
                     }, index: nil)
             }
         }
-        routes.delete("/v1/plugin/:name", .operator(.write)) { _, context in
+        routes.delete("/v1/bus/plugin/:name", .operator(.write)) { _, context in
             try await handle {
                 let name = context.parameters.get("name") ?? ""
                 guard PluginSpec.isName(name) else {

@@ -1,6 +1,6 @@
 /// A plugin's access to the events: a broker user of its own (`drover-plugin-<name>`) that may
 /// read only its own queues (`plugin.<name>`, `plugin.<name>.…`) and bind them to the public
-/// events exchange only with the keys it was given. What `PUT /v1/plugin/:name` takes.
+/// events exchange only with the keys it was given. What `PUT /v1/bus/plugin/:name` takes.
 public struct PluginSpec: Codable, Sendable, Equatable {
     /// Binding keys on `drover.events`, such as `event.job.#` or `event.allocation.failed.*`.
     public var bindings: [String]

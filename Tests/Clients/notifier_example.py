@@ -25,7 +25,7 @@ def call(method, path, body=None):
 notifier = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "plugins", "python-notifier", "notifier.py")
 
 
-status, plugin = call("PUT", "/v1/plugin/notifier", {"Bindings": ["event.allocation.failed.*"]})
+status, plugin = call("PUT", "/v1/bus/plugin/notifier", {"Bindings": ["event.allocation.failed.*"]})
 check(status == 200, f"the notifier's broker user and queue are made ({status})")
 process = subprocess.Popen([sys.executable, notifier, "--amqp-url", plugin["URL"], "--queue", plugin["Queue"], "--address", base,
                             "--token", secret, "--lines", "2", "--once"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -46,5 +46,5 @@ report = json.loads(out.strip().splitlines()[-1])
 check(report["job"] == "fails-loudly" and report["status"] == "failed", f"it names the failed job: {report}")
 check(report["owner"] == "alice@example.com", "and its owner")
 check(report["tail"].get("t", "").splitlines()[-2:] == ["two", "boom"], f"and the last lines of its output: {report['tail']}")
-call("DELETE", "/v1/plugin/notifier")
+call("DELETE", "/v1/bus/plugin/notifier")
 print("all checks passed")

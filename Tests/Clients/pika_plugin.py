@@ -1,4 +1,4 @@
-"""Plugin users (`PUT /v1/plugin/:name`, what `drover plugin create` calls) as the broker enforces them, with pika.
+"""Plugin users (`PUT /v1/bus/plugin/:name`, what `drover plugin create` calls) as the broker enforces them, with pika.
 
 Usage: python pika_plugin.py HOST PORT MANAGEMENT_SECRET
 A plugin bound to `event.job.#` receives a job's registration on its queue with its own URL, and
@@ -35,9 +35,9 @@ def refused(attempt):
         return closed.reply_code
 
 
-status, notifier = call("PUT", "/v1/plugin/notifier", {"Bindings": ["event.job.#"]})
+status, notifier = call("PUT", "/v1/bus/plugin/notifier", {"Bindings": ["event.job.#"]})
 check(status == 200 and notifier["Queue"] == "plugin.notifier" and notifier["User"] == "drover-plugin-notifier", f"a plugin is made ({status} {notifier})")
-status, other = call("PUT", "/v1/plugin/other", {"Bindings": ["event.node.#"]})
+status, other = call("PUT", "/v1/bus/plugin/other", {"Bindings": ["event.node.#"]})
 check(status == 200, "a second plugin is made")
 
 connection = pika.BlockingConnection(pika.URLParameters(notifier["URL"]))
@@ -67,27 +67,27 @@ check(code == 403, f"reading another plugin's queue is refused ({code})")
 code = refused(lambda c: (c.confirm_delivery(), c.basic_publish(exchange="drover", routing_key="cluster.eval.x.pending", body=b"{}")))
 check(code == 403, f"publishing is refused ({code})")
 
-status, listed = call("GET", "/v1/plugins")
+status, listed = call("GET", "/v1/bus/plugins")
 check(status == 200 and [(p["Name"], p["Bindings"]) for p in listed] == [("notifier", ["event.job.#"]), ("other", ["event.node.#"])],
       f"plugins are listed with their bindings: {listed}")
 check(all(":" not in p["URL"].split("@")[0].split("//")[1] for p in listed), "a listed URL holds no password")
 
-status, answer = call("PUT", "/v1/plugin/Bad_Name", {"Bindings": ["event.#"]})
+status, answer = call("PUT", "/v1/bus/plugin/Bad_Name", {"Bindings": ["event.#"]})
 check(status == 400 and answer["Fields"][0]["Field"] == "Name", f"a bad name is refused, naming the field ({status})")
-status, answer = call("PUT", "/v1/plugin/x", {"Bindings": ["cluster.#"]})
+status, answer = call("PUT", "/v1/bus/plugin/x", {"Bindings": ["cluster.#"]})
 check(status == 400 and answer["Fields"][0]["Field"] == "Bindings[0]", f"a binding outside the events is refused ({status})")
-status, _ = call("PUT", "/v1/plugin/x", {"Bindings": ["event.#"]}, token=None)
+status, _ = call("PUT", "/v1/bus/plugin/x", {"Bindings": ["event.#"]}, token=None)
 check(status == 401, f"making a plugin needs a token ({status})")
 
 connection.close()
-status, _ = call("DELETE", "/v1/plugin/notifier")
+status, _ = call("DELETE", "/v1/bus/plugin/notifier")
 check(status == 204, f"a plugin is deleted ({status})")
 try:
     pika.BlockingConnection(pika.URLParameters(notifier["URL"])).close()
     check(False, "its user is gone")
 except pika.exceptions.AMQPConnectionError:
     check(True, "its user is gone")
-status, _ = call("DELETE", "/v1/plugin/notifier")
+status, _ = call("DELETE", "/v1/bus/plugin/notifier")
 check(status == 404, f"deleting it again: not found ({status})")
-call("DELETE", "/v1/plugin/other")
+call("DELETE", "/v1/bus/plugin/other")
 print("all checks passed")
