@@ -1,3 +1,4 @@
+import DroverMessaging
 import Foundation
 public import Logging
 import NIOSSL
@@ -105,11 +106,23 @@ public struct Database: Sendable {
     /// rather than when a relay wakes and finds them.
     public func transaction<Result: Sendable>(_ body: (UnitOfWork) async throws -> Result) async throws -> Result {
         let claims = outboxHandOff.isAttached
-        let (result, messages) = try await plainTransaction { connection in
-            let work = UnitOfWork(connection: connection, logger: logger, claimsForRelay: claims)
-            let result = try await body(work)
-            try await work.flush()
-            return (result, work.written)
+        var attempt = 1
+        let (result, messages): (Result, [OutgoingMessage])
+        while true {
+            do {
+                (result, messages) = try await plainTransaction { connection in
+                    let work = UnitOfWork(connection: connection, logger: logger, claimsForRelay: claims)
+                    let result = try await body(work)
+                    try await work.flush()
+                    return (result, work.written)
+                }
+                break
+            } catch let error as PSQLError where error.serverInfo?[.sqlState] == "40P01" && attempt < 3 {
+                // A deadlock: PostgreSQL rolled this transaction back so that the other one goes
+                // on. Nothing of it was written, so it runs again, as PostgreSQL advises.
+                logger.warning("Transaction ended by a deadlock; running it again", metadata: ["attempt": "\(attempt)"])
+                attempt += 1
+            }
         }
         if claims && !messages.isEmpty && !outboxHandOff.handOff(messages) {
             // The relay stopped meanwhile: give the rows to any relay now.
