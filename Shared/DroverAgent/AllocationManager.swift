@@ -18,17 +18,17 @@ actor AllocationManager {
     private let reports: @Sendable (AllocationStatusReport) -> Void
     private let execUsers: ExecUsers
     private var runners: [String: AllocationRunner] = [:]
-    private let leaseFile: URL?
+    private let leaseFile: URL
 
     /// - Parameter reports: called with every report an allocation makes, in order.
     /// - Parameter execUsers: the users `exec` tasks may run as.
-    /// - Parameter fenced: whether tasks are fenced by the agent's lease (``TaskLease``).
+    /// Its tasks are fenced by the agent's lease (``TaskLease``), `<data-dir>/lease`.
     init(
-        nodeID: String, datacenter: String, dataDirectory: URL, execUsers: ExecUsers = ExecUsers(), fenced: Bool = true, logger: Logger,
+        nodeID: String, datacenter: String, dataDirectory: URL, execUsers: ExecUsers = ExecUsers(), logger: Logger,
         reports: @escaping @Sendable (AllocationStatusReport) -> Void
     ) {
         self.execUsers = execUsers
-        self.leaseFile = fenced ? TaskLease.file(in: dataDirectory) : nil
+        self.leaseFile = TaskLease.file(in: dataDirectory)
         self.nodeID = nodeID
         self.datacenter = datacenter
         self.root = dataDirectory.appendingPathComponent("alloc")

@@ -442,26 +442,9 @@ actor AllocationRunner {
                 encodedAllocation = try encoder.encode(record.allocation)
             }
             let file = directory.appendingPathComponent("state.json").path
-            try Self.write(try record.encoded(allocation: encodedAllocation ?? Data()), to: file + ".new")
-            guard rename(file + ".new", file) == 0 else { throw POSIXError.fromErrno() }
+            try FileReplacement.replace(file, with: try record.encoded(allocation: encodedAllocation ?? Data()))
         } catch {
             logger.error("Could not save allocation state", metadata: ["error": "\(error)"])
-        }
-    }
-
-    /// Writes `data` to `path` with plain system calls (Foundation's `Data.write` always fsyncs).
-    private static func write(_ data: Data, to path: String) throws {
-        let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw POSIXError.fromErrno() }
-        defer { close(descriptor) }
-        try data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
-            var written = 0
-            while written < bytes.count {
-                let count = Foundation.write(descriptor, bytes.baseAddress! + written, bytes.count - written)
-                if count < 0 && errno == EINTR { continue }
-                guard count > 0 else { throw POSIXError.fromErrno() }
-                written += count
-            }
         }
     }
 

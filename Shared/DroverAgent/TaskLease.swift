@@ -9,14 +9,14 @@ import Foundation
 ///
 /// The agent writes `<data-dir>/lease` each time the control plane answers it. Each task that
 /// must not run on without the control plane (what ``ClientDisconnect`` would stop) has a
-/// watchdog beside it, in its wrapper, that outlives the agent. It reads the lease once a second,
-/// and when the lease has run out it stops the task's process group and records the task as
-/// fenced, with the reason. A task that is fenced has stopped before its node could be declared
+/// watchdog beside it, in its wrapper, that outlives the agent. It reads the lease twice a
+/// second, and when the lease has run out it stops the task's process group and records the task
+/// as fenced, with the reason. A task that is fenced has stopped before its node could be declared
 /// down, so it never runs beside its replacement. An agent that comes back in time renews the
 /// lease with the next answer, and the task runs on.
 ///
-/// The times are seconds of the boot-time clock (`/proc/uptime`), which wall-clock changes do not
-/// move. The boot's id (`/proc/sys/kernel/random/boot_id`) comes first: a lease of an earlier boot
+/// The times are hundredths of a second of the boot-time clock (`/proc/uptime`), which wall-clock
+/// changes do not move. The boot's id (`/proc/sys/kernel/random/boot_id`) comes first: a lease of an earlier boot
 /// fences nothing, since none of that boot's tasks survived it.
 enum TaskLease {
     /// The lease's one line: `<boot id> <answered> <gone> <earliest>`, in hundredths of a second
@@ -77,17 +77,10 @@ enum TaskLease {
     static func file(in dataDirectory: URL) -> URL { dataDirectory.appendingPathComponent("lease") }
 
     /// Writes the lease after an answer that asked for a heartbeat every `ttl`, with `grace`
-    /// past it: whole or not at all (a new file renamed over the old one).
+    /// past it, whole or not at all.
     static func renew(_ file: URL, ttl: Duration, grace: Duration) throws {
         guard let bootID else { return }
-        let data = Data(line(bootID: bootID, answeredAt: bootTime(), ttl: ttl, grace: grace).utf8)
-        let temporary = file.path + ".new"
-        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw POSIXError.fromErrno() }
-        let written = data.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-        close(descriptor)
-        guard written == data.count else { throw POSIXError.fromErrno() }
-        guard rename(temporary, file.path) == 0 else { throw POSIXError.fromErrno() }
+        try FileReplacement.replace(file.path, with: Data(line(bootID: bootID, answeredAt: bootTime(), ttl: ttl, grace: grace).utf8))
     }
 
     /// The watchdog, run by the task's wrapper (`bash`) as a subshell in the background, so that

@@ -24,24 +24,21 @@ final class TaskProcess: Sendable {
     private let exit = ExitLatch()
     private let process: Process?
 
-    static let wrapper = #"trap : TERM INT; "$0" "$@"; code=$?; echo "$code" > "$DROVER_EXIT_FILE"; exit "$code""#
-    /// The exec driver's wrapper: joins the task's cgroup, runs the task as its user without
-    /// capabilities, and records its exit code as root.
-    static let execWrapper =
-        #"trap : TERM INT; echo $$ > "$DROVER_CGROUP/cgroup.procs" || exit 125; "#
-        + #"setpriv --reuid="$DROVER_USER" --regid="$DROVER_GROUP" --init-groups --inh-caps=-all --bounding-set=-all --no-new-privs -- "$0" "$@"; "#
-        + #"code=$?; echo "$code" > "$DROVER_EXIT_FILE"; exit "$code""#
-
-    /// The wrapper of a task fenced by its lease (``TaskLease``): the same, in `bash`, with the
-    /// lease's watchdog beside the task, killed once the task has ended.
-    static func fencedWrapper(exec: Bool) -> String {
-        let start = exec ? #"trap : TERM INT; echo $$ > "$DROVER_CGROUP/cgroup.procs" || exit 125; "# : "trap : TERM INT; "
-        let run =
+    /// The wrapper around a task: it records the task's exit code in a file, as root where the
+    /// task runs as another user. For the exec driver it joins the task's cgroup and runs the
+    /// task as its user without capabilities. Fenced by the agent's lease (``TaskLease``), it runs
+    /// in `bash`, with the lease's watchdog beside the task, killed once the task has ended.
+    static func wrapper(exec: Bool, fenced: Bool) -> String {
+        var script = "trap : TERM INT; "
+        if exec { script += #"echo $$ > "$DROVER_CGROUP/cgroup.procs" || exit 125; "# }
+        if fenced { script += "( " + TaskLease.watchdog + " ) & drover_watchdog=$!; " }
+        script +=
             exec
             ? #"setpriv --reuid="$DROVER_USER" --regid="$DROVER_GROUP" --init-groups --inh-caps=-all --bounding-set=-all --no-new-privs -- "$0" "$@"; "#
             : #""$0" "$@"; "#
-        return start + "( " + TaskLease.watchdog + " ) & drover_watchdog=$!; " + run
-            + #"code=$?; kill -KILL "$drover_watchdog" 2>/dev/null; echo "$code" > "$DROVER_EXIT_FILE"; exit "$code""#
+        script += "code=$?; "
+        if fenced { script += #"kill -KILL "$drover_watchdog" 2>/dev/null; "# }
+        return script + #"echo "$code" > "$DROVER_EXIT_FILE"; exit "$code""#
     }
 
     /// What a task's watchdog needs: where the lease and the fence are, when to fence, and how
@@ -79,20 +76,15 @@ final class TaskProcess: Sendable {
         var environment = launch.environment
         // Join the cgroup as root, then drop to the task's user for the task alone: the wrapper
         // stays root and records the exit code where the task cannot write.
-        let wrapper: String
         if let fence = launch.fence {
             unlink(fence.fenceFile.path)
-            process.executableURL = URL(fileURLWithPath: "/bin/bash")
-            wrapper = Self.fencedWrapper(exec: launch.cgroup != nil)
             environment["DROVER_LEASE_FILE"] = fence.leaseFile.path
             environment["DROVER_FENCE_FILE"] = fence.fenceFile.path
             environment["DROVER_FENCE_AFTER"] = fence.after
             environment["DROVER_KILL_TIMEOUT"] = String(max(fence.killTimeoutSeconds, 1))
-        } else {
-            process.executableURL = URL(fileURLWithPath: "/bin/sh")
-            wrapper = launch.cgroup != nil ? Self.execWrapper : Self.wrapper
         }
-        process.arguments = ["-c", wrapper, launch.command] + launch.args
+        process.executableURL = URL(fileURLWithPath: launch.fence == nil ? "/bin/sh" : "/bin/bash")
+        process.arguments = ["-c", Self.wrapper(exec: launch.cgroup != nil, fenced: launch.fence != nil), launch.command] + launch.args
         environment["DROVER_EXIT_FILE"] = launch.exitFile.path
         environment[Self.marker] = launch.exitFile.path
         if let cgroup = launch.cgroup {

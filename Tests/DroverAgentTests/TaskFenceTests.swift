@@ -30,10 +30,12 @@ struct TaskLeaseTests {
 
 /// Tasks run for real beside their watchdog, with a lease file the test writes as the agent would.
 struct TaskFenceTests {
-    func scratch() throws -> URL {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("drover-agent-fence-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        return directory
+    /// Runs `body` with a fresh directory, removed afterwards, and where the lease goes in it.
+    func withScratch(_ body: (_ root: URL, _ lease: URL) async throws -> Void) async throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("drover-agent-fence-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: root) }
+        try await body(root, root.appendingPathComponent("lease"))
     }
 
     /// A lease answered `ago` before now, with `ttl` and `grace`.
@@ -58,98 +60,95 @@ struct TaskFenceTests {
     }
 
     @Test func aBatchTaskWhoseLeaseRanOutIsFencedOnceNeverRestartedAndNothingOfItIsLeft() async throws {
-        let root = try scratch()
-        defer { try? FileManager.default.removeItem(at: root) }
-        let lease = root.appendingPathComponent("lease")
-        try writeLease(lease, answeredAgo: .seconds(600))
-        let runs = root.appendingPathComponent("runs")
-        // A task that ignores SIGTERM, and a child of it that left its group: both go.
-        let restart = RestartPolicy(attempts: 3, interval: 600_000_000_000, delay: 10_000_000, mode: "fail")
-        var allocation = AllocationRunnerTests().allocation(
-            "echo run >> \(runs.path); trap '' TERM; setsid sleep 300 & sleep 300", restart: restart)
-        allocation.job?.taskGroups[0].tasks[0].killTimeout = 1_000_000_000
-        let (final, _) = try await run(allocation, lease: lease, in: root)
-        #expect(final?.clientStatus == .lost)
-        #expect(
-            final?.clientDescription.hasPrefix("task t was fenced: no answer from the control plane for ") == true, "\(String(describing: final))")
-        #expect(final?.taskStates["t"]?.events.contains { $0.type == "Fenced" } == true)
-        #expect(final?.taskStates["t"]?.restarts == 0, "a fenced task is not restarted in place")
-        #expect(try String(contentsOf: runs, encoding: .utf8) == "run\n")
-        let mark = root.appendingPathComponent(allocation.id).appendingPathComponent(".drover/t.exit").path
-        try await withTimeout(.seconds(30), "every process of the task gone") {
-            while !TaskProcess.marked(mark).isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+        try await withScratch { root, lease in
+            try writeLease(lease, answeredAgo: .seconds(600))
+            let runs = root.appendingPathComponent("runs")
+            // A task that ignores SIGTERM, and a child of it that left its group: both go.
+            let restart = RestartPolicy(attempts: 3, interval: 600_000_000_000, delay: 10_000_000, mode: "fail")
+            var allocation = AllocationRunnerTests().allocation(
+                "echo run >> \(runs.path); trap '' TERM; setsid sleep 300 & sleep 300", restart: restart)
+            allocation.job?.taskGroups[0].tasks[0].killTimeout = 1_000_000_000
+            let (final, _) = try await run(allocation, lease: lease, in: root)
+            #expect(final?.clientStatus == .lost)
+            #expect(
+                final?.clientDescription.hasPrefix("task t was fenced: no answer from the control plane for ") == true, "\(String(describing: final))"
+            )
+            #expect(final?.taskStates["t"]?.events.contains { $0.type == "Fenced" } == true)
+            #expect(final?.taskStates["t"]?.restarts == 0, "a fenced task is not restarted in place")
+            #expect(try String(contentsOf: runs, encoding: .utf8) == "run\n")
+            let mark = root.appendingPathComponent(allocation.id).appendingPathComponent(".drover/t.exit").path
+            try await withTimeout(.seconds(30), "every process of the task gone") {
+                while !TaskProcess.marked(mark).isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+            }
         }
     }
 
     @Test func aFencedTaskIsAskedToStopWithSIGTERMFirst() async throws {
-        let root = try scratch()
-        defer { try? FileManager.default.removeItem(at: root) }
-        let lease = root.appendingPathComponent("lease")
-        try writeLease(lease, answeredAgo: .seconds(600))
-        let runs = root.appendingPathComponent("runs")
-        let allocation = AllocationRunnerTests().allocation(
-            "trap 'echo stopped >> \(runs.path); exit 143' TERM; echo run >> \(runs.path); sleep 300 & wait $!")
-        let (final, _) = try await run(allocation, lease: lease, in: root)
-        #expect(final?.clientStatus == .lost)
-        #expect(try String(contentsOf: runs, encoding: .utf8) == "run\nstopped\n")
-        #expect(final?.taskStates["t"]?.events.last { $0.type == "Fenced" }?.exitCode == 143)
+        try await withScratch { root, lease in
+            try writeLease(lease, answeredAgo: .seconds(600))
+            let runs = root.appendingPathComponent("runs")
+            let allocation = AllocationRunnerTests().allocation(
+                "trap 'echo stopped >> \(runs.path); exit 143' TERM; echo run >> \(runs.path); sleep 300 & wait $!")
+            let (final, _) = try await run(allocation, lease: lease, in: root)
+            #expect(final?.clientStatus == .lost)
+            #expect(try String(contentsOf: runs, encoding: .utf8) == "run\nstopped\n")
+            #expect(final?.taskStates["t"]?.events.last { $0.type == "Fenced" }?.exitCode == 143)
+        }
     }
 
     @Test(arguments: ["current", "another boot's"])
     func aTaskUnderALeaseThatHoldsOrIsAnotherBootsRunsToItsEnd(lease kind: String) async throws {
-        let root = try scratch()
-        defer { try? FileManager.default.removeItem(at: root) }
-        let lease = root.appendingPathComponent("lease")
-        if kind == "current" {
-            try writeLease(lease, answeredAgo: .zero, ttl: .seconds(600))
-        } else {
-            try writeLease(lease, answeredAgo: .seconds(600), bootID: "another-boot")
+        try await withScratch { root, lease in
+            if kind == "current" {
+                try writeLease(lease, answeredAgo: .zero, ttl: .seconds(600))
+            } else {
+                try writeLease(lease, answeredAgo: .seconds(600), bootID: "another-boot")
+            }
+            // Long enough for the watchdog to read the lease twice.
+            let (final, _) = try await run(AllocationRunnerTests().allocation("sleep 2.5; exit 0"), lease: lease, in: root)
+            #expect(final?.clientStatus == .complete)
+            #expect(final?.taskStates["t"]?.exitCode == 0)
         }
-        // Long enough for the watchdog to read the lease twice.
-        let (final, _) = try await run(AllocationRunnerTests().allocation("sleep 2.5; exit 0"), lease: lease, in: root)
-        #expect(final?.clientStatus == .complete)
-        #expect(final?.taskStates["t"]?.exitCode == 0)
     }
 
     @Test func aServiceTaskIsNotFencedUnlessItsGroupSaysWhen() async throws {
-        let root = try scratch()
-        defer { try? FileManager.default.removeItem(at: root) }
-        let lease = root.appendingPathComponent("lease")
-        try writeLease(lease, answeredAgo: .seconds(600))
-        // A service task that ends is restarted; with no attempts left it fails, by its own exit.
-        let (service, _) = try await run(AllocationRunnerTests().allocation("sleep 2.5; exit 0", type: .service), lease: lease, in: root)
-        #expect(service?.clientStatus == .failed, "a service without a limit runs on, as with a living agent")
-        #expect(service?.taskStates["t"]?.exitCode == 0)
-        #expect(service?.taskStates["t"]?.events.contains { $0.type == "Fenced" } == false)
+        try await withScratch { root, lease in
+            try writeLease(lease, answeredAgo: .seconds(600))
+            // A service task that ends is restarted; with no attempts left it fails, by its own exit.
+            let (service, _) = try await run(AllocationRunnerTests().allocation("sleep 2.5; exit 0", type: .service), lease: lease, in: root)
+            #expect(service?.clientStatus == .failed, "a service without a limit runs on, as with a living agent")
+            #expect(service?.taskStates["t"]?.exitCode == 0)
+            #expect(service?.taskStates["t"]?.events.contains { $0.type == "Fenced" } == false)
 
-        var limited = AllocationRunnerTests().allocation("sleep 300", type: .service)
-        limited.job?.taskGroups[0].stopAfterClientDisconnect = 60_000_000_000
-        let (fenced, _) = try await run(limited, lease: lease, in: root)
-        #expect(fenced?.clientStatus == .lost)
+            var limited = AllocationRunnerTests().allocation("sleep 300", type: .service)
+            limited.job?.taskGroups[0].stopAfterClientDisconnect = 60_000_000_000
+            let (fenced, _) = try await run(limited, lease: lease, in: root)
+            #expect(fenced?.clientStatus == .lost)
+        }
     }
 
     @Test func anAgentThatComesBackToAFencedTaskReportsItLostWithTheReasonAndRunsNothing() async throws {
-        let root = try scratch()
-        defer { try? FileManager.default.removeItem(at: root) }
-        let allocation = RecoveryTests().allocation("sleep 60")
-        let folder = root.appendingPathComponent("alloc").appendingPathComponent(allocation.id)
-        try FileManager.default.createDirectory(at: folder.appendingPathComponent(".drover"), withIntermediateDirectories: true)
-        let record = AllocationRecord(
-            allocation: allocation, clientStatus: .running, clientDescription: "Tasks are running",
-            tasks: ["t": .init(pid: Int32.max, startTicks: 1, state: TaskState(state: .running, events: []))], reports: 3)
-        try JSONEncoder().encode(record).write(to: folder.appendingPathComponent("state.json"))
-        // What the watchdog left, and the code its wrapper recorded as the task died.
-        try "no answer from the control plane for 17s: stopped before its node could be declared down\n"
-            .write(to: folder.appendingPathComponent(".drover/t.fence"), atomically: true, encoding: .utf8)
-        try "143\n".write(to: folder.appendingPathComponent(".drover/t.exit"), atomically: true, encoding: .utf8)
-        let reports = AllocationRunnerTests.Reports()
-        let manager = AllocationManager(nodeID: "n1", datacenter: "dc1", dataDirectory: root, logger: Logger(label: "test")) { reports.add($0) }
-        await manager.recover()
-        let last = reports.all.withLock { $0 }.last
-        #expect(last?.clientStatus == .lost)
-        #expect(
-            last?.clientDescription
-                == "task t was fenced: no answer from the control plane for 17s: stopped before its node could be declared down")
-        #expect(await manager.running().isEmpty)
+        try await withScratch { root, _ in
+            let allocation = RecoveryTests().allocation("sleep 60")
+            let folder = root.appendingPathComponent("alloc").appendingPathComponent(allocation.id)
+            try FileManager.default.createDirectory(at: folder.appendingPathComponent(".drover"), withIntermediateDirectories: true)
+            let record = AllocationRecord(
+                allocation: allocation, clientStatus: .running, clientDescription: "Tasks are running",
+                tasks: ["t": .init(pid: Int32.max, startTicks: 1, state: TaskState(state: .running, events: []))], reports: 3)
+            try JSONEncoder().encode(record).write(to: folder.appendingPathComponent("state.json"))
+            // What the watchdog left, and the code its wrapper recorded as the task died.
+            try "no answer from the control plane for 17s: stopped before its node could be declared down\n"
+                .write(to: folder.appendingPathComponent(".drover/t.fence"), atomically: true, encoding: .utf8)
+            try "143\n".write(to: folder.appendingPathComponent(".drover/t.exit"), atomically: true, encoding: .utf8)
+            let reports = AllocationRunnerTests.Reports()
+            let manager = AllocationManager(nodeID: "n1", datacenter: "dc1", dataDirectory: root, logger: Logger(label: "test")) { reports.add($0) }
+            await manager.recover()
+            let last = reports.all.withLock { $0 }.last
+            #expect(last?.clientStatus == .lost)
+            #expect(
+                last?.clientDescription
+                    == "task t was fenced: no answer from the control plane for 17s: stopped before its node could be declared down")
+            #expect(await manager.running().isEmpty)
+        }
     }
 }

@@ -4,6 +4,7 @@ import DroverTestSupport
 import Foundation
 import Logging
 import PostgresNIO
+import Synchronization
 import Testing
 
 @testable import DroverStorage
@@ -286,6 +287,35 @@ struct StorageTests {
         }
     }
 
+    /// Two transactions that lock two rows in opposite orders: PostgreSQL ends one of them with
+    /// a deadlock, and it runs again and commits instead of failing.
+    @Test func aTransactionEndedByADeadlockRunsAgainAndBothCommit() async throws {
+        try await withMigratedDatabase { database in
+            _ = try await database.client.query("CREATE TABLE deadlock_probe (id int PRIMARY KEY, hits int NOT NULL)", logger: logger)
+            _ = try await database.client.query("INSERT INTO deadlock_probe VALUES (1, 0), (2, 0)", logger: logger)
+            let (first, second, runs) = (Signal(), Signal(), Runs())
+            let logger = self.logger
+            /// Locks `mine`, says so, waits until the other holds its row, then takes the other's.
+            @Sendable func both(_ mine: Int, _ said: Signal, _ other: Int, _ heard: Signal) async throws {
+                try await database.transaction { work in
+                    runs.count.withLock { $0 += 1 }
+                    _ = try await work.connection.query("UPDATE deadlock_probe SET hits = hits + 1 WHERE id = \(mine)", logger: logger)
+                    said.send()
+                    await heard.wait()
+                    _ = try await work.connection.query("UPDATE deadlock_probe SET hits = hits + 1 WHERE id = \(other)", logger: logger)
+                }
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await both(1, first, 2, second) }
+                group.addTask { try await both(2, second, 1, first) }
+                try await group.waitForAll()
+            }
+            #expect(runs.count.withLock { $0 } >= 3, "one of the two ran again")
+            let hits = try await database.client.query("SELECT sum(hits) FROM deadlock_probe", logger: logger).collect()
+            #expect(try hits.first?.decode(Int.self) == 4, "both committed once, the rolled back run left nothing")
+        }
+    }
+
     @Test func theDatabaseBeingAwayIsAnOutageAndABadStatementIsNot() async throws {
         // A connection that cannot be made or was lost is an outage.
         #expect(Database.isOutage(ChannelError.ioOnClosedChannel) && Database.isOutage(ChannelError.connectTimeout(.seconds(1))))
@@ -439,6 +469,35 @@ struct NodeArrayRepositoryTests {
             #expect(try await repository.delete(name: "execute"))
             #expect(try await repository.arrays().isEmpty)
             #expect(try await repository.targets().isEmpty)
+        }
+    }
+}
+
+/// How many times a transaction's body ran.
+final class Runs: Sendable {
+    let count = Mutex(0)
+}
+
+/// Opens once; every wait after that returns at once.
+final class Signal: Sendable {
+    private let state = Mutex<(open: Bool, waiting: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func send() {
+        let waiting = state.withLock { state in
+            state.open = true
+            defer { state.waiting = [] }
+            return state.waiting
+        }
+        for waiter in waiting { waiter.resume() }
+    }
+
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let open = state.withLock { state in
+                if !state.open { state.waiting.append(continuation) }
+                return state.open
+            }
+            if open { continuation.resume() }
         }
     }
 }

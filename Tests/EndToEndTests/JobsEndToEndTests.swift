@@ -182,19 +182,9 @@ func job(_ id: String, type: String = "batch", count: Int = 1, cpu: Int = 100, c
     """
 }
 
-/// `text` as a JSON string literal, quotes and escapes included.
+/// `text` as a JSON string literal, quotes and escapes included (encoding a string cannot fail).
 func jsonString(_ text: String) -> String {
-    var literal = "\""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": literal += "\\\""
-        case "\\": literal += "\\\\"
-        case "\n": literal += "\\n"
-        case _ where scalar.value < 0x20: literal += String(format: "\\u%04x", scalar.value)
-        default: literal.unicodeScalars.append(scalar)
-        }
-    }
-    return literal + "\""
+    (try? JSONEncoder().encode(text)).map { String(decoding: $0, as: UTF8.self) } ?? #""""#
 }
 
 /// The pids of processes whose command line contains `text` (`[x]yz` keeps pgrep's own shell out).
