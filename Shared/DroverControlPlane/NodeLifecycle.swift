@@ -37,6 +37,10 @@ public struct NodeLifecycle: Sendable {
         guard problems.isEmpty else { throw ControlPlaneError.invalid(problems) }
         let time = time ?? now()
         return try await database.transaction { work in
+            // The node's row first: a purge under way holds it, and the tombstone read after it
+            // then sees what that purge committed. Read before, it missed a purge that committed
+            // meanwhile, and the registration made the purged node again.
+            let previous = try await work.nodes.lockReported(reported.id)
             // A purged node stays gone until it enrolls again, whatever was still queued.
             if let purged = try await work.nodes.tombstone(reported.id) {
                 throw ControlPlaneError.invalid([
@@ -46,7 +50,6 @@ public struct NodeLifecycle: Sendable {
                     )
                 ])
             }
-            let previous = try await work.nodes.lockReported(reported.id)
             if Registration.isRepeat(reported, previous: previous?.spec, status: previous?.status) { return [] }
             let node = Registration.recorded(reported)
             var liveness = NodeLiveness(status: .initializing, expiresAt: nil)
