@@ -4,10 +4,6 @@ import DroverRuntime
 import Foundation
 import Logging
 
-#if canImport(Glibc)
-    import Glibc
-#endif
-
 /// The node's own identity: what it got when it joined with an enrollment token (its broker
 /// user, the control plane's broker user, its secret for the gateway), kept in
 /// `<data-dir>/credentials.json`, mode 0600, and used on every later start.
@@ -30,13 +26,17 @@ enum NodeJoining {
     }
 
     /// Joins node `nodeID` through the gateway at `address` with the one-time `token`, and keeps
-    /// what it got. A gateway that cannot be reached is tried again, every 2 s, for `patience`;
-    /// a token the gateway refuses ends it at once.
+    /// what it got. A gateway that cannot be reached, or does not answer in time, is tried again,
+    /// every 2 s, for `patience`; a token the gateway refuses ends it at once. Every attempt
+    /// carries the same join key, drawn once and kept in `<data-dir>/join-key` until the join is
+    /// kept: a gateway that used the token for an answer that never arrived (or for an agent
+    /// restarted meanwhile) lets the same node join again with it.
     static func join(
         nodeID: String, token: String, address: String, caCertificate: String?, in directory: URL, patience: Duration = .seconds(300),
         logger: Logger
     ) async throws -> NodeJoin {
-        let body = try JSONEncoder().encode(["EnrollToken": token])
+        let joinKey = try self.joinKey(in: directory)
+        let body = try JSONEncoder().encode(["EnrollToken": token, "JoinKey": joinKey])
         let deadline = ContinuousClock.now + patience
         while true {
             do {
@@ -55,6 +55,7 @@ enum NodeJoining {
                 var joined = try JSONDecoder().decode(NodeJoin.self, from: answer.body)
                 joined.address = address
                 try keep(joined, in: directory)
+                try? FileManager.default.removeItem(at: joinKeyFile(in: directory))
                 return joined
             } catch let refused as Refused where !refused.description.hasPrefix("retry: ") {
                 throw refused
@@ -68,19 +69,24 @@ enum NodeJoining {
         }
     }
 
+    static func joinKeyFile(in directory: URL) -> URL { directory.appendingPathComponent("join-key") }
+
+    /// The key of this node's join: the one kept from an attempt before, or a new one, kept
+    /// (mode 0600, flushed) before it is first sent.
+    static func joinKey(in directory: URL) throws -> String {
+        let file = joinKeyFile(in: directory)
+        if let kept = try? String(contentsOf: file, encoding: .utf8), (32...256).contains(kept.utf8.count) {
+            return kept
+        }
+        // Two random (version 4) UUIDs: 244 bits from the system's secure source.
+        let key = UUID().uuidString + UUID().uuidString
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try FileReplacement.replace(file.path, with: Data(key.utf8), mode: 0o600, flush: true)
+        return key
+    }
+
     static func keep(_ joined: NodeJoin, in directory: URL) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let file = file(in: directory)
-        let data = try JSONEncoder().encode(joined)
-        let temporary = file.path + ".new"
-        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else { throw POSIXError.fromErrno() }
-        let written = data.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-        guard fchmod(descriptor, 0o600) == 0, written == data.count, fsync(descriptor) == 0 else {
-            close(descriptor)
-            throw POSIXError.fromErrno()
-        }
-        close(descriptor)
-        guard rename(temporary, file.path) == 0 else { throw POSIXError.fromErrno() }
+        try FileReplacement.replace(file(in: directory).path, with: JSONEncoder().encode(joined), mode: 0o600, flush: true)
     }
 }

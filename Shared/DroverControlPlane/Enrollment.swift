@@ -38,20 +38,26 @@ public struct EnrollmentService: Sendable {
 
     /// Joins node `nodeID` with the enrollment token `secret`, using it up: `makeBrokerUser`
     /// makes the node's broker user (in the same transaction, so that a failure leaves the token
-    /// unused). - Returns: the node's credentials.
-    /// - Throws: ``ControlPlaneError/unauthorized(_:)`` for a token that is unknown, used,
-    ///   expired or for another node.
+    /// unused). A node that asks again with the same token and the same `joinKey` (a secret it
+    /// drew for this join, whose first answer it never got) joins again, with new credentials
+    /// that replace the ones it missed. - Returns: the node's credentials.
+    /// - Throws: ``ControlPlaneError/unauthorized(_:)`` for a token that is unknown, expired, for
+    ///   another node, or used (by another node, or without this key).
     public func join(
-        nodeID: String, secret: String, now: Date = Date(),
+        nodeID: String, secret: String, joinKey: String? = nil, now: Date = Date(),
         makeBrokerUser: @Sendable (String) async throws -> (amqpURL: String, controlPlaneUser: String)
     ) async throws -> NodeJoin {
         guard RoutingKey.isValidWord(nodeID) else {
             throw ControlPlaneError.invalid([FieldError("id", "'\(nodeID.prefix(100))' must be one routing-key word: no dots, '*', '#' or spaces")])
         }
         guard !secret.isEmpty, secret.utf8.count <= 256 else { throw ControlPlaneError.invalid([FieldError("EnrollToken", "is required")]) }
+        if let joinKey, joinKey.utf8.count < 16 || joinKey.utf8.count > 256 {
+            throw ControlPlaneError.invalid([FieldError("JoinKey", "must be between 16 and 256 bytes, drawn at random for this join")])
+        }
         let nodeSecret = ACLService.newSecret()
+        let joinKeyHash = joinKey.map(ACLService.hash)
         return try await database.transaction { work in
-            guard try await work.enrollment.use(secretHash: ACLService.hash(secret), by: nodeID, at: now) != nil else {
+            guard try await work.enrollment.use(secretHash: ACLService.hash(secret), by: nodeID, joinKeyHash: joinKeyHash, at: now) != nil else {
                 throw ControlPlaneError.unauthorized("enrollment token not found, already used, expired, or for another node")
             }
             try await work.enrollment.setNodeSecret(nodeID: nodeID, secretHash: ACLService.hash(nodeSecret), at: now)

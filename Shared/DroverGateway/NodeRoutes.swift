@@ -56,7 +56,7 @@ extension Gateway {
                 let body = try await Self.decodeBody(JoinRequest.self, request)
                 let endpoint = brokerEndpoint
                 let users = brokerUsers
-                let joined = try await enrollment.join(nodeID: id, secret: body.enrollToken ?? "") { nodeID in
+                let joined = try await enrollment.join(nodeID: id, secret: body.enrollToken ?? "", joinKey: body.joinKey) { nodeID in
                     let (user, password) = try await brokerManagement { try await users.enroll(nodeID: nodeID) }
                     var node = endpoint
                     node.user = user
@@ -148,7 +148,11 @@ struct NodeEligibilityRequest: Decodable {
 /// `POST /v1/node/<id>/join`'s body.
 struct JoinRequest: Decodable {
     var enrollToken: String?
-    enum CodingKeys: String, CodingKey { case enrollToken = "EnrollToken" }
+    var joinKey: String?
+    enum CodingKeys: String, CodingKey {
+        case enrollToken = "EnrollToken"
+        case joinKey = "JoinKey"
+    }
 }
 
 /// `POST /v1/enroll-tokens`' body: how long the token lives (default 1h), and the node it is for.

@@ -17,13 +17,18 @@ public struct EnrollmentRepository: Sendable {
             """)
     }
 
-    /// Marks the token whose secret hashes to `secretHash` used by `nodeID`, if it is unused,
-    /// unexpired at `now` and for that node (or any). - Returns: its accessor id, or nil.
-    public func use(secretHash: Data, by nodeID: String, at now: Date) async throws -> String? {
+    /// Marks the token whose secret hashes to `secretHash` used by `nodeID`, if it is unexpired
+    /// at `now`, for that node (or any), and unused, or used by `nodeID` with the join key that
+    /// hashes to `joinKeyHash` (a join asked again whose first answer was lost). The first use
+    /// records the key; a use without a key can never be repeated.
+    /// - Returns: its accessor id, or nil.
+    public func use(secretHash: Data, by nodeID: String, joinKeyHash: Data?, at now: Date) async throws -> String? {
         for try await accessor in try await sql.query(
             """
-            UPDATE drover_enrollment_tokens SET used_at = \(now), used_by = \(nodeID)
-            WHERE secret_hash = \(secretHash) AND used_at IS NULL AND expires_at > \(now) AND (node_id IS NULL OR node_id = \(nodeID))
+            UPDATE drover_enrollment_tokens SET used_at = coalesce(used_at, \(now)), used_by = \(nodeID),
+                join_key_hash = coalesce(join_key_hash, \(joinKeyHash))
+            WHERE secret_hash = \(secretHash) AND expires_at > \(now) AND (node_id IS NULL OR node_id = \(nodeID))
+                AND (used_at IS NULL OR (used_by = \(nodeID) AND join_key_hash = \(joinKeyHash)))
             RETURNING accessor_id
             """
         ).decode(String.self) {

@@ -843,6 +843,14 @@ public enum DroverSchema {
                 END $$
                 """
             ]),
+        Migration(
+            version: 21, name: "enrollment join keys",
+            statements: [
+                // The SHA-256 of the key an agent drew for its join: the same agent asking again
+                // with the same token and key (its first answer lost) joins again instead of
+                // being refused for a token it used itself.
+                "ALTER TABLE drover_enrollment_tokens ADD COLUMN join_key_hash bytea"
+            ]),
     ]
 }
 

@@ -56,6 +56,47 @@ struct UseCaseTests {
         }
     }
 
+    /// A join whose answer was lost: the same node asking again with the same token and join key
+    /// joins again, its new secret replacing the one it never got; any other repeat is refused.
+    @Test func aJoinAskedAgainWithItsKeyJoinsAgainAndNoOtherRepeatDoes() async throws {
+        try await withMigratedDatabase { database in
+            let enrollment = EnrollmentService(database: database)
+            let broker: @Sendable (String) async throws -> (amqpURL: String, controlPlaneUser: String) = { ("amqp://\($0)@broker", "drover") }
+            let token = try #require(try await enrollment.createToken(lifetime: .seconds(600), nodeID: nil).secret)
+            let key = String(repeating: "k", count: 32)
+            let first = try await enrollment.join(nodeID: "n1", secret: token, joinKey: key, makeBrokerUser: broker)
+            let second = try await enrollment.join(nodeID: "n1", secret: token, joinKey: key, makeBrokerUser: broker)
+            #expect(first.nodeSecret != second.nodeSecret)
+            #expect(try await enrollment.verify(nodeID: "n1", secret: second.nodeSecret))
+            #expect(try await !enrollment.verify(nodeID: "n1", secret: first.nodeSecret), "replaced")
+            let unauthorized = ControlPlaneError.unauthorized("enrollment token not found, already used, expired, or for another node")
+            await #expect(throws: unauthorized, "another key") {
+                try await enrollment.join(nodeID: "n1", secret: token, joinKey: String(repeating: "x", count: 32), makeBrokerUser: broker)
+            }
+            await #expect(throws: unauthorized, "no key") { try await enrollment.join(nodeID: "n1", secret: token, makeBrokerUser: broker) }
+            await #expect(throws: unauthorized, "another node with the key") {
+                try await enrollment.join(nodeID: "n2", secret: token, joinKey: key, makeBrokerUser: broker)
+            }
+            #expect(try await enrollment.verify(nodeID: "n1", secret: second.nodeSecret), "a refused join changes nothing")
+            let short = await refusedFields { _ = try await enrollment.join(nodeID: "n1", secret: token, joinKey: "short", makeBrokerUser: broker) }
+            #expect(short == ["JoinKey"])
+
+            // A token used without a key cannot be used again, even by its node.
+            let keyless = try #require(try await enrollment.createToken(lifetime: .seconds(600), nodeID: "n3").secret)
+            _ = try await enrollment.join(nodeID: "n3", secret: keyless, makeBrokerUser: broker)
+            await #expect(throws: unauthorized) { try await enrollment.join(nodeID: "n3", secret: keyless, makeBrokerUser: broker) }
+            await #expect(throws: unauthorized, "a key added later") {
+                try await enrollment.join(nodeID: "n3", secret: keyless, joinKey: key, makeBrokerUser: broker)
+            }
+
+            // An expired token is refused even with its key.
+            let later = Date().addingTimeInterval(601)
+            await #expect(throws: unauthorized) {
+                try await enrollment.join(nodeID: "n1", secret: token, joinKey: key, now: later, makeBrokerUser: broker)
+            }
+        }
+    }
+
     @Test func registeringWritesTheJobAVersionAnEvaluationAndItsMessageInOneTransaction() async throws {
         try await withMigratedDatabase { database in
             let jobs = JobService(database: database)

@@ -338,6 +338,8 @@ struct NodesEndToEndTests {
                 "j", environment: ["DROVER_ENROLL_TOKEN": token, "DROVER_ADDR": "http://127.0.0.1:\(cluster.api.port)"], join: false)
             let credentials = cluster.agentDirectory("j").appendingPathComponent("credentials.json")
             #expect((try FileManager.default.attributesOfItem(atPath: credentials.path)[.posixPermissions] as? Int) == 0o600)
+            let joinKey = cluster.agentDirectory("j").appendingPathComponent("join-key").path
+            #expect(!FileManager.default.fileExists(atPath: joinKey), "the join's key goes once its answer is kept")
             let kept = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: credentials)) as? [String: Any])
             #expect((kept["AMQPURL"] as? String)?.contains("drover-node-\(node):") == true, "its own broker user")
             #expect(try await cluster.cli("node enroll-token list").output.contains(node))
@@ -345,6 +347,9 @@ struct NodesEndToEndTests {
             // Used up; and a token for one node does not let another join.
             let again = try await cluster.api.request("POST", "/v1/node/\(node)/join", body: #"{"EnrollToken": "\#(token)"}"#)
             #expect(again.status == 401 && again.body.contains("already used"), "\(again)")
+            let anotherKey = try await cluster.api.request(
+                "POST", "/v1/node/\(node)/join", body: #"{"EnrollToken": "\#(token)", "JoinKey": "\#(UUID().uuidString)"}"#)
+            #expect(anotherKey.status == 401, "only the key of the join that used it: \(anotherKey)")
             let other = try await cluster.enrollToken(for: "\(cluster.run)-k")
             #expect(try await cluster.api.request("POST", "/v1/node/\(node)/join", body: #"{"EnrollToken": "\#(other)"}"#).status == 401)
             #expect(try await cluster.api.request("POST", "/v1/node/\(node)/join", body: "{}").status == 400)
