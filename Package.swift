@@ -1,7 +1,7 @@
 // swift-tools-version:6.1
 import PackageDescription
 
-/// Every target builds with the same settings; the explicit import check (see README) makes the
+/// Every target builds with the same settings; the explicit import check (see docs/architecture.md) makes the
 /// module table below a rule the compiler enforces.
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),

@@ -332,7 +332,7 @@ public enum DroverSchema {
         Migration(
             version: 7, name: "no inbox",
             statements: [
-                // Every consumer is idempotent through natural keys (see README, "At least once"):
+                // Every consumer is idempotent through natural keys (see docs/reliability.md, "At least once"):
                 // nothing recorded processed message ids here.
                 "DROP TABLE drover_inbox"
             ]),
