@@ -9,7 +9,7 @@ public import ServiceLifecycle
 /// them, and allocations whose node has not acknowledged what is wanted of them (never reported
 /// although they should run, still running although they should stop). Every receiver is
 /// idempotent, so a message sent again that was only slow changes nothing.
-public struct Reconciliation: Sendable {
+public struct Resender: Sendable {
     let database: Database
     /// How long a notice may go unanswered before it is taken as lost.
     public let age: Duration
@@ -30,14 +30,16 @@ public struct Reconciliation: Sendable {
     }
 }
 
-/// Runs ``Reconciliation`` every half of its age.
-struct ReconciliationLoop: Service {
-    let reconciliation: Reconciliation
+/// Runs ``Resender`` every half of its age.
+struct ResenderLoop: Service {
+    let resender: Resender
     let logger: Logger
 
     func run() async throws {
-        await repeatUntilShutdown(every: reconciliation.age / 2, after: reconciliation.age / 2, logger: logger, failure: "Reconciliation failed") {
-            let sent = try await reconciliation.resend()
+        await repeatUntilShutdown(
+            every: resender.age / 2, after: resender.age / 2, logger: logger, failure: "Sending again what went unanswered failed"
+        ) {
+            let sent = try await resender.resend()
             if !sent.evaluations.isEmpty || !sent.allocations.isEmpty {
                 logger.warning(
                     "Sent again what went unanswered",

@@ -15,7 +15,7 @@ extension ControlPlane {
     /// The scheduler's: every replica reads the same queue, RabbitMQ hands each evaluation to one
     /// of them, and the database keeps two from planning one job at once. The evaluations that
     /// arrive while a batch is applied make the next batch, planned and written in one transaction.
-    /// The reconciliation sends again what went unanswered (``Reconciliation``); the garbage
+    /// The resender sends again what went unanswered (``Resender``); the garbage
     /// collection removes what is over (``GarbageCollector``).
     /// - Parameter replica: who fires scheduled jobs from here, as `GET /v1/scheduler/leader` says.
     public func schedulerWorkers(configuration: SchedulerConfiguration, replica: String, scheduleTick: Duration = .milliseconds(200))
@@ -30,11 +30,11 @@ extension ControlPlane {
             _ = try await service.process(evalIDs: batch.map(\.envelope.data.evalID))
             return [:]
         }
-        let reconciliation = ReconciliationLoop(reconciliation: Reconciliation(database: database), logger: logger)
+        let resender = ResenderLoop(resender: Resender(database: database), logger: logger)
         let collection = GarbageCollection(collector: GarbageCollector(database: database), logger: logger)
         let schedules = ScheduleLoop(
             service: ScheduleService(database: database, replica: replica, logger: logger), tick: scheduleTick, logger: logger)
-        return [outboxRelay, eventRelay, evaluations, reconciliation, collection, schedules]
+        return [outboxRelay, eventRelay, evaluations, resender, collection, schedules]
     }
 
     /// Health-monitor's: what nodes report (heartbeats, registrations, allocation states, health,

@@ -11,7 +11,7 @@ import Testing
 
 @testable import DroverControlPlane
 
-/// What keeps a lost message or an outage from costing a job: the reconciliation, and the fresh
+/// What keeps a lost message or an outage from costing a job: the resender, and the fresh
 /// grace period the fleet gets after an outage. Against a real PostgreSQL.
 @Suite(.serialized, .enabled(if: TestEnvironment.runsStorageIntegration))
 struct ReliabilityTests {
@@ -31,7 +31,7 @@ struct ReliabilityTests {
             let jobs = JobService(database: database)
             let nodes = NodeLifecycle(database: database)
             let processor = EvaluationService(database: database)
-            let reconciliation = Reconciliation(database: database, age: .seconds(60))
+            let resender = Resender(database: database, age: .seconds(60))
             try await nodes.register(node: testNode("n1"))
             let placed = try await jobs.register(smallJob("web")).evalID
             #expect(try await processor.process(evalID: placed) == .applied(placed: 1, stopped: 0, queued: 0))
@@ -39,17 +39,17 @@ struct ReliabilityTests {
             try await database.client.query("DELETE FROM drover_outbox", logger: database.logger)
 
             // Fresh: nothing is stale yet.
-            #expect(try await reconciliation.resend() == ([], []))
+            #expect(try await resender.resend() == ([], []))
             // A minute on, the pending evaluation and the allocation its node never reported are sent again.
             try await database.client.query(
                 "UPDATE drover_evaluations SET notified_at = now() - interval '2 minutes'", logger: database.logger)
             try await database.client.query(
                 "UPDATE drover_allocations SET notified_at = now() - interval '2 minutes'", logger: database.logger)
             let allocation = try #require(try await database.allocations.list(job: JobKey(id: "web")).first)
-            let sent = try await reconciliation.resend()
+            let sent = try await resender.resend()
             #expect(sent.evaluations == [pending] && sent.allocations == [allocation.id])
             #expect(try await outboxTypes(database).sorted() == [AllocationUpdate.messageType, EvaluationPending.messageType].sorted())
-            #expect(try await reconciliation.resend() == ([], []), "once per age")
+            #expect(try await resender.resend() == ([], []), "once per age")
 
             // Reported running: acknowledged, so never sent again; told to stop and still running: sent again.
             let reports = ReportService(database: database)
@@ -58,14 +58,14 @@ struct ReliabilityTests {
                     AllocationStatusReport(nodeID: "n1", allocID: allocation.id, clientStatus: .running, clientDescription: "", taskStates: [:])))
             try await database.client.query(
                 "UPDATE drover_allocations SET notified_at = now() - interval '2 minutes'", logger: database.logger)
-            #expect(try await reconciliation.resend().allocations.isEmpty)
+            #expect(try await resender.resend().allocations.isEmpty)
             let stopping = try await jobs.deregister(JobKey(id: "web"), purge: false).evalID
             _ = try await processor.process(evalID: stopping)
             #expect(try await database.allocations.read(id: allocation.id)?.desiredStatus == .stop)
-            #expect(try await reconciliation.resend().allocations.isEmpty, "a change of what is wanted counts as telling the node")
+            #expect(try await resender.resend().allocations.isEmpty, "a change of what is wanted counts as telling the node")
             try await database.client.query(
                 "UPDATE drover_allocations SET notified_at = now() - interval '2 minutes'", logger: database.logger)
-            #expect(try await reconciliation.resend().allocations == [allocation.id])
+            #expect(try await resender.resend().allocations == [allocation.id])
         }
     }
 
