@@ -65,7 +65,7 @@ let package = Package(
         .target(
             name: "DroverAutoscaling", dependencies: ["DroverModel", "DroverScheduling"], path: "Shared/DroverAutoscaling",
             swiftSettings: swiftSettings),
-        .target(name: "DroverSchedules", path: "Shared/DroverSchedules", swiftSettings: swiftSettings),
+        .target(name: "DroverCalendar", path: "Shared/DroverCalendar", swiftSettings: swiftSettings),
         .target(name: "DroverAccess", dependencies: ["DroverModel"], path: "Shared/DroverAccess", swiftSettings: swiftSettings),
         .target(
             name: "DroverMessaging",
@@ -127,7 +127,7 @@ let package = Package(
             dependencies: [
                 "DroverAccess",
                 "DroverAutoscaling",
-                "DroverSchedules",
+                "DroverCalendar",
                 "DroverModel",
                 "DroverHealth",
                 "DroverMessaging",
@@ -317,7 +317,7 @@ let package = Package(
         .executableTarget(
             name: "ScheduleBenchmark",
             dependencies: [
-                "DroverControlPlane", "DroverModel", "DroverSchedules", "DroverStorage",
+                "DroverControlPlane", "DroverModel", "DroverCalendar", "DroverStorage",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -403,7 +403,7 @@ let package = Package(
             path: "Tests/DroverAgentTests"
         ),
         .testTarget(name: "DroverAutoscalingTests", dependencies: ["DroverAutoscaling", "DroverModel"], path: "Tests/DroverAutoscalingTests"),
-        .testTarget(name: "DroverSchedulesTests", dependencies: ["DroverSchedules"], path: "Tests/DroverSchedulesTests"),
+        .testTarget(name: "DroverCalendarTests", dependencies: ["DroverCalendar"], path: "Tests/DroverCalendarTests"),
         .testTarget(
             name: "DroverRuntimeTests",
             dependencies: [

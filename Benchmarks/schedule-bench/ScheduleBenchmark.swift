@@ -1,7 +1,7 @@
 import ArgumentParser
+import DroverCalendar
 import DroverControlPlane
 import DroverModel
-import DroverSchedules
 import DroverStorage
 import Foundation
 import Logging

@@ -1,5 +1,5 @@
+import DroverCalendar
 public import DroverModel
-import DroverSchedules
 public import DroverStorage
 public import Foundation
 

@@ -1,7 +1,7 @@
+import DroverCalendar
 import DroverMessaging
 public import DroverModel
 import DroverRuntime
-import DroverSchedules
 public import DroverStorage
 public import Foundation
 public import Logging

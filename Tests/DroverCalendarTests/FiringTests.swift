@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import DroverSchedules
+@testable import DroverCalendar
 
 /// The firing core with the time passed in: each missed-run policy, the epsilon, overlap, and
 /// `Rn` counting down.

@@ -1,6 +1,6 @@
 import Testing
 
-@testable import DroverSchedules
+@testable import DroverCalendar
 
 struct ISO8601DurationTests {
     @Test(arguments: [

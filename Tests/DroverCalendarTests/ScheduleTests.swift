@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import DroverSchedules
+@testable import DroverCalendar
 
 /// The next-run calculation, table by table: ISO 8601 intervals and cron, across changes of
 /// daylight-saving time in two time zones, month ends and leap years, in UTC instants.
