@@ -347,13 +347,16 @@ let package = Package(
                 "DroverStorage", "DroverProcess", .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            path: "Tests/DroverTestSupport"
+            path: "Tests/DroverTestSupport", swiftSettings: swiftSettings
         ),
-        .testTarget(name: "DroverModelTests", dependencies: ["DroverModel"], path: "Tests/DroverModelTests"),
-        .testTarget(name: "DroverAccessTests", dependencies: ["DroverAccess", "DroverModel"], path: "Tests/DroverAccessTests"),
-        .testTarget(name: "DroverHealthTests", dependencies: ["DroverModel", "DroverHealth"], path: "Tests/DroverHealthTests"),
+        .testTarget(name: "DroverModelTests", dependencies: ["DroverModel"], path: "Tests/DroverModelTests", swiftSettings: swiftSettings),
         .testTarget(
-            name: "DroverSchedulingTests", dependencies: ["DroverModel", "DroverScheduling"], path: "Tests/DroverSchedulingTests"),
+            name: "DroverAccessTests", dependencies: ["DroverAccess", "DroverModel"], path: "Tests/DroverAccessTests", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "DroverHealthTests", dependencies: ["DroverModel", "DroverHealth"], path: "Tests/DroverHealthTests", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "DroverSchedulingTests", dependencies: ["DroverModel", "DroverScheduling"], path: "Tests/DroverSchedulingTests",
+            swiftSettings: swiftSettings),
         .testTarget(
             name: "DroverMessagingTests",
             dependencies: [
@@ -362,7 +365,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
-            path: "Tests/DroverMessagingTests"
+            path: "Tests/DroverMessagingTests", swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "DroverStorageTests",
@@ -371,7 +374,7 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            path: "Tests/DroverStorageTests"
+            path: "Tests/DroverStorageTests", swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "DroverControlPlaneTests",
@@ -381,7 +384,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
-            path: "Tests/DroverControlPlaneTests"
+            path: "Tests/DroverControlPlaneTests", swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "DroverGatewayTests",
@@ -392,7 +395,7 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            path: "Tests/DroverGatewayTests"
+            path: "Tests/DroverGatewayTests", swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "DroverAgentTests",
@@ -400,10 +403,12 @@ let package = Package(
                 "DroverAgent", "DroverModel", "DroverMessaging", "DroverProcess", "DroverTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
             ],
-            path: "Tests/DroverAgentTests"
+            path: "Tests/DroverAgentTests", swiftSettings: swiftSettings
         ),
-        .testTarget(name: "DroverAutoscalingTests", dependencies: ["DroverAutoscaling", "DroverModel"], path: "Tests/DroverAutoscalingTests"),
-        .testTarget(name: "DroverCalendarTests", dependencies: ["DroverCalendar"], path: "Tests/DroverCalendarTests"),
+        .testTarget(
+            name: "DroverAutoscalingTests", dependencies: ["DroverAutoscaling", "DroverModel"], path: "Tests/DroverAutoscalingTests",
+            swiftSettings: swiftSettings),
+        .testTarget(name: "DroverCalendarTests", dependencies: ["DroverCalendar"], path: "Tests/DroverCalendarTests", swiftSettings: swiftSettings),
         .testTarget(
             name: "DroverRuntimeTests",
             dependencies: [
@@ -415,10 +420,11 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ],
-            path: "Tests/DroverRuntimeTests"
+            path: "Tests/DroverRuntimeTests", swiftSettings: swiftSettings
         ),
         .testTarget(
-            name: "EndToEndTests", dependencies: ["DroverMessaging", "DroverModel", "DroverProcess", "DroverTestSupport"], path: "Tests/EndToEndTests"
+            name: "EndToEndTests", dependencies: ["DroverMessaging", "DroverModel", "DroverProcess", "DroverTestSupport"],
+            path: "Tests/EndToEndTests", swiftSettings: swiftSettings
         ),
     ]
 )
